@@ -1,0 +1,37 @@
+#pragma once
+// The exit-code table of DESIGN §3: the contract with AWS Batch retry strategies and
+// Step Functions. This file and exitcode.c are its single source of truth;
+// `runner --exit-codes --json` prints it and tools/exitcodes generates docker/ from it.
+#include <stdbool.h>
+
+typedef enum {
+    EXIT_OK = 0,
+    EXIT_INTERNAL = 1,
+    EXIT_USAGE = 2,
+    EXIT_BAD_INPUT = 3,
+    EXIT_OUTPUT = 4,
+    EXIT_RESOURCES = 5,
+    EXIT_GPU_OOM = 6,
+    EXIT_DIVERGED = 7,
+    EXIT_INTERRUPTED = 80,
+    EXIT_GPU_FAULT = 81,
+    EXIT_COORDINATION = 82,
+    EXIT_PEER_LOST = 83,
+    EXIT_REMOTE_IO = 84,
+} exit_code;
+
+typedef struct {
+    exit_code code;
+    const char *name;    // "GPU_OOM"
+    const char *meaning; // one sentence for --exit-codes and docs
+    bool retry;          // Batch action: RETRY (true) or EXIT
+} exit_code_info;
+
+// The whole table, in code order; *count receives its length.
+const exit_code_info *exitcode_table(int *count);
+// The entry for a code, or NULL when the code is not ours.
+const exit_code_info *exitcode_lookup(int code);
+// The name for a code ("INTERNAL" for codes that are not ours).
+const char *exitcode_name(int code);
+// Print the table as aligned text or as a JSON array to stdout.
+void exitcode_print(bool json);

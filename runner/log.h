@@ -1,0 +1,34 @@
+#pragma once
+// Logging: one JSON object per line when stdout is not a TTY (what CloudWatch Logs
+// Insights queries), readable text on a TTY; --log-format json|text overrides.
+// Every line has "ts" (RFC 3339 UTC, ms), "level", "event", then its fields.
+// Secrets registered with log_redact() are replaced by "***" in every line.
+// Thread-safe; the last LOG_RECENT_LINES lines are kept for /api/v1/logs.
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR } log_level;
+typedef enum { LOG_FORMAT_AUTO, LOG_FORMAT_JSON, LOG_FORMAT_TEXT } log_format;
+
+enum { LOG_RECENT_LINES = 512 };
+
+void log_init(log_format format, log_level min_level);
+// Static labels added to every JSON line (job id, node, rank...). Replaces the old set;
+// takes ownership of `labels` (a cJSON object) or clears them when NULL.
+void log_set_labels(cJSON *labels);
+// A line with a free-text "msg" field.
+void log_msg(log_level level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+// A line with structured fields; takes ownership of `fields` (a cJSON object, may be NULL).
+void log_fields(log_level level, const char *event, cJSON *fields);
+// Never print `secret` (passwords, tokens, keys): every occurrence becomes "***".
+void log_redact(const char *secret);
+// Copy up to `max` of the most recent JSON lines (oldest first) into `out` as
+// malloc'd strings; returns how many. Lines carry a sequence number "seq" >= since.
+size_t log_recent(char **out, size_t max, unsigned long since);
+
+#define log_debug(event, ...) log_msg(LOG_DEBUG, event, __VA_ARGS__)
+#define log_info(event, ...) log_msg(LOG_INFO, event, __VA_ARGS__)
+#define log_warn(event, ...) log_msg(LOG_WARN, event, __VA_ARGS__)
+#define log_error(event, ...) log_msg(LOG_ERROR, event, __VA_ARGS__)

@@ -1,0 +1,68 @@
+"""Shared fixtures for the black-box tests of the built `runner` binary.
+
+RUNNER_BIN names the binary under test (scripts/test sets it to the release build);
+RUNNER_ASAN_BIN the sanitizer build, for the bad-input tests that must not crash.
+"""
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _binary(env_name, default):
+    path = Path(os.environ.get(env_name, ROOT / default))
+    if not path.exists():
+        pytest.skip(f"{path} is not built (set {env_name})")
+    return path
+
+
+@pytest.fixture(scope="session")
+def runner_bin():
+    return _binary("RUNNER_BIN", "build/release/runner")
+
+
+@pytest.fixture(scope="session")
+def asan_bin():
+    return _binary("RUNNER_ASAN_BIN", "build/asan/runner")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def port():
+    return free_port()
+
+
+def base_env(**extra):
+    """A minimal environment: no RUNNER_* or AWS_* leaking in from the caller."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RUNNER_", "AWS_", "REDIS_", "SFN_"))}
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run(binary, *args, env=None, timeout=120, cwd=None):
+    """Run the binary to completion; returns CompletedProcess with text output."""
+    return subprocess.run([str(binary), *map(str, args)], env=env or base_env(),
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def exit_line(output):
+    """The final {"event":"exit",...} JSON line of a run's output."""
+    for line in reversed(output.strip().splitlines()):
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if obj.get("event") == "exit":
+            return obj
+    raise AssertionError(f"no exit line in output:\n{output[-2000:]}")
