@@ -12,3 +12,14 @@ void telemetry_scalar(const char *run, const char *tag, int64_t step, double val
 void telemetry_phase(const char *phase);
 // Progress for ETA: `done` of `total` steps in the current phase.
 void telemetry_progress(int64_t done, int64_t total);
+// Scalars of `run` also go to TensorBoard event files in `logdir` (one writer per run
+// directory); call before the run's first scalar.
+void telemetry_run_dir(const char *run, const char *logdir);
+
+// Process wiring (called by the supervisor, runner/supervisor.c):
+// before forking workers, create the shared segment in /dev/shm for `workers` workers;
+int telemetry_supervisor_init(int workers);
+// in a worker right after fork, attach as `rank` (its scalars go to its own ring);
+int telemetry_worker_attach(int rank);
+// at exit of the supervisor, unlink the segment.
+void telemetry_shutdown(void);
