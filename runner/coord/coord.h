@@ -1,0 +1,57 @@
+#pragma once
+// Coordination (DESIGN §4, §5, §7): Redis on 6379 (embedded or external), the node's
+// identity from the AWS Batch multi-node variables, rendezvous, heartbeats, the control
+// channel, the metrics stream. Runs in the supervisor; every key lives under
+// `runner:{job_id}:{attempt}:`.
+//
+// Life cycle: coord_start() once before the workers are forked, coord_stop() at exit.
+// With `--redis off` and a single node both are no-ops and coord_enabled() is false.
+#include "runner/config.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum { COORD_ID_MAX = 128, COORD_ADDR_MAX = 64, COORD_PREFIX_MAX = 192 };
+
+// Who this node is, from AWS_BATCH_JOB_* (a single local node when they are absent).
+typedef struct {
+    char job_id[COORD_ID_MAX]; // AWS_BATCH_JOB_ID without "#node", or "local-<host>-<pid>"
+    int attempt;               // AWS_BATCH_JOB_ATTEMPT, 1 when unset
+    int node_index;            // AWS_BATCH_JOB_NODE_INDEX
+    int main_node_index;       // AWS_BATCH_JOB_MAIN_NODE_INDEX
+    int num_nodes;             // AWS_BATCH_JOB_NUM_NODES
+    bool is_main;              // node_index == main_node_index
+    // The main node's address: AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS on the
+    // other nodes; Batch leaves it unset on the main node itself ("127.0.0.1" there).
+    char main_address[COORD_ADDR_MAX];
+    // This node's address as the others reach it (RUNNER_NODE_ADDRESS, else the address
+    // of the interface that routes to the main node, else 127.0.0.1).
+    char node_address[COORD_ADDR_MAX];
+    int rank;                  // node rank assigned by the rendezvous (0..num_nodes-1)
+} coord_node;
+
+// Start coordination for this process (the supervisor). Returns 0 or an exit code with
+// error_set() called: EXIT_USAGE for a bad --redis value or an embedded server bound
+// beyond loopback without REDIS_PASSWORD, EXIT_COORDINATION when Redis is unreachable
+// or the rendezvous timed out.
+int coord_start(const runner_config *cfg);
+// Stop the threads, leave the rendezvous, stop the embedded redis-server. Idempotent.
+void coord_stop(void);
+
+// True between a successful coord_start() with Redis in use and coord_stop().
+bool coord_enabled(void);
+// This node (valid after coord_start(); identity only when Redis is off).
+const coord_node *coord_self(void);
+// "runner:{job_id}:{attempt}:" (valid after coord_start()).
+const char *coord_prefix(void);
+// The exit code coordination asks for when it requested a stop: EXIT_PEER_LOST (a node
+// died), EXIT_COORDINATION (Redis lost on a multi-node job), EXIT_INTERRUPTED (a stop or
+// checkpoint command), 0 when coordination requested nothing.
+int coord_exit_code_hint(void);
+// Connection parameters for a new client in another process or thread (a worker after
+// fork): host, port and password of the Redis in use. Returns false when Redis is off.
+bool coord_redis_endpoint(char *host, int host_len, int *port, char *password,
+                          int password_len);
+// Publish one step metric of this node to the capped metrics stream (non-blocking for
+// the caller: queued and sent by the coordination thread; dropped when Redis is down).
+void coord_publish_metric(const char *run, const char *tag, int64_t step, double value);
