@@ -1,0 +1,77 @@
+#pragma once
+// The supervisor's in-memory view of telemetry: latest value and bounded history per
+// (run, tag), the job's phase and progress, a step-time histogram per run. Fed by
+// telemetry.c (directly in-process, or by its reader thread draining the workers'
+// rings); read by the HTTP servers. One mutex, held only for memory copies.
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+    STORE_RUN_MAX = 48,     // "prime", "trial-12" (bytes with the terminator)
+    STORE_TAG_MAX = 64,     // "train/loss"
+    STORE_PHASE_MAX = 32,   // "search"
+    STORE_MAX_SERIES = 1024,
+    STORE_HISTORY = 4096,   // points kept per series (oldest dropped first)
+    STORE_STEP_BUCKETS = 14,
+};
+
+// Tag conventions the servers know by name (docs/observability.md lists them).
+#define TAG_STEP_TIME "train/step_time_seconds"
+
+typedef struct {
+    int64_t step;
+    double value;
+    double wall_time;
+} store_point;
+
+typedef struct {
+    char run[STORE_RUN_MAX];
+    char tag[STORE_TAG_MAX];
+    store_point latest;
+    uint64_t count; // scalars received
+} store_series_info;
+
+typedef struct {
+    char phase[STORE_PHASE_MAX]; // "" before the first telemetry_phase()
+    double phase_since;          // wall time of the last phase change
+    double started;              // wall time the store was created (process start)
+    int64_t done, total;         // progress in the current phase
+    double progress_wall;        // wall time of the last progress update
+    double progress_rate;        // steps per second (smoothed), 0 when unknown
+    uint64_t scalars;            // scalars received
+    uint64_t dropped;            // scalars lost to full worker rings
+    uint64_t version;            // bumps on every change (SSE waits on it)
+} store_state;
+
+typedef struct {
+    char run[STORE_RUN_MAX];
+    uint64_t buckets[STORE_STEP_BUCKETS]; // cumulative counts per upper bound
+    double sum;
+    uint64_t count;
+} store_histogram;
+
+// Upper bounds (seconds) of the step-time histogram, without +Inf.
+extern const double store_step_bounds[STORE_STEP_BUCKETS];
+
+void telemetry_store_scalar(const char *run, const char *tag, int64_t step, double value,
+                            double wall_time);
+void telemetry_store_phase(const char *phase, double wall_time);
+void telemetry_store_progress(int64_t done, int64_t total, double wall_time);
+void telemetry_store_dropped(uint64_t n);
+
+void telemetry_store_state(store_state *out);
+// Latest value of run/tag; false when never written.
+bool telemetry_store_latest(const char *run, const char *tag, store_point *out);
+// Copy up to `max` series summaries (in insertion order); returns how many exist in all.
+size_t telemetry_store_series(store_series_info *out, size_t max);
+// Copy up to `max` step-time histograms (one per run); returns how many exist.
+size_t telemetry_store_histograms(store_histogram *out, size_t max);
+// {"run": {"tag": [[step, value, wall], ...]}} for points with step > since_step,
+// of one run (or all when run is NULL or ""), at most max_points per series (newest).
+cJSON *telemetry_store_history(const char *run, int64_t since_step, size_t max_points);
+// Wait until the version differs from `seen` or `timeout_ms` passes; returns the version.
+uint64_t telemetry_store_wait(uint64_t seen, int timeout_ms);
+// Forget everything (tests).
+void telemetry_store_reset(void);
