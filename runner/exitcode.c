@@ -1,5 +1,8 @@
 #include "runner/exitcode.h"
 
+#include "runner/error.h"
+#include "runner/log.h"
+
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,4 +69,39 @@ void exitcode_print(bool json) {
     if (text) puts(text);
     free(text);
     cJSON_Delete(array);
+}
+
+enum { EXIT_HOOKS_MAX = 64 };
+
+static void (*exit_hooks[EXIT_HOOKS_MAX])(void);
+static int exit_hook_count;
+
+void runner_on_exit(void (*hook)(void)) {
+    if (hook && exit_hook_count < EXIT_HOOKS_MAX) exit_hooks[exit_hook_count++] = hook;
+}
+
+void runner_exit_forget_hooks(void) {
+    exit_hook_count = 0;
+}
+
+_Noreturn void runner_exit(int code, const char *reason) {
+    // Pop before calling, so a hook that itself ends in runner_exit() cannot loop.
+    while (exit_hook_count > 0) {
+        void (*hook)(void) = exit_hooks[--exit_hook_count];
+        hook();
+    }
+    if (code < 0 || code > 255) code = EXIT_INTERNAL;
+    if (!reason || !*reason) {
+        const exit_code_info *info = exitcode_lookup(code);
+        reason = error_code() == code && *error_message() ? error_message()
+                 : info                                   ? info->meaning
+                                                          : "unknown exit code";
+    }
+    cJSON *fields = cJSON_CreateObject();
+    cJSON_AddNumberToObject(fields, "code", code);
+    cJSON_AddStringToObject(fields, "name", exitcode_name(code));
+    cJSON_AddStringToObject(fields, "reason", reason);
+    log_fields_json(code == EXIT_OK ? LOG_INFO : LOG_ERROR, "exit", fields);
+    fflush(NULL);
+    exit(code);
 }

@@ -35,3 +35,15 @@ const exit_code_info *exitcode_lookup(int code);
 const char *exitcode_name(int code);
 // Print the table as aligned text or as a JSON array to stdout.
 void exitcode_print(bool json);
+
+// Every exit of the runner process goes through runner_exit(): it runs the hooks
+// registered with runner_on_exit() (last registered first, each once), then logs the
+// one final JSON line {"event":"exit","code":N,"name":"…","reason":"…"} (labels and
+// redaction apply; JSON even on a TTY) and exits with `code`. `reason` may be NULL or
+// "" (then error_message() is used when it is set, else the code's meaning).
+_Noreturn void runner_exit(int code, const char *reason);
+// Register a hook run by runner_exit() before the final line (flush, checkpoint,
+// unlink shared memory, stop servers). Up to 64 hooks.
+void runner_on_exit(void (*hook)(void));
+// In a freshly forked worker: forget the supervisor's hooks, so they do not run twice.
+void runner_exit_forget_hooks(void);

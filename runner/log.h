@@ -27,6 +27,14 @@ void log_redact(const char *secret);
 // Copy up to `max` of the most recent JSON lines (oldest first) into `out` as
 // malloc'd strings; returns how many. Lines carry a sequence number "seq" >= since.
 size_t log_recent(char **out, size_t max, unsigned long since);
+// As log_fields, but always one JSON line whatever the format (the final exit line).
+void log_fields_json(log_level level, const char *event, cJSON *fields);
+// The format in use after resolving LOG_FORMAT_AUTO (LOG_FORMAT_JSON or LOG_FORMAT_TEXT).
+log_format log_current_format(void);
+// Replace every registered secret in `text` by "***"; returns a malloc'd string.
+char *log_redacted(const char *text);
+// Forget labels, secrets and recent lines (tests).
+void log_reset(void);
 
 #define log_debug(event, ...) log_msg(LOG_DEBUG, event, __VA_ARGS__)
 #define log_info(event, ...) log_msg(LOG_INFO, event, __VA_ARGS__)
