@@ -1,0 +1,26 @@
+#pragma once
+// Files of the job's output: directories made as needed, whole files written
+// atomically (temporary name, fsync, rename, fsync of the directory) so a crash never
+// leaves half a file under a final name, and CRC-32 checksums for checkpoint manifests.
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+// mkdir -p; 0 or EXIT_OUTPUT.
+int files_mkdirs(const char *path);
+// Write `len` bytes to `path` atomically. 0 or EXIT_OUTPUT.
+int files_write_atomic(const char *path, const void *data, size_t len);
+// Write a NUL-terminated string atomically.
+int files_write_text(const char *path, const char *text);
+// Read a whole file into a malloc'd buffer (NUL-terminated); *len may be NULL.
+// 0 or EXIT_BAD_INPUT (naming the file).
+int files_read_all(const char *path, char **out, size_t *len);
+bool files_exists(const char *path);
+bool files_is_dir(const char *path);
+// CRC-32 (zlib's) of a whole file into *crc and its size into *size; 0 or EXIT_BAD_INPUT.
+int files_crc32(const char *path, uint32_t *crc, uint64_t *size);
+// Remove a directory tree that lies under `prefix` (refused otherwise: the job never
+// deletes outside its own output). 0 or EXIT_OUTPUT / EXIT_INTERNAL.
+int files_remove_tree(const char *path, const char *prefix);
+// snprintf into a fixed buffer; EXIT_USAGE when the path would not fit.
+int files_join(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
