@@ -1,0 +1,656 @@
+// BERT WordPiece tokenizer; the steps and the rules they follow are in tokenizer.h.
+#include "runner/model/tokenizer.h"
+
+#include "runner/error.h"
+#include "runner/model/tokenizer_unicode.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <utf8proc.h>
+
+enum {
+    VOCAB_MAX_BYTES = 256 * 1024 * 1024, // a vocabulary is a few MB; refuse absurd files
+    VOCAB_MAX_TOKEN_BYTES = 1024,
+    SPECIAL_COUNT = 5,
+};
+
+// The special tokens BertTokenizerFast registers, in the order HF lists them.
+static const char *const SPECIAL_NAMES[SPECIAL_COUNT] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]",
+                                                         "[MASK]"};
+enum { SPECIAL_PAD, SPECIAL_UNK, SPECIAL_CLS, SPECIAL_SEP, SPECIAL_MASK };
+
+struct tokenizer {
+    char *text;        // the vocabulary file, lines NUL-terminated in place
+    const char **tokens; // (size) id -> token
+    int size;
+    int32_t *slots;    // open-addressing hash table of ids (-1 empty), token -> id
+    size_t slot_mask;  // table size - 1 (a power of two)
+    bool lowercase, strip_accents, chinese_chars;
+    int32_t special[SPECIAL_COUNT]; // ids, -1 when absent
+};
+
+// ------------------------------------------------------------------ growable arrays
+
+typedef struct {
+    int32_t *ids;   // (n) token ids
+    int32_t *words; // (n) source word of each token
+    int n, cap;
+} token_list;
+
+static bool token_list_push(token_list *l, int32_t id, int32_t word) {
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 64;
+        int32_t *ids = realloc(l->ids, (size_t)cap * sizeof *ids);
+        if (!ids) return false;
+        l->ids = ids;
+        int32_t *words = realloc(l->words, (size_t)cap * sizeof *words);
+        if (!words) return false;
+        l->words = words;
+        l->cap = cap;
+    }
+    l->ids[l->n] = id;
+    l->words[l->n] = word;
+    l->n++;
+    return true;
+}
+
+static void token_list_free(token_list *l) {
+    free(l->ids);
+    free(l->words);
+}
+
+typedef struct {
+    int32_t *cps;
+    size_t n, cap;
+} codepoints;
+
+static bool codepoints_push(codepoints *c, int32_t cp) {
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 256;
+        int32_t *p = realloc(c->cps, cap * sizeof *p);
+        if (!p) return false;
+        c->cps = p;
+        c->cap = cap;
+    }
+    c->cps[c->n++] = cp;
+    return true;
+}
+
+// ------------------------------------------------------------------ vocabulary
+
+static uint64_t hash_bytes(const char *s, size_t len) {
+    uint64_t h = 1469598103934665603ull; // FNV-1a
+    for (size_t i = 0; i < len; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+    return h;
+}
+
+static int32_t vocab_lookup(const tokenizer *t, const char *s, size_t len) {
+    for (size_t i = hash_bytes(s, len) & t->slot_mask;; i = (i + 1) & t->slot_mask) {
+        int32_t id = t->slots[i];
+        if (id < 0) return -1;
+        const char *tok = t->tokens[id];
+        if (strncmp(tok, s, len) == 0 && tok[len] == '\0') return id;
+    }
+}
+
+// Insert or replace: a duplicated token maps to its last line, as `tokenizers` does.
+static void vocab_insert(tokenizer *t, int32_t id) {
+    const char *tok = t->tokens[id];
+    size_t len = strlen(tok);
+    for (size_t i = hash_bytes(tok, len) & t->slot_mask;; i = (i + 1) & t->slot_mask) {
+        if (t->slots[i] < 0 || strcmp(t->tokens[t->slots[i]], tok) == 0) {
+            t->slots[i] = id;
+            return;
+        }
+    }
+}
+
+// ------------------------------------------------------------------ character classes
+
+static bool in_ranges(const uint32_t (*ranges)[2], size_t n, int32_t cp) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((uint32_t)cp < ranges[mid][0]) hi = mid;
+        else if ((uint32_t)cp > ranges[mid][1]) lo = mid + 1;
+        else return true;
+    }
+    return false;
+}
+#define IN_TABLE(table, cp) in_ranges(table, sizeof table / sizeof table[0], cp)
+
+// Unicode White_Space (Rust's char::is_whitespace, which `tokenizers` uses).
+static bool is_whitespace(int32_t cp) {
+    if ((cp >= 9 && cp <= 13) || cp == ' ' || cp == 0x85) return true;
+    utf8proc_category_t c = utf8proc_category(cp);
+    return c == UTF8PROC_CATEGORY_ZS || c == UTF8PROC_CATEGORY_ZL || c == UTF8PROC_CATEGORY_ZP;
+}
+
+// Characters clean_text drops: C* categories except unassigned; tab, LF and CR are
+// whitespace instead.
+static bool is_control(int32_t cp) {
+    if (cp == '\t' || cp == '\n' || cp == '\r') return false;
+    utf8proc_category_t c = utf8proc_category(cp);
+    bool other = c == UTF8PROC_CATEGORY_CC || c == UTF8PROC_CATEGORY_CF ||
+                 c == UTF8PROC_CATEGORY_CS || c == UTF8PROC_CATEGORY_CO;
+    return other != IN_TABLE(TOKENIZER_CONTROL_FLIP, cp);
+}
+
+// ASCII punctuation (which includes symbols such as $ + < = > ^ ` | ~) and Unicode P*.
+static bool is_punctuation(int32_t cp) {
+    if ((cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) ||
+        (cp >= 123 && cp <= 126))
+        return true;
+    utf8proc_category_t c = utf8proc_category(cp);
+    bool punct = c >= UTF8PROC_CATEGORY_PC && c <= UTF8PROC_CATEGORY_PO;
+    return punct != IN_TABLE(TOKENIZER_PUNCT_FLIP, cp);
+}
+
+static bool is_nonspacing_mark(int32_t cp) {
+    bool mark = utf8proc_category(cp) == UTF8PROC_CATEGORY_MN;
+    return mark != IN_TABLE(TOKENIZER_MARK_FLIP, cp);
+}
+
+// The CJK blocks BertNormalizer pads with spaces (its ranges, not Python's: note
+// 0x2B920 where the Python BasicTokenizer has 0x2B820).
+static bool is_chinese_char(int32_t cp) {
+    return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) ||
+           (cp >= 0x20000 && cp <= 0x2A6DF) || (cp >= 0x2A700 && cp <= 0x2B73F) ||
+           (cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B920 && cp <= 0x2CEAF) ||
+           (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
+}
+
+// ------------------------------------------------------------------ normalisation
+
+// Lower-case one character into out (Unicode full mapping: U+0130 is the only character
+// whose lower case is two characters, where utf8proc's simple mapping gives one).
+static bool push_lower(codepoints *out, int32_t cp) {
+    if (cp == 0x130) return codepoints_push(out, 'i') && codepoints_push(out, 0x307);
+    return codepoints_push(out, utf8proc_tolower(cp));
+}
+
+// Steps 2-5 of tokenizer.h for one character; each step maps a character to zero or
+// more characters, so they compose character by character.
+static bool normalize_char(const tokenizer *t, int32_t cp, codepoints *out) {
+    if (cp == 0 || cp == 0xFFFD || is_control(cp)) return true;
+    if (is_whitespace(cp)) return codepoints_push(out, ' ');
+    bool chinese = t->chinese_chars && is_chinese_char(cp);
+    if (chinese && !codepoints_push(out, ' ')) return false;
+    if (t->strip_accents) {
+        utf8proc_int32_t parts[32];
+        int last_boundclass = 0;
+        utf8proc_ssize_t n = 1;
+        if (IN_TABLE(TOKENIZER_NO_DECOMPOSE, cp))
+            parts[0] = cp;
+        else
+            n = utf8proc_decompose_char(cp, parts, 32, UTF8PROC_DECOMPOSE, &last_boundclass);
+        if (n < 0 || n > 32) { // cannot happen for a valid code point; keep it as is
+            n = 1;
+            parts[0] = cp;
+        }
+        for (utf8proc_ssize_t i = 0; i < n; i++) {
+            if (is_nonspacing_mark(parts[i])) continue;
+            if (!(t->lowercase ? push_lower(out, parts[i]) : codepoints_push(out, parts[i])))
+                return false;
+        }
+    } else if (!(t->lowercase ? push_lower(out, cp) : codepoints_push(out, cp))) {
+        return false;
+    }
+    return !chinese || codepoints_push(out, ' ');
+}
+
+// ------------------------------------------------------------------ WordPiece
+
+static size_t utf8_put(char *dst, int32_t cp) {
+    return (size_t)utf8proc_encode_char(cp, (utf8proc_uint8_t *)dst);
+}
+
+// Greedy longest-match WordPiece of one pre-tokenized word (cps[0..n)).
+static bool wordpiece(const tokenizer *t, const int32_t *cps, size_t n, int32_t word,
+                      token_list *out) {
+    if (n == 0) return true;
+    if (n > TOKENIZER_MAX_CHARS_PER_WORD)
+        return token_list_push(out, t->special[SPECIAL_UNK], word);
+    // The word in UTF-8 behind a "##" prefix, and the byte offset of every character.
+    char buf[2 + 4 * TOKENIZER_MAX_CHARS_PER_WORD + 1];
+    size_t offset[TOKENIZER_MAX_CHARS_PER_WORD + 1];
+    buf[0] = buf[1] = '#';
+    size_t used = 2;
+    for (size_t i = 0; i < n; i++) {
+        offset[i] = used;
+        used += utf8_put(buf + used, cps[i]);
+    }
+    offset[n] = used;
+
+    int mark = out->n;
+    for (size_t start = 0; start < n;) {
+        int32_t id = -1;
+        size_t end = n;
+        for (; end > start; end--) {
+            // Continuations carry the "##" written just before them in buf.
+            const char *s = start ? buf + offset[start] - 2 : buf + offset[start];
+            size_t len = offset[end] - offset[start] + (start ? 2 : 0);
+            if (start) memcpy((char *)s, "##", 2);
+            id = vocab_lookup(t, s, len);
+            if (id >= 0) break;
+        }
+        if (id < 0) { // some part matches nothing: the whole word is unknown
+            out->n = mark;
+            return token_list_push(out, t->special[SPECIAL_UNK], word);
+        }
+        if (!token_list_push(out, id, word)) return false;
+        start = end;
+    }
+    return true;
+}
+
+// Normalise, pre-tokenize and WordPiece `len` bytes of text with no special tokens in it.
+static bool encode_plain(const tokenizer *t, const char *text, size_t len, int32_t word,
+                         codepoints *scratch, token_list *out) {
+    scratch->n = 0;
+    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)text;
+    size_t i = 0;
+    while (i < len) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t step = utf8proc_iterate(p + i, (utf8proc_ssize_t)(len - i), &cp);
+        if (step <= 0) { // invalid UTF-8: one replacement character, then dropped
+            cp = 0xFFFD;
+            step = 1;
+        }
+        i += (size_t)step;
+        if (!normalize_char(t, cp, scratch)) return false;
+    }
+    // Pre-tokenize: whitespace separates words, each punctuation character is a word.
+    size_t begin = 0;
+    for (size_t k = 0; k <= scratch->n; k++) {
+        bool end = k == scratch->n;
+        int32_t cp = end ? 0 : scratch->cps[k];
+        if (end || is_whitespace(cp) || is_punctuation(cp)) {
+            if (!wordpiece(t, scratch->cps + begin, k - begin, word, out)) return false;
+            if (!end && !is_whitespace(cp) && !wordpiece(t, &scratch->cps[k], 1, word, out))
+                return false;
+            begin = k + 1;
+        }
+    }
+    return true;
+}
+
+// The whole text: special tokens written literally are matched first (leftmost, longest),
+// the text between them is encoded normally.
+static int encode_into(const tokenizer *t, const char *text, int32_t word, token_list *out) {
+    codepoints scratch = {0};
+    size_t len = strlen(text), plain = 0;
+    bool ok = true;
+    for (size_t i = 0; ok && i < len; i++) {
+        if (text[i] != '[') continue;
+        int best = -1;
+        size_t best_len = 0;
+        for (int s = 0; s < SPECIAL_COUNT; s++) {
+            size_t n = strlen(SPECIAL_NAMES[s]);
+            if (t->special[s] >= 0 && n > best_len && strncmp(text + i, SPECIAL_NAMES[s], n) == 0) {
+                best = s;
+                best_len = n;
+            }
+        }
+        if (best < 0) continue;
+        ok = encode_plain(t, text + plain, i - plain, word, &scratch, out) &&
+             token_list_push(out, t->special[best], word);
+        i += best_len - 1;
+        plain = i + 1;
+    }
+    ok = ok && encode_plain(t, text + plain, len - plain, word, &scratch, out);
+    free(scratch.cps);
+    return ok ? 0 : error_set(EXIT_RESOURCES, "tokenizer: out of memory");
+}
+
+int tokenizer_encode(const tokenizer *t, const char *text, int32_t **ids, int *n) {
+    token_list list = {0};
+    int rc = encode_into(t, text, -1, &list);
+    if (!rc && list.n > 0) {
+        int32_t *grown = realloc(*ids, (size_t)(*n + list.n) * sizeof *grown);
+        if (!grown) {
+            rc = error_set(EXIT_RESOURCES, "tokenizer: out of memory");
+        } else {
+            memcpy(grown + *n, list.ids, (size_t)list.n * sizeof *grown);
+            *ids = grown;
+            *n += list.n;
+        }
+    }
+    token_list_free(&list);
+    return rc;
+}
+
+// [CLS] tokens [SEP] [PAD]..., truncating the tokens to max_len - 2.
+static void pack_sequence(const tokenizer *t, const token_list *list, int max_len, int32_t *ids,
+                          int32_t *mask, int32_t *word_of_token, int *ntokens) {
+    int keep = list->n < max_len - 2 ? list->n : max_len - 2;
+    int k = 0;
+    ids[k] = t->special[SPECIAL_CLS];
+    if (word_of_token) word_of_token[k] = -1;
+    k++;
+    for (int i = 0; i < keep; i++, k++) {
+        ids[k] = list->ids[i];
+        if (word_of_token) word_of_token[k] = list->words[i];
+    }
+    ids[k] = t->special[SPECIAL_SEP];
+    if (word_of_token) word_of_token[k] = -1;
+    k++;
+    if (ntokens) *ntokens = k;
+    for (int i = 0; i < max_len; i++) {
+        if (i >= k) {
+            ids[i] = t->special[SPECIAL_PAD];
+            if (word_of_token) word_of_token[i] = -1;
+        }
+        if (mask) mask[i] = i < k;
+    }
+}
+
+int tokenizer_encode_words(const tokenizer *t, const char *const *words, int nwords,
+                           int max_len, int32_t *ids, int32_t *mask, int32_t *word_of_token,
+                           int *ntokens) {
+    if (max_len < 2)
+        return error_set(EXIT_USAGE, "tokenizer: max length %d leaves no room for [CLS] and "
+                         "[SEP]", max_len);
+    token_list list = {0};
+    int rc = 0;
+    // Words past the point where max_len is reached are not needed.
+    for (int w = 0; !rc && w < nwords && list.n < max_len; w++)
+        rc = encode_into(t, words[w] ? words[w] : "", w, &list);
+    if (!rc) pack_sequence(t, &list, max_len, ids, mask, word_of_token, ntokens);
+    token_list_free(&list);
+    return rc;
+}
+
+int tokenizer_encode_text(const tokenizer *t, const char *text, int max_len, int32_t *ids,
+                          int32_t *mask, int *ntokens) {
+    if (max_len < 2)
+        return error_set(EXIT_USAGE, "tokenizer: max length %d leaves no room for [CLS] and "
+                         "[SEP]", max_len);
+    token_list list = {0};
+    int rc = encode_into(t, text, 0, &list);
+    if (!rc) pack_sequence(t, &list, max_len, ids, mask, NULL, ntokens);
+    token_list_free(&list);
+    return rc;
+}
+
+void tokenizer_align_labels(const int32_t *word_of_token, int max_len,
+                            const int32_t *word_labels, int32_t *labels) {
+    int32_t previous = -1;
+    for (int i = 0; i < max_len; i++) {
+        int32_t w = word_of_token[i];
+        labels[i] = (w >= 0 && w != previous) ? word_labels[w] : -100;
+        previous = w;
+    }
+}
+
+// ------------------------------------------------------------------ loading
+
+void tokenizer_free(tokenizer *t) {
+    if (!t) return;
+    free(t->text);
+    free(t->tokens);
+    free(t->slots);
+    free(t);
+}
+
+static int read_file(const char *path, size_t limit, char **out, size_t *len) {
+    *out = NULL;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return error_set(EXIT_BAD_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    int rc = 0;
+    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode))
+        rc = error_set(EXIT_BAD_INPUT, "%s: not a regular file", path);
+    else if ((size_t)st.st_size > limit)
+        rc = error_set(EXIT_BAD_INPUT, "%s: %lld bytes, more than the %zu-byte limit", path,
+                       (long long)st.st_size, limit);
+    char *buf = rc ? NULL : malloc((size_t)st.st_size + 1);
+    if (!rc && !buf) rc = error_set(EXIT_RESOURCES, "%s: out of memory", path);
+    if (!rc && fread(buf, 1, (size_t)st.st_size, fp) != (size_t)st.st_size)
+        rc = error_set(EXIT_BAD_INPUT, "%s: read failed", path);
+    fclose(fp);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    buf[st.st_size] = '\0';
+    *out = buf;
+    *len = (size_t)st.st_size;
+    return 0;
+}
+
+static int load(const char *path, bool lowercase, bool strip_accents, bool chinese_chars,
+                tokenizer **out) {
+    *out = NULL;
+    tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return error_set(EXIT_RESOURCES, "%s: out of memory", path);
+    t->lowercase = lowercase;
+    t->strip_accents = strip_accents;
+    t->chinese_chars = chinese_chars;
+    size_t len = 0;
+    int rc = read_file(path, VOCAB_MAX_BYTES, &t->text, &len);
+    if (rc) goto fail;
+    if (len == 0) {
+        rc = error_set(EXIT_BAD_INPUT, "%s: empty vocabulary", path);
+        goto fail;
+    }
+    if (memchr(t->text, '\0', len)) {
+        rc = error_set(EXIT_BAD_INPUT, "%s: NUL byte in the vocabulary (not a text file?)", path);
+        goto fail;
+    }
+    if (utf8proc_decompose((const utf8proc_uint8_t *)t->text, (utf8proc_ssize_t)len, NULL, 0,
+                           0) < 0) {
+        rc = error_set(EXIT_BAD_INPUT, "%s: not valid UTF-8", path);
+        goto fail;
+    }
+    // Lines as Rust's str::lines() splits them: on "\n", a trailing "\r" removed, no
+    // empty last line after a final newline.
+    size_t lines = 0;
+    for (size_t i = 0; i < len; i++) lines += t->text[i] == '\n';
+    if (t->text[len - 1] != '\n') lines++;
+    if (lines > INT32_MAX / 4) {
+        rc = error_set(EXIT_BAD_INPUT, "%s: %zu lines is too many", path, lines);
+        goto fail;
+    }
+    t->tokens = calloc(lines, sizeof *t->tokens);
+    size_t slots = 16;
+    while (slots < 2 * lines) slots *= 2;
+    t->slots = malloc(slots * sizeof *t->slots);
+    if (!t->tokens || !t->slots) {
+        rc = error_set(EXIT_RESOURCES, "%s: out of memory for %zu tokens", path, lines);
+        goto fail;
+    }
+    memset(t->slots, 0xff, slots * sizeof *t->slots);
+    t->slot_mask = slots - 1;
+    char *line = t->text;
+    for (size_t id = 0; id < lines; id++) {
+        char *nl = strchr(line, '\n');
+        char *end = nl ? nl : line + strlen(line);
+        // trim_end(): trailing Unicode whitespace (the "\r" of "\r\n" included).
+        while (end > line) {
+            char *p = end - 1;
+            while (p > line && ((uint8_t)*p & 0xC0) == 0x80) p--;
+            utf8proc_int32_t cp;
+            if (utf8proc_iterate((const utf8proc_uint8_t *)p, end - p, &cp) != end - p ||
+                !is_whitespace(cp))
+                break;
+            end = p;
+        }
+        if (end - line > VOCAB_MAX_TOKEN_BYTES) {
+            rc = error_set(EXIT_BAD_INPUT, "%s:%zu: token of %td bytes (at most %d)", path,
+                           id + 1, end - line, VOCAB_MAX_TOKEN_BYTES);
+            goto fail;
+        }
+        *end = '\0';
+        t->tokens[id] = line;
+        vocab_insert(t, (int32_t)id);
+        line = nl ? nl + 1 : end;
+    }
+    t->size = (int)lines;
+    for (int s = 0; s < SPECIAL_COUNT; s++) {
+        t->special[s] = vocab_lookup(t, SPECIAL_NAMES[s], strlen(SPECIAL_NAMES[s]));
+        if (t->special[s] < 0 && s != SPECIAL_MASK) {
+            rc = error_set(EXIT_BAD_INPUT, "%s: the vocabulary has no %s token (not a BERT "
+                           "vocab.txt?)", path, SPECIAL_NAMES[s]);
+            goto fail;
+        }
+    }
+    *out = t;
+    return 0;
+fail:
+    tokenizer_free(t);
+    return rc;
+}
+
+int tokenizer_load(const char *vocab_txt_path, bool lowercase, bool strip_accents,
+                   tokenizer **out) {
+    return load(vocab_txt_path, lowercase, strip_accents, true, out);
+}
+
+static int config_bool(const cJSON *config, const char *key, bool fallback, bool *out,
+                       const char *path) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(config, key);
+    if (!v || cJSON_IsNull(v)) {
+        *out = fallback;
+        return 0;
+    }
+    if (!cJSON_IsBool(v))
+        return error_set(EXIT_BAD_INPUT, "%s: \"%s\" must be true, false or null", path, key);
+    *out = cJSON_IsTrue(v);
+    return 0;
+}
+
+int tokenizer_load_dir(const char *dir, tokenizer **out) {
+    *out = NULL;
+    char vocab[4096], config_path[4096];
+    if (snprintf(vocab, sizeof vocab, "%s/vocab.txt", dir) >= (int)sizeof vocab ||
+        snprintf(config_path, sizeof config_path, "%s/tokenizer_config.json", dir) >=
+            (int)sizeof config_path)
+        return error_set(EXIT_BAD_INPUT, "%s: path too long", dir);
+    bool lowercase = true, strip_accents = true, chinese = true;
+    if (access(config_path, F_OK) == 0) {
+        char *text = NULL;
+        size_t len = 0;
+        int rc = read_file(config_path, 16 * 1024 * 1024, &text, &len);
+        if (rc) return rc;
+        cJSON *config = cJSON_ParseWithLength(text, len);
+        free(text);
+        if (!cJSON_IsObject(config)) {
+            cJSON_Delete(config);
+            return error_set(EXIT_BAD_INPUT, "%s: not a JSON object", config_path);
+        }
+        rc = config_bool(config, "do_lower_case", true, &lowercase, config_path);
+        if (!rc) rc = config_bool(config, "strip_accents", lowercase, &strip_accents, config_path);
+        if (!rc)
+            rc = config_bool(config, "tokenize_chinese_chars", true, &chinese, config_path);
+        cJSON_Delete(config);
+        if (rc) return rc;
+    }
+    return load(vocab, lowercase, strip_accents, chinese, out);
+}
+
+// ------------------------------------------------------------------ saving
+
+static int write_atomic(const char *path, const char *data, size_t len) {
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp)
+        return error_set(EXIT_OUTPUT, "%s: path too long", path);
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) return error_set(EXIT_OUTPUT, "%s: cannot create: %s", path, strerror(errno));
+    bool ok = fchmod(fd, 0644) == 0;
+    for (size_t done = 0; ok && done < len;) {
+        ssize_t n = write(fd, data + done, len - done);
+        if (n < 0 && errno == EINTR) continue;
+        ok = n > 0;
+        if (ok) done += (size_t)n;
+    }
+    ok = ok && fsync(fd) == 0;
+    int saved = errno;
+    ok = close(fd) == 0 && ok;
+    if (ok && rename(tmp, path) != 0) {
+        ok = false;
+        saved = errno;
+    }
+    if (!ok) {
+        unlink(tmp);
+        return error_set(EXIT_OUTPUT, "%s: cannot write: %s", path, strerror(saved));
+    }
+    return 0;
+}
+
+static int write_json(const char *dir, const char *name, cJSON *json) {
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) {
+        cJSON_Delete(json);
+        return error_set(EXIT_OUTPUT, "%s: path too long", dir);
+    }
+    char *text = cJSON_Print(json);
+    cJSON_Delete(json);
+    if (!text) return error_set(EXIT_RESOURCES, "%s: out of memory", path);
+    int rc = write_atomic(path, text, strlen(text));
+    free(text);
+    return rc;
+}
+
+static void add_special_names(const tokenizer *t, cJSON *json) {
+    static const char *const KEYS[SPECIAL_COUNT] = {"pad_token", "unk_token", "cls_token",
+                                                    "sep_token", "mask_token"};
+    for (int s = 0; s < SPECIAL_COUNT; s++)
+        if (t->special[s] >= 0) cJSON_AddStringToObject(json, KEYS[s], SPECIAL_NAMES[s]);
+}
+
+int tokenizer_save_dir(const tokenizer *t, const char *dir, int model_max_length) {
+    size_t total = 0;
+    for (int i = 0; i < t->size; i++) total += strlen(t->tokens[i]) + 1;
+    char *vocab = malloc(total + 1), *p = vocab;
+    if (!vocab) return error_set(EXIT_RESOURCES, "%s: out of memory", dir);
+    for (int i = 0; i < t->size; i++) {
+        size_t n = strlen(t->tokens[i]);
+        memcpy(p, t->tokens[i], n);
+        p[n] = '\n';
+        p += n + 1;
+    }
+    char path[4096];
+    int rc = snprintf(path, sizeof path, "%s/vocab.txt", dir) >= (int)sizeof path
+                 ? error_set(EXIT_OUTPUT, "%s: path too long", dir)
+                 : write_atomic(path, vocab, total);
+    free(vocab);
+    if (rc) return rc;
+
+    cJSON *config = cJSON_CreateObject();
+    cJSON_AddBoolToObject(config, "do_lower_case", t->lowercase);
+    cJSON_AddBoolToObject(config, "strip_accents", t->strip_accents);
+    cJSON_AddBoolToObject(config, "tokenize_chinese_chars", t->chinese_chars);
+    cJSON_AddNumberToObject(config, "model_max_length", model_max_length);
+    cJSON_AddStringToObject(config, "tokenizer_class", "BertTokenizer");
+    add_special_names(t, config);
+    rc = write_json(dir, "tokenizer_config.json", config);
+    if (rc) return rc;
+    cJSON *map = cJSON_CreateObject();
+    add_special_names(t, map);
+    return write_json(dir, "special_tokens_map.json", map);
+}
+
+// ------------------------------------------------------------------ accessors
+
+int tokenizer_vocab_size(const tokenizer *t) { return t->size; }
+
+int32_t tokenizer_token_id(const tokenizer *t, const char *token) {
+    return vocab_lookup(t, token, strlen(token));
+}
+
+const char *tokenizer_token(const tokenizer *t, int32_t id) {
+    return id >= 0 && id < t->size ? t->tokens[id] : NULL;
+}
+
+int32_t tokenizer_unk_id(const tokenizer *t) { return t->special[SPECIAL_UNK]; }
+int32_t tokenizer_cls_id(const tokenizer *t) { return t->special[SPECIAL_CLS]; }
+int32_t tokenizer_sep_id(const tokenizer *t) { return t->special[SPECIAL_SEP]; }
+int32_t tokenizer_pad_id(const tokenizer *t) { return t->special[SPECIAL_PAD]; }
+int32_t tokenizer_mask_id(const tokenizer *t) { return t->special[SPECIAL_MASK]; }
