@@ -1,0 +1,214 @@
+// The CPU backend: kernels/backend.h over the fp32 ops of kernels/cpu/ops.h. "Device"
+// memory is host memory, so copies are memcpy and synchronize is a no-op.
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/backend.h"
+#include "kernels/cpu/ops.h"
+#include "runner/error.h"
+
+static void *cpu_alloc(backend *be, size_t bytes) {
+    (void)be;
+    // 64-byte alignment: whole cache lines for every buffer, good for AVX-512 loads.
+    size_t rounded = (bytes + 63) / 64 * 64;
+    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    if (!p) error_set(EXIT_RESOURCES, "cpu backend: cannot allocate %zu bytes of host memory", bytes);
+    return p;
+}
+
+static void cpu_free(backend *be, void *ptr) {
+    (void)be;
+    free(ptr);
+}
+
+static int cpu_memset_zero(backend *be, void *ptr, size_t bytes) {
+    (void)be;
+    memset(ptr, 0, bytes);
+    return 0;
+}
+
+static int cpu_copy(backend *be, void *dst, const void *src, size_t bytes) {
+    (void)be;
+    if (dst != src) memmove(dst, src, bytes);
+    return 0;
+}
+
+static int cpu_f32_to_act(backend *be, void *dst, const float *src, size_t n) {
+    return cpu_copy(be, dst, src, n * sizeof(float));
+}
+
+static int cpu_act_to_f32(backend *be, float *dst, const void *src, size_t n) {
+    return cpu_copy(be, dst, src, n * sizeof(float));
+}
+
+static int cpu_synchronize(backend *be) {
+    (void)be;
+    return 0;
+}
+
+static void cpu_destroy(backend *be) { free(be); }
+
+static void cpu_embeddings_forward(backend *be, void *out, const int32_t *ids,
+                                   const int32_t *token_types, const float *wte,
+                                   const float *wpe, const float *wtt, int B, int T, int C,
+                                   int position_offset) {
+    (void)be;
+    cpu_f32_embeddings_forward(out, ids, token_types, wte, wpe, wtt, B, T, C, position_offset);
+}
+
+static void cpu_embeddings_backward(backend *be, float *dwte, float *dwpe, float *dwtt,
+                                    const void *dout, const int32_t *ids,
+                                    const int32_t *token_types, int B, int T, int C, int V,
+                                    int position_offset) {
+    (void)be;
+    cpu_f32_embeddings_backward(dwte, dwpe, dwtt, dout, ids, token_types, B, T, C, V,
+                                position_offset);
+}
+
+static void cpu_layernorm_forward(backend *be, void *out, void *sum, float *mean, float *rstd,
+                                  const void *inp, const void *residual, const float *weight,
+                                  const float *bias, int N, int C, float eps) {
+    (void)be;
+    cpu_f32_layernorm_forward(out, sum, mean, rstd, inp, residual, weight, bias, N, C, eps);
+}
+
+static void cpu_layernorm_backward(backend *be, void *dinp, float *dweight, float *dbias,
+                                   const void *dout, const void *inp, const float *weight,
+                                   const float *mean, const float *rstd, int N, int C) {
+    (void)be;
+    cpu_f32_layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+}
+
+static void cpu_matmul_forward(backend *be, void *out, void *pre, const void *inp,
+                               const void *weight, const void *bias, int N, int IC, int OC,
+                               matmul_epilogue epilogue) {
+    (void)be;
+    cpu_f32_matmul_forward(out, pre, inp, weight, bias, N, IC, OC, epilogue == EPILOGUE_GELU);
+}
+
+static void cpu_matmul_backward(backend *be, void *dinp, float *dweight, float *dbias,
+                                const void *dout, const void *inp, const void *weight, int N,
+                                int IC, int OC) {
+    (void)be;
+    cpu_f32_matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, IC, OC);
+}
+
+static void cpu_gelu_forward(backend *be, void *out, const void *inp, size_t n) {
+    (void)be;
+    cpu_f32_gelu_forward(out, inp, n);
+}
+
+static void cpu_gelu_backward(backend *be, void *dinp, const void *inp, const void *dout,
+                              size_t n) {
+    (void)be;
+    cpu_f32_gelu_backward(dinp, inp, dout, n);
+}
+
+static void cpu_attention_forward(backend *be, void *out, void *att, const void *qkv,
+                                  const int32_t *mask, int B, int T, int C, int NH,
+                                  float dropout_p, uint64_t seed, uint64_t offset) {
+    (void)be;
+    cpu_f32_attention_forward(out, att, qkv, mask, B, T, C, NH, dropout_p, seed, offset);
+}
+
+static void cpu_attention_backward(backend *be, void *dqkv, void *scratch, const void *dout,
+                                   const void *qkv, const void *att, const int32_t *mask,
+                                   int B, int T, int C, int NH, float dropout_p, uint64_t seed,
+                                   uint64_t offset) {
+    (void)be;
+    cpu_f32_attention_backward(dqkv, scratch, dout, qkv, att, mask, B, T, C, NH, dropout_p,
+                               seed, offset);
+}
+
+static void cpu_dropout_forward(backend *be, void *out, const void *inp, size_t n, float p,
+                                uint64_t seed, uint64_t offset) {
+    (void)be;
+    cpu_f32_dropout_forward(out, inp, n, p, seed, offset);
+}
+
+static void cpu_dropout_backward(backend *be, void *dinp, const void *dout, size_t n, float p,
+                                 uint64_t seed, uint64_t offset) {
+    (void)be;
+    cpu_f32_dropout_backward(dinp, dout, n, p, seed, offset);
+}
+
+static void cpu_softmax_xent_forward(backend *be, float *losses, float *probs,
+                                     const void *logits, const int32_t *targets, int N, int V) {
+    (void)be;
+    cpu_f32_softmax_xent_forward(losses, probs, logits, targets, N, V);
+}
+
+static void cpu_softmax_xent_backward(backend *be, void *dlogits, const float *probs,
+                                      const int32_t *targets, int N, int V, float dloss_scale) {
+    (void)be;
+    cpu_f32_softmax_xent_backward(dlogits, probs, targets, N, V, dloss_scale);
+}
+
+static void cpu_mean_pool_forward(backend *be, float *out, const void *inp, const int32_t *mask,
+                                  int B, int T, int C, int normalize) {
+    (void)be;
+    cpu_f32_mean_pool_forward(out, inp, mask, B, T, C, normalize);
+}
+
+static int cpu_grad_norm_squared(backend *be, const float *grads, size_t n, double *acc) {
+    (void)be;
+    *acc += cpu_f32_sum_squares(grads, n);
+    return 0;
+}
+
+static void cpu_scale(backend *be, float *grads, size_t n, float s) {
+    (void)be;
+    cpu_f32_scale(grads, n, s);
+}
+
+static void cpu_adamw_update(backend *be, float *params, void *params_act, const float *grads,
+                             float *m, float *v, size_t n, float lr, float beta1, float beta2,
+                             float eps, float weight_decay, int t) {
+    (void)be;
+    cpu_f32_adamw_update(params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, t);
+    // On the CPU the activation-dtype copy is the fp32 buffer itself; copy only when the
+    // caller keeps a distinct one.
+    if (params_act && params_act != params) memcpy(params_act, params, n * sizeof(float));
+}
+
+backend *backend_cpu_create(int threads) {
+    backend *be = calloc(1, sizeof *be);
+    if (!be) {
+        error_set(EXIT_RESOURCES, "cpu backend: out of memory");
+        return NULL;
+    }
+    cpu_ops_set_threads(threads);
+    *be = (backend){
+        .name = "cpu",
+        .act_dtype = DTYPE_F32,
+        .alloc = cpu_alloc,
+        .free = cpu_free,
+        .memset_zero = cpu_memset_zero,
+        .copy_to_device = cpu_copy,
+        .copy_to_host = cpu_copy,
+        .copy_device = cpu_copy,
+        .f32_to_act = cpu_f32_to_act,
+        .act_to_f32 = cpu_act_to_f32,
+        .synchronize = cpu_synchronize,
+        .destroy = cpu_destroy,
+        .embeddings_forward = cpu_embeddings_forward,
+        .embeddings_backward = cpu_embeddings_backward,
+        .layernorm_forward = cpu_layernorm_forward,
+        .layernorm_backward = cpu_layernorm_backward,
+        .matmul_forward = cpu_matmul_forward,
+        .matmul_backward = cpu_matmul_backward,
+        .gelu_forward = cpu_gelu_forward,
+        .gelu_backward = cpu_gelu_backward,
+        .attention_forward = cpu_attention_forward,
+        .attention_backward = cpu_attention_backward,
+        .dropout_forward = cpu_dropout_forward,
+        .dropout_backward = cpu_dropout_backward,
+        .softmax_xent_forward = cpu_softmax_xent_forward,
+        .softmax_xent_backward = cpu_softmax_xent_backward,
+        .mean_pool_forward = cpu_mean_pool_forward,
+        .grad_norm_squared = cpu_grad_norm_squared,
+        .scale = cpu_scale,
+        .adamw_update = cpu_adamw_update,
+    };
+    return be;
+}

@@ -1,0 +1,504 @@
+// The body of every CPU op, written once for a generic floating type. Not a normal header:
+// kernels/cpu/ops_f32.c and ops_f64.c include it with
+//   REAL   the element type (float or double)
+//   OPS(x) the function name for op x (cpu_f32_x or cpu_f64_x)
+//   GEMM   cblas_sgemm or cblas_dgemm
+// <tgmath.h> picks expf/exp, erff/erf ... from the argument type, so the float build does
+// float math and the double build (used by the finite-difference gradient checks) double.
+// Sums over many elements (LayerNorm statistics, softmax denominators, reductions) are
+// accumulated in double in both builds.
+#include <cblas.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <tgmath.h>
+
+#include "kernels/cpu/ops.h"
+#include "kernels/rng.h"
+
+// Rows (or output channels) per GEMM block. Blocks, not threads, are the unit of work, so
+// the summation order inside each output element never depends on the thread count.
+#define OPS_ROW_BLOCK 128
+// Channels per block for column reductions (parameter gradients): one cache line of fp32.
+#define OPS_COL_BLOCK 16
+
+#define OPS_MIN(a, b) ((a) < (b) ? (a) : (b))
+
+static inline REAL OPS(gelu_value)(REAL x) {
+    return (REAL)0.5 * x * ((REAL)1 + erf(x * (REAL)0.70710678118654752440));
+}
+
+// d/dx of 0.5 x (1 + erf(x/sqrt2)) = Phi(x) + x phi(x)
+static inline REAL OPS(gelu_grad)(REAL x) {
+    REAL cdf = (REAL)0.5 * ((REAL)1 + erf(x * (REAL)0.70710678118654752440));
+    REAL pdf = exp((REAL)-0.5 * x * x) * (REAL)0.39894228040143267794;
+    return cdf + x * pdf;
+}
+
+// ---- embeddings ------------------------------------------------------------------------
+
+void OPS(embeddings_forward)(REAL *out, const int32_t *ids, const int32_t *token_types,
+                             const REAL *wte, const REAL *wpe, const REAL *wtt, int B, int T,
+                             int C, int position_offset) {
+    long rows = (long)B * T;
+#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+    for (long bt = 0; bt < rows; bt++) {
+        int t = (int)(bt % T);
+        const REAL *we = wte + (size_t)ids[bt] * C;
+        const REAL *pe = wpe + (size_t)(position_offset + t) * C;
+        REAL *o = out + (size_t)bt * C;
+        if (wtt) {
+            // HF order: (word + token type) + position
+            const REAL *te = wtt + (size_t)(token_types ? token_types[bt] : 0) * C;
+            for (int c = 0; c < C; c++) o[c] = (we[c] + te[c]) + pe[c];
+        } else {
+            for (int c = 0; c < C; c++) o[c] = we[c] + pe[c];
+        }
+    }
+}
+
+// Parallel over channel blocks, rows in order inside each: deterministic without atomics
+// even when the same token id repeats.
+void OPS(embeddings_backward)(REAL *dwte, REAL *dwpe, REAL *dwtt, const REAL *dout,
+                              const int32_t *ids, const int32_t *token_types, int B, int T,
+                              int C, int V, int position_offset) {
+    (void)V;
+    long rows = (long)B * T;
+    int blocks = (C + OPS_COL_BLOCK - 1) / OPS_COL_BLOCK;
+#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+    for (int cb = 0; cb < blocks; cb++) {
+        int c0 = cb * OPS_COL_BLOCK, c1 = OPS_MIN(C, c0 + OPS_COL_BLOCK);
+        for (long bt = 0; bt < rows; bt++) {
+            const REAL *d = dout + (size_t)bt * C;
+            int t = (int)(bt % T);
+            REAL *gw = dwte ? dwte + (size_t)ids[bt] * C : NULL;
+            REAL *gp = dwpe ? dwpe + (size_t)(position_offset + t) * C : NULL;
+            REAL *gt = dwtt ? dwtt + (size_t)(token_types ? token_types[bt] : 0) * C : NULL;
+            for (int c = c0; c < c1; c++) {
+                if (gw) gw[c] += d[c];
+                if (gp) gp[c] += d[c];
+                if (gt) gt[c] += d[c];
+            }
+        }
+    }
+}
+
+// ---- LayerNorm -------------------------------------------------------------------------
+
+void OPS(layernorm_forward)(REAL *out, REAL *sum, REAL *mean, REAL *rstd, const REAL *inp,
+                            const REAL *residual, const REAL *weight, const REAL *bias, int N,
+                            int C, REAL eps) {
+#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+    for (int i = 0; i < N; i++) {
+        const REAL *x = inp + (size_t)i * C;
+        const REAL *r = residual ? residual + (size_t)i * C : NULL;
+        REAL *s = sum ? sum + (size_t)i * C : NULL;
+        REAL *o = out + (size_t)i * C;
+        double acc = 0;
+        for (int c = 0; c < C; c++) {
+            REAL xi = r ? x[c] + r[c] : x[c];
+            if (s) s[c] = xi;
+            acc += xi;
+        }
+        REAL m = (REAL)(acc / C);
+        double var = 0;
+        for (int c = 0; c < C; c++) {
+            REAL d = (r ? x[c] + r[c] : x[c]) - m;
+            var += (double)d * d;
+        }
+        REAL rs = (REAL)1 / sqrt((REAL)(var / C) + eps);
+        for (int c = 0; c < C; c++) {
+            REAL xi = r ? x[c] + r[c] : x[c];
+            o[c] = (xi - m) * rs * weight[c] + bias[c];
+        }
+        if (mean) mean[i] = m;
+        if (rstd) rstd[i] = rs;
+    }
+}
+
+void OPS(layernorm_backward)(REAL *dinp, REAL *dweight, REAL *dbias, const REAL *dout,
+                             const REAL *inp, const REAL *weight, const REAL *mean,
+                             const REAL *rstd, int N, int C) {
+    if (dinp) {
+#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+        for (int i = 0; i < N; i++) {
+            const REAL *dy = dout + (size_t)i * C, *x = inp + (size_t)i * C;
+            REAL *dx = dinp + (size_t)i * C;
+            REAL m = mean[i], rs = rstd[i];
+            double dnorm_mean = 0, dnorm_norm_mean = 0;
+            for (int c = 0; c < C; c++) {
+                REAL norm = (x[c] - m) * rs;
+                REAL dnorm = weight[c] * dy[c];
+                dnorm_mean += dnorm;
+                dnorm_norm_mean += (double)dnorm * norm;
+            }
+            REAL a = (REAL)(dnorm_mean / C), b = (REAL)(dnorm_norm_mean / C);
+            for (int c = 0; c < C; c++) {
+                REAL norm = (x[c] - m) * rs;
+                REAL dnorm = weight[c] * dy[c];
+                dx[c] += (dnorm - a - norm * b) * rs;
+            }
+        }
+    }
+    if (!dweight && !dbias) return;
+    int blocks = (C + OPS_COL_BLOCK - 1) / OPS_COL_BLOCK;
+#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+    for (int cb = 0; cb < blocks; cb++) {
+        int c0 = cb * OPS_COL_BLOCK, c1 = OPS_MIN(C, c0 + OPS_COL_BLOCK);
+        double gw[OPS_COL_BLOCK] = {0}, gb[OPS_COL_BLOCK] = {0};
+        for (int i = 0; i < N; i++) {
+            const REAL *dy = dout + (size_t)i * C, *x = inp + (size_t)i * C;
+            REAL m = mean[i], rs = rstd[i];
+            for (int c = c0; c < c1; c++) {
+                gw[c - c0] += (double)((x[c] - m) * rs) * dy[c];
+                gb[c - c0] += dy[c];
+            }
+        }
+        for (int c = c0; c < c1; c++) {
+            if (dweight) dweight[c] += (REAL)gw[c - c0];
+            if (dbias) dbias[c] += (REAL)gb[c - c0];
+        }
+    }
+}
+
+// ---- linear ----------------------------------------------------------------------------
+
+// out (N,OC) = inp (N,IC) W^T + b: one GEMM per block of rows, bias preloaded (beta = 1),
+// GELU applied while the block is still in cache.
+void OPS(matmul_forward)(REAL *out, REAL *pre, const REAL *inp, const REAL *weight,
+                         const REAL *bias, int N, int IC, int OC, int gelu) {
+    int blocks = (N + OPS_ROW_BLOCK - 1) / OPS_ROW_BLOCK;
+    REAL *dst = gelu && pre ? pre : out;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(cpu_ops_threads())
+    for (int blk = 0; blk < blocks; blk++) {
+        int r0 = blk * OPS_ROW_BLOCK, rows = OPS_MIN(OPS_ROW_BLOCK, N - r0);
+        REAL *d = dst + (size_t)r0 * OC;
+        if (bias)
+            for (int r = 0; r < rows; r++) memcpy(d + (size_t)r * OC, bias, sizeof(REAL) * OC);
+        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, rows, OC, IC, 1, inp + (size_t)r0 * IC,
+             IC, weight, IC, bias ? 1 : 0, d, OC);
+        if (gelu) {
+            REAL *o = out + (size_t)r0 * OC;
+            size_t n = (size_t)rows * OC;
+            for (size_t i = 0; i < n; i++) o[i] = OPS(gelu_value)(d[i]);
+        }
+    }
+}
+
+void OPS(matmul_backward)(REAL *dinp, REAL *dweight, REAL *dbias, const REAL *dout,
+                          const REAL *inp, const REAL *weight, int N, int IC, int OC) {
+    int row_blocks = dinp ? (N + OPS_ROW_BLOCK - 1) / OPS_ROW_BLOCK : 0;
+    int oc_blocks = dweight ? (OC + OPS_ROW_BLOCK - 1) / OPS_ROW_BLOCK : 0;
+    int bias_blocks = dbias ? (OC + OPS_COL_BLOCK - 1) / OPS_COL_BLOCK : 0;
+    int total = row_blocks + oc_blocks + bias_blocks;
+    // One parallel loop over three kinds of independent work items, so the threads stay
+    // busy across them: dinp row blocks, dweight output-channel blocks, dbias columns.
+#pragma omp parallel for schedule(dynamic, 1) num_threads(cpu_ops_threads())
+    for (int job = 0; job < total; job++) {
+        if (job < row_blocks) {
+            // dinp (rows,IC) += dout (rows,OC) W (OC,IC)
+            int r0 = job * OPS_ROW_BLOCK, rows = OPS_MIN(OPS_ROW_BLOCK, N - r0);
+            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, IC, OC, 1,
+                 dout + (size_t)r0 * OC, OC, weight, IC, 1, dinp + (size_t)r0 * IC, IC);
+        } else if (job < row_blocks + oc_blocks) {
+            // dweight (ocs,IC) += dout[:, o0:o0+ocs]^T (ocs,N) inp (N,IC)
+            int o0 = (job - row_blocks) * OPS_ROW_BLOCK, ocs = OPS_MIN(OPS_ROW_BLOCK, OC - o0);
+            GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, ocs, IC, N, 1, dout + o0, OC, inp,
+                 IC, 1, dweight + (size_t)o0 * IC, IC);
+        } else {
+            int o0 = (job - row_blocks - oc_blocks) * OPS_COL_BLOCK;
+            int o1 = OPS_MIN(OC, o0 + OPS_COL_BLOCK);
+            double acc[OPS_COL_BLOCK] = {0};
+            for (int i = 0; i < N; i++) {
+                const REAL *d = dout + (size_t)i * OC;
+                for (int o = o0; o < o1; o++) acc[o - o0] += d[o];
+            }
+            for (int o = o0; o < o1; o++) dbias[o] += (REAL)acc[o - o0];
+        }
+    }
+}
+
+// ---- GELU ------------------------------------------------------------------------------
+
+void OPS(gelu_forward)(REAL *out, const REAL *inp, size_t n) {
+#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+    for (size_t i = 0; i < n; i++) out[i] = OPS(gelu_value)(inp[i]);
+}
+
+void OPS(gelu_backward)(REAL *dinp, const REAL *inp, const REAL *dout, size_t n) {
+#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+    for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * OPS(gelu_grad)(inp[i]);
+}
+
+// ---- self-attention --------------------------------------------------------------------
+
+// Softmax of each row of P (T,T) in place over the keys the mask lets through; masked
+// keys get probability 0 (the -inf of the scores). A row with no visible key is all 0.
+static void OPS(masked_softmax_rows)(REAL *P, const int32_t *mk, int T) {
+    for (int t1 = 0; t1 < T; t1++) {
+        REAL *row = P + (size_t)t1 * T;
+        REAL mx = -INFINITY;
+        for (int t2 = 0; t2 < T; t2++)
+            if ((!mk || mk[t2]) && row[t2] > mx) mx = row[t2];
+        if (mx == -INFINITY) {
+            memset(row, 0, sizeof(REAL) * T);
+            continue;
+        }
+        double s = 0;
+        for (int t2 = 0; t2 < T; t2++) {
+            REAL e = (!mk || mk[t2]) ? exp(row[t2] - mx) : (REAL)0;
+            row[t2] = e;
+            s += e;
+        }
+        REAL inv = (REAL)(1.0 / s);
+        for (int t2 = 0; t2 < T; t2++) row[t2] *= inv;
+    }
+}
+
+// A (T,T) = dropout(P) for head bh: the counter of element (t1,t2) is
+// offset + (bh*T + t1)*T + t2, i.e. its flat index in (B,NH,T,T).
+static void OPS(attention_dropout)(REAL *A, const REAL *P, int T, long bh, float p,
+                                   uint64_t seed, uint64_t offset) {
+    REAL keep_scale = (REAL)1 / ((REAL)1 - (REAL)p);
+    uint64_t base = offset + (uint64_t)bh * T * T;
+    size_t n = (size_t)T * T;
+    for (size_t i = 0; i < n; i++)
+        A[i] = dropout_keep(seed, base + i, p) ? P[i] * keep_scale : (REAL)0;
+}
+
+// att keeps the softmax probabilities BEFORE dropout (softmax backward needs them); the
+// dropout mask is drawn again from (seed, offset) in backward.
+void OPS(attention_forward)(REAL *out, REAL *att, const REAL *qkv, const int32_t *mask, int B,
+                            int T, int C, int NH, float dropout_p, uint64_t seed,
+                            uint64_t offset) {
+    int HS = C / NH, C3 = 3 * C;
+    REAL scale = (REAL)1 / sqrt((REAL)HS);
+    long heads = (long)B * NH;
+    int dropout = dropout_p > 0;
+#pragma omp parallel num_threads(cpu_ops_threads())
+    {
+        REAL *tmp = NULL;
+        if (!att || dropout) tmp = malloc(sizeof(REAL) * 2 * (size_t)T * T);
+#pragma omp for schedule(dynamic, 1)
+        for (long bh = 0; bh < heads; bh++) {
+            int b = (int)(bh / NH), h = (int)(bh % NH);
+            const REAL *q = qkv + (size_t)b * T * C3 + (size_t)h * HS;
+            const REAL *k = q + C, *v = q + 2 * C;
+            REAL *P = att ? att + (size_t)bh * T * T : tmp;
+            GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, scale, q, C3, k, C3, 0, P,
+                 T);
+            OPS(masked_softmax_rows)(P, mask ? mask + (size_t)b * T : NULL, T);
+            const REAL *A = P;
+            if (dropout) {
+                REAL *Ad = tmp + (size_t)T * T;
+                OPS(attention_dropout)(Ad, P, T, bh, dropout_p, seed, offset);
+                A = Ad;
+            }
+            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1, A, T, v, C3, 0,
+                 out + (size_t)b * T * C + (size_t)h * HS, C);
+        }
+        free(tmp);
+    }
+}
+
+void OPS(attention_backward)(REAL *dqkv, REAL *scratch, const REAL *dout, const REAL *qkv,
+                             const REAL *att, const int32_t *mask, int B, int T, int C, int NH,
+                             float dropout_p, uint64_t seed, uint64_t offset) {
+    (void)mask; // masked keys have P = 0, so their score gradients vanish on their own
+    int HS = C / NH, C3 = 3 * C;
+    REAL scale = (REAL)1 / sqrt((REAL)HS);
+    long heads = (long)B * NH;
+    int dropout = dropout_p > 0;
+    REAL keep_scale = (REAL)1 / ((REAL)1 - (REAL)dropout_p);
+#pragma omp parallel num_threads(cpu_ops_threads())
+    {
+        REAL *tmp = malloc(sizeof(REAL) * 2 * (size_t)T * T);
+#pragma omp for schedule(dynamic, 1)
+        for (long bh = 0; bh < heads; bh++) {
+            int b = (int)(bh / NH), h = (int)(bh % NH);
+            size_t head_off = (size_t)b * T * C3 + (size_t)h * HS;
+            const REAL *q = qkv + head_off, *k = q + C, *v = q + 2 * C;
+            REAL *dq = dqkv + head_off, *dk = dq + C, *dv = dq + 2 * C;
+            const REAL *P = att + (size_t)bh * T * T;
+            REAL *dP = scratch ? scratch + (size_t)bh * T * T : tmp + (size_t)T * T;
+            const REAL *dO = dout + (size_t)b * T * C + (size_t)h * HS;
+            // dA (T,T) = dO (T,HS) v^T
+            GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, 1, dO, C, v, C3, 0, dP, T);
+            const REAL *A = P;
+            if (dropout) {
+                OPS(attention_dropout)(tmp, P, T, bh, dropout_p, seed, offset);
+                A = tmp;
+            }
+            // dv (T,HS) += A^T dO
+            GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1, A, T, dO, C, 1, dv, C3);
+            if (dropout) {
+                uint64_t base = offset + (uint64_t)bh * T * T;
+                size_t n = (size_t)T * T;
+                for (size_t i = 0; i < n; i++)
+                    dP[i] = dropout_keep(seed, base + i, dropout_p) ? dP[i] * keep_scale
+                                                                    : (REAL)0;
+            }
+            // softmax backward, then the 1/sqrt(HS) of the scores
+            for (int t1 = 0; t1 < T; t1++) {
+                const REAL *p = P + (size_t)t1 * T;
+                REAL *d = dP + (size_t)t1 * T;
+                double s = 0;
+                for (int t2 = 0; t2 < T; t2++) s += (double)p[t2] * d[t2];
+                REAL sr = (REAL)s;
+                for (int t2 = 0; t2 < T; t2++) d[t2] = p[t2] * (d[t2] - sr) * scale;
+            }
+            // dq += dS k ; dk += dS^T q
+            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1, dP, T, k, C3, 1, dq,
+                 C3);
+            GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1, dP, T, q, C3, 1, dk, C3);
+        }
+        free(tmp);
+    }
+}
+
+// ---- dropout ---------------------------------------------------------------------------
+
+void OPS(dropout_forward)(REAL *out, const REAL *inp, size_t n, float p, uint64_t seed,
+                          uint64_t offset) {
+    if (p <= 0) {
+        if (out != inp) memmove(out, inp, sizeof(REAL) * n);
+        return;
+    }
+    REAL keep_scale = p >= 1 ? (REAL)0 : (REAL)1 / ((REAL)1 - (REAL)p);
+#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+    for (size_t i = 0; i < n; i++)
+        out[i] = dropout_keep(seed, offset + i, p) ? inp[i] * keep_scale : (REAL)0;
+}
+
+void OPS(dropout_backward)(REAL *dinp, const REAL *dout, size_t n, float p, uint64_t seed,
+                           uint64_t offset) {
+    if (p <= 0) {
+#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+        for (size_t i = 0; i < n; i++) dinp[i] += dout[i];
+        return;
+    }
+    REAL keep_scale = p >= 1 ? (REAL)0 : (REAL)1 / ((REAL)1 - (REAL)p);
+#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+    for (size_t i = 0; i < n; i++)
+        if (dropout_keep(seed, offset + i, p)) dinp[i] += dout[i] * keep_scale;
+}
+
+// ---- softmax cross-entropy -------------------------------------------------------------
+
+void OPS(softmax_xent_forward)(REAL *losses, REAL *probs, const REAL *logits,
+                               const int32_t *targets, int N, int V) {
+#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+    for (int i = 0; i < N; i++) {
+        const REAL *l = logits + (size_t)i * V;
+        REAL *p = probs + (size_t)i * V;
+        REAL mx = l[0];
+        for (int j = 1; j < V; j++)
+            if (l[j] > mx) mx = l[j];
+        double s = 0;
+        for (int j = 0; j < V; j++) {
+            REAL e = exp(l[j] - mx);
+            p[j] = e;
+            s += e;
+        }
+        REAL inv = (REAL)(1.0 / s);
+        for (int j = 0; j < V; j++) p[j] *= inv;
+        int target = targets[i];
+        if (losses)
+            losses[i] = target == -100 ? (REAL)0 : (REAL)((double)mx + log(s) - l[target]);
+    }
+}
+
+void OPS(softmax_xent_backward)(REAL *dlogits, const REAL *probs, const int32_t *targets, int N,
+                                int V, REAL dloss_scale) {
+#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+    for (int i = 0; i < N; i++) {
+        REAL *d = dlogits + (size_t)i * V;
+        const REAL *p = probs + (size_t)i * V;
+        int target = targets[i];
+        if (target == -100) {
+            memset(d, 0, sizeof(REAL) * V);
+            continue;
+        }
+        for (int j = 0; j < V; j++) d[j] = (p[j] - (j == target ? (REAL)1 : (REAL)0)) * dloss_scale;
+    }
+}
+
+// ---- mean pooling ----------------------------------------------------------------------
+
+// As sentence-transformers: sum of unmasked rows / max(count, 1e-9), then
+// x / max(||x||, 1e-12) when normalising.
+void OPS(mean_pool_forward)(REAL *out, const REAL *inp, const int32_t *mask, int B, int T,
+                            int C, int normalize) {
+#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+    for (int b = 0; b < B; b++) {
+        const int32_t *mk = mask ? mask + (size_t)b * T : NULL;
+        double count = 0;
+        for (int t = 0; t < T; t++) count += mk ? (mk[t] != 0) : 1;
+        if (count < 1e-9) count = 1e-9;
+        REAL *o = out + (size_t)b * C;
+        for (int c = 0; c < C; c++) {
+            double s = 0;
+            for (int t = 0; t < T; t++)
+                if (!mk || mk[t]) s += inp[((size_t)b * T + t) * C + c];
+            o[c] = (REAL)(s / count);
+        }
+        if (normalize) {
+            double ss = 0;
+            for (int c = 0; c < C; c++) ss += (double)o[c] * o[c];
+            double norm = sqrt(ss);
+            if (norm < 1e-12) norm = 1e-12;
+            for (int c = 0; c < C; c++) o[c] = (REAL)(o[c] / norm);
+        }
+    }
+}
+
+// ---- optimiser -------------------------------------------------------------------------
+
+// Fixed chunks summed in order: the same double for any thread count.
+double OPS(sum_squares)(const REAL *x, size_t n) {
+    enum { CHUNK = 1 << 14 };
+    size_t chunks = (n + CHUNK - 1) / CHUNK;
+    if (chunks == 0) return 0;
+    double *part = malloc(sizeof(double) * chunks);
+    if (!part) { // no memory for partial sums: one serial pass gives the same order class
+        double s = 0;
+        for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+        return s;
+    }
+#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+    for (size_t ch = 0; ch < chunks; ch++) {
+        size_t i0 = ch * CHUNK, i1 = OPS_MIN(n, i0 + CHUNK);
+        double s = 0;
+        for (size_t i = i0; i < i1; i++) s += (double)x[i] * x[i];
+        part[ch] = s;
+    }
+    double total = 0;
+    for (size_t ch = 0; ch < chunks; ch++) total += part[ch];
+    free(part);
+    return total;
+}
+
+void OPS(scale)(REAL *x, size_t n, REAL s) {
+#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+    for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
+// The operation order of torch.optim.AdamW (single-tensor path): decay, moments, then
+// p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps).
+void OPS(adamw_update)(REAL *params, const REAL *grads, REAL *m, REAL *v, size_t n, REAL lr,
+                       REAL beta1, REAL beta2, REAL eps, REAL weight_decay, int t) {
+    double bc1 = 1.0 - pow((double)beta1, t), bc2 = 1.0 - pow((double)beta2, t);
+    REAL step_size = (REAL)((double)lr / bc1);
+    REAL bc2_sqrt = (REAL)sqrt(bc2);
+    REAL decay = (REAL)1 - lr * weight_decay;
+#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+    for (size_t i = 0; i < n; i++) {
+        REAL g = grads[i];
+        REAL p = params[i] * decay;
+        REAL mi = m[i] * beta1 + g * ((REAL)1 - beta1);
+        REAL vi = v[i] * beta2 + g * g * ((REAL)1 - beta2);
+        m[i] = mi;
+        v[i] = vi;
+        params[i] = p - step_size * (mi / (sqrt(vi) / bc2_sqrt + eps));
+    }
+}
