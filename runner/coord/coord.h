@@ -8,10 +8,12 @@
 // With `--redis off` and a single node both are no-ops and coord_enabled() is false.
 #include "runner/config.h"
 
+#include <cjson/cJSON.h>
+
 #include <stdbool.h>
 #include <stdint.h>
 
-enum { COORD_ID_MAX = 128, COORD_ADDR_MAX = 64, COORD_PREFIX_MAX = 192 };
+enum { COORD_ID_MAX = 128, COORD_ADDR_MAX = 64, COORD_PREFIX_MAX = 192, COORD_MAX_NODES = 64 };
 
 // Who this node is, from AWS_BATCH_JOB_* (a single local node when they are absent).
 typedef struct {
@@ -53,5 +55,15 @@ int coord_exit_code_hint(void);
 bool coord_redis_endpoint(char *host, int host_len, int *port, char *password,
                           int password_len);
 // Publish one step metric of this node to the capped metrics stream (non-blocking for
-// the caller: queued and sent by the coordination thread; dropped when Redis is down).
+// the caller: queued and sent by the heartbeat thread; dropped when Redis is down).
+// Not needed for telemetry: on a multi-node job every non-main node exports the new
+// points of its telemetry store (serve/telemetry_store.h) to the stream by itself, and
+// the main node adds the other nodes' points to its store as run "node<N>/<run>".
 void coord_publish_metric(const char *run, const char *tag, int64_t step, double value);
+// Publish a control command ("stop" or "checkpoint") to every node of this job
+// (what `redis-cli PUBLISH runner:{job}:{attempt}:control stop` does). 0 or exit code.
+int coord_publish_control(const char *command);
+// The nodes of the rendezvous for /api/v1/nodes: [{"node_index", "address", "main",
+// "self", "alive", "last_heartbeat_ms_ago"}...]; an empty array when Redis is off.
+// The caller owns the result.
+cJSON *coord_nodes_json(void);

@@ -1,0 +1,164 @@
+// collective_store_ops over Redis (see coord_store.h).
+#include "runner/coord/coord_store.h"
+
+#include "runner/coord/coord_internal.h"
+#include "runner/error.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { STORE_RETRY_MS = 10000, STORE_KEY_TTL_S = 24 * 3600, WAIT_POLL_MAX_MS = 100 };
+
+typedef struct {
+    redis_client *rc;
+    pthread_mutex_t lock; // a hiredis context is not thread-safe
+} redis_store;
+
+static long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static int store_set(void *ctx, const char *key, const void *data, size_t len) {
+    redis_store *s = ctx;
+    const char *argv[] = {"SET", key, data, "EX", "86400"};
+    size_t lens[] = {3, strlen(key), len, 2, 5};
+    _Static_assert(STORE_KEY_TTL_S == 86400, "the EX argument spells the TTL");
+    pthread_mutex_lock(&s->lock);
+    redisReply *r = redis_client_argv(s->rc, 5, argv, lens);
+    pthread_mutex_unlock(&s->lock);
+    if (!r)
+        return EXIT_COORDINATION;
+    int code = r->type == REDIS_REPLY_ERROR
+                   ? error_set(EXIT_COORDINATION, "store set %s: %s", key, r->str)
+                   : 0;
+    freeReplyObject(r);
+    return code;
+}
+
+static int store_get(void *ctx, const char *key, void **data, size_t *len) {
+    redis_store *s = ctx;
+    *data = NULL;
+    *len = 0;
+    pthread_mutex_lock(&s->lock);
+    redisReply *r = redis_client_command(s->rc, "GET %s", key);
+    pthread_mutex_unlock(&s->lock);
+    if (!r)
+        return EXIT_COORDINATION;
+    int code = 0;
+    if (r->type == REDIS_REPLY_STRING) {
+        *data = malloc(r->len ? r->len : 1);
+        if (!*data)
+            code = error_set(EXIT_RESOURCES, "store get %s: out of memory", key);
+        else {
+            memcpy(*data, r->str, r->len);
+            *len = r->len;
+        }
+    } else {
+        code = error_set(EXIT_COORDINATION, "store get %s: %s", key,
+                         r->type == REDIS_REPLY_NIL ? "no such key (Redis restarted?)" : "bad reply");
+    }
+    freeReplyObject(r);
+    return code;
+}
+
+static int store_wait(void *ctx, const char *const *keys, size_t n, int timeout_ms) {
+    redis_store *s = ctx;
+    if (n == 0)
+        return 0;
+    const char **argv = malloc((n + 1) * sizeof *argv);
+    size_t *lens = malloc((n + 1) * sizeof *lens);
+    if (!argv || !lens) {
+        free(argv);
+        free(lens);
+        return error_set(EXIT_RESOURCES, "store wait: out of memory");
+    }
+    argv[0] = "EXISTS";
+    lens[0] = 6;
+    for (size_t i = 0; i < n; i++) {
+        argv[i + 1] = keys[i];
+        lens[i + 1] = strlen(keys[i]);
+    }
+    long long deadline = now_ms() + timeout_ms;
+    int poll_ms = 5, code = 0;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        redisReply *r = redis_client_argv(s->rc, (int)n + 1, argv, lens);
+        pthread_mutex_unlock(&s->lock);
+        if (!r) {
+            code = EXIT_COORDINATION;
+            break;
+        }
+        bool all = r->type == REDIS_REPLY_INTEGER && r->integer == (long long)n;
+        freeReplyObject(r);
+        if (all)
+            break;
+        if (now_ms() >= deadline) {
+            code = error_set(EXIT_COORDINATION, "store wait: %zu key(s) (first %s) not set within %d ms",
+                             n, keys[0], timeout_ms);
+            break;
+        }
+        sleep_ms(poll_ms);
+        poll_ms = poll_ms * 2 > WAIT_POLL_MAX_MS ? WAIT_POLL_MAX_MS : poll_ms * 2;
+    }
+    free(argv);
+    free(lens);
+    return code;
+}
+
+int coord_store_open_endpoint(const redis_endpoint *ep, collective_store_ops *out) {
+    memset(out, 0, sizeof *out);
+    redis_store *s = calloc(1, sizeof *s);
+    if (!s)
+        return error_set(EXIT_RESOURCES, "store: out of memory");
+    s->rc = redis_client_new(ep, STORE_RETRY_MS);
+    if (!s->rc) {
+        free(s);
+        return error_set(EXIT_RESOURCES, "store: out of memory");
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    int code = redis_client_connect(s->rc);
+    if (code) {
+        redis_client_free(s->rc);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+        return code;
+    }
+    out->ctx = s;
+    out->set = store_set;
+    out->get = store_get;
+    out->wait = store_wait;
+    return 0;
+}
+
+int coord_store_open(collective_store_ops *out) {
+    const redis_endpoint *ep = coord_endpoint();
+    if (!ep)
+        return error_set(EXIT_USAGE, "collectives across processes need Redis (--redis off)");
+    return coord_store_open_endpoint(ep, out);
+}
+
+void coord_store_close(collective_store_ops *ops) {
+    redis_store *s = ops->ctx;
+    if (!s)
+        return;
+    redis_client_free(s->rc);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    memset(ops, 0, sizeof *ops);
+}
+
+void coord_store_prefix(const char *group, char *out, size_t out_len) {
+    snprintf(out, out_len, "%scollective:%s:", coord_prefix(), group);
+}

@@ -1,0 +1,270 @@
+// Redis client with timeouts, keep-alive, AUTH and reconnection (see redis_client.h).
+#include "runner/coord/redis_client.h"
+
+#include "runner/error.h"
+#include "runner/log.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum {
+    CONNECT_TIMEOUT_MS = 2000,
+    DEFAULT_COMMAND_TIMEOUT_MS = 5000,
+    BACKOFF_FIRST_MS = 50,
+    BACKOFF_MAX_MS = 2000,
+};
+
+struct redis_client {
+    redis_endpoint ep;
+    redisContext *ctx;
+    int retry_ms;
+    int command_timeout_ms;
+    atomic_bool *stop;
+    bool was_connected; // to log "reconnected" once after an outage
+};
+
+static long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static struct timeval timeval_ms(int ms) {
+    return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+}
+
+int redis_endpoint_parse(const char *url, redis_endpoint *out) {
+    memset(out, 0, sizeof *out);
+    out->port = 6379;
+    CURLU *u = curl_url();
+    if (!u)
+        return error_set(EXIT_INTERNAL, "--redis: out of memory");
+    int rc = 0;
+    char *scheme = NULL, *host = NULL, *port = NULL, *password = NULL, *path = NULL;
+    if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        strcmp(scheme, "redis") != 0 || curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+        rc = error_set(EXIT_USAGE, "--redis: expected embedded, off or redis://[:password@]host[:port]");
+        goto done;
+    }
+    if (curl_url_get(u, CURLUPART_PASSWORD, &password, CURLU_URLDECODE) == CURLUE_OK &&
+        password[0]) {
+        log_redact(password);
+        if (strlen(password) >= sizeof out->password) {
+            rc = error_set(EXIT_USAGE, "--redis: password longer than %zu bytes",
+                           sizeof out->password - 1);
+            goto done;
+        }
+        snprintf(out->password, sizeof out->password, "%s", password);
+    }
+    if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK) {
+        char *end;
+        long p = strtol(port, &end, 10);
+        if (*end || p < 1 || p > 65535) {
+            rc = error_set(EXIT_USAGE, "--redis: bad port '%s'", port);
+            goto done;
+        }
+        out->port = (int)p;
+    }
+    if (curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK && strcmp(path, "/") != 0 &&
+        strcmp(path, "/0") != 0) {
+        rc = error_set(EXIT_USAGE, "--redis: only database 0 is supported, got '%s'", path);
+        goto done;
+    }
+    // IPv6 literals come back in brackets; hiredis wants them bare.
+    size_t hl = strlen(host);
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']')
+        snprintf(out->host, sizeof out->host, "%.*s", (int)(hl - 2), host + 1);
+    else
+        snprintf(out->host, sizeof out->host, "%s", host);
+done:
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_free(password);
+    curl_free(path);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+redis_client *redis_client_new(const redis_endpoint *ep, int retry_ms) {
+    redis_client *rc = calloc(1, sizeof *rc);
+    if (!rc)
+        return NULL;
+    rc->ep = *ep;
+    rc->retry_ms = retry_ms;
+    rc->command_timeout_ms = DEFAULT_COMMAND_TIMEOUT_MS;
+    return rc;
+}
+
+void redis_client_drop(redis_client *rc) {
+    if (rc && rc->ctx) {
+        redisFree(rc->ctx);
+        rc->ctx = NULL;
+    }
+}
+
+void redis_client_free(redis_client *rc) {
+    if (!rc)
+        return;
+    redis_client_drop(rc);
+    memset(rc->ep.password, 0, sizeof rc->ep.password);
+    free(rc);
+}
+
+void redis_client_set_stop_flag(redis_client *rc, atomic_bool *stop) { rc->stop = stop; }
+
+void redis_client_set_command_timeout(redis_client *rc, int timeout_ms) {
+    rc->command_timeout_ms = timeout_ms;
+    if (rc->ctx)
+        redisSetTimeout(rc->ctx, timeval_ms(timeout_ms));
+}
+
+redisContext *redis_client_context(redis_client *rc) { return rc->ctx; }
+
+// One connection attempt: connect, timeouts, keep-alive, AUTH, PING. Writes the reason
+// of a failure into `why`.
+static bool connect_once(redis_client *rc, char *why, size_t why_len) {
+    redis_client_drop(rc);
+    redisContext *c = redisConnectWithTimeout(rc->ep.host, rc->ep.port,
+                                              timeval_ms(CONNECT_TIMEOUT_MS));
+    if (!c || c->err) {
+        snprintf(why, why_len, "%s", c ? c->errstr : "out of memory");
+        if (c)
+            redisFree(c);
+        return false;
+    }
+    redisSetTimeout(c, timeval_ms(rc->command_timeout_ms));
+    redisEnableKeepAlive(c);
+    redisReply *r = rc->ep.password[0] ? redisCommand(c, "AUTH %s", rc->ep.password)
+                                       : redisCommand(c, "PING");
+    bool ok = r && r->type != REDIS_REPLY_ERROR;
+    if (!ok)
+        snprintf(why, why_len, "%s", r ? r->str : c->errstr);
+    if (r)
+        freeReplyObject(r);
+    if (!ok) {
+        redisFree(c);
+        return false;
+    }
+    rc->ctx = c;
+    return true;
+}
+
+int redis_client_connect(redis_client *rc) {
+    if (rc->ctx)
+        return 0;
+    long long deadline = now_ms() + rc->retry_ms;
+    int backoff = BACKOFF_FIRST_MS;
+    char why[256] = "";
+    for (;;) {
+        if (connect_once(rc, why, sizeof why)) {
+            if (rc->was_connected)
+                log_info("redis_reconnected", "%s:%d", rc->ep.host, rc->ep.port);
+            rc->was_connected = true;
+            return 0;
+        }
+        // A wrong password will not fix itself.
+        if (strstr(why, "WRONGPASS") || strstr(why, "invalid password") ||
+            strstr(why, "NOAUTH"))
+            break;
+        long long left = deadline - now_ms();
+        if (left <= 0 || (rc->stop && atomic_load(rc->stop)))
+            break;
+        sleep_ms(backoff < left ? backoff : (int)left);
+        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+    }
+    return error_set(EXIT_COORDINATION, "redis %s:%d unreachable: %s", rc->ep.host,
+                     rc->ep.port, why);
+}
+
+// Send through `send` until a reply arrives or the retry window closes.
+static redisReply *command_with_retry(redis_client *rc, redisReply *(*send)(redis_client *, void *),
+                                      void *arg) {
+    long long deadline = now_ms() + rc->retry_ms;
+    int backoff = BACKOFF_FIRST_MS;
+    for (;;) {
+        if (redis_client_connect(rc) == 0) {
+            redisReply *r = send(rc, arg);
+            if (r)
+                return r;
+            log_warn("redis_connection_lost", "%s:%d: %s", rc->ep.host, rc->ep.port,
+                     rc->ctx->errstr);
+            redis_client_drop(rc);
+        }
+        long long left = deadline - now_ms();
+        if (left <= 0 || (rc->stop && atomic_load(rc->stop)))
+            break;
+        sleep_ms(backoff < left ? backoff : (int)left);
+        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+    }
+    if (error_code() != EXIT_COORDINATION)
+        error_set(EXIT_COORDINATION, "redis %s:%d unreachable", rc->ep.host, rc->ep.port);
+    return NULL;
+}
+
+typedef struct {
+    const char *fmt;
+    va_list *ap;
+} fmt_args;
+
+static redisReply *send_fmt(redis_client *rc, void *arg) {
+    fmt_args *a = arg;
+    va_list copy;
+    va_copy(copy, *a->ap);
+    redisReply *r = redisvCommand(rc->ctx, a->fmt, copy);
+    va_end(copy);
+    return r;
+}
+
+redisReply *redis_client_command(redis_client *rc, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fmt_args a = {fmt, &ap};
+    redisReply *r = command_with_retry(rc, send_fmt, &a);
+    va_end(ap);
+    return r;
+}
+
+typedef struct {
+    int argc;
+    const char **argv;
+    const size_t *lens;
+} argv_args;
+
+static redisReply *send_argv(redis_client *rc, void *arg) {
+    argv_args *a = arg;
+    return redisCommandArgv(rc->ctx, a->argc, a->argv, a->lens);
+}
+
+redisReply *redis_client_argv(redis_client *rc, int argc, const char **argv,
+                              const size_t *lens) {
+    argv_args a = {argc, argv, lens};
+    return command_with_retry(rc, send_argv, &a);
+}
+
+int redis_client_ok(redis_client *rc, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fmt_args a = {fmt, &ap};
+    redisReply *r = command_with_retry(rc, send_fmt, &a);
+    va_end(ap);
+    if (!r)
+        return EXIT_COORDINATION;
+    int rc_code = 0;
+    if (r->type == REDIS_REPLY_ERROR)
+        rc_code = error_set(EXIT_COORDINATION, "redis: %s", r->str);
+    freeReplyObject(r);
+    return rc_code;
+}
