@@ -53,12 +53,12 @@ void cloud_spot_watcher_stop(void);
 // Step Functions callback. With SFN_TASK_TOKEN set, cloud_sfn_start() starts a thread
 // sending SendTaskHeartbeat every RUNNER_SFN_HEARTBEAT_S (default 60) seconds;
 // without it both calls do nothing. cloud_sfn_finish() stops the heartbeat and sends
-// SendTaskSuccess (exit_code 0; output {"exit":"OK", ...output fields}) or
+// SendTaskSuccess (code 0; output {"exit":"OK", ...output fields}) or
 // SendTaskFailure (error = exit name, cause = reason). `output` (may be NULL) is an
 // object whose fields (metrics summary, artefact URIs) are copied into the output.
 // Call it once, from runner_exit().
 int cloud_sfn_start(void);
-void cloud_sfn_finish(int exit_code, const char *reason, const cJSON *output);
+void cloud_sfn_finish(int code, const char *reason, const cJSON *output);
 
 // ECS task metadata v4 as log/metric labels: {"task_arn","cluster","availability_zone",
 // "log_group","log_stream"} (only those present). NULL when

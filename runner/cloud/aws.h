@@ -1,0 +1,104 @@
+#pragma once
+// Internal plumbing of runner/cloud: one HTTP request engine over libcurl (SigV4 via
+// CURLOPT_AWS_SIGV4, retries with exponential backoff and full jitter), the
+// credentials chain, region and endpoint resolution, and the instance metadata
+// service. Only files under runner/cloud include this; the rest of the runner uses
+// cloud.h.
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+// A growable byte buffer, always NUL-terminated (so text bodies read as strings).
+typedef struct {
+    char *data;
+    size_t len, cap;
+} aws_buffer;
+
+int aws_buffer_append(aws_buffer *b, const void *data, size_t len);
+void aws_buffer_free(aws_buffer *b);
+// Copy a string into dst[n], cut to fit (for fields where a cut is harmless).
+void aws_copy(char *dst, size_t n, const char *src);
+
+typedef struct {
+    char access_key[128];
+    char secret_key[256];
+    char token[4096]; // "" for long-term keys
+    time_t expiration; // 0 = does not expire
+} aws_credentials;
+
+// The current credentials (environment, then ECS container credentials, then the
+// IMDSv2 instance role), cached and refreshed five minutes before they expire.
+// Secret and token are registered with log_redact(). Thread-safe.
+int aws_credentials_get(aws_credentials *out);
+// Drop the cache (after an ExpiredToken answer) so the next call asks again.
+void aws_credentials_invalidate(void);
+
+// AWS_REGION, else AWS_DEFAULT_REGION, else "us-east-1".
+const char *aws_region(void);
+// Base URL (no trailing slash) for a service: AWS_ENDPOINT_URL_<SERVICE>, else
+// AWS_ENDPOINT_URL, else https://<host_prefix>.<region>.amazonaws.com. `env_suffix`
+// is the SDKs' service id ("S3", "SECRETS_MANAGER", "SFN"). *overridden tells whether
+// an override applied (S3 then uses path-style addressing). Writes into out.
+void aws_endpoint(const char *env_suffix, const char *host_prefix, char *out, size_t n,
+                  bool *overridden);
+
+typedef struct {
+    const char *method;   // "GET", "PUT", "POST", "HEAD", "DELETE"
+    const char *url;      // full URL, query included, already percent-encoded
+    const char *service;  // SigV4 service ("s3", "secretsmanager", "states"); NULL = unsigned
+    struct curl_slist *headers; // extra request headers (caller owns)
+    const char *body;     // in-memory body (may be NULL)
+    size_t body_len;
+    int body_fd;          // >= 0: body read from this file at body_offset for body_len bytes
+    long long body_offset;
+    const char *payload_sha256; // hex SHA-256 of the body for x-amz-content-sha256 (S3)
+    const char *sink_path;      // 2xx response body goes to this file (truncated per try)
+    long connect_timeout_ms;    // 0 = 10 s
+    long timeout_ms;            // whole request, 0 = none (a stall guard still applies)
+    int max_attempts;           // 0 = RUNNER_AWS_MAX_ATTEMPTS or 5
+} aws_request;
+
+typedef struct {
+    long status;          // last HTTP status (0 when no answer)
+    aws_buffer body;      // response body (non-2xx always; 2xx when no sink_path)
+    char etag[256];       // ETag header, quotes kept
+    long long content_length; // Content-Length header, -1 when absent
+    char error_code[128]; // AWS error code of a non-2xx answer ("NoSuchKey", "AccessDenied")
+    int curl_code;        // last CURLcode
+} aws_response;
+
+// Send with retries: transport failures, 5xx, 429 and throttling codes are retried
+// with full-jitter backoff. Returns 0 when an answer that is not retryable arrived
+// (check resp->status: 404 and 403 are returned, not retried), EXIT_REMOTE_IO with
+// error_set() when the attempts are spent, EXIT_OUTPUT when sink_path cannot be written.
+// `what` names the operation and object for messages ("GET s3://b/k").
+int aws_send(const aws_request *req, aws_response *resp, const char *what);
+void aws_response_free(aws_response *resp);
+
+// POST one call of a JSON-protocol service (Secrets Manager, Step Functions):
+// Content-Type application/x-amz-json-<json_version>, X-Amz-Target <target>, the
+// payload as body, signed for `service`, endpoint as aws_endpoint(env_suffix, host_prefix).
+int aws_json_call(const char *service, const char *env_suffix, const char *host_prefix,
+                  const char *json_version, const char *target, const cJSON *payload,
+                  aws_response *resp, const char *what);
+
+// Lowercase hex SHA-256 of a memory block / of `len` bytes of a file from `offset`.
+void aws_sha256_hex(const void *data, size_t len, char out[65]);
+int aws_sha256_file_hex(int fd, long long offset, long long len, char out[65]);
+
+// Percent-encode per SigV4 (unreserved kept; '/' kept when keep_slash). Writes into a
+// malloc'd string the caller frees.
+char *aws_uri_encode(const char *s, bool keep_slash);
+
+// Retry delay for attempt n (0-based): uniform in [0, min(cap, base * 2^n)] ms.
+long aws_backoff_ms(int attempt);
+
+// Instance metadata service (IMDSv2). Base URL from AWS_EC2_METADATA_SERVICE_ENDPOINT
+// or http://169.254.169.254; disabled by AWS_EC2_METADATA_DISABLED=true.
+bool imds_disabled(void);
+// PUT /latest/api/token. 0 on success; EXIT_REMOTE_IO when IMDS does not answer.
+int imds_token(char *out, size_t n);
+// GET `path` with the token; *status gets the HTTP status. 0 when IMDS answered.
+int imds_get(const char *token, const char *path, aws_buffer *out, long *status);

@@ -1,0 +1,4 @@
+# runner/cloud hashes S3 payloads (x-amz-content-sha256) with OpenSSL's libcrypto,
+# which libcurl already depends on (Debian: libssl-dev).
+pkg_check_modules(LIBCRYPTO REQUIRED IMPORTED_TARGET libcrypto)
+target_link_libraries(runner_lib PUBLIC PkgConfig::LIBCRYPTO)

@@ -1,0 +1,224 @@
+// The credentials chain, in the order the AWS SDKs use: environment variables, ECS
+// container credentials (the Batch job role), then the EC2 instance role over IMDSv2.
+// Temporary credentials are cached and refreshed five minutes before they expire.
+// Secrets never reach a log line: each new secret key and token goes to log_redact().
+#include "runner/cloud/aws.h"
+
+#include "runner/error.h"
+#include "runner/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { REFRESH_BEFORE_S = 300 };
+
+static pthread_mutex_t creds_lock = PTHREAD_MUTEX_INITIALIZER;
+static aws_credentials creds_cached;
+static bool creds_valid;
+static char creds_source[32];
+
+static const char *env(const char *name) {
+    const char *v = getenv(name);
+    return (v && *v) ? v : NULL;
+}
+
+// "2026-11-25T16:00:00Z" -> epoch seconds; 0 when absent or unreadable.
+static time_t parse_expiration(const char *s) {
+    if (!s) return 0;
+    struct tm tm = {0};
+    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    return end ? timegm(&tm) : 0;
+}
+
+// The JSON both the ECS endpoint and IMDS return.
+static int credentials_from_json(const char *body, const char *source, aws_credentials *out) {
+    cJSON *json = cJSON_Parse(body);
+    const cJSON *ak = cJSON_GetObjectItemCaseSensitive(json, "AccessKeyId");
+    const cJSON *sk = cJSON_GetObjectItemCaseSensitive(json, "SecretAccessKey");
+    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(json, "Token");
+    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(json, "Expiration");
+    int rc = 0;
+    if (!cJSON_IsString(ak) || !cJSON_IsString(sk)) {
+        rc = error_set(EXIT_REMOTE_IO, "%s: credentials answer lacks AccessKeyId/SecretAccessKey",
+                       source);
+    } else {
+        memset(out, 0, sizeof *out);
+        snprintf(out->access_key, sizeof out->access_key, "%s", ak->valuestring);
+        snprintf(out->secret_key, sizeof out->secret_key, "%s", sk->valuestring);
+        if (cJSON_IsString(tok)) snprintf(out->token, sizeof out->token, "%s", tok->valuestring);
+        out->expiration = parse_expiration(cJSON_IsString(exp) ? exp->valuestring : NULL);
+    }
+    cJSON_Delete(json);
+    return rc;
+}
+
+// http:// full URIs are allowed only to the addresses the SDKs allow (loopback and the
+// ECS/EKS agents), so a misconfigured variable cannot send the token anywhere.
+static bool full_uri_allowed(const char *uri) {
+    if (strncmp(uri, "https://", 8) == 0) return true;
+    CURLU *u = curl_url();
+    char *host = NULL;
+    bool ok = false;
+    if (u && curl_url_set(u, CURLUPART_URL, uri, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+        ok = strncmp(host, "127.", 4) == 0 || strcmp(host, "localhost") == 0 ||
+             strcmp(host, "[::1]") == 0 || strcmp(host, "169.254.170.2") == 0 ||
+             strcmp(host, "169.254.170.23") == 0 || strcmp(host, "[fd00:ec2::23]") == 0;
+    }
+    curl_free(host);
+    curl_url_cleanup(u);
+    return ok;
+}
+
+static int from_container(aws_credentials *out) {
+    const char *rel = env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+    const char *full = env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    char url[2048];
+    struct curl_slist *headers = NULL;
+    if (rel) {
+        // RUNNER_AWS_CONTAINER_CREDENTIALS_HOST exists for tests only (the SDKs have none).
+        const char *host = env("RUNNER_AWS_CONTAINER_CREDENTIALS_HOST");
+        snprintf(url, sizeof url, "http://%s%s", host ? host : "169.254.170.2", rel);
+    } else {
+        if (!full_uri_allowed(full))
+            return error_set(EXIT_USAGE,
+                             "AWS_CONTAINER_CREDENTIALS_FULL_URI: http:// only to loopback or "
+                             "the ECS/EKS agent addresses");
+        snprintf(url, sizeof url, "%s", full);
+        char token[4096] = "";
+        const char *file = env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+        if (file) {
+            FILE *f = fopen(file, "r");
+            if (!f)
+                return error_set(EXIT_USAGE, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s: %s",
+                                 file, strerror(errno));
+            size_t n = fread(token, 1, sizeof token - 1, f);
+            fclose(f);
+            token[n] = '\0';
+            while (n && (token[n - 1] == '\n' || token[n - 1] == '\r' || token[n - 1] == ' '))
+                token[--n] = '\0';
+        } else if (env("AWS_CONTAINER_AUTHORIZATION_TOKEN")) {
+            snprintf(token, sizeof token, "%s", env("AWS_CONTAINER_AUTHORIZATION_TOKEN"));
+        }
+        if (token[0]) {
+            log_redact(token);
+            char line[4200];
+            snprintf(line, sizeof line, "Authorization: %s", token);
+            headers = curl_slist_append(headers, line);
+        }
+    }
+    aws_request req = {.method = "GET", .url = url, .headers = headers, .body_fd = -1,
+                       .connect_timeout_ms = 2000, .timeout_ms = 5000, .max_attempts = 3};
+    aws_response resp = {0};
+    int rc = aws_send(&req, &resp, "GET container credentials");
+    curl_slist_free_all(headers);
+    if (rc == 0 && resp.status != 200)
+        rc = error_set(EXIT_REMOTE_IO, "container credentials endpoint answered HTTP %ld",
+                       resp.status);
+    if (rc == 0) rc = credentials_from_json(resp.body.data, "container credentials", out);
+    aws_response_free(&resp);
+    return rc;
+}
+
+// 0 with credentials; 1 when there is no instance role (not on EC2, or no role).
+static int from_instance_role(aws_credentials *out) {
+    if (imds_disabled()) return 1;
+    char token[256];
+    if (imds_token(token, sizeof token) != 0) {
+        error_clear();
+        return 1;
+    }
+    aws_buffer role = {0}, body = {0};
+    long status = 0;
+    int rc = imds_get(token, "/latest/meta-data/iam/security-credentials/", &role, &status);
+    if (rc || status != 200 || !role.data || !role.data[0]) {
+        error_clear();
+        aws_buffer_free(&role);
+        return 1;
+    }
+    char *nl = strchr(role.data, '\n');
+    if (nl) *nl = '\0';
+    char path[512];
+    snprintf(path, sizeof path, "/latest/meta-data/iam/security-credentials/%s", role.data);
+    rc = imds_get(token, path, &body, &status);
+    if (rc == 0 && status != 200)
+        rc = error_set(EXIT_REMOTE_IO, "IMDS %s answered HTTP %ld", path, status);
+    if (rc == 0) rc = credentials_from_json(body.data, "IMDS instance role", out);
+    aws_buffer_free(&role);
+    aws_buffer_free(&body);
+    return rc;
+}
+
+static int resolve(aws_credentials *out, const char **source) {
+    memset(out, 0, sizeof *out);
+    if (env("AWS_ACCESS_KEY_ID") && env("AWS_SECRET_ACCESS_KEY")) {
+        snprintf(out->access_key, sizeof out->access_key, "%s", env("AWS_ACCESS_KEY_ID"));
+        snprintf(out->secret_key, sizeof out->secret_key, "%s", env("AWS_SECRET_ACCESS_KEY"));
+        if (env("AWS_SESSION_TOKEN"))
+            snprintf(out->token, sizeof out->token, "%s", env("AWS_SESSION_TOKEN"));
+        *source = "environment";
+        return 0;
+    }
+    if (env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") || env("AWS_CONTAINER_CREDENTIALS_FULL_URI")) {
+        *source = "container";
+        return from_container(out);
+    }
+    *source = "instance-role";
+    int rc = from_instance_role(out);
+    if (rc == 1)
+        return error_set(EXIT_USAGE,
+                         "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or "
+                         "give the job a role (jobRoleArn) or the instance a profile");
+    return rc;
+}
+
+int aws_credentials_get(aws_credentials *out) {
+    pthread_mutex_lock(&creds_lock);
+    time_t now = time(NULL);
+    if (creds_valid &&
+        (creds_cached.expiration == 0 || creds_cached.expiration - now > REFRESH_BEFORE_S)) {
+        *out = creds_cached;
+        pthread_mutex_unlock(&creds_lock);
+        return 0;
+    }
+    aws_credentials fresh;
+    const char *source = "";
+    int rc = resolve(&fresh, &source);
+    if (rc == 0) {
+        if (!creds_valid || strcmp(fresh.secret_key, creds_cached.secret_key) != 0) {
+            log_redact(fresh.secret_key);
+            if (fresh.token[0]) log_redact(fresh.token);
+        }
+        bool changed_source = strcmp(creds_source, source) != 0;
+        creds_cached = fresh;
+        creds_valid = true;
+        snprintf(creds_source, sizeof creds_source, "%s", source);
+        if (changed_source || fresh.expiration) {
+            cJSON *f = cJSON_CreateObject();
+            cJSON_AddStringToObject(f, "source", source);
+            cJSON_AddNumberToObject(f, "expires_in_s",
+                                    fresh.expiration ? (double)(fresh.expiration - now) : -1);
+            log_fields(LOG_INFO, "aws_credentials", f);
+        }
+        *out = fresh;
+    } else if (creds_valid && creds_cached.expiration > now) {
+        // The refresh failed but the old credentials still work for a while.
+        log_warn("aws_credentials", "refresh failed (%s); using the current credentials for "
+                                    "%lld s more", error_message(), (long long)(creds_cached.expiration - now));
+        error_clear();
+        *out = creds_cached;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&creds_lock);
+    return rc;
+}
+
+void aws_credentials_invalidate(void) {
+    pthread_mutex_lock(&creds_lock);
+    creds_valid = false;
+    pthread_mutex_unlock(&creds_lock);
+}

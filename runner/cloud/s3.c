@@ -1,0 +1,518 @@
+// S3 over libcurl. Objects are addressed virtual-hosted style on AWS and path-style
+// under an endpoint override (moto, MinIO). Every request carries the SHA-256 of its
+// payload (x-amz-content-sha256). XML answers are read with expat.
+#include "runner/cloud/s3.h"
+
+#include "runner/cloud/aws.h"
+#include "runner/error.h"
+#include "runner/log.h"
+
+#include <errno.h>
+#include <expat.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { MIB = 1 << 20, MAX_PARTS = 10000 };
+
+static const char EMPTY_SHA256[] =
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+static long long env_bytes(const char *name, long long fallback) {
+    const char *v = getenv(name);
+    if (!v || !*v) return fallback;
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    return (*end || x <= 0) ? fallback : x;
+}
+
+int s3_parse_uri(const char *uri, s3_location *loc) {
+    memset(loc, 0, sizeof *loc);
+    if (!uri || strncmp(uri, "s3://", 5) != 0)
+        return error_set(EXIT_USAGE, "%s: not an s3:// URI", uri ? uri : "(null)");
+    const char *b = uri + 5, *slash = strchr(b, '/');
+    size_t blen = slash ? (size_t)(slash - b) : strlen(b);
+    if (blen < 3 || blen >= sizeof loc->bucket)
+        return error_set(EXIT_USAGE, "%s: bucket name must have 3 to 63 characters", uri);
+    for (size_t i = 0; i < blen; i++) {
+        char c = b[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.'))
+            return error_set(EXIT_USAGE, "%s: invalid bucket name", uri);
+    }
+    memcpy(loc->bucket, b, blen);
+    const char *key = slash ? slash + 1 : "";
+    if (strlen(key) >= sizeof loc->key) return error_set(EXIT_USAGE, "%s: key too long", uri);
+    snprintf(loc->key, sizeof loc->key, "%s", key);
+    return 0;
+}
+
+// The URL of an object (or of the bucket when key is ""), with an optional query that
+// is already encoded and sorted by name (SigV4's canonical query order).
+static int object_url(const s3_location *loc, const char *key, const char *query, char *out,
+                      size_t n) {
+    char base[512];
+    bool overridden;
+    aws_endpoint("S3", "s3", base, sizeof base, &overridden);
+    char *ekey = aws_uri_encode(key, true);
+    if (!ekey) return error_set(EXIT_INTERNAL, "out of memory");
+    int len;
+    if (overridden || strchr(loc->bucket, '.')) // dotted buckets break TLS host names
+        len = snprintf(out, n, "%s/%s/%s%s%s", base, loc->bucket, ekey, query ? "?" : "",
+                       query ? query : "");
+    else
+        len = snprintf(out, n, "https://%s.s3.%s.amazonaws.com/%s%s%s", loc->bucket,
+                       aws_region(), ekey, query ? "?" : "", query ? query : "");
+    free(ekey);
+    if (len < 0 || (size_t)len >= n) return error_set(EXIT_USAGE, "s3://%s/%s: URL too long",
+                                                      loc->bucket, key);
+    return 0;
+}
+
+// A final non-2xx answer -> our exit code: forbidden or missing is the caller's input
+// (reads, 3) or output location (writes, 4); anything else is remote I/O.
+static int s3_failure(const aws_response *r, bool write, const char *what) {
+    const char *code = r->error_code[0] ? r->error_code : "";
+    if (r->status == 403 || strcmp(code, "AccessDenied") == 0)
+        return error_set(write ? EXIT_OUTPUT : EXIT_BAD_INPUT, "%s: access denied (HTTP %ld %s)",
+                         what, r->status, code);
+    if (r->status == 404)
+        return error_set(write ? EXIT_OUTPUT : EXIT_BAD_INPUT, "%s: not found (%s)", what,
+                         code[0] ? code : "HTTP 404");
+    return error_set(EXIT_REMOTE_IO, "%s: HTTP %ld %s", what, r->status, code);
+}
+
+static int mkdirs_for(const char *path) {
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) return 0;
+    *slash = '\0';
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+            return error_set(EXIT_OUTPUT, "%s: cannot create: %s", dir, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return error_set(EXIT_OUTPUT, "%s: cannot create: %s", dir, strerror(errno));
+    return 0;
+}
+
+int s3_get_object(const s3_location *loc, const char *local_path) {
+    char url[2048], what[1400], tmp[PATH_MAX];
+    snprintf(what, sizeof what, "GET s3://%s/%s", loc->bucket, loc->key);
+    int rc = object_url(loc, loc->key, NULL, url, sizeof url);
+    if (rc) return rc;
+    if ((rc = mkdirs_for(local_path))) return rc;
+    if (snprintf(tmp, sizeof tmp, "%s.part-%d", local_path, (int)getpid()) >= (int)sizeof tmp)
+        return error_set(EXIT_USAGE, "%s: path too long", local_path);
+    aws_request req = {.method = "GET", .url = url, .service = "s3", .body_fd = -1,
+                       .payload_sha256 = EMPTY_SHA256, .sink_path = tmp};
+    aws_response resp = {0};
+    rc = aws_send(&req, &resp, what);
+    if (rc == 0 && resp.status != 200) rc = s3_failure(&resp, false, what);
+    if (rc == 0 && rename(tmp, local_path) != 0)
+        rc = error_set(EXIT_OUTPUT, "%s: rename to %s: %s", what, local_path, strerror(errno));
+    if (rc) unlink(tmp);
+    aws_response_free(&resp);
+    return rc;
+}
+
+int s3_head_object(const s3_location *loc, bool *exists, long long *size) {
+    char url[2048], what[1400];
+    snprintf(what, sizeof what, "HEAD s3://%s/%s", loc->bucket, loc->key);
+    int rc = object_url(loc, loc->key, NULL, url, sizeof url);
+    if (rc) return rc;
+    aws_request req = {.method = "HEAD", .url = url, .service = "s3", .body_fd = -1,
+                       .payload_sha256 = EMPTY_SHA256};
+    aws_response resp = {0};
+    rc = aws_send(&req, &resp, what);
+    *exists = false;
+    if (size) *size = -1;
+    if (rc == 0 && resp.status == 200) {
+        *exists = true;
+        if (size) *size = resp.content_length;
+    } else if (rc == 0 && resp.status != 404) {
+        rc = s3_failure(&resp, false, what);
+    }
+    aws_response_free(&resp);
+    return rc;
+}
+
+int s3_delete_object(const s3_location *loc) {
+    char url[2048], what[1400];
+    snprintf(what, sizeof what, "DELETE s3://%s/%s", loc->bucket, loc->key);
+    int rc = object_url(loc, loc->key, NULL, url, sizeof url);
+    if (rc) return rc;
+    aws_request req = {.method = "DELETE", .url = url, .service = "s3", .body_fd = -1,
+                       .payload_sha256 = EMPTY_SHA256};
+    aws_response resp = {0};
+    rc = aws_send(&req, &resp, what);
+    if (rc == 0 && resp.status != 204 && resp.status != 200 && resp.status != 404)
+        rc = s3_failure(&resp, true, what);
+    aws_response_free(&resp);
+    return rc;
+}
+
+// ---- XML answers ----
+
+// The text of the first <name> element and the name of the root element.
+typedef struct {
+    const char *want;
+    char *out;
+    size_t n;
+    bool inside, found;
+    char root[64];
+} xml_pick;
+
+static void pick_start(void *ud, const XML_Char *name, const XML_Char **attrs) {
+    (void)attrs;
+    xml_pick *p = ud;
+    if (!p->root[0]) snprintf(p->root, sizeof p->root, "%s", name);
+    if (!p->found && p->want && strcmp(name, p->want) == 0) p->inside = true;
+}
+
+static void pick_end(void *ud, const XML_Char *name) {
+    xml_pick *p = ud;
+    if (p->inside && strcmp(name, p->want) == 0) p->inside = false, p->found = true;
+}
+
+static void pick_text(void *ud, const XML_Char *s, int len) {
+    xml_pick *p = ud;
+    if (!p->inside) return;
+    size_t used = strlen(p->out);
+    for (int i = 0; i < len && used + 1 < p->n; i++) p->out[used++] = s[i];
+    p->out[used] = '\0';
+}
+
+// 0 when the document parsed; out gets the element's text ("" when absent).
+static int xml_pick_text(const aws_buffer *body, const char *element, char *out, size_t n,
+                         char *root, size_t root_n) {
+    out[0] = '\0';
+    XML_Parser parser = XML_ParserCreate(NULL);
+    if (!parser) return -1;
+    xml_pick p = {.want = element, .out = out, .n = n};
+    XML_SetUserData(parser, &p);
+    XML_SetElementHandler(parser, pick_start, pick_end);
+    XML_SetCharacterDataHandler(parser, pick_text);
+    int ok = body->data && XML_Parse(parser, body->data, (int)body->len, 1) == XML_STATUS_OK;
+    XML_ParserFree(parser);
+    if (root) snprintf(root, root_n, "%s", p.root);
+    return ok ? 0 : -1;
+}
+
+// ---- uploads ----
+
+static struct curl_slist *metadata_headers(const cJSON *metadata) {
+    struct curl_slist *headers = NULL;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, metadata) {
+        char value[1024];
+        if (cJSON_IsString(item))
+            snprintf(value, sizeof value, "%s", item->valuestring);
+        else if (cJSON_IsNumber(item))
+            snprintf(value, sizeof value, "%.17g", item->valuedouble);
+        else if (cJSON_IsBool(item))
+            snprintf(value, sizeof value, "%s", cJSON_IsTrue(item) ? "true" : "false");
+        else
+            continue;
+        for (char *c = value; *c; c++) // header values are one printable line
+            if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e) *c = '_';
+        char name[128];
+        size_t k = 0;
+        for (const char *c = item->string; *c && k + 1 < sizeof name; c++)
+            name[k++] = (*c >= 'A' && *c <= 'Z') ? (char)(*c - 'A' + 'a')
+                        : ((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-')
+                            ? *c
+                            : '-';
+        name[k] = '\0';
+        char line[1300];
+        snprintf(line, sizeof line, "x-amz-meta-%s: %s", name, value);
+        headers = curl_slist_append(headers, line);
+    }
+    return headers;
+}
+
+static const char *content_type_of(const char *path) {
+    const char *dot = strrchr(path, '.');
+    if (!dot) return "application/octet-stream";
+    if (strcmp(dot, ".json") == 0) return "application/json";
+    if (strcmp(dot, ".txt") == 0) return "text/plain; charset=utf-8";
+    if (strcmp(dot, ".csv") == 0) return "text/csv; charset=utf-8";
+    return "application/octet-stream";
+}
+
+static int put_single(int fd, long long size, const s3_location *loc, const char *url,
+                      struct curl_slist *headers, const char *what) {
+    char sha[65];
+    if (aws_sha256_file_hex(fd, 0, size, sha) != 0)
+        return error_set(EXIT_BAD_INPUT, "%s: cannot read the local file", what);
+    aws_request req = {.method = "PUT", .url = url, .service = "s3", .headers = headers,
+                       .body_fd = fd, .body_len = (size_t)size, .payload_sha256 = sha};
+    aws_response resp = {0};
+    int rc = aws_send(&req, &resp, what);
+    if (rc == 0 && resp.status != 200) rc = s3_failure(&resp, true, what);
+    aws_response_free(&resp);
+    (void)loc;
+    return rc;
+}
+
+static void abort_upload(const s3_location *loc, const char *upload_id) {
+    // Keep the reason of the failure that brought us here, whatever the abort says.
+    int code = error_code();
+    char message[1024];
+    snprintf(message, sizeof message, "%s", error_message());
+    char *eid = aws_uri_encode(upload_id, false), query[1200], url[3300], what[1400];
+    snprintf(query, sizeof query, "uploadId=%s", eid ? eid : "");
+    free(eid);
+    snprintf(what, sizeof what, "AbortMultipartUpload s3://%s/%s", loc->bucket, loc->key);
+    if (object_url(loc, loc->key, query, url, sizeof url) == 0) {
+        aws_request req = {.method = "DELETE", .url = url, .service = "s3", .body_fd = -1,
+                           .payload_sha256 = EMPTY_SHA256};
+        aws_response resp = {0};
+        if (aws_send(&req, &resp, what) != 0 || (resp.status != 204 && resp.status != 200))
+            log_warn("s3_abort", "%s failed; a lifecycle rule must clean the parts up", what);
+        aws_response_free(&resp);
+    }
+    if (code) error_set(code, "%s", message);
+}
+
+static int put_multipart(int fd, long long size, const s3_location *loc,
+                         struct curl_slist *headers, const char *what) {
+    long long part = env_bytes("RUNNER_S3_PART_SIZE", 16LL * MIB);
+    if (part < 5LL * MIB && !getenv("RUNNER_S3_PART_SIZE")) part = 5LL * MIB;
+    if ((size + part - 1) / part > MAX_PARTS) part = ((size / MAX_PARTS) / MIB + 1) * MIB;
+    int nparts = (int)((size + part - 1) / part);
+
+    char url[3300], query[1200], upload_id[1024];
+    int rc = object_url(loc, loc->key, "uploads=", url, sizeof url);
+    if (rc) return rc;
+    aws_request create = {.method = "POST", .url = url, .service = "s3", .headers = headers,
+                          .body_fd = -1, .payload_sha256 = EMPTY_SHA256};
+    aws_response resp = {0};
+    rc = aws_send(&create, &resp, what);
+    if (rc == 0 && resp.status != 200) rc = s3_failure(&resp, true, what);
+    if (rc == 0 && (xml_pick_text(&resp.body, "UploadId", upload_id, sizeof upload_id, NULL, 0) ||
+                    !upload_id[0]))
+        rc = error_set(EXIT_REMOTE_IO, "%s: CreateMultipartUpload answer has no UploadId", what);
+    aws_response_free(&resp);
+    if (rc) return rc;
+
+    char *eid = aws_uri_encode(upload_id, false);
+    aws_buffer complete = {0};
+    aws_buffer_append(&complete, "<CompleteMultipartUpload>", 25);
+    for (int i = 0; i < nparts && rc == 0; i++) {
+        long long offset = (long long)i * part, len = size - offset < part ? size - offset : part;
+        char sha[65], part_what[1500];
+        snprintf(part_what, sizeof part_what, "%s part %d/%d", what, i + 1, nparts);
+        if (aws_sha256_file_hex(fd, offset, len, sha) != 0) {
+            rc = error_set(EXIT_BAD_INPUT, "%s: cannot read the local file", part_what);
+            break;
+        }
+        snprintf(query, sizeof query, "partNumber=%d&uploadId=%s", i + 1, eid);
+        if ((rc = object_url(loc, loc->key, query, url, sizeof url))) break;
+        aws_request put = {.method = "PUT", .url = url, .service = "s3", .body_fd = fd,
+                           .body_offset = offset, .body_len = (size_t)len, .payload_sha256 = sha};
+        aws_response presp = {0};
+        rc = aws_send(&put, &presp, part_what);
+        if (rc == 0 && presp.status != 200) rc = s3_failure(&presp, true, part_what);
+        if (rc == 0 && !presp.etag[0])
+            rc = error_set(EXIT_REMOTE_IO, "%s: answer without ETag", part_what);
+        if (rc == 0) {
+            char entry[512];
+            int n = snprintf(entry, sizeof entry,
+                             "<Part><PartNumber>%d</PartNumber><ETag>%s</ETag></Part>", i + 1,
+                             presp.etag);
+            aws_buffer_append(&complete, entry, (size_t)n);
+        }
+        aws_response_free(&presp);
+    }
+    aws_buffer_append(&complete, "</CompleteMultipartUpload>", 26);
+
+    if (rc == 0) {
+        snprintf(query, sizeof query, "uploadId=%s", eid);
+        rc = object_url(loc, loc->key, query, url, sizeof url);
+        char sha[65];
+        aws_sha256_hex(complete.data, complete.len, sha);
+        // CompleteMultipartUpload can answer 200 with an <Error> body: retry those too.
+        int tries = (int)env_bytes("RUNNER_AWS_MAX_ATTEMPTS", 5);
+        for (int t = 0; rc == 0 && t < tries; t++) {
+            aws_request fin = {.method = "POST", .url = url, .service = "s3", .body_fd = -1,
+                               .body = complete.data, .body_len = complete.len,
+                               .payload_sha256 = sha};
+            struct curl_slist *ct = curl_slist_append(NULL, "Content-Type: application/xml");
+            fin.headers = ct;
+            aws_response fresp = {0};
+            rc = aws_send(&fin, &fresp, what);
+            curl_slist_free_all(ct);
+            char root[64] = "", code[128];
+            if (rc == 0 && fresp.status != 200) rc = s3_failure(&fresp, true, what);
+            else if (rc == 0) xml_pick_text(&fresp.body, "Code", code, sizeof code, root, sizeof root);
+            bool error_in_200 = rc == 0 && strcmp(root, "Error") == 0;
+            aws_response_free(&fresp);
+            if (!error_in_200) break;
+            rc = 0;
+            if (t + 1 == tries) rc = error_set(EXIT_REMOTE_IO, "%s: CompleteMultipartUpload "
+                                                               "failed: %s", what, code);
+            else
+                log_warn("aws_retry", "%s: CompleteMultipartUpload answered %s; retrying", what,
+                         code);
+        }
+    }
+    aws_buffer_free(&complete);
+    if (rc) abort_upload(loc, upload_id);
+    else
+        log_info("s3_multipart", "%s: %d parts of %lld bytes", what, nparts, part);
+    free(eid);
+    return rc;
+}
+
+int s3_put_file(const char *local_path, const s3_location *loc, const cJSON *metadata) {
+    char what[1400];
+    snprintf(what, sizeof what, "PUT s3://%s/%s", loc->bucket, loc->key);
+    int fd = open(local_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return error_set(EXIT_BAD_INPUT, "%s: cannot open %s: %s", what, local_path,
+                                 strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return error_set(EXIT_BAD_INPUT, "%s: %s is not a regular file", what, local_path);
+    }
+    struct curl_slist *headers = metadata_headers(metadata);
+    char ct[128];
+    snprintf(ct, sizeof ct, "Content-Type: %s", content_type_of(local_path));
+    headers = curl_slist_append(headers, ct);
+    long long threshold = env_bytes("RUNNER_S3_MULTIPART_THRESHOLD", 64LL * MIB);
+    int rc;
+    if ((long long)st.st_size > threshold) {
+        rc = put_multipart(fd, (long long)st.st_size, loc, headers, what);
+    } else {
+        char url[2048];
+        rc = object_url(loc, loc->key, NULL, url, sizeof url);
+        if (rc == 0) rc = put_single(fd, (long long)st.st_size, loc, url, headers, what);
+    }
+    curl_slist_free_all(headers);
+    close(fd);
+    return rc;
+}
+
+// ---- listing ----
+
+typedef struct {
+    char **keys;
+    long long *sizes;
+    size_t count, cap;
+    char text[2048];
+    size_t text_len;
+    bool in_contents;
+    char key[2048];
+    long long size;
+    bool truncated;
+    char next_token[2048];
+} list_page;
+
+static void list_start(void *ud, const XML_Char *name, const XML_Char **attrs) {
+    (void)attrs;
+    list_page *p = ud;
+    p->text_len = 0;
+    p->text[0] = '\0';
+    if (strcmp(name, "Contents") == 0) {
+        p->in_contents = true;
+        p->key[0] = '\0';
+        p->size = 0;
+    }
+}
+
+static void list_text(void *ud, const XML_Char *s, int len) {
+    list_page *p = ud;
+    for (int i = 0; i < len && p->text_len + 1 < sizeof p->text; i++) p->text[p->text_len++] = s[i];
+    p->text[p->text_len] = '\0';
+}
+
+static void list_end(void *ud, const XML_Char *name) {
+    list_page *p = ud;
+    if (p->in_contents && strcmp(name, "Key") == 0) {
+        snprintf(p->key, sizeof p->key, "%s", p->text);
+    } else if (p->in_contents && strcmp(name, "Size") == 0) {
+        p->size = strtoll(p->text, NULL, 10);
+    } else if (strcmp(name, "Contents") == 0) {
+        p->in_contents = false;
+        if (p->count == p->cap) {
+            size_t cap = p->cap ? 2 * p->cap : 64;
+            char **keys = realloc(p->keys, cap * sizeof *keys);
+            if (keys) p->keys = keys;
+            long long *sizes = realloc(p->sizes, cap * sizeof *sizes);
+            if (sizes) p->sizes = sizes;
+            if (!keys || !sizes) return;
+            p->cap = cap;
+        }
+        p->keys[p->count] = strdup(p->key);
+        p->sizes[p->count] = p->size;
+        if (p->keys[p->count]) p->count++;
+    } else if (!p->in_contents && strcmp(name, "IsTruncated") == 0) {
+        p->truncated = strcmp(p->text, "true") == 0;
+    } else if (!p->in_contents && strcmp(name, "NextContinuationToken") == 0) {
+        snprintf(p->next_token, sizeof p->next_token, "%s", p->text);
+    }
+    p->text_len = 0;
+    p->text[0] = '\0';
+}
+
+static void list_page_free(list_page *p) {
+    for (size_t i = 0; i < p->count; i++) free(p->keys[i]);
+    free(p->keys);
+    free(p->sizes);
+}
+
+int s3_list(const s3_location *prefix, int (*each)(const char *key, long long size, void *ud),
+            void *ud) {
+    char what[1400], token[2048] = "";
+    snprintf(what, sizeof what, "ListObjectsV2 s3://%s/%s", prefix->bucket, prefix->key);
+    long long page_size = env_bytes("RUNNER_S3_LIST_PAGE", 1000);
+    char *eprefix = aws_uri_encode(prefix->key, false);
+    int rc = 0, pages = 0;
+    do {
+        // Parameters in SigV4 canonical order: continuation-token, list-type, max-keys, prefix.
+        char query[6400] = "", url[9000];
+        if (token[0]) {
+            char *etoken = aws_uri_encode(token, false);
+            snprintf(query, sizeof query, "continuation-token=%s&", etoken ? etoken : "");
+            free(etoken);
+        }
+        size_t used = strlen(query);
+        snprintf(query + used, sizeof query - used, "list-type=2&max-keys=%lld&prefix=%s",
+                 page_size, eprefix ? eprefix : "");
+        if ((rc = object_url(prefix, "", query, url, sizeof url))) break;
+        aws_request req = {.method = "GET", .url = url, .service = "s3", .body_fd = -1,
+                           .payload_sha256 = EMPTY_SHA256};
+        aws_response resp = {0};
+        rc = aws_send(&req, &resp, what);
+        if (rc == 0 && resp.status != 200) rc = s3_failure(&resp, false, what);
+        list_page page = {0};
+        if (rc == 0) {
+            XML_Parser parser = XML_ParserCreate(NULL);
+            XML_SetUserData(parser, &page);
+            XML_SetElementHandler(parser, list_start, list_end);
+            XML_SetCharacterDataHandler(parser, list_text);
+            if (XML_Parse(parser, resp.body.data, (int)resp.body.len, 1) != XML_STATUS_OK)
+                rc = error_set(EXIT_REMOTE_IO, "%s: unreadable answer: %s", what,
+                               XML_ErrorString(XML_GetErrorCode(parser)));
+            XML_ParserFree(parser);
+        }
+        aws_response_free(&resp);
+        for (size_t i = 0; rc == 0 && i < page.count; i++) rc = each(page.keys[i], page.sizes[i], ud);
+        if (rc == 0 && page.truncated && !page.next_token[0])
+            rc = error_set(EXIT_REMOTE_IO, "%s: truncated page without a continuation token", what);
+        snprintf(token, sizeof token, "%s", page.truncated ? page.next_token : "");
+        list_page_free(&page);
+        pages++;
+    } while (rc == 0 && token[0]);
+    free(eprefix);
+    if (rc == 0) log_debug("s3_list", "%s: %d pages", what, pages);
+    return rc;
+}
