@@ -1,0 +1,304 @@
+// Self-attention with a padding mask, two paths:
+// - unfused (training, any head size): q, k, v gathered to (B,NH,T,HS), scores by one
+//   strided-batched cuBLASLt GEMM in fp32, a masked softmax + dropout kernel writing the
+//   saved probabilities, then att @ v by GEMM. Backward recomputes the pre-dropout
+//   probabilities from q and k (the saved ones are after dropout, which loses the values
+//   of dropped entries that softmax's backward needs).
+// - fused flash-style forward for head size 64 (inference: att == NULL, no dropout):
+//   one pass over keys with an online softmax, nothing of size T x T in memory.
+// The interface saves `att` for backward, so training always takes the unfused path; the
+// fused kernel is checked against it (and against the CPU) by tests/gpu.
+#include "kernels/cuda/cuda_common.cuh"
+
+#include <math.h>
+
+// ---- layout changes ----------------------------------------------------------------------
+
+// src (B,T,NH,HS) with rows `src_stride` apart -> dst (B,NH,T,HS) contiguous.
+__global__ void gather_heads_kernel(bf16 *dst, const bf16 *src, int B, int T, int NH, int HS,
+                                    int src_stride) {
+    size_t total = (size_t)B * NH * T * HS;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        int d = (int)(i % HS);
+        size_t t = (i / HS) % T, bh = i / ((size_t)HS * T);
+        size_t b = bh / NH, h = bh % NH;
+        dst[i] = src[(b * T + t) * (size_t)src_stride + h * HS + d];
+    }
+}
+
+// src (B,NH,T,HS) -> dst (B,T,NH,HS) with rows `dst_stride` apart; accumulate adds.
+__global__ void unpermute_kernel(bf16 *dst, const bf16 *src, int B, int T, int NH, int HS,
+                                 int dst_stride, int accumulate) {
+    size_t total = (size_t)B * T * NH * HS;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        int d = (int)(i % HS);
+        size_t h = (i / HS) % NH, bt = i / ((size_t)HS * NH);
+        size_t b = bt / T, t = bt % T;
+        float v = bf2f(src[((b * NH + h) * T + t) * HS + d]);
+        bf16 *out = dst + bt * (size_t)dst_stride + h * HS + d;
+        *out = f2bf(accumulate ? bf2f(*out) + v : v);
+    }
+}
+
+// ---- softmax ---------------------------------------------------------------------------------
+
+// One warp per row of scores (B,NH,T,T) fp32 (already scaled): masked softmax, then
+// dropout with counter offset + row * T + j when p > 0; writes probs bf16. A row whose
+// keys are all padding gets zeros.
+__global__ void attention_softmax_kernel(bf16 *probs, const float *scores, const int32_t *mask,
+                                         int rows, int T, int NH, float p, float keep_scale,
+                                         uint64_t seed, uint64_t offset) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    int b = row / (NH * T);
+    const float *s = scores + (size_t)row * T;
+    const int32_t *m = mask + (size_t)b * T;
+    float mx = -INFINITY;
+    for (int j = lane; j < T; j += 32)
+        if (m[j]) mx = fmaxf(mx, s[j]);
+    mx = warp_max(mx);
+    float sum = 0.0f;
+    for (int j = lane; j < T; j += 32)
+        if (m[j]) sum += __expf(s[j] - mx);
+    sum = warp_sum(sum);
+    float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    for (int j = lane; j < T; j += 32) {
+        float v = m[j] ? __expf(s[j] - mx) * inv : 0.0f;
+        if (p > 0.0f)
+            v = dropout_keep(seed, offset + (uint64_t)row * T + j, p) ? v * keep_scale : 0.0f;
+        probs[(size_t)row * T + j] = f2bf(v);
+    }
+}
+
+// In place over probs (pre-dropout P, bf16): given datt = dout v^T (fp32), with
+// D = datt * keep / (1-p): dscores = P (D - sum_j P_j D_j). The 1/sqrt(HS) scale is
+// applied by the GEMMs that consume dscores.
+__global__ void attention_softmax_backward_kernel(bf16 *probs, const float *datt, int rows,
+                                                  int T, float p, float keep_scale,
+                                                  uint64_t seed, uint64_t offset) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    bf16 *P = probs + (size_t)row * T;
+    const float *dA = datt + (size_t)row * T;
+    float dot = 0.0f;
+    for (int j = lane; j < T; j += 32) {
+        float d = dA[j];
+        if (p > 0.0f) d = dropout_keep(seed, offset + (uint64_t)row * T + j, p) ? d * keep_scale : 0.0f;
+        dot += bf2f(P[j]) * d;
+    }
+    dot = warp_sum(dot);
+    for (int j = lane; j < T; j += 32) {
+        float d = dA[j];
+        if (p > 0.0f) d = dropout_keep(seed, offset + (uint64_t)row * T + j, p) ? d * keep_scale : 0.0f;
+        P[j] = f2bf(bf2f(P[j]) * (d - dot));
+    }
+}
+
+// ---- fused forward, head size 64 -------------------------------------------------------------
+
+enum { FLASH_HS = 64, FLASH_ROWS = 64, FLASH_KEYS = 64 };
+
+// Grid (ceil(T/64), NH, B), 64 threads: one query row per thread, q and the output
+// accumulator in registers (all indices compile-time after unrolling), keys and values
+// staged through shared memory 64 at a time, online softmax (running max and sum).
+__global__ void __launch_bounds__(FLASH_ROWS)
+    flash_forward_hs64_kernel(bf16 *out, const bf16 *qkv, const int32_t *mask, int T, int NH,
+                              float scale) {
+    __shared__ float ks[FLASH_KEYS][FLASH_HS];
+    __shared__ float vs[FLASH_KEYS][FLASH_HS];
+    __shared__ int key_on[FLASH_KEYS];
+    int b = blockIdx.z, h = blockIdx.y;
+    int i = blockIdx.x * FLASH_ROWS + threadIdx.x;
+    size_t C = (size_t)NH * FLASH_HS;
+    const bf16 *base = qkv + (size_t)b * T * 3 * C;
+    float q[FLASH_HS], acc[FLASH_HS];
+    const bf16 *qrow = base + (size_t)min(i, T - 1) * 3 * C + (size_t)h * FLASH_HS;
+#pragma unroll
+    for (int d = 0; d < FLASH_HS; d++) {
+        q[d] = bf2f(qrow[d]) * scale;
+        acc[d] = 0.0f;
+    }
+    float mx = -INFINITY, l = 0.0f;
+    for (int j0 = 0; j0 < T; j0 += FLASH_KEYS) {
+        // Consecutive threads load consecutive features: coalesced rows, no bank conflicts.
+        for (int e = threadIdx.x; e < FLASH_KEYS * FLASH_HS; e += FLASH_ROWS) {
+            int r = e / FLASH_HS, d = e % FLASH_HS;
+            int j = j0 + r;
+            float kv = 0.0f, vv = 0.0f;
+            if (j < T) {
+                const bf16 *row = base + (size_t)j * 3 * C + (size_t)h * FLASH_HS + d;
+                kv = bf2f(row[C]);
+                vv = bf2f(row[2 * C]);
+            }
+            ks[r][d] = kv;
+            vs[r][d] = vv;
+        }
+        {
+            int j = j0 + (int)threadIdx.x;
+            key_on[threadIdx.x] = j < T ? mask[(size_t)b * T + j] : 0;
+        }
+        __syncthreads();
+        int count = min(FLASH_KEYS, T - j0);
+        for (int jj = 0; jj < count; jj++) {
+            if (!key_on[jj]) continue;
+            float s = 0.0f;
+#pragma unroll
+            for (int d = 0; d < FLASH_HS; d++) s += q[d] * ks[jj][d];
+            if (s > mx) {
+                float correction = __expf(mx - s);
+                l *= correction;
+#pragma unroll
+                for (int d = 0; d < FLASH_HS; d++) acc[d] *= correction;
+                mx = s;
+            }
+            float pj = __expf(s - mx);
+            l += pj;
+#pragma unroll
+            for (int d = 0; d < FLASH_HS; d++) acc[d] += pj * vs[jj][d];
+        }
+        __syncthreads();
+    }
+    if (i >= T) return;
+    float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    bf16 *o = out + ((size_t)b * T + i) * C + (size_t)h * FLASH_HS;
+#pragma unroll
+    for (int d = 0; d < FLASH_HS; d++) o[d] = f2bf(acc[d] * inv);
+}
+
+// ---- host side -------------------------------------------------------------------------------
+
+static float keep_scale_for(float p) { return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f; }
+
+// q, k, v of qkv (B,T,3C) -> dst (3,B,NH,T,HS). 0 or an exit code.
+static int gather_qkv(cuda_impl *im, bf16 *dst, const bf16 *qkv, int B, int T, int NH, int HS) {
+    int C = NH * HS;
+    size_t per = (size_t)B * T * C;
+    for (int which = 0; which < 3; which++) {
+        gather_heads_kernel<<<grid_for(per, 256), 256, 0, im->stream>>>(
+            dst + which * per, qkv + (size_t)which * C, B, T, NH, HS, 3 * C);
+        CUDA_TRY(im, cudaGetLastError());
+    }
+    return 0;
+}
+
+// Strided-batched GEMM over the B*NH heads; matrices per head are contiguous.
+static int heads_gemm(cuda_impl *im, int trans_a, int trans_b, int m, int n, int k,
+                      const void *A, int lda, long long stride_a, const void *B, int ldb,
+                      long long stride_b, void *D, int ldc, long long stride_c, int c_type,
+                      int batch, float alpha, float beta) {
+    gemm_key key = gemm_key_make(trans_a, trans_b, m, n, k, lda, ldb, ldc);
+    key.batch = batch;
+    key.stride_a = stride_a;
+    key.stride_b = stride_b;
+    key.stride_c = stride_c;
+    key.c_type = c_type;
+    return cuda_gemm(im, &key, A, B, D, alpha, beta, NULL);
+}
+
+static void cuda_attention_forward(backend *be, void *out, void *att, const void *qkv,
+                                   const int32_t *mask, int B, int T, int C, int NH,
+                                   float dropout_p, uint64_t seed, uint64_t offset) {
+    OP_BEGIN(be, im);
+    int HS = C / NH;
+    float scale = 1.0f / sqrtf((float)HS);
+    if (att == NULL && HS == FLASH_HS && dropout_p == 0.0f) {
+        dim3 grid((unsigned)((T + FLASH_ROWS - 1) / FLASH_ROWS), (unsigned)NH, (unsigned)B);
+        flash_forward_hs64_kernel<<<grid, FLASH_ROWS, 0, im->stream>>>(
+            (bf16 *)out, (const bf16 *)qkv, mask, T, NH, scale);
+        LAUNCHED(im);
+        return;
+    }
+    size_t per = (size_t)B * T * C;  // elements of one of q, k, v
+    size_t tt = (size_t)B * NH * T * T;
+    bf16 *qkvp = (bf16 *)cuda_scratch(im, 0, 3 * per * sizeof(bf16));
+    float *scores = (float *)cuda_scratch(im, 1, tt * sizeof(float));
+    bf16 *probs = att ? (bf16 *)att : (bf16 *)cuda_scratch(im, 2, tt * sizeof(bf16));
+    if (!qkvp || !scores || !probs) return;
+    bf16 *q = qkvp, *k = qkvp + per, *v = qkvp + 2 * per;
+    int heads = B * NH;
+    long long sq = (long long)T * HS, stt = (long long)T * T;
+
+    if (gather_qkv(im, qkvp, (const bf16 *)qkv, B, T, NH, HS)) return;
+    // scores (T,T) row-major = q k^T: column-major scores^T = k q^T.
+    if (heads_gemm(im, CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, k, HS, sq, q, HS, sq, scores, T, stt,
+                   CUDA_R_32F, heads, scale, 0.0f))
+        return;
+    int rows = heads * T;
+    attention_softmax_kernel<<<(rows + 7) / 8, 256, 0, im->stream>>>(
+        probs, scores, mask, rows, T, NH, dropout_p, keep_scale_for(dropout_p), seed, offset);
+    LAUNCHED(im);
+    // out_h (T,HS) = att v: column-major out^T = v^T att^T. Written over q (no longer needed).
+    if (heads_gemm(im, CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, v, HS, sq, probs, T, stt, q, HS, sq,
+                   CUDA_R_16BF, heads, 1.0f, 0.0f))
+        return;
+    unpermute_kernel<<<grid_for(per, 256), 256, 0, im->stream>>>((bf16 *)out, q, B, T, NH, HS, C, 0);
+    LAUNCHED(im);
+}
+
+static void cuda_attention_backward(backend *be, void *dqkv, void *scratch, const void *dout,
+                                    const void *qkv, const void *att, const int32_t *mask,
+                                    int B, int T, int C, int NH, float dropout_p, uint64_t seed,
+                                    uint64_t offset) {
+    OP_BEGIN(be, im);
+    int HS = C / NH;
+    float scale = 1.0f / sqrtf((float)HS);
+    size_t per = (size_t)B * T * C;
+    size_t tt = (size_t)B * NH * T * T;
+    // slot 0: q, k, v, dout permuted, then dq, dk, dv: 7 blocks of (B,NH,T,HS)
+    bf16 *buf = (bf16 *)cuda_scratch(im, 0, 7 * per * sizeof(bf16));
+    float *f32 = (float *)cuda_scratch(im, 1, tt * sizeof(float));  // scores, then datt
+    if (!buf || !f32) return;
+    bf16 *q = buf, *k = buf + per, *v = buf + 2 * per, *dop = buf + 3 * per;
+    bf16 *dq = buf + 4 * per, *dk = buf + 5 * per, *dv = buf + 6 * per;
+    bf16 *P = (bf16 *)scratch;  // (B,NH,T,T): P, then dscores in place
+    int heads = B * NH, rows = heads * T;
+    long long sq = (long long)T * HS, stt = (long long)T * T;
+
+    if (gather_qkv(im, buf, (const bf16 *)qkv, B, T, NH, HS)) return;
+    gather_heads_kernel<<<grid_for(per, 256), 256, 0, im->stream>>>(dop, (const bf16 *)dout, B, T,
+                                                                    NH, HS, C);
+    LAUNCHED(im);
+    // Recompute P: scores = scale q k^T, masked softmax without dropout.
+    if (heads_gemm(im, CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, k, HS, sq, q, HS, sq, f32, T, stt,
+                   CUDA_R_32F, heads, scale, 0.0f))
+        return;
+    attention_softmax_kernel<<<(rows + 7) / 8, 256, 0, im->stream>>>(P, f32, mask, rows, T, NH,
+                                                                      0.0f, 1.0f, 0, 0);
+    LAUNCHED(im);
+    // dv (T,HS) = att^T dout (att as saved, after dropout): column-major dv^T = dout^T att.
+    if (heads_gemm(im, CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, dop, HS, sq, att, T, stt, dv, HS, sq,
+                   CUDA_R_16BF, heads, 1.0f, 0.0f))
+        return;
+    // datt (T,T) = dout v^T: column-major datt^T = v dout^T, fp32.
+    if (heads_gemm(im, CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, v, HS, sq, dop, HS, sq, f32, T, stt,
+                   CUDA_R_32F, heads, 1.0f, 0.0f))
+        return;
+    attention_softmax_backward_kernel<<<(rows + 7) / 8, 256, 0, im->stream>>>(
+        P, f32, rows, T, dropout_p, keep_scale_for(dropout_p), seed, offset);
+    LAUNCHED(im);
+    // dq (T,HS) = scale dS k: column-major dq^T = k^T dS^T.
+    if (heads_gemm(im, CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, k, HS, sq, P, T, stt, dq, HS, sq,
+                   CUDA_R_16BF, heads, scale, 0.0f))
+        return;
+    // dk (T,HS) = scale dS^T q: column-major dk^T = q^T dS.
+    if (heads_gemm(im, CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, q, HS, sq, P, T, stt, dk, HS, sq,
+                   CUDA_R_16BF, heads, scale, 0.0f))
+        return;
+    bf16 *d = (bf16 *)dqkv;
+    unpermute_kernel<<<grid_for(per, 256), 256, 0, im->stream>>>(d, dq, B, T, NH, HS, 3 * C, 1);
+    LAUNCHED(im);
+    unpermute_kernel<<<grid_for(per, 256), 256, 0, im->stream>>>(d + C, dk, B, T, NH, HS, 3 * C, 1);
+    LAUNCHED(im);
+    unpermute_kernel<<<grid_for(per, 256), 256, 0, im->stream>>>(d + 2 * C, dv, B, T, NH, HS,
+                                                                 3 * C, 1);
+    LAUNCHED(im);
+}
+
+void cuda_install_attention(backend *be) {
+    be->attention_forward = cuda_attention_forward;
+    be->attention_backward = cuda_attention_backward;
+}
