@@ -423,3 +423,10 @@ void telemetry_shutdown(void) {
     tel.supervisor = false;
     tel.rank = -1;
 }
+
+int telemetry_worker_pids(int *pids, int max) {
+    if (!tel.seg || !tel.supervisor) return 0;
+    int n = (int)tel.seg->workers;
+    for (int i = 0; i < n && i < max; i++) pids[i] = atomic_load(&tel.seg->rings[i].pid);
+    return n;
+}

@@ -15,6 +15,10 @@
 int serve_start(const runner_config *cfg);
 // Stop the servers (idempotent; safe when never started).
 void serve_stop(void);
+typedef enum { SERVE_METRICS, SERVE_API, SERVE_DASHBOARD, SERVE_COUNT } serve_server;
+// The port a server listens on (the configured one, or the kernel's choice for port 0);
+// 0 when that server is not running.
+int serve_bound_port(serve_server which);
 // Labels of runner_job_info and the dashboard header; call before or after serve_start.
 // Any argument may be NULL (left unchanged).
 void serve_set_job(const char *job_id, int attempt, const char *node);

@@ -1,6 +1,5 @@
 #include "runner/serve/telemetry_store.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +24,7 @@ static struct {
     size_t n_series;
     store_histogram histograms[64];
     size_t n_histograms;
+    uint64_t seq;
 } store = {.lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
 
 static double store_now(void) {
@@ -95,7 +95,7 @@ void telemetry_store_scalar(const char *run, const char *tag, int64_t step, doub
         }
     }
     if (s) {
-        store_point p = {step, value, wall_time};
+        store_point p = {step, value, wall_time, ++store.seq};
         s->info.latest = p;
         s->info.count++;
         if (s->history) {
@@ -188,7 +188,8 @@ size_t telemetry_store_histograms(store_histogram *out, size_t max) {
     return n;
 }
 
-cJSON *telemetry_store_history(const char *run, int64_t since_step, size_t max_points) {
+cJSON *telemetry_store_history(const char *run, int64_t since_step, uint64_t after_seq,
+                               size_t max_points, uint64_t *last_seq) {
     // Copy the matching points out under the lock, build JSON after releasing it: JSON
     // allocation is the slow part and the producer must not wait for it.
     typedef struct {
@@ -205,15 +206,16 @@ cJSON *telemetry_store_history(const char *run, int64_t since_step, size_t max_p
         series *s = &store.series[i];
         if (run && *run && strcmp(s->info.run, run) != 0) continue;
         if (!s->history) continue;
-        size_t first = s->len; // index (0 = oldest) of the first point after since_step
-        for (size_t k = 0; k < s->len; k++) {
-            size_t at = (s->head + STORE_HISTORY - s->len + k) % STORE_HISTORY;
-            if (s->history[at].step > since_step) {
-                first = k;
-                break;
-            }
+        // Index (0 = oldest) of the first point to send: walk back from the newest, so a
+        // live stream asking for the last few points costs a few comparisons.
+        size_t first = s->len;
+        while (first > 0) {
+            size_t at = (s->head + STORE_HISTORY - s->len + first - 1) % STORE_HISTORY;
+            if (s->history[at].step <= since_step || s->history[at].seq <= after_seq) break;
+            first--;
         }
         size_t n = s->len - first;
+        if (n == 0) continue;
         if (n > max_points) {
             first += n - max_points;
             n = max_points;
@@ -227,6 +229,7 @@ cJSON *telemetry_store_history(const char *run, int64_t since_step, size_t max_p
             c->points[k] = s->history[(s->head + STORE_HISTORY - s->len + first + k) % STORE_HISTORY];
         c->n = n;
     }
+    if (last_seq) *last_seq = store.seq;
     pthread_mutex_unlock(&store.lock);
 
     cJSON *root = cJSON_CreateObject();
@@ -258,12 +261,24 @@ uint64_t telemetry_store_wait(uint64_t seen, int timeout_ms) {
         deadline.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&store.lock);
-    while (store.state.version == seen) {
-        if (pthread_cond_timedwait(&store.changed, &store.lock, &deadline) == ETIMEDOUT) break;
-    }
+    // One wait: callers loop, and telemetry_store_wake() must end it without a change.
+    if (store.state.version == seen) pthread_cond_timedwait(&store.changed, &store.lock, &deadline);
     uint64_t v = store.state.version;
     pthread_mutex_unlock(&store.lock);
     return v;
+}
+
+uint64_t telemetry_store_cursor(void) {
+    pthread_mutex_lock(&store.lock);
+    uint64_t seq = store.seq;
+    pthread_mutex_unlock(&store.lock);
+    return seq;
+}
+
+void telemetry_store_wake(void) {
+    pthread_mutex_lock(&store.lock);
+    pthread_cond_broadcast(&store.changed);
+    pthread_mutex_unlock(&store.lock);
 }
 
 void telemetry_store_reset(void) {
@@ -271,6 +286,7 @@ void telemetry_store_reset(void) {
     for (size_t i = 0; i < store.n_series; i++) free(store.series[i].history);
     store.n_series = 0;
     store.n_histograms = 0;
+    store.seq = 0;
     uint64_t version = store.state.version;
     memset(&store.state, 0, sizeof store.state);
     store.state.version = version;

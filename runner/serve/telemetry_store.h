@@ -24,6 +24,7 @@ typedef struct {
     int64_t step;
     double value;
     double wall_time;
+    uint64_t seq; // store-wide arrival number (1, 2, ...): cursors for live streams
 } store_point;
 
 typedef struct {
@@ -68,10 +69,23 @@ bool telemetry_store_latest(const char *run, const char *tag, store_point *out);
 size_t telemetry_store_series(store_series_info *out, size_t max);
 // Copy up to `max` step-time histograms (one per run); returns how many exist.
 size_t telemetry_store_histograms(store_histogram *out, size_t max);
-// {"run": {"tag": [[step, value, wall], ...]}} for points with step > since_step,
-// of one run (or all when run is NULL or ""), at most max_points per series (newest).
-cJSON *telemetry_store_history(const char *run, int64_t since_step, size_t max_points);
-// Wait until the version differs from `seen` or `timeout_ms` passes; returns the version.
+// {"run": {"tag": [[step, value, wall_time], ...]}} for the points with step > since_step
+// and seq > after_seq, of one run (or all when run is NULL or ""), at most max_points
+// per series (the newest). *last_seq (may be NULL) receives the highest seq in the store,
+// the cursor for the next call. Series without matching points are left out.
+cJSON *telemetry_store_history(const char *run, int64_t since_step, uint64_t after_seq,
+                               size_t max_points, uint64_t *last_seq);
+// Wait until the version differs from `seen`, `timeout_ms` passes or telemetry_store_wake()
+// is called (or spuriously: callers loop); returns the version.
 uint64_t telemetry_store_wait(uint64_t seen, int timeout_ms);
+// The highest seq so far (the cursor of "now" for a new live stream).
+uint64_t telemetry_store_cursor(void);
+// Wake every telemetry_store_wait() without changing anything (server shutdown).
+void telemetry_store_wake(void);
 // Forget everything (tests).
 void telemetry_store_reset(void);
+
+// Pids of the attached workers by rank (implemented in runner/telemetry.c): fills
+// pids[0..max) with 0 for a rank that has not attached; returns the number of ranks
+// (0 without a supervisor segment).
+int telemetry_worker_pids(int *pids, int max);
