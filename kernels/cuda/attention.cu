@@ -1,9 +1,9 @@
 // Self-attention with a padding mask, two paths:
 // - unfused (training, any head size): q, k, v gathered to (B,NH,T,HS), scores by one
-//   strided-batched cuBLASLt GEMM in fp32, a masked softmax + dropout kernel writing the
-//   saved probabilities, then att @ v by GEMM. Backward recomputes the pre-dropout
-//   probabilities from q and k (the saved ones are after dropout, which loses the values
-//   of dropped entries that softmax's backward needs).
+//   strided-batched cuBLASLt GEMM in fp32, a masked softmax + dropout kernel, then
+//   dropout(att) @ v by GEMM. `att` keeps the probabilities BEFORE dropout, as the CPU
+//   backend does (softmax's backward needs the values of dropped entries too); backward
+//   draws the same dropout mask again from (seed, offset).
 // - fused flash-style forward for head size 64 (inference: att == NULL, no dropout):
 //   one pass over keys with an online softmax, nothing of size T x T in memory.
 // The interface saves `att` for backward, so training always takes the unfused path; the
@@ -44,45 +44,59 @@ __global__ void unpermute_kernel(bf16 *dst, const bf16 *src, int B, int T, int N
 
 // ---- softmax ---------------------------------------------------------------------------------
 
-// One warp per row of scores (B,NH,T,T) fp32 (already scaled): masked softmax, then
-// dropout with counter offset + row * T + j when p > 0; writes probs bf16. A row whose
-// keys are all padding gets zeros.
-__global__ void attention_softmax_kernel(bf16 *probs, const float *scores, const int32_t *mask,
-                                         int rows, int T, int NH, float p, float keep_scale,
-                                         uint64_t seed, uint64_t offset) {
+// One warp per row of scores (B,NH,T,T) fp32 (already scaled): masked softmax into
+// probs (may be NULL), and dropout(probs) into dropped (may be NULL) with counter
+// offset + row * T + j. mask == NULL attends to every key; a row whose keys are all
+// padding gets zeros (as on the CPU).
+__global__ void attention_softmax_kernel(bf16 *probs, bf16 *dropped, const float *scores,
+                                         const int32_t *mask, int rows, int T, int NH, float p,
+                                         float keep_scale, uint64_t seed, uint64_t offset) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x % 32;
     if (row >= rows) return;
     int b = row / (NH * T);
     const float *s = scores + (size_t)row * T;
-    const int32_t *m = mask + (size_t)b * T;
+    const int32_t *m = mask ? mask + (size_t)b * T : NULL;
     float mx = -INFINITY;
     for (int j = lane; j < T; j += 32)
-        if (m[j]) mx = fmaxf(mx, s[j]);
+        if (!m || m[j]) mx = fmaxf(mx, s[j]);
     mx = warp_max(mx);
     float sum = 0.0f;
     for (int j = lane; j < T; j += 32)
-        if (m[j]) sum += __expf(s[j] - mx);
+        if (!m || m[j]) sum += __expf(s[j] - mx);
     sum = warp_sum(sum);
     float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
     for (int j = lane; j < T; j += 32) {
-        float v = m[j] ? __expf(s[j] - mx) * inv : 0.0f;
-        if (p > 0.0f)
-            v = dropout_keep(seed, offset + (uint64_t)row * T + j, p) ? v * keep_scale : 0.0f;
-        probs[(size_t)row * T + j] = f2bf(v);
+        float v = (!m || m[j]) ? __expf(s[j] - mx) * inv : 0.0f;
+        bf16 vb = f2bf(v);
+        if (probs) probs[(size_t)row * T + j] = vb;
+        if (dropped) {
+            // the dropped copy scales the stored (rounded) probability, as backward will
+            int keep = p <= 0.0f || dropout_keep(seed, offset + (uint64_t)row * T + j, p);
+            dropped[(size_t)row * T + j] = f2bf(keep ? bf2f(vb) * keep_scale : 0.0f);
+        }
     }
 }
 
-// In place over probs (pre-dropout P, bf16): given datt = dout v^T (fp32), with
-// D = datt * keep / (1-p): dscores = P (D - sum_j P_j D_j). The 1/sqrt(HS) scale is
-// applied by the GEMMs that consume dscores.
-__global__ void attention_softmax_backward_kernel(bf16 *probs, const float *datt, int rows,
-                                                  int T, float p, float keep_scale,
-                                                  uint64_t seed, uint64_t offset) {
+// dst (n) = dropout(src) with counter offset + i over the flat (B,NH,T,T) index.
+__global__ void attention_dropout_kernel(bf16 *dst, const bf16 *src, size_t n, float p,
+                                         float keep_scale, uint64_t seed, uint64_t offset) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = f2bf(dropout_keep(seed, offset + i, p) ? bf2f(src[i]) * keep_scale : 0.0f);
+}
+
+// dscores (B,NH,T,T) bf16 from the saved P (before dropout) and datt = dout v^T (fp32):
+// D = datt * keep / (1-p), dscores = P (D - sum_j P_j D_j). One warp per row. The
+// 1/sqrt(HS) scale is applied by the GEMMs that consume dscores.
+__global__ void attention_softmax_backward_kernel(bf16 *dscores, const bf16 *probs,
+                                                  const float *datt, int rows, int T, float p,
+                                                  float keep_scale, uint64_t seed,
+                                                  uint64_t offset) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x % 32;
     if (row >= rows) return;
-    bf16 *P = probs + (size_t)row * T;
+    const bf16 *P = probs + (size_t)row * T;
     const float *dA = datt + (size_t)row * T;
     float dot = 0.0f;
     for (int j = lane; j < T; j += 32) {
@@ -94,7 +108,7 @@ __global__ void attention_softmax_backward_kernel(bf16 *probs, const float *datt
     for (int j = lane; j < T; j += 32) {
         float d = dA[j];
         if (p > 0.0f) d = dropout_keep(seed, offset + (uint64_t)row * T + j, p) ? d * keep_scale : 0.0f;
-        P[j] = f2bf(bf2f(P[j]) * (d - dot));
+        dscores[(size_t)row * T + j] = f2bf(bf2f(P[j]) * (d - dot));
     }
 }
 
@@ -139,7 +153,7 @@ __global__ void __launch_bounds__(FLASH_ROWS)
         }
         {
             int j = j0 + (int)threadIdx.x;
-            key_on[threadIdx.x] = j < T ? mask[(size_t)b * T + j] : 0;
+            key_on[threadIdx.x] = j < T ? (mask ? mask[(size_t)b * T + j] : 1) : 0;
         }
         __syncthreads();
         int count = min(FLASH_KEYS, T - j0);
@@ -205,7 +219,7 @@ static void cuda_attention_forward(backend *be, void *out, void *att, const void
     OP_BEGIN(be, im);
     int HS = C / NH;
     float scale = 1.0f / sqrtf((float)HS);
-    if (att == NULL && HS == FLASH_HS && dropout_p == 0.0f) {
+    if (att == NULL && HS == FLASH_HS && dropout_p <= 0.0f) {
         dim3 grid((unsigned)((T + FLASH_ROWS - 1) / FLASH_ROWS), (unsigned)NH, (unsigned)B);
         flash_forward_hs64_kernel<<<grid, FLASH_ROWS, 0, im->stream>>>(
             (bf16 *)out, (const bf16 *)qkv, mask, T, NH, scale);
@@ -214,25 +228,28 @@ static void cuda_attention_forward(backend *be, void *out, void *att, const void
     }
     size_t per = (size_t)B * T * C;  // elements of one of q, k, v
     size_t tt = (size_t)B * NH * T * T;
+    int dropout = dropout_p > 0.0f;
     bf16 *qkvp = (bf16 *)cuda_scratch(im, 0, 3 * per * sizeof(bf16));
     float *scores = (float *)cuda_scratch(im, 1, tt * sizeof(float));
     bf16 *probs = att ? (bf16 *)att : (bf16 *)cuda_scratch(im, 2, tt * sizeof(bf16));
-    if (!qkvp || !scores || !probs) return;
+    bf16 *dropped = dropout ? (bf16 *)cuda_scratch(im, 3, tt * sizeof(bf16)) : probs;
+    if (!qkvp || !scores || !probs || !dropped) return;
     bf16 *q = qkvp, *k = qkvp + per, *v = qkvp + 2 * per;
     int heads = B * NH;
     long long sq = (long long)T * HS, stt = (long long)T * T;
 
     if (gather_qkv(im, qkvp, (const bf16 *)qkv, B, T, NH, HS)) return;
-    // scores (T,T) row-major = q k^T: column-major scores^T = k q^T.
+    // scores (T,T) row-major = scale q k^T: column-major scores^T = k q^T.
     if (heads_gemm(im, CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, k, HS, sq, q, HS, sq, scores, T, stt,
                    CUDA_R_32F, heads, scale, 0.0f))
         return;
     int rows = heads * T;
     attention_softmax_kernel<<<(rows + 7) / 8, 256, 0, im->stream>>>(
-        probs, scores, mask, rows, T, NH, dropout_p, keep_scale_for(dropout_p), seed, offset);
+        probs, dropout ? dropped : NULL, scores, mask, rows, T, NH, dropout_p,
+        keep_scale_for(dropout_p), seed, offset);
     LAUNCHED(im);
-    // out_h (T,HS) = att v: column-major out^T = v^T att^T. Written over q (no longer needed).
-    if (heads_gemm(im, CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, v, HS, sq, probs, T, stt, q, HS, sq,
+    // out_h (T,HS) = A v: column-major out^T = v^T A^T. Written over q (no longer needed).
+    if (heads_gemm(im, CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, v, HS, sq, dropped, T, stt, q, HS, sq,
                    CUDA_R_16BF, heads, 1.0f, 0.0f))
         return;
     unpermute_kernel<<<grid_for(per, 256), 256, 0, im->stream>>>((bf16 *)out, q, B, T, NH, HS, C, 0);
@@ -244,17 +261,20 @@ static void cuda_attention_backward(backend *be, void *dqkv, void *scratch, cons
                                     int B, int T, int C, int NH, float dropout_p, uint64_t seed,
                                     uint64_t offset) {
     OP_BEGIN(be, im);
+    (void)mask;  // masked keys have P = 0, so their score gradients vanish on their own
     int HS = C / NH;
     float scale = 1.0f / sqrtf((float)HS);
     size_t per = (size_t)B * T * C;
     size_t tt = (size_t)B * NH * T * T;
-    // slot 0: q, k, v, dout permuted, then dq, dk, dv: 7 blocks of (B,NH,T,HS)
+    int dropout = dropout_p > 0.0f;
+    // slot 0: q, k, v, dout gathered, then dq, dk, dv: 7 blocks of (B,NH,T,HS)
     bf16 *buf = (bf16 *)cuda_scratch(im, 0, 7 * per * sizeof(bf16));
-    float *f32 = (float *)cuda_scratch(im, 1, tt * sizeof(float));  // scores, then datt
-    if (!buf || !f32) return;
+    float *datt = (float *)cuda_scratch(im, 1, tt * sizeof(float));
+    bf16 *work = scratch ? (bf16 *)scratch : (bf16 *)cuda_scratch(im, 2, tt * sizeof(bf16));
+    if (!buf || !datt || !work) return;
     bf16 *q = buf, *k = buf + per, *v = buf + 2 * per, *dop = buf + 3 * per;
     bf16 *dq = buf + 4 * per, *dk = buf + 5 * per, *dv = buf + 6 * per;
-    bf16 *P = (bf16 *)scratch;  // (B,NH,T,T): P, then dscores in place
+    const bf16 *P = (const bf16 *)att;
     int heads = B * NH, rows = heads * T;
     long long sq = (long long)T * HS, stt = (long long)T * T;
 
@@ -262,30 +282,32 @@ static void cuda_attention_backward(backend *be, void *dqkv, void *scratch, cons
     gather_heads_kernel<<<grid_for(per, 256), 256, 0, im->stream>>>(dop, (const bf16 *)dout, B, T,
                                                                     NH, HS, C);
     LAUNCHED(im);
-    // Recompute P: scores = scale q k^T, masked softmax without dropout.
-    if (heads_gemm(im, CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, k, HS, sq, q, HS, sq, f32, T, stt,
-                   CUDA_R_32F, heads, scale, 0.0f))
-        return;
-    attention_softmax_kernel<<<(rows + 7) / 8, 256, 0, im->stream>>>(P, f32, mask, rows, T, NH,
-                                                                      0.0f, 1.0f, 0, 0);
-    LAUNCHED(im);
-    // dv (T,HS) = att^T dout (att as saved, after dropout): column-major dv^T = dout^T att.
-    if (heads_gemm(im, CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, dop, HS, sq, att, T, stt, dv, HS, sq,
+    // A = dropout(P), the matrix forward multiplied v by (work holds it until dv is done).
+    const bf16 *A = P;
+    if (dropout) {
+        attention_dropout_kernel<<<grid_for(tt, 256), 256, 0, im->stream>>>(
+            work, P, tt, dropout_p, keep_scale_for(dropout_p), seed, offset);
+        LAUNCHED(im);
+        A = work;
+    }
+    // dv (T,HS) = A^T dout: column-major dv^T = dout^T A.
+    if (heads_gemm(im, CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, dop, HS, sq, A, T, stt, dv, HS, sq,
                    CUDA_R_16BF, heads, 1.0f, 0.0f))
         return;
     // datt (T,T) = dout v^T: column-major datt^T = v dout^T, fp32.
-    if (heads_gemm(im, CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, v, HS, sq, dop, HS, sq, f32, T, stt,
+    if (heads_gemm(im, CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, v, HS, sq, dop, HS, sq, datt, T, stt,
                    CUDA_R_32F, heads, 1.0f, 0.0f))
         return;
+    bf16 *dS = work;  // A is no longer needed: the dv GEMM ran before this in stream order
     attention_softmax_backward_kernel<<<(rows + 7) / 8, 256, 0, im->stream>>>(
-        P, f32, rows, T, dropout_p, keep_scale_for(dropout_p), seed, offset);
+        dS, P, datt, rows, T, dropout_p, keep_scale_for(dropout_p), seed, offset);
     LAUNCHED(im);
     // dq (T,HS) = scale dS k: column-major dq^T = k^T dS^T.
-    if (heads_gemm(im, CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, k, HS, sq, P, T, stt, dq, HS, sq,
+    if (heads_gemm(im, CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, k, HS, sq, dS, T, stt, dq, HS, sq,
                    CUDA_R_16BF, heads, scale, 0.0f))
         return;
     // dk (T,HS) = scale dS^T q: column-major dk^T = q^T dS.
-    if (heads_gemm(im, CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, q, HS, sq, P, T, stt, dk, HS, sq,
+    if (heads_gemm(im, CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, q, HS, sq, dS, T, stt, dk, HS, sq,
                    CUDA_R_16BF, heads, scale, 0.0f))
         return;
     bf16 *d = (bf16 *)dqkv;

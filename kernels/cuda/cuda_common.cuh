@@ -20,7 +20,7 @@ extern "C" {
 
 typedef __nv_bfloat16 bf16;
 
-enum { CUDA_SCRATCH_SLOTS = 3, GEMM_PLAN_CACHE = 128, GRAD_NORM_BLOCKS = 1024 };
+enum { CUDA_SCRATCH_SLOTS = 4, GEMM_PLAN_CACHE = 128, GRAD_NORM_BLOCKS = 1024 };
 
 // One cuBLASLt problem; the heuristic's answer is cached per distinct key.
 typedef struct {

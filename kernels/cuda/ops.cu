@@ -116,9 +116,10 @@ __global__ void embeddings_forward_kernel(bf16 *out, const int32_t *ids, const i
         size_t n = i / (size_t)C;
         int c = (int)(i % (size_t)C);
         int t = (int)(n % (size_t)T);
+        // Hugging Face's order, kept by the CPU too: (word + token type) + position.
         float v = wte[(size_t)ids[n] * C + c];
-        if (wpe) v += wpe[(size_t)(position_offset + t) * C + c];
         if (wtt) v += wtt[(size_t)(types ? types[n] : 0) * C + c];
+        if (wpe) v += wpe[(size_t)(position_offset + t) * C + c];
         out[i] = f2bf(v);
     }
 }
@@ -435,7 +436,7 @@ __global__ void softmax_xent_forward_kernel(float *losses, float *probs, const b
     float inv = 1.0f / s;
     for (int v = threadIdx.x; v < V; v += blockDim.x)
         probs[(size_t)row * V + v] = expf(bf2f(x[v]) - mx) * inv;
-    if (threadIdx.x == 0) {
+    if (threadIdx.x == 0 && losses) {
         int t = targets[row];
         losses[row] = (t >= 0 && t < V) ? logf(s) + mx - bf2f(x[t]) : 0.0f;
     }
@@ -485,13 +486,14 @@ __global__ void mean_pool_kernel(float *out, const bf16 *inp, const int32_t *mas
     __shared__ float shared[32];
     int b = blockIdx.x;
     float count = 0.0f;
-    for (int t = threadIdx.x; t < T; t += blockDim.x) count += (float)mask[(size_t)b * T + t];
+    for (int t = threadIdx.x; t < T; t += blockDim.x)
+        count += mask ? (mask[(size_t)b * T + t] != 0 ? 1.0f : 0.0f) : 1.0f;
     count = fmaxf(block_reduce<false>(count, shared), 1e-9f);
     float sq = 0.0f;
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
         float s = 0.0f;
         for (int t = 0; t < T; t++)
-            if (mask[(size_t)b * T + t]) s += bf2f(inp[((size_t)b * T + t) * C + c]);
+            if (!mask || mask[(size_t)b * T + t]) s += bf2f(inp[((size_t)b * T + t) * C + c]);
         s /= count;
         out[(size_t)b * C + c] = s;
         sq += s * s;
@@ -549,20 +551,20 @@ static void cuda_scale(backend *be, float *grads, size_t n, float scale) {
     LAUNCHED(im);
 }
 
+// In torch.optim.AdamW's operation order (as the CPU backend): decay, moments, then
+// p -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps).
 __global__ void adamw_kernel(float *params, bf16 *params_act, const float *grads, float *m,
-                             float *v, size_t n, float lr, float beta1, float beta2,
-                             float bias_correction1, float bias_correction2, float eps,
-                             float weight_decay) {
+                             float *v, size_t n, float beta1, float beta2, float step_size,
+                             float bc2_sqrt, float eps, float decay) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         float g = grads[i];
-        float mi = beta1 * m[i] + (1.0f - beta1) * g;
-        float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+        float p = params[i] * decay;
+        float mi = m[i] * beta1 + g * (1.0f - beta1);
+        float vi = v[i] * beta2 + g * g * (1.0f - beta2);
         m[i] = mi;
         v[i] = vi;
-        float mhat = mi / bias_correction1, vhat = vi / bias_correction2;
-        float p = params[i];
-        p -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * p);
+        p -= step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
         params[i] = p;
         if (params_act) params_act[i] = f2bf(p);
     }
@@ -572,11 +574,14 @@ static void cuda_adamw_update(backend *be, float *params, void *params_act, cons
                               float *m, float *v, size_t n, float lr, float beta1, float beta2,
                               float eps, float weight_decay, int t) {
     OP_BEGIN(be, im);
-    float bc1 = (float)(1.0 - pow((double)beta1, (double)t));
-    float bc2 = (float)(1.0 - pow((double)beta2, (double)t));
+    double bc1 = 1.0 - pow((double)beta1, (double)t);
+    double bc2 = 1.0 - pow((double)beta2, (double)t);
+    float step_size = (float)((double)lr / bc1);
+    float bc2_sqrt = (float)sqrt(bc2);
+    float decay = 1.0f - lr * weight_decay;
     adamw_kernel<<<grid_for(n, 256), 256, 0, im->stream>>>(params, (bf16 *)params_act, grads, m,
-                                                           v, n, lr, beta1, beta2, bc1, bc2, eps,
-                                                           weight_decay);
+                                                           v, n, beta1, beta2, step_size,
+                                                           bc2_sqrt, eps, decay);
     LAUNCHED(im);
 }
 
