@@ -302,7 +302,7 @@ static CURLcode attempt(const aws_request *req, aws_response *resp, const aws_cr
     struct curl_slist *headers = NULL;
     for (const struct curl_slist *h = req->headers; h; h = h->next)
         headers = curl_slist_append(headers, h->data);
-    headers = curl_slist_append(headers, "Expect:");
+    // No "Expect:" removal entry here: curl 7.88 would sign that header without sending it.
     char line[4200];
     if (req->payload_sha256) {
         snprintf(line, sizeof line, "x-amz-content-sha256: %s", req->payload_sha256);

@@ -227,7 +227,8 @@ static struct curl_slist *metadata_headers(const cJSON *metadata) {
         size_t k = 0;
         for (const char *c = item->string; *c && k + 1 < sizeof name; c++)
             name[k++] = (*c >= 'A' && *c <= 'Z') ? (char)(*c - 'A' + 'a')
-                        : ((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-')
+                        : ((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-' ||
+                           *c == '_')
                             ? *c
                             : '-';
         name[k] = '\0';
