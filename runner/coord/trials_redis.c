@@ -1,0 +1,464 @@
+// The Redis-stream trial source (see trials_redis.h).
+#include "runner/coord/trials_redis.h"
+
+#include "runner/coord/coord_internal.h"
+#include "runner/error.h"
+#include "runner/log.h"
+#include "runner/signals.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { DEFAULT_CLAIM_MS = 30000, DEFAULT_POLL_MS = 500, MAX_HELD = 16, KEY_TTL_S = 7 * 24 * 3600 };
+
+#define GROUP "workers"
+
+typedef struct {
+    int trial_id;
+    char entry_id[48]; // stream entry id of the trial
+} held_trial;
+
+typedef struct {
+    redis_client *rc;     // the job thread's connection
+    redis_client *keeper; // the claim-refreshing thread's connection
+    trial_spec *specs;
+    int n;
+    asha_config asha;
+    trials_redis_options opt;
+    char stream[COORD_PREFIX_MAX + 16], results[COORD_PREFIX_MAX + 32],
+        rungs[COORD_PREFIX_MAX + 32], seeded[COORD_PREFIX_MAX + 32];
+    char consumer[96];
+
+    pthread_mutex_t lock; // guards held[]
+    held_trial held[MAX_HELD];
+    int n_held;
+    atomic_bool stop;
+    pthread_t thread;
+    bool thread_running;
+} redis_source;
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+// ---- claims ---------------------------------------------------------------------------
+
+static void hold(redis_source *rs, int trial_id, const char *entry_id) {
+    pthread_mutex_lock(&rs->lock);
+    if (rs->n_held < MAX_HELD) {
+        held_trial *h = &rs->held[rs->n_held++];
+        h->trial_id = trial_id;
+        snprintf(h->entry_id, sizeof h->entry_id, "%s", entry_id);
+    }
+    pthread_mutex_unlock(&rs->lock);
+}
+
+// Forget trial_id; copies its entry id into entry_id (empty when not held).
+static void release(redis_source *rs, int trial_id, char *entry_id, size_t len) {
+    entry_id[0] = '\0';
+    pthread_mutex_lock(&rs->lock);
+    for (int i = 0; i < rs->n_held; i++)
+        if (rs->held[i].trial_id == trial_id) {
+            snprintf(entry_id, len, "%s", rs->held[i].entry_id);
+            rs->held[i] = rs->held[--rs->n_held];
+            break;
+        }
+    pthread_mutex_unlock(&rs->lock);
+}
+
+// Reset the idle time of the trials this worker runs, so nobody takes them over.
+static void *keep_claims(void *arg) {
+    redis_source *rs = arg;
+    int period = rs->opt.claim_ms / 6 > 20 ? rs->opt.claim_ms / 6 : 20;
+    while (!atomic_load(&rs->stop)) {
+        for (int slept = 0; slept < period && !atomic_load(&rs->stop); slept += 20)
+            sleep_ms(20);
+        char ids[MAX_HELD][48];
+        pthread_mutex_lock(&rs->lock);
+        int n = rs->n_held;
+        for (int i = 0; i < n; i++)
+            memcpy(ids[i], rs->held[i].entry_id, sizeof ids[i]);
+        pthread_mutex_unlock(&rs->lock);
+        for (int i = 0; i < n && !atomic_load(&rs->stop); i++) {
+            redisReply *r = redis_client_command(rs->keeper, "XCLAIM %s " GROUP " %s 0 %s JUSTID",
+                                                 rs->stream, rs->consumer, ids[i]);
+            if (r)
+                freeReplyObject(r);
+            error_clear();
+        }
+    }
+    return NULL;
+}
+
+// ---- trial_source ---------------------------------------------------------------------
+
+static bool completed(redis_source *rs, int trial_id, int *code) {
+    redisReply *r = redis_client_command(rs->rc, "HEXISTS %s %d", rs->results, trial_id);
+    if (!r) {
+        *code = EXIT_COORDINATION;
+        return false;
+    }
+    bool done = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    return done;
+}
+
+// The first entry of an entries array ([[id, [field, value...]]...]) as (entry, trial).
+static bool first_entry(const redisReply *entries, char *entry_id, size_t len, int *trial_id) {
+    if (!entries || entries->type != REDIS_REPLY_ARRAY || entries->elements < 1)
+        return false;
+    const redisReply *e = entries->element[0];
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || e->element[0]->type != REDIS_REPLY_STRING)
+        return false;
+    snprintf(entry_id, len, "%s", e->element[0]->str);
+    *trial_id = -1;
+    const redisReply *f = e->element[1];
+    if (f->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i + 1 < f->elements; i += 2)
+            if (strcmp(f->element[i]->str, "id") == 0)
+                *trial_id = atoi(f->element[i + 1]->str);
+    return true;
+}
+
+static void ack(redis_source *rs, const char *entry_id) {
+    redisReply *r = redis_client_command(rs->rc, "XACK %s " GROUP " %s", rs->stream, entry_id);
+    if (r)
+        freeReplyObject(r);
+}
+
+// Try to take one trial: a dead worker's first (XAUTOCLAIM), else a new one
+// (XREADGROUP). *found = false when neither exists right now.
+static int take(redis_source *rs, trial_spec *out, bool *found) {
+    *found = false;
+    for (;;) {
+        char entry_id[48];
+        int trial_id = -1;
+        bool claimed = false;
+        redisReply *r = redis_client_command(rs->rc, "XAUTOCLAIM %s " GROUP " %s %d 0-0 COUNT 1",
+                                             rs->stream, rs->consumer, rs->opt.claim_ms);
+        if (!r)
+            return EXIT_COORDINATION;
+        // Redis 7: [next-cursor, entries, deleted-ids].
+        if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
+            first_entry(r->element[1], entry_id, sizeof entry_id, &trial_id))
+            claimed = true;
+        else if (r->type == REDIS_REPLY_ERROR) {
+            int code = error_set(EXIT_COORDINATION, "trials: XAUTOCLAIM: %s", r->str);
+            freeReplyObject(r);
+            return code;
+        }
+        freeReplyObject(r);
+        if (!claimed) {
+            r = redis_client_command(rs->rc, "XREADGROUP GROUP " GROUP " %s COUNT 1 STREAMS %s >",
+                                     rs->consumer, rs->stream);
+            if (!r)
+                return EXIT_COORDINATION;
+            if (r->type == REDIS_REPLY_ERROR) {
+                int code = error_set(EXIT_COORDINATION, "trials: XREADGROUP: %s", r->str);
+                freeReplyObject(r);
+                return code;
+            }
+            bool got = r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+                       r->element[0]->elements == 2 &&
+                       first_entry(r->element[0]->element[1], entry_id, sizeof entry_id, &trial_id);
+            freeReplyObject(r);
+            if (!got)
+                return 0;
+        }
+        if (trial_id < 0 || trial_id >= rs->n) {
+            ack(rs, entry_id); // not one of ours: drop it
+            continue;
+        }
+        int code = 0;
+        if (completed(rs, trial_id, &code)) {
+            ack(rs, entry_id); // its worker finished it but died before the XACK
+            continue;
+        }
+        if (code)
+            return code;
+        if (claimed)
+            log_info("trial_reclaimed", "trial %d taken over by %s (its worker went silent)",
+                     trial_id, rs->consumer);
+        hold(rs, trial_id, entry_id);
+        *out = rs->specs[trial_id];
+        *found = true;
+        return 0;
+    }
+}
+
+static int redis_next(trial_source *s, trial_spec *out, bool *have) {
+    redis_source *rs = s->impl;
+    *have = false;
+    for (;;) {
+        bool found;
+        int code = take(rs, out, &found);
+        if (code || found) {
+            *have = found;
+            return code;
+        }
+        // Nothing free: done when no trial is pending anywhere, else wait, since a
+        // pending trial's worker may die and leave it to us.
+        redisReply *r = redis_client_command(rs->rc, "XPENDING %s " GROUP, rs->stream);
+        if (!r)
+            return EXIT_COORDINATION;
+        long long pending = r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+                                    r->element[0]->type == REDIS_REPLY_INTEGER
+                                ? r->element[0]->integer
+                                : 0;
+        freeReplyObject(r);
+        if (pending == 0)
+            return 0;
+        if (signals_stop_requested())
+            return error_set(EXIT_INTERRUPTED, "trials: stop requested while waiting for a trial");
+        sleep_ms(rs->opt.poll_ms);
+    }
+}
+
+// Losses other trials recorded at `epoch`, and ours recorded, in one step.
+static const char REPORT_LUA[] =
+    "local all = redis.call('HGETALL', KEYS[1])\n"
+    "local out = {}\n"
+    "local suffix = ':' .. ARGV[2]\n"
+    "for i = 1, #all, 2 do\n"
+    "  local k = all[i]\n"
+    "  if k ~= ARGV[1] .. suffix and string.sub(k, -#suffix) == suffix then\n"
+    "    out[#out + 1] = all[i + 1]\n"
+    "  end\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], ARGV[1] .. suffix, ARGV[3])\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
+    "return out\n";
+
+static int redis_report(trial_source *s, int id, int epoch, double eval_loss, bool *stop) {
+    redis_source *rs = s->impl;
+    *stop = false;
+    char loss[40];
+    snprintf(loss, sizeof loss, "%.17g", eval_loss);
+    redisReply *r = redis_client_command(rs->rc, "EVAL %s 1 %s %d %d %s %d", REPORT_LUA, rs->rungs,
+                                         id, epoch, loss, KEY_TTL_S);
+    if (!r)
+        return EXIT_COORDINATION;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        int code = error_set(EXIT_COORDINATION, "trials: report: %s",
+                             r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+        freeReplyObject(r);
+        return code;
+    }
+    double *others = malloc((r->elements + 1) * sizeof *others);
+    if (!others) {
+        freeReplyObject(r);
+        return error_set(EXIT_RESOURCES, "out of memory");
+    }
+    for (size_t i = 0; i < r->elements; i++)
+        others[i] = strtod(r->element[i]->str, NULL);
+    *stop = asha_should_stop(&rs->asha, epoch, eval_loss, others, (int)r->elements);
+    free(others);
+    freeReplyObject(r);
+    return 0;
+}
+
+// Record the result once (HSETNX) and acknowledge the entry, atomically.
+static const char COMPLETE_LUA[] =
+    "local new = redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])\n"
+    "redis.call('EXPIRE', KEYS[2], ARGV[4])\n"
+    "if ARGV[3] ~= '' then redis.call('XACK', KEYS[1], 'workers', ARGV[3]) end\n"
+    "return new\n";
+
+static int redis_complete(trial_source *s, const trial_result *result) {
+    redis_source *rs = s->impl;
+    if (result->id < 0 || result->id >= rs->n)
+        return error_set(EXIT_INTERNAL, "trial %d is not part of this search", result->id);
+    char entry_id[48];
+    release(rs, result->id, entry_id, sizeof entry_id);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", result->id);
+    cJSON_AddNumberToObject(o, "epochs_run", result->epochs_run);
+    // JSON has no Inf/NaN: a diverged trial's loss is stored as null.
+    if (isfinite(result->best_eval_loss))
+        cJSON_AddNumberToObject(o, "best_eval_loss", result->best_eval_loss);
+    else
+        cJSON_AddNullToObject(o, "best_eval_loss");
+    cJSON_AddNumberToObject(o, "best_eval_f1", isfinite(result->best_eval_f1) ? result->best_eval_f1 : 0);
+    cJSON_AddBoolToObject(o, "halted", result->halted);
+    cJSON_AddStringToObject(o, "worker", rs->consumer);
+    char *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!json)
+        return error_set(EXIT_RESOURCES, "out of memory");
+    redisReply *r = redis_client_command(rs->rc, "EVAL %s 2 %s %s %d %s %s %d", COMPLETE_LUA,
+                                         rs->stream, rs->results, result->id, json, entry_id,
+                                         KEY_TTL_S);
+    free(json);
+    if (!r)
+        return EXIT_COORDINATION;
+    int code = 0;
+    if (r->type == REDIS_REPLY_ERROR)
+        code = error_set(EXIT_COORDINATION, "trials: complete: %s", r->str);
+    else if (r->type == REDIS_REPLY_INTEGER && r->integer == 0)
+        log_warn("trial_already_complete", "trial %d was completed by another worker first; "
+                 "this result is not recorded", result->id);
+    freeReplyObject(r);
+    return code;
+}
+
+static int redis_results(trial_source *s, trial_result *out, int max) {
+    redis_source *rs = s->impl;
+    redisReply *r = redis_client_command(rs->rc, "HGETALL %s", rs->results);
+    if (!r)
+        return -1;
+    int n = 0;
+    if (r->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i + 1 < r->elements && n < max; i += 2) {
+            cJSON *o = cJSON_Parse(r->element[i + 1]->str);
+            if (!cJSON_IsObject(o)) {
+                cJSON_Delete(o);
+                continue;
+            }
+            trial_result *t = &out[n++];
+            memset(t, 0, sizeof *t);
+            t->id = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(o, "id"));
+            t->epochs_run = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(o, "epochs_run"));
+            const cJSON *loss = cJSON_GetObjectItem(o, "best_eval_loss");
+            t->best_eval_loss = cJSON_IsNumber(loss) ? loss->valuedouble : INFINITY;
+            t->best_eval_f1 = cJSON_GetNumberValue(cJSON_GetObjectItem(o, "best_eval_f1"));
+            t->halted = cJSON_IsTrue(cJSON_GetObjectItem(o, "halted"));
+            cJSON_Delete(o);
+        }
+    freeReplyObject(r);
+    return n;
+}
+
+static void redis_destroy(trial_source *s) {
+    if (!s)
+        return;
+    redis_source *rs = s->impl;
+    if (rs) {
+        atomic_store(&rs->stop, true);
+        if (rs->thread_running)
+            pthread_join(rs->thread, NULL);
+        redis_client_free(rs->rc);
+        redis_client_free(rs->keeper);
+        pthread_mutex_destroy(&rs->lock);
+        free(rs->specs);
+        free(rs);
+    }
+    free(s);
+}
+
+// Create the group (once, whoever is first) and add every trial id (once).
+static int seed(redis_source *rs) {
+    redisReply *r = redis_client_command(rs->rc, "XGROUP CREATE %s " GROUP " 0 MKSTREAM", rs->stream);
+    if (!r)
+        return EXIT_COORDINATION;
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0) {
+        int code = error_set(EXIT_COORDINATION, "trials: XGROUP CREATE: %s", r->str);
+        freeReplyObject(r);
+        return code;
+    }
+    freeReplyObject(r);
+    r = redis_client_command(rs->rc, "SET %s %d NX EX %d", rs->seeded, rs->n, KEY_TTL_S);
+    if (!r)
+        return EXIT_COORDINATION;
+    bool first = r->type == REDIS_REPLY_STATUS;
+    freeReplyObject(r);
+    if (!first)
+        return 0;
+    for (int i = 0; i < rs->n; i++) {
+        r = redis_client_command(rs->rc, "XADD %s * id %d", rs->stream, rs->specs[i].id);
+        if (!r)
+            return EXIT_COORDINATION;
+        freeReplyObject(r);
+    }
+    r = redis_client_command(rs->rc, "EXPIRE %s %d", rs->stream, KEY_TTL_S);
+    if (r)
+        freeReplyObject(r);
+    log_info("trials_seeded", "%d trials in %s", rs->n, rs->stream);
+    return 0;
+}
+
+int trials_redis_create(trial_source **out, const trial_spec *specs, int n,
+                        const asha_config *asha, const redis_endpoint *ep, const char *prefix,
+                        const char *consumer, const trials_redis_options *options) {
+    *out = NULL;
+    trial_source *s = calloc(1, sizeof *s);
+    redis_source *rs = calloc(1, sizeof *rs);
+    if (!s || !rs) {
+        free(s);
+        free(rs);
+        return error_set(EXIT_RESOURCES, "out of memory");
+    }
+    s->impl = rs;
+    s->next = redis_next;
+    s->report = redis_report;
+    s->complete = redis_complete;
+    s->results = redis_results;
+    s->destroy = redis_destroy;
+    pthread_mutex_init(&rs->lock, NULL);
+    rs->n = n;
+    rs->asha = *asha;
+    if (rs->asha.min_epochs < 1)
+        rs->asha.min_epochs = 1;
+    if (rs->asha.eta < 2)
+        rs->asha.eta = 2;
+    rs->opt.claim_ms = DEFAULT_CLAIM_MS;
+    rs->opt.poll_ms = DEFAULT_POLL_MS;
+    const char *claim_env = getenv("RUNNER_TRIAL_CLAIM_MS");
+    if (claim_env && atoi(claim_env) > 0)
+        rs->opt.claim_ms = atoi(claim_env);
+    if (options && options->claim_ms > 0)
+        rs->opt.claim_ms = options->claim_ms;
+    if (options && options->poll_ms > 0)
+        rs->opt.poll_ms = options->poll_ms;
+    snprintf(rs->stream, sizeof rs->stream, "%strials", prefix);
+    snprintf(rs->results, sizeof rs->results, "%strials:results", prefix);
+    snprintf(rs->rungs, sizeof rs->rungs, "%strials:rungs", prefix);
+    snprintf(rs->seeded, sizeof rs->seeded, "%strials:seeded", prefix);
+    snprintf(rs->consumer, sizeof rs->consumer, "%s", consumer);
+    rs->specs = malloc((size_t)(n ? n : 1) * sizeof *rs->specs);
+    rs->rc = redis_client_new(ep, 10000);
+    rs->keeper = redis_client_new(ep, 1000);
+    if (!rs->specs || !rs->rc || !rs->keeper) {
+        redis_destroy(s);
+        return error_set(EXIT_RESOURCES, "out of memory");
+    }
+    redis_client_set_stop_flag(rs->keeper, &rs->stop);
+    memcpy(rs->specs, specs, (size_t)n * sizeof *specs);
+    for (int i = 0; i < n; i++)
+        if (specs[i].id != i) {
+            redis_destroy(s);
+            return error_set(EXIT_INTERNAL, "trials: spec %d has id %d", i, specs[i].id);
+        }
+    int code = seed(rs);
+    if (code == 0 && pthread_create(&rs->thread, NULL, keep_claims, rs) == 0)
+        rs->thread_running = true;
+    else if (code == 0)
+        code = error_set(EXIT_INTERNAL, "trials: cannot start the claim keeper");
+    if (code) {
+        redis_destroy(s);
+        return code;
+    }
+    *out = s;
+    return 0;
+}
+
+int trials_redis_create_for_job(trial_source **out, const trial_spec *specs, int n,
+                                const asha_config *asha, int rank) {
+    const redis_endpoint *ep = coord_endpoint();
+    if (!ep) {
+        *out = NULL;
+        return error_set(EXIT_USAGE, "trials: the shared trial queue needs Redis (--redis off)");
+    }
+    char consumer[96];
+    snprintf(consumer, sizeof consumer, "node%d-rank%d-pid%d", coord_self()->node_index, rank,
+             (int)getpid());
+    return trials_redis_create(out, specs, n, asha, ep, coord_prefix(), consumer, NULL);
+}

@@ -1,0 +1,169 @@
+// The Redis-stream trial queue with a real redis-server: three worker processes share
+// eight trials, one is killed (SIGKILL) while it holds a trial; the trial is taken over
+// and finished by another; every trial is completed exactly once and none is pending.
+#include "check.h"
+#include "runner/coord/redis_server.h"
+#include "runner/coord/trials_redis.h"
+#include "runner/error.h"
+
+#include <math.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { N_TRIALS = 8, WORKERS = 3 };
+
+static redis_endpoint endpoint;
+static trial_spec specs[N_TRIALS];
+static const asha_config asha = {.min_epochs = 1, .eta = 2};
+static const trials_redis_options fast = {.claim_ms = 600, .poll_ms = 50};
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void nap_ms(int ms) {
+    struct timespec ts = {0, (long)ms * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+// A worker: takes trials until none is left; writes "<id>\n" to `report_fd` for every
+// trial it completed. The victim writes "took <id>\n" and hangs on its first trial.
+static int worker(int index, int report_fd, bool victim) {
+    char consumer[32];
+    snprintf(consumer, sizeof consumer, "worker-%d", index);
+    trial_source *src;
+    if (trials_redis_create(&src, specs, N_TRIALS, &asha, &endpoint, "runner:t:1:", consumer,
+                            &fast) != 0)
+        return 10;
+    for (;;) {
+        trial_spec t;
+        bool have;
+        if (src->next(src, &t, &have) != 0)
+            return 11;
+        if (!have)
+            break;
+        char line[32];
+        if (victim) {
+            int len = snprintf(line, sizeof line, "took %d\n", t.id);
+            if (write(report_fd, line, (size_t)len) != len)
+                return 12;
+            for (;;)
+                pause(); // killed here, holding trial t
+        }
+        nap_ms(60); // "train"
+        bool stop;
+        if (src->report(src, t.id, 1, 1.0 + t.id, &stop) != 0)
+            return 13;
+        trial_result r = {.id = t.id, .epochs_run = 1, .best_eval_loss = 1.0 + t.id,
+                          .best_eval_f1 = 0.5};
+        if (src->complete(src, &r) != 0)
+            return 14;
+        int len = snprintf(line, sizeof line, "%d\n", t.id);
+        if (write(report_fd, line, (size_t)len) != len)
+            return 15;
+    }
+    src->destroy(src);
+    return 0;
+}
+
+static void test_shared_queue_survives_a_dead_worker(void) {
+    int fds[2];
+    CHECK_INT(pipe(fds), 0);
+    pid_t pids[WORKERS];
+    // The victim starts first so that it surely holds a trial.
+    for (int w = 0; w < WORKERS; w++) {
+        pids[w] = fork();
+        if (pids[w] == 0) {
+            close(fds[0]);
+            alarm(25);
+            _exit(worker(w, fds[1], w == 0));
+        }
+        if (w == 0) {
+            char buf[32] = "";
+            ssize_t got = read(fds[0], buf, sizeof buf - 1);
+            CHECK(got > 5 && strncmp(buf, "took ", 5) == 0);
+            kill(pids[0], SIGKILL);
+        }
+    }
+    close(fds[1]);
+    int count[N_TRIALS] = {0};
+    FILE *in = fdopen(fds[0], "r");
+    int id;
+    while (fscanf(in, "%d", &id) == 1)
+        if (id >= 0 && id < N_TRIALS)
+            count[id]++;
+    fclose(in);
+    for (int w = 0; w < WORKERS; w++) {
+        int st;
+        waitpid(pids[w], &st, 0);
+        if (w == 0)
+            CHECK(WIFSIGNALED(st));
+        else
+            CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    for (int i = 0; i < N_TRIALS; i++)
+        CHECK_INT(count[i], 1); // each completed once, the dead worker's one included
+
+    trial_source *src;
+    CHECK_INT(trials_redis_create(&src, specs, N_TRIALS, &asha, &endpoint, "runner:t:1:",
+                                  "checker", &fast), 0);
+    trial_result results[N_TRIALS + 2];
+    CHECK_INT(src->results(src, results, N_TRIALS + 2), N_TRIALS);
+    trial_spec t;
+    bool have = true;
+    CHECK_INT(src->next(src, &t, &have), 0); // nothing left, nothing pending
+    CHECK(!have);
+    // A second completion of a finished trial does not replace the first result.
+    trial_result again = {.id = 3, .epochs_run = 9, .best_eval_loss = 0.001};
+    CHECK_INT(src->complete(src, &again), 0);
+    CHECK_INT(src->results(src, results, N_TRIALS + 2), N_TRIALS);
+    for (int i = 0; i < N_TRIALS; i++)
+        if (results[i].id == 3) {
+            CHECK_INT(results[i].epochs_run, 1);
+            CHECK_CLOSE(results[i].best_eval_loss, 4.0, 0, 0);
+        }
+    src->destroy(src);
+}
+
+static void test_asha_records_are_shared(void) {
+    trial_source *a, *b;
+    CHECK_INT(trials_redis_create(&a, specs, N_TRIALS, &asha, &endpoint, "runner:t:2:", "a", &fast), 0);
+    CHECK_INT(trials_redis_create(&b, specs, N_TRIALS, &asha, &endpoint, "runner:t:2:", "b", &fast), 0);
+    bool stop = true;
+    CHECK_INT(a->report(a, 0, 1, 0.5, &stop), 0);
+    CHECK(!stop); // first at the rung
+    CHECK_INT(b->report(b, 1, 1, 0.9, &stop), 0);
+    CHECK(stop); // worse than the median of what a recorded
+    CHECK_INT(b->report(b, 2, 1, 0.1, &stop), 0);
+    CHECK(!stop);
+    CHECK_INT(a->report(a, 3, 2, 5.0, &stop), 0);
+    CHECK(!stop); // epoch 2 is a rung with nothing recorded yet
+    a->destroy(a);
+    b->destroy(b);
+}
+
+int main(void) {
+    for (int i = 0; i < N_TRIALS; i++)
+        specs[i] = (trial_spec){.id = i, .seed = 100u + (unsigned)i, .learning_rate = 1e-4,
+                                .batch_size = 8, .max_epochs = 1};
+    int port = free_port();
+    CHECK_INT(redis_server_start("127.0.0.1", port, "trials-pw"), 0);
+    snprintf(endpoint.host, sizeof endpoint.host, "127.0.0.1");
+    endpoint.port = port;
+    snprintf(endpoint.password, sizeof endpoint.password, "trials-pw");
+    test_shared_queue_survives_a_dead_worker();
+    test_asha_records_are_shared();
+    redis_server_stop();
+    return check_summary();
+}
