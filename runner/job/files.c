@@ -56,24 +56,31 @@ static int fsync_parent(const char *path) {
 }
 
 int files_write_atomic(const char *path, const void *data, size_t len) {
+    return files_write_atomic_parts(path, &data, &len, 1);
+}
+
+int files_write_atomic_parts(const char *path, const void *const *parts, const size_t *lens,
+                             int nparts) {
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
         return error_set(EXIT_OUTPUT, "path too long: %s", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) return error_set(EXIT_OUTPUT, "%s: cannot write: %s", tmp, strerror(errno));
-    const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            int err = errno;
-            close(fd);
-            unlink(tmp);
-            return error_set(EXIT_OUTPUT, "%s: write failed: %s", tmp, strerror(err));
+    for (int part = 0; part < nparts; part++) {
+        const char *p = parts[part];
+        size_t left = lens[part];
+        while (left > 0) {
+            ssize_t n = write(fd, p, left);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                int err = errno;
+                close(fd);
+                unlink(tmp);
+                return error_set(EXIT_OUTPUT, "%s: write failed: %s", tmp, strerror(err));
+            }
+            p += n;
+            left -= (size_t)n;
         }
-        p += n;
-        left -= (size_t)n;
     }
     if (fsync(fd) != 0 || close(fd) != 0) {
         int err = errno;

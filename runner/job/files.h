@@ -10,6 +10,8 @@
 int files_mkdirs(const char *path);
 // Write `len` bytes to `path` atomically. 0 or EXIT_OUTPUT.
 int files_write_atomic(const char *path, const void *data, size_t len);
+// The same for the concatenation of n buffers (no copy into one).
+int files_write_atomic_parts(const char *path, const void *const *parts, const size_t *lens, int n);
 // Write a NUL-terminated string atomically.
 int files_write_text(const char *path, const char *text);
 // Read a whole file into a malloc'd buffer (NUL-terminated); *len may be NULL.

@@ -1,0 +1,313 @@
+// Atomic checkpoints with a checksummed manifest; see checkpoint.h.
+#include "runner/job/checkpoint.h"
+
+#include "runner/error.h"
+#include "runner/job/files.h"
+#include "runner/log.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char STATE_MAGIC[8] = {'R', 'N', 'R', 'C', 'K', 'P', 'T', '1'};
+static const char *const CHECKPOINT_FILES[] = {"state.bin", "model.safetensors",
+                                               "trainer_state.json"};
+enum { CHECKPOINT_NFILES = 3 };
+
+void train_state_init(train_state *st, uint64_t seed) {
+    memset(st, 0, sizeof *st);
+    st->seed = seed;
+    st->best_eval_loss = INFINITY;
+    st->best_eval_f1 = 0;
+    st->best_step = -1;
+    st->curve = cJSON_CreateArray();
+}
+
+void train_state_free(train_state *st) {
+    cJSON_Delete(st->curve);
+    st->curve = NULL;
+}
+
+static cJSON *state_to_json(const train_state *st) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", (double)st->step);
+    cJSON_AddNumberToObject(o, "epoch", st->epoch);
+    cJSON_AddNumberToObject(o, "batch_in_epoch", st->batch_in_epoch);
+    char seed[24];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)st->seed);
+    cJSON_AddStringToObject(o, "seed", seed); // 64 bits do not fit a JSON double
+    // Doubles as hex floats: restored bit for bit.
+    char hex[40];
+    snprintf(hex, sizeof hex, "%a", st->loss_sum);
+    cJSON_AddStringToObject(o, "loss_sum", hex);
+    cJSON_AddNumberToObject(o, "loss_count", (double)st->loss_count);
+    snprintf(hex, sizeof hex, "%a", st->best_eval_loss);
+    cJSON_AddStringToObject(o, "best_eval_loss", hex);
+    snprintf(hex, sizeof hex, "%a", st->best_eval_f1);
+    cJSON_AddStringToObject(o, "best_eval_f1", hex);
+    cJSON_AddNumberToObject(o, "best_step", (double)st->best_step);
+    cJSON_AddNumberToObject(o, "bad_epochs", st->bad_epochs);
+    cJSON_AddBoolToObject(o, "finished", st->finished);
+    cJSON_AddBoolToObject(o, "halted", st->halted);
+    cJSON_AddItemToObject(o, "curve", cJSON_Duplicate(st->curve, 1));
+    return o;
+}
+
+static double hex_double(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? strtod(v->valuestring, NULL) : NAN;
+}
+
+static int state_from_json(const cJSON *o, train_state *st, const char *path) {
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(o, "seed");
+    const cJSON *curve = cJSON_GetObjectItemCaseSensitive(o, "curve");
+    if (!cJSON_IsString(seed) || !cJSON_IsArray(curve) ||
+        !cJSON_IsNumber(cJSON_GetObjectItem(o, "step")))
+        return error_set(EXIT_BAD_INPUT, "%s: not a trainer state", path);
+    train_state_free(st);
+    st->step = (long)cJSON_GetObjectItem(o, "step")->valuedouble;
+    st->epoch = cJSON_GetObjectItem(o, "epoch")->valueint;
+    st->batch_in_epoch = cJSON_GetObjectItem(o, "batch_in_epoch")->valueint;
+    st->seed = strtoull(seed->valuestring, NULL, 10);
+    st->loss_sum = hex_double(o, "loss_sum");
+    st->loss_count = (long)cJSON_GetNumberValue(cJSON_GetObjectItem(o, "loss_count"));
+    st->best_eval_loss = hex_double(o, "best_eval_loss");
+    st->best_eval_f1 = hex_double(o, "best_eval_f1");
+    st->best_step = (long)cJSON_GetNumberValue(cJSON_GetObjectItem(o, "best_step"));
+    st->bad_epochs = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(o, "bad_epochs"));
+    st->finished = cJSON_IsTrue(cJSON_GetObjectItem(o, "finished"));
+    st->halted = cJSON_IsTrue(cJSON_GetObjectItem(o, "halted"));
+    st->curve = cJSON_Duplicate(curve, 1);
+    return 0;
+}
+
+static int write_json(const char *path, cJSON *json) {
+    char *text = cJSON_Print(json);
+    cJSON_Delete(json);
+    if (!text) return error_set(EXIT_RESOURCES, "out of memory");
+    int rc = files_write_text(path, text);
+    free(text);
+    return rc;
+}
+
+// Steps of the complete-looking checkpoint directories (with a manifest), newest first.
+static int list_checkpoints(const char *dir, long **steps) {
+    *steps = NULL;
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        if (strncmp(e->d_name, "checkpoint-", 11) != 0) continue;
+        long step = strtol(e->d_name + 11, &end, 10);
+        if (*end || end == e->d_name + 11) continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            long *grown = realloc(*steps, (size_t)cap * sizeof *grown);
+            if (!grown) break;
+            *steps = grown;
+        }
+        (*steps)[n++] = step;
+    }
+    closedir(d);
+    for (int i = 1; i < n; i++) // newest first
+        for (int j = i; j > 0 && (*steps)[j - 1] < (*steps)[j]; j--) {
+            long t = (*steps)[j];
+            (*steps)[j] = (*steps)[j - 1];
+            (*steps)[j - 1] = t;
+        }
+    return n;
+}
+
+int checkpoint_save(const char *dir, const bert_model *m, const train_state *st, int keep) {
+    char ck[PATH_MAX], path[PATH_MAX];
+    int rc = files_join(ck, sizeof ck, "%s/checkpoint-%ld", dir, st->step);
+    if (rc == 0) rc = files_mkdirs(ck);
+    if (rc) return rc;
+    // A checkpoint being rewritten (same step after a restart) loses its manifest first.
+    if (files_join(path, sizeof path, "%s/manifest.json", ck) == 0) remove(path);
+
+    size_t P = bert_num_parameters(m);
+    float *buf = malloc(3 * P * sizeof(float));
+    if (!buf) return error_set(EXIT_RESOURCES, "out of memory writing a checkpoint");
+    rc = bert_get_state(m, buf, buf + P, buf + 2 * P);
+    uint64_t count = P;
+    const void *parts[] = {STATE_MAGIC, &count, buf};
+    size_t lens[] = {sizeof STATE_MAGIC, sizeof count, 3 * P * sizeof(float)};
+    if (rc == 0) rc = files_join(path, sizeof path, "%s/state.bin", ck);
+    if (rc == 0) rc = files_write_atomic_parts(path, parts, lens, 3);
+    free(buf);
+    if (rc == 0) rc = files_join(path, sizeof path, "%s/model.safetensors", ck);
+    if (rc == 0) rc = bert_save_safetensors(m, path);
+    if (rc == 0) rc = files_join(path, sizeof path, "%s/trainer_state.json", ck);
+    if (rc == 0) rc = write_json(path, state_to_json(st));
+    if (rc) return rc;
+
+    cJSON *manifest = cJSON_CreateObject();
+    cJSON_AddNumberToObject(manifest, "step", (double)st->step);
+    cJSON *files = cJSON_AddObjectToObject(manifest, "files");
+    for (int i = 0; i < CHECKPOINT_NFILES && rc == 0; i++) {
+        uint32_t crc;
+        uint64_t size;
+        rc = files_join(path, sizeof path, "%s/%s", ck, CHECKPOINT_FILES[i]);
+        if (rc == 0) rc = files_crc32(path, &crc, &size);
+        if (rc) break;
+        cJSON *f = cJSON_AddObjectToObject(files, CHECKPOINT_FILES[i]);
+        cJSON_AddNumberToObject(f, "size", (double)size);
+        char hex[16];
+        snprintf(hex, sizeof hex, "%08x", crc);
+        cJSON_AddStringToObject(f, "crc32", hex);
+    }
+    if (rc) {
+        cJSON_Delete(manifest);
+        return rc;
+    }
+    if ((rc = files_join(path, sizeof path, "%s/manifest.json", ck))) {
+        cJSON_Delete(manifest);
+        return rc;
+    }
+    if ((rc = write_json(path, manifest))) return rc;
+    log_info("checkpoint_saved", "%s", ck);
+
+    if (keep <= 0) return 0;
+    long *steps;
+    int n = list_checkpoints(dir, &steps), kept = 0;
+    for (int i = 0; i < n; i++) {
+        if (steps[i] > st->step) continue; // from a run that went further: not ours to judge
+        if (kept < keep) {
+            kept++;
+            continue;
+        }
+        if (steps[i] == st->best_step) continue; // the best model outlives the limit
+        char old[PATH_MAX];
+        if (files_join(old, sizeof old, "%s/checkpoint-%ld", dir, steps[i]) == 0 &&
+            files_remove_tree(old, dir) == 0)
+            log_info("checkpoint_deleted", "%s (save_total_limit %d)", old, keep);
+    }
+    free(steps);
+    return 0;
+}
+
+int checkpoint_verify(const char *ck) {
+    char path[PATH_MAX], *text;
+    int rc = files_join(path, sizeof path, "%s/manifest.json", ck);
+    if (rc) return rc;
+    if (!files_exists(path)) return error_set(EXIT_BAD_INPUT, "%s: no manifest (incomplete)", ck);
+    if ((rc = files_read_all(path, &text, NULL))) return rc;
+    cJSON *manifest = cJSON_Parse(text);
+    free(text);
+    const cJSON *files = cJSON_GetObjectItemCaseSensitive(manifest, "files");
+    if (!cJSON_IsObject(files)) {
+        cJSON_Delete(manifest);
+        return error_set(EXIT_BAD_INPUT, "%s: manifest is not valid", ck);
+    }
+    for (int i = 0; i < CHECKPOINT_NFILES && rc == 0; i++) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(files, CHECKPOINT_FILES[i]);
+        const cJSON *want_crc = cJSON_GetObjectItemCaseSensitive(f, "crc32");
+        const cJSON *want_size = cJSON_GetObjectItemCaseSensitive(f, "size");
+        uint32_t crc;
+        uint64_t size;
+        if (!cJSON_IsString(want_crc) || !cJSON_IsNumber(want_size)) {
+            rc = error_set(EXIT_BAD_INPUT, "%s: manifest lacks %s", ck, CHECKPOINT_FILES[i]);
+            break;
+        }
+        rc = files_join(path, sizeof path, "%s/%s", ck, CHECKPOINT_FILES[i]);
+        if (rc == 0) rc = files_crc32(path, &crc, &size);
+        if (rc) break;
+        char hex[16];
+        snprintf(hex, sizeof hex, "%08x", crc);
+        if (size != (uint64_t)want_size->valuedouble || strcmp(hex, want_crc->valuestring) != 0)
+            rc = error_set(EXIT_BAD_INPUT, "%s: checksum mismatch (size %llu crc32 %s, manifest "
+                           "says %.0f %s)", path, (unsigned long long)size, hex,
+                           want_size->valuedouble, want_crc->valuestring);
+    }
+    cJSON_Delete(manifest);
+    return rc;
+}
+
+static int load_state_bin(const char *ck, bert_model *m, bool optimizer) {
+    char path[PATH_MAX], *data;
+    size_t len;
+    int rc = files_join(path, sizeof path, "%s/state.bin", ck);
+    if (rc == 0) rc = files_read_all(path, &data, &len);
+    if (rc) return rc;
+    size_t P = bert_num_parameters(m);
+    uint64_t count;
+    if (len < 16 || memcmp(data, STATE_MAGIC, 8) != 0) {
+        free(data);
+        return error_set(EXIT_BAD_INPUT, "%s: not a runner checkpoint state", path);
+    }
+    memcpy(&count, data + 8, sizeof count);
+    if (count != P || len != 16 + 3 * P * sizeof(float)) {
+        free(data);
+        return error_set(EXIT_BAD_INPUT, "%s: holds %llu parameters, the model has %zu", path,
+                         (unsigned long long)count, P);
+    }
+    // The file's floats are at offset 16 of a malloc'd block: aligned for float.
+    const float *state = (const float *)(void *)(data + 16);
+    if (optimizer) {
+        rc = bert_set_state(m, state, state + P, state + 2 * P);
+    } else {
+        // Weights only: keep the model's own optimizer moments.
+        float *current = malloc(3 * P * sizeof(float));
+        if (!current) rc = error_set(EXIT_RESOURCES, "out of memory");
+        if (rc == 0) rc = bert_get_state(m, current, current + P, current + 2 * P);
+        if (rc == 0) rc = bert_set_state(m, state, current + P, current + 2 * P);
+        free(current);
+    }
+    free(data);
+    return rc;
+}
+
+int checkpoint_resume(const char *dir, bert_model *m, train_state *st, bool *found) {
+    *found = false;
+    long *steps;
+    int n = list_checkpoints(dir, &steps);
+    for (int i = 0; i < n; i++) {
+        char ck[PATH_MAX], path[PATH_MAX], *text;
+        if (files_join(ck, sizeof ck, "%s/checkpoint-%ld", dir, steps[i])) continue;
+        int rc = checkpoint_verify(ck);
+        if (rc == 0) rc = files_join(path, sizeof path, "%s/trainer_state.json", ck);
+        if (rc == 0) rc = files_read_all(path, &text, NULL);
+        if (rc == 0) {
+            cJSON *json = cJSON_Parse(text);
+            free(text);
+            train_state loaded;
+            train_state_init(&loaded, st->seed);
+            rc = json ? state_from_json(json, &loaded, path)
+                      : error_set(EXIT_BAD_INPUT, "%s: not valid JSON", path);
+            cJSON_Delete(json);
+            if (rc == 0 && loaded.seed != st->seed)
+                rc = error_set(EXIT_BAD_INPUT, "%s: written with seed %llu, this run uses %llu",
+                               path, (unsigned long long)loaded.seed,
+                               (unsigned long long)st->seed);
+            if (rc == 0) rc = load_state_bin(ck, m, true);
+            if (rc == 0) {
+                train_state_free(st);
+                *st = loaded;
+                *found = true;
+                log_info("checkpoint_resumed", "%s: step %ld, epoch %d, batch %d", ck, st->step,
+                         st->epoch, st->batch_in_epoch);
+                free(steps);
+                return 0;
+            }
+            train_state_free(&loaded);
+        }
+        log_warn("checkpoint_skipped", "%s: %s; trying the previous checkpoint", ck,
+                 error_message());
+        error_clear();
+    }
+    free(steps);
+    return 0;
+}
+
+int checkpoint_load_weights(const char *dir, long step, bert_model *m) {
+    char ck[PATH_MAX];
+    int rc = files_join(ck, sizeof ck, "%s/checkpoint-%ld", dir, step);
+    if (rc == 0) rc = checkpoint_verify(ck);
+    if (rc == 0) rc = load_state_bin(ck, m, false);
+    return rc;
+}

@@ -1,0 +1,47 @@
+#pragma once
+// Training checkpoints under a run directory: <dir>/checkpoint-<step>/ holding
+//   state.bin           parameters, AdamW m and v (fp32, the model's buffer order)
+//   model.safetensors   the weights under Hugging Face names (loadable on their own)
+//   trainer_state.json  step, epoch, position in the epoch, seed, early-stopping state,
+//                       the evaluation curve
+//   manifest.json       written LAST: size and CRC-32 of each file above.
+// Every file is written atomically (temporary name, fsync, rename), so a checkpoint
+// without a manifest, or whose files disagree with it, is incomplete or corrupt: resume
+// skips it with a warning and takes the previous one.
+#include "runner/model/bert.h"
+
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct {
+    long step;            // optimizer steps taken
+    int epoch;            // epochs completed
+    int batch_in_epoch;   // batches done of epoch `epoch` (0 at an epoch boundary)
+    uint64_t seed;        // data order and dropout derive from (seed, epoch, step)
+    double loss_sum;      // running training loss of the current epoch
+    long loss_count;
+    double best_eval_loss; // +inf before the first evaluation
+    double best_eval_f1;
+    long best_step;       // the checkpoint holding the best weights (-1: none)
+    int bad_epochs;       // evaluations without improvement (early stopping)
+    bool finished;        // all epochs run, stopped early or halted by ASHA
+    bool halted;          // halted by ASHA
+    cJSON *curve;         // [{epoch, step, train_loss, eval_loss, eval_f1, ...}], owned
+} train_state;
+
+void train_state_init(train_state *st, uint64_t seed);
+void train_state_free(train_state *st);
+
+// Write <dir>/checkpoint-<st->step>, then delete older complete checkpoints beyond the
+// newest `keep` (the best one is always kept; keep <= 0 keeps all). 0 or an exit code.
+int checkpoint_save(const char *dir, const bert_model *m, const train_state *st, int keep);
+// Restore the newest valid checkpoint under `dir` into m and st; *found = false (and
+// 0 returned) when there is none. Corrupt or incomplete ones are skipped with a warning.
+int checkpoint_resume(const char *dir, bert_model *m, train_state *st, bool *found);
+// Load only the weights of <dir>/checkpoint-<step> (the best model at the end).
+int checkpoint_load_weights(const char *dir, long step, bert_model *m);
+// Verify a checkpoint directory against its manifest; 0 or EXIT_BAD_INPUT (why in
+// error_message()).
+int checkpoint_verify(const char *checkpoint_dir);

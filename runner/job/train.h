@@ -1,0 +1,66 @@
+#pragma once
+// The training loop shared by the search trials, the prime run and pretraining:
+// epochs of shuffled batches (order from (seed, epoch)), AdamW with the original's
+// linear warm-up/decay schedule, gradient clipping, evaluation after each epoch, early
+// stopping with patience, the best checkpoint by evaluation loss, save_total_limit,
+// ASHA reports at epoch ends, progress lines (step, loss, tokens/s, ETA) and every scalar
+// handed to telemetry. Stop requests are honoured at step boundaries: checkpoint, then
+// EXIT_INTERRUPTED. A run that finds checkpoints in its directory resumes from the newest
+// valid one and ends with the same weights as an uninterrupted run.
+#include "runner/job/encode.h"
+#include "runner/job/trials.h"
+#include "runner/model/bert.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *run;       // telemetry run name: "prime", "trial-3", "pretrain"
+    const char *dir;       // checkpoint-*/ and logs/ go here
+    int epochs;
+    int batch_size, eval_batch_size;
+    double learning_rate, weight_decay, max_grad_norm, warmup_ratio;
+    int patience;          // evaluations without improvement before stopping (0 = off)
+    int save_total_limit;  // checkpoints kept besides the best (0 = all)
+    uint64_t seed;
+    trial_source *trials;  // ASHA reports at epoch ends (NULL: none)
+    int trial_id;
+    // Token classification: labels for the evaluation's F1 (num_labels, o_label).
+    const char *const *labels;
+    int num_labels;
+    int o_label;           // predicted for words truncated away
+    // Masked-LM pretraining instead: mask_id >= 0 turns on 15 % masking (80/10/10).
+    int32_t mask_id;
+    int vocab_size;
+    int32_t special_ids[4]; // never masked ([CLS], [SEP], [PAD], [UNK])
+} train_options;
+
+typedef struct {
+    int epochs_run;
+    long steps;
+    double best_eval_loss, best_eval_f1;
+    long best_step;        // checkpoint of the best weights
+    bool halted;           // by ASHA
+    bool early_stopped;
+} train_outcome;
+
+// Train m (initialised by the caller, or restored from opt->dir) on `train`, evaluating
+// on `valid`. 0, EXIT_INTERRUPTED (checkpoint written), EXIT_DIVERGED or another code.
+int train_run(bert_model *m, const encoded_set *train, const encoded_set *valid,
+              const train_options *opt, train_outcome *out);
+
+typedef struct {
+    double loss;     // mean over labelled tokens
+    int n_sentences;
+    long n_words;
+    int *lengths;    // (n_sentences) words per sentence
+    int *truth;      // (n_words) gold tag per word (NULL without sentences)
+    int *pred;       // (n_words) predicted tag per word
+    float *scores;   // (n_words) softmax probability of the predicted tag
+} eval_result;
+
+// Evaluate a token-classification model on `set`: loss (when labelled), the tag and its
+// probability per word (first sub-token). MLM models (opt->mask_id >= 0) get the loss only.
+int train_evaluate(bert_model *m, const encoded_set *set, const train_options *opt,
+                   eval_result *out);
+void eval_result_free(eval_result *r);
