@@ -175,14 +175,26 @@ static bool push_lower(codepoints *out, int32_t cp) {
     return codepoints_push(out, utf8proc_tolower(cp));
 }
 
-// Steps 2-5 of tokenizer.h for one character; each step maps a character to zero or
-// more characters, so they compose character by character.
-static bool normalize_char(const tokenizer *t, int32_t cp, codepoints *out) {
+// Steps 2 and 3 of tokenizer.h for one character: clean, pad CJK ideographs.
+static bool clean_char(const tokenizer *t, int32_t cp, codepoints *out) {
     if (cp == 0 || cp == 0xFFFD || is_control(cp)) return true;
     if (is_whitespace(cp)) return codepoints_push(out, ' ');
-    bool chinese = t->chinese_chars && is_chinese_char(cp);
-    if (chinese && !codepoints_push(out, ' ')) return false;
-    if (t->strip_accents) {
+    if (t->chinese_chars && is_chinese_char(cp))
+        return codepoints_push(out, ' ') && codepoints_push(out, cp) && codepoints_push(out, ' ');
+    return codepoints_push(out, cp);
+}
+
+static int combining_class(int32_t cp) {
+    if (IN_TABLE(TOKENIZER_COMBINING_CLASS_ZERO, cp)) return 0;
+    return utf8proc_get_property(cp)->combining_class;
+}
+
+// NFD of a whole string: decompose each character, then put every run of combining
+// marks in canonical order (a stable sort by combining class, as NFD requires).
+static bool decompose(const codepoints *in, codepoints *out) {
+    out->n = 0;
+    for (size_t i = 0; i < in->n; i++) {
+        int32_t cp = in->cps[i];
         utf8proc_int32_t parts[32];
         int last_boundclass = 0;
         utf8proc_ssize_t n = 1;
@@ -194,15 +206,57 @@ static bool normalize_char(const tokenizer *t, int32_t cp, codepoints *out) {
             n = 1;
             parts[0] = cp;
         }
-        for (utf8proc_ssize_t i = 0; i < n; i++) {
-            if (is_nonspacing_mark(parts[i])) continue;
-            if (!(t->lowercase ? push_lower(out, parts[i]) : codepoints_push(out, parts[i])))
-                return false;
-        }
-    } else if (!(t->lowercase ? push_lower(out, cp) : codepoints_push(out, cp))) {
-        return false;
+        for (utf8proc_ssize_t k = 0; k < n; k++)
+            if (!codepoints_push(out, parts[k])) return false;
     }
-    return !chinese || codepoints_push(out, ' ');
+    for (size_t i = 1; i < out->n; i++) { // insertion sort inside runs of non-starters
+        int32_t cp = out->cps[i];
+        int cc = combining_class(cp);
+        if (cc == 0) continue;
+        size_t j = i;
+        while (j > 0) {
+            int prev = combining_class(out->cps[j - 1]);
+            if (prev == 0 || prev <= cc) break;
+            out->cps[j] = out->cps[j - 1];
+            j--;
+        }
+        out->cps[j] = cp;
+    }
+    return true;
+}
+
+// Steps 2-5 of tokenizer.h over a whole segment; the result is in norm->cps.
+static bool normalize(const tokenizer *t, const char *text, size_t len, codepoints *norm,
+                      codepoints *work) {
+    codepoints *cleaned = t->strip_accents ? work : norm;
+    cleaned->n = 0;
+    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)text;
+    for (size_t i = 0; i < len;) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t step = utf8proc_iterate(p + i, (utf8proc_ssize_t)(len - i), &cp);
+        if (step <= 0) { // invalid UTF-8: one replacement character, then dropped
+            cp = 0xFFFD;
+            step = 1;
+        }
+        i += (size_t)step;
+        if (!clean_char(t, cp, cleaned)) return false;
+    }
+    if (t->strip_accents) {
+        if (!decompose(work, norm)) return false;
+        size_t kept = 0;
+        for (size_t i = 0; i < norm->n; i++)
+            if (!is_nonspacing_mark(norm->cps[i])) norm->cps[kept++] = norm->cps[i];
+        norm->n = kept;
+    }
+    if (t->lowercase) { // in place, except U+0130 which grows by one character
+        work->n = 0;
+        for (size_t i = 0; i < norm->n; i++)
+            if (!push_lower(work, norm->cps[i])) return false;
+        codepoints swap = *norm;
+        *norm = *work;
+        *work = swap;
+    }
+    return true;
 }
 
 // ------------------------------------------------------------------ WordPiece
@@ -252,28 +306,17 @@ static bool wordpiece(const tokenizer *t, const int32_t *cps, size_t n, int32_t 
 
 // Normalise, pre-tokenize and WordPiece `len` bytes of text with no special tokens in it.
 static bool encode_plain(const tokenizer *t, const char *text, size_t len, int32_t word,
-                         codepoints *scratch, token_list *out) {
-    scratch->n = 0;
-    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)text;
-    size_t i = 0;
-    while (i < len) {
-        utf8proc_int32_t cp;
-        utf8proc_ssize_t step = utf8proc_iterate(p + i, (utf8proc_ssize_t)(len - i), &cp);
-        if (step <= 0) { // invalid UTF-8: one replacement character, then dropped
-            cp = 0xFFFD;
-            step = 1;
-        }
-        i += (size_t)step;
-        if (!normalize_char(t, cp, scratch)) return false;
-    }
+                         codepoints scratch[2], token_list *out) {
+    if (!normalize(t, text, len, &scratch[0], &scratch[1])) return false;
+    const codepoints *norm = &scratch[0];
     // Pre-tokenize: whitespace separates words, each punctuation character is a word.
     size_t begin = 0;
-    for (size_t k = 0; k <= scratch->n; k++) {
-        bool end = k == scratch->n;
-        int32_t cp = end ? 0 : scratch->cps[k];
+    for (size_t k = 0; k <= norm->n; k++) {
+        bool end = k == norm->n;
+        int32_t cp = end ? 0 : norm->cps[k];
         if (end || is_whitespace(cp) || is_punctuation(cp)) {
-            if (!wordpiece(t, scratch->cps + begin, k - begin, word, out)) return false;
-            if (!end && !is_whitespace(cp) && !wordpiece(t, &scratch->cps[k], 1, word, out))
+            if (!wordpiece(t, norm->cps + begin, k - begin, word, out)) return false;
+            if (!end && !is_whitespace(cp) && !wordpiece(t, &norm->cps[k], 1, word, out))
                 return false;
             begin = k + 1;
         }
@@ -284,7 +327,7 @@ static bool encode_plain(const tokenizer *t, const char *text, size_t len, int32
 // The whole text: special tokens written literally are matched first (leftmost, longest),
 // the text between them is encoded normally.
 static int encode_into(const tokenizer *t, const char *text, int32_t word, token_list *out) {
-    codepoints scratch = {0};
+    codepoints scratch[2] = {{0}, {0}};
     size_t len = strlen(text), plain = 0;
     bool ok = true;
     for (size_t i = 0; ok && i < len; i++) {
@@ -299,13 +342,14 @@ static int encode_into(const tokenizer *t, const char *text, int32_t word, token
             }
         }
         if (best < 0) continue;
-        ok = encode_plain(t, text + plain, i - plain, word, &scratch, out) &&
+        ok = encode_plain(t, text + plain, i - plain, word, scratch, out) &&
              token_list_push(out, t->special[best], word);
         i += best_len - 1;
         plain = i + 1;
     }
-    ok = ok && encode_plain(t, text + plain, len - plain, word, &scratch, out);
-    free(scratch.cps);
+    ok = ok && encode_plain(t, text + plain, len - plain, word, scratch, out);
+    free(scratch[0].cps);
+    free(scratch[1].cps);
     return ok ? 0 : error_set(EXIT_RESOURCES, "tokenizer: out of memory");
 }
 
@@ -449,11 +493,13 @@ static int load(const char *path, bool lowercase, bool strip_accents, bool chine
         rc = error_set(EXIT_BAD_INPUT, "%s: not valid UTF-8", path);
         goto fail;
     }
-    // Lines as Rust's str::lines() splits them: on "\n", a trailing "\r" removed, no
-    // empty last line after a final newline.
+    // Lines as transformers' load_vocab() reads them (a text file with universal
+    // newlines): "\n", "\r\n" and a lone "\r" end a line, the terminator is removed and
+    // nothing else; no empty last line after a final terminator.
     size_t lines = 0;
-    for (size_t i = 0; i < len; i++) lines += t->text[i] == '\n';
-    if (t->text[len - 1] != '\n') lines++;
+    for (size_t i = 0; i < len; i++)
+        lines += t->text[i] == '\n' || (t->text[i] == '\r' && t->text[i + 1] != '\n');
+    if (t->text[len - 1] != '\n' && t->text[len - 1] != '\r') lines++;
     if (lines > INT32_MAX / 4) {
         rc = error_set(EXIT_BAD_INPUT, "%s: %zu lines is too many", path, lines);
         goto fail;
@@ -470,18 +516,8 @@ static int load(const char *path, bool lowercase, bool strip_accents, bool chine
     t->slot_mask = slots - 1;
     char *line = t->text;
     for (size_t id = 0; id < lines; id++) {
-        char *nl = strchr(line, '\n');
-        char *end = nl ? nl : line + strlen(line);
-        // trim_end(): trailing Unicode whitespace (the "\r" of "\r\n" included).
-        while (end > line) {
-            char *p = end - 1;
-            while (p > line && ((uint8_t)*p & 0xC0) == 0x80) p--;
-            utf8proc_int32_t cp;
-            if (utf8proc_iterate((const utf8proc_uint8_t *)p, end - p, &cp) != end - p ||
-                !is_whitespace(cp))
-                break;
-            end = p;
-        }
+        char *end = line + strcspn(line, "\r\n");
+        char *next = *end == '\r' && end[1] == '\n' ? end + 2 : *end ? end + 1 : end;
         if (end - line > VOCAB_MAX_TOKEN_BYTES) {
             rc = error_set(EXIT_BAD_INPUT, "%s:%zu: token of %td bytes (at most %d)", path,
                            id + 1, end - line, VOCAB_MAX_TOKEN_BYTES);
@@ -490,7 +526,7 @@ static int load(const char *path, bool lowercase, bool strip_accents, bool chine
         *end = '\0';
         t->tokens[id] = line;
         vocab_insert(t, (int32_t)id);
-        line = nl ? nl + 1 : end;
+        line = next;
     }
     t->size = (int)lines;
     for (int s = 0; s < SPECIAL_COUNT; s++) {

@@ -23,8 +23,9 @@ typedef struct tokenizer tokenizer;
 
 enum { TOKENIZER_MAX_CHARS_PER_WORD = 100 };
 
-// Load vocab.txt (one token per line, id = line number, trailing whitespace trimmed, as
-// `tokenizers` reads it). [UNK], [CLS], [SEP] and [PAD] must be present.
+// Load vocab.txt (one token per line, id = line number; lines end at "\n", "\r\n" or
+// "\r", as transformers' load_vocab() reads them; a repeated token maps to its last
+// line). [UNK], [CLS], [SEP] and [PAD] must be present.
 // strip_accents follows HF: pass the same value as lowercase unless the model's
 // tokenizer_config.json sets "strip_accents". 0 or EXIT_BAD_INPUT naming the file.
 int tokenizer_load(const char *vocab_txt_path, bool lowercase, bool strip_accents,

@@ -16,3 +16,9 @@ runner_test_tool(aws_tool)
 
 # HTTP servers with synthetic telemetry (tests/integration/test_serve_*.py, bench of overhead)
 runner_test_tool(serve_demo)
+
+# BERT model against transformers (tests/integration/test_model_torch.py)
+runner_test_tool(bert_torch_tool)
+
+# coordination (tests/integration/test_coord_*.py)
+runner_test_tool(coord_node)
