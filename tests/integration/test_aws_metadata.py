@@ -1,0 +1,260 @@
+"""runner/cloud against the local responder (tests/integration/imds_responder.py) for
+the endpoints that have no emulator: IMDSv2 spot notices and instance-role
+credentials, ECS container credentials and task metadata, and the Step Functions
+callbacks (moto accepts SendTask* but records nothing, so the requests are captured
+here and their SigV4 signatures recomputed with botocore)."""
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import base_env, free_port
+from imds_responder import Responder, sigv4_valid
+
+REGION = "eu-west-1"
+
+
+@pytest.fixture(scope="session")
+def aws_tool(runner_bin):
+    path = Path(runner_bin).parent / "tools" / "aws_tool"
+    if not path.exists():
+        pytest.skip(f"{path} is not built")
+    return path
+
+
+@pytest.fixture
+def responder():
+    with Responder() as r:
+        yield r
+
+
+def tool(aws_tool, *args, env, timeout=60):
+    return subprocess.run([str(aws_tool), *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def output(r):
+    return [line for line in r.stdout.splitlines() if not line.startswith('{"ts"')]
+
+
+def logs(r):
+    return [json.loads(line) for line in r.stdout.splitlines() if line.startswith('{"ts"')]
+
+
+# ---- spot notices over IMDSv2 ----
+
+def test_spot_notice_is_seen_within_a_poll(aws_tool, responder):
+    env = base_env(AWS_EC2_METADATA_SERVICE_ENDPOINT=responder.url, RUNNER_SPOT_POLL_MS="200")
+    proc = subprocess.Popen([str(aws_tool), "spot", "20"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        polls = responder.recorded("GET", "/latest/meta-data/spot/")
+        assert len(polls) >= 3  # polling, answered 404 until marked
+        responder.tokens.clear()  # the session token expires: the watcher takes a new one
+        time.sleep(0.6)
+        marked = time.time()
+        responder.spot_notice = {"action": "terminate", "time": "2026-11-25T10:00:00Z"}
+        out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    seen = time.time() - marked
+    assert json.loads(out.splitlines()[-1]) == {"action": "terminate",
+                                                 "time": "2026-11-25T10:00:00Z"}
+    assert seen < 2.0
+    assert '"event":"spot_notice"' in out
+    tokens = responder.recorded("PUT", "/latest/api/token")
+    assert len(tokens) >= 2
+    assert all(t["headers"].get("x-aws-ec2-metadata-token-ttl-seconds") for t in tokens)
+    assert all(p["headers"].get("x-aws-ec2-metadata-token")
+               for p in responder.recorded("GET", "/latest/meta-data/"))
+
+
+def test_spot_watcher_off_when_disabled_or_no_imds(aws_tool, responder):
+    env = base_env(AWS_EC2_METADATA_SERVICE_ENDPOINT=responder.url,
+                   AWS_EC2_METADATA_DISABLED="true", RUNNER_SPOT_POLL_MS="100")
+    r = tool(aws_tool, "spot", "1", env=env)
+    assert r.returncode == 1 and responder.requests == []
+
+    # Nothing listens (not on EC2): the watcher gives up quickly and says so.
+    env = base_env(AWS_EC2_METADATA_SERVICE_ENDPOINT=f"http://127.0.0.1:{free_port()}")
+    r = tool(aws_tool, "spot", "2", env=env)  # gives up within the 2 s it is given
+    assert r.returncode == 1
+    assert any(line["event"] == "spot_watcher" and "off" in line.get("msg", "")
+               for line in logs(r))
+
+
+# ---- ECS task metadata ----
+
+def test_ecs_labels(aws_tool, responder):
+    env = base_env(ECS_CONTAINER_METADATA_URI_V4=responder.url + "/v4/abc")
+    r = tool(aws_tool, "ecs", env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(output(r)[-1]) == {
+        "task_arn": "arn:aws:ecs:eu-west-1:111122223333:task/batch-ce/0123456789abcdef",
+        "cluster": "arn:aws:ecs:eu-west-1:111122223333:cluster/batch-ce",
+        "availability_zone": "eu-west-1b",
+        "log_group": "/aws/batch/job",
+        "log_stream": "runner/default/0123456789abcdef",
+    }
+    r = tool(aws_tool, "ecs", env=base_env())
+    assert output(r)[-1] == "null"
+
+
+# ---- the credentials chain ----
+
+ROLE_KEY = "ASIAROLEKEY0000001"
+
+
+def creds(aws_tool, env):
+    r = tool(aws_tool, "credentials", env=env)
+    assert r.returncode == 0, r.stderr
+    return json.loads(output(r)[-1]), r
+
+
+def test_container_credentials_relative_uri(aws_tool, responder):
+    env = base_env(AWS_CONTAINER_CREDENTIALS_RELATIVE_URI="/creds/v2/task-role",
+                   RUNNER_AWS_CONTAINER_CREDENTIALS_HOST=f"127.0.0.1:{responder.port}",
+                   AWS_EC2_METADATA_DISABLED="true")
+    got, r = creds(aws_tool, env)
+    assert got["access_key"] == ROLE_KEY and got["token_len"] == len("role-session-token-do-not-log")
+    assert got["expires_in"] > 10 ** 8
+    assert responder.recorded("GET", "/creds/v2/task-role")
+    assert "do-not-log" not in r.stdout + r.stderr
+
+
+def test_container_credentials_full_uri_with_token_file(aws_tool, responder, tmp_path):
+    responder.auth_token = "Bearer-abcdef-123456"
+    token_file = tmp_path / "token"
+    token_file.write_text("Bearer-abcdef-123456\n")
+    env = base_env(AWS_CONTAINER_CREDENTIALS_FULL_URI=responder.url + "/creds/full",
+                   AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=token_file,
+                   AWS_EC2_METADATA_DISABLED="true")
+    got, _ = creds(aws_tool, env)
+    assert got["access_key"] == ROLE_KEY
+    assert responder.requests[-1]["headers"]["authorization"] == "Bearer-abcdef-123456"
+
+    # The plain variable works too; a wrong token is refused by the endpoint.
+    env = base_env(AWS_CONTAINER_CREDENTIALS_FULL_URI=responder.url + "/creds/full",
+                   AWS_CONTAINER_AUTHORIZATION_TOKEN="Bearer-wrong-0000",
+                   AWS_EC2_METADATA_DISABLED="true", RUNNER_AWS_RETRY_BASE_MS="10")
+    r = tool(aws_tool, "credentials", env=env)
+    assert r.returncode == 84 and "HTTP 403" in r.stderr
+    assert "Bearer-wrong-0000" not in r.stdout + r.stderr
+
+    # http:// goes only to loopback and the ECS/EKS agents.
+    env = base_env(AWS_CONTAINER_CREDENTIALS_FULL_URI="http://203.0.113.7/creds",
+                   AWS_EC2_METADATA_DISABLED="true")
+    r = tool(aws_tool, "credentials", env=env)
+    assert r.returncode == 2, r.stderr
+
+
+def test_instance_role_and_chain_order(aws_tool, responder):
+    env = base_env(AWS_EC2_METADATA_SERVICE_ENDPOINT=responder.url)
+    got, _ = creds(aws_tool, env)
+    assert got["access_key"] == ROLE_KEY
+    assert responder.recorded("GET", "/latest/meta-data/iam/security-credentials/runner-test-role")
+
+    # Environment variables come first, then container credentials, then IMDS.
+    env_first = base_env(AWS_ACCESS_KEY_ID="AKIAENVKEY", AWS_SECRET_ACCESS_KEY="env-secret-x",
+                         AWS_CONTAINER_CREDENTIALS_FULL_URI=responder.url + "/creds/x",
+                         AWS_EC2_METADATA_SERVICE_ENDPOINT=responder.url)
+    before = len(responder.requests)
+    got, _ = creds(aws_tool, env_first)
+    assert got == {"access_key": "AKIAENVKEY", "token_len": 0, "expires_in": -1}
+    assert len(responder.requests) == before
+
+    container_first = base_env(AWS_CONTAINER_CREDENTIALS_FULL_URI=responder.url + "/creds/x",
+                               AWS_EC2_METADATA_SERVICE_ENDPOINT=responder.url)
+    before = len(responder.recorded("PUT", "/latest/api/token"))
+    creds(aws_tool, container_first)
+    assert len(responder.recorded("PUT", "/latest/api/token")) == before
+
+    # None at all: a configuration error naming what to set.
+    r = tool(aws_tool, "credentials", env=base_env(AWS_EC2_METADATA_DISABLED="true"))
+    assert r.returncode == 2 and "AWS_ACCESS_KEY_ID" in r.stderr
+
+
+# ---- Step Functions callbacks ----
+
+def sfn_env(responder, **extra):
+    return base_env(AWS_ACCESS_KEY_ID="AKIATESTKEY", AWS_SECRET_ACCESS_KEY="sfn-secret-key",
+                    AWS_SESSION_TOKEN="sfn-session-token-xyz", AWS_REGION=REGION,
+                    AWS_ENDPOINT_URL=responder.url, RUNNER_AWS_RETRY_BASE_MS="10",
+                    AWS_EC2_METADATA_DISABLED="true", **extra)
+
+
+def calls(responder, action):
+    return [r for r in responder.recorded("POST", "/")
+            if r["headers"].get("x-amz-target") == f"AWSStepFunctions.{action}"]
+
+
+def test_sfn_success_with_heartbeats_signed(aws_tool, responder):
+    env = sfn_env(responder, SFN_TASK_TOKEN="task-token-AAAA", RUNNER_SFN_HEARTBEAT_S="1")
+    summary = {"metrics": {"f1": 0.87}, "artefacts": ["s3://b/run/artefacts/bert/"]}
+    r = tool(aws_tool, "sfn", 0, "", json.dumps(summary), 2.6, env=env)
+    assert r.returncode == 0, r.stderr
+    beats = calls(responder, "SendTaskHeartbeat")
+    assert len(beats) == 2
+    assert json.loads(beats[0]["body"]) == {"taskToken": "task-token-AAAA"}
+    (success,) = calls(responder, "SendTaskSuccess")
+    body = json.loads(success["body"])
+    assert body["taskToken"] == "task-token-AAAA"
+    assert json.loads(body["output"]) == {"exit": "OK", "code": 0, **summary}
+    assert not calls(responder, "SendTaskFailure")
+    for req in beats + [success]:
+        assert req["headers"]["content-type"] == "application/x-amz-json-1.0"
+        assert req["headers"]["x-amz-security-token"] == "sfn-session-token-xyz"
+        ok, signed = sigv4_valid(req, "sfn-secret-key", REGION, "states")
+        assert ok and "x-amz-target" in signed and "x-amz-security-token" in signed
+    # The task token is redacted from every log line.
+    assert "task-token-AAAA" not in r.stdout + r.stderr
+
+
+def test_sfn_failure_names_the_exit_and_survives_a_5xx(aws_tool, responder):
+    responder.faults = [500, "drop"]
+    reason = "GET s3://data/train.csv: failed after 5 attempts: " + "x" * 40000
+    r = tool(aws_tool, "sfn", 84, reason, env=sfn_env(responder, SFN_TASK_TOKEN="tok-BBBB"))
+    assert r.returncode == 0, r.stderr
+    failure = calls(responder, "SendTaskFailure")[-1]  # the one that was answered
+    body = json.loads(failure["body"])
+    assert body["error"] == "REMOTE_IO"
+    assert body["cause"] == reason[:32768]
+    assert len(responder.recorded("POST", "/")) == 3  # two faults, then the answer
+    assert sigv4_valid(failure, "sfn-secret-key", REGION, "states")[0]
+
+
+def test_sfn_stops_heartbeats_when_the_task_is_gone(aws_tool, responder):
+    responder.json_answers["AWSStepFunctions.SendTaskHeartbeat"] = (
+        400, {"__type": "com.amazonaws.swf.service.v2.model#TaskTimedOut", "message": "gone"})
+    env = sfn_env(responder, SFN_TASK_TOKEN="tok-CCCC", RUNNER_SFN_HEARTBEAT_S="1")
+    r = tool(aws_tool, "sfn", 0, "", "{}", 3.2, env=env)
+    assert r.returncode == 0
+    assert len(calls(responder, "SendTaskHeartbeat")) == 1
+
+
+def test_sfn_without_token_sends_nothing(aws_tool, responder):
+    r = tool(aws_tool, "sfn", 0, "", env=sfn_env(responder, RUNNER_SFN_HEARTBEAT_S="1"))
+    assert r.returncode == 0 and responder.requests == []
+
+
+def test_short_lived_credentials_are_refreshed(aws_tool, responder):
+    # Expiring within the 5-minute margin: every request asks the endpoint again.
+    soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 120))
+    responder.credentials = dict(responder.credentials, Expiration=soon)
+    env = base_env(AWS_CONTAINER_CREDENTIALS_FULL_URI=responder.url + "/creds/short",
+                   AWS_REGION=REGION, AWS_ENDPOINT_URL=responder.url,
+                   AWS_EC2_METADATA_DISABLED="true", SFN_TASK_TOKEN="tok-DDDD",
+                   RUNNER_SFN_HEARTBEAT_S="1")
+    r = tool(aws_tool, "sfn", 0, "", "{}", 2.5, env=env)
+    assert r.returncode == 0, r.stderr
+    sent = responder.recorded("POST", "/")
+    assert len(sent) == 3  # two heartbeats and the success
+    assert len(responder.recorded("GET", "/creds/short")) == 3
+    for req in sent:  # signed with the role's keys and token
+        assert req["headers"]["x-amz-security-token"] == "role-session-token-do-not-log"
+        assert sigv4_valid(req, "role-secret-key-do-not-log", REGION, "states")[0]
+    assert "do-not-log" not in r.stdout + r.stderr
