@@ -2,7 +2,9 @@
 // The job's configuration. Precedence, lowest first: built-in defaults, --config JSON
 // (the original's arguments.json keys), RUNNER_* environment variables, flags.
 // config.c owns parsing; each area reads only the fields it needs.
+#include <cjson/cJSON.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum { CONFIG_PATH_MAX = 1024 };
@@ -78,3 +80,48 @@ typedef struct {
 
 // Fill `cfg` with built-in defaults.
 void config_defaults(runner_config *cfg);
+
+// ---- Sources, applied in precedence order by cli_parse() (runner/cli.h) ---------------
+// One table describes every option: its flag (--NAME), its environment variable
+// (RUNNER_NAME, dashes as underscores), its --config JSON key (the original's
+// arguments.json key where one exists, else NAME with underscores) and its type.
+typedef enum {
+    OPTION_INT, OPTION_LONG, OPTION_DOUBLE, OPTION_U64, OPTION_STRING, OPTION_PATH,
+    OPTION_BOOL, OPTION_SIZE, OPTION_ARCHITECTURE, OPTION_MODE, OPTION_BACKEND,
+    OPTION_GPUS, OPTION_LOG_FORMAT,
+} option_type;
+
+typedef struct {
+    const char *flag;     // "train-batch-size"
+    const char *json_key; // "TRAIN_BATCH_SIZE"
+    option_type type;
+    size_t offset, size;  // the field in runner_config
+    double min, max;      // inclusive range for numbers
+    const char *group;    // --help section
+    const char *metavar;
+    const char *help;
+} config_option;
+
+const config_option *config_options(int *count);
+// Find an option by flag name (without dashes), NULL when none.
+const config_option *config_option_find(const char *flag);
+// Set one option from text (a flag's or an environment variable's value). `origin`
+// names the source in errors ("--epochs", "RUNNER_EPOCHS"). 0 or EXIT_USAGE.
+int config_set_text(runner_config *cfg, const config_option *opt, const char *value,
+                    const char *origin);
+// Apply a --config JSON file: 0, or EXIT_USAGE naming the file (unreadable, malformed,
+// truncated) or the key (wrong type, out of range). Unknown keys are appended to
+// `warnings` (a cJSON array of strings, may be NULL).
+int config_load_file(runner_config *cfg, const char *path, cJSON *warnings);
+int config_load_json(runner_config *cfg, const cJSON *root, const char *origin,
+                     cJSON *warnings);
+// Apply every RUNNER_<NAME> environment variable of the table. 0 or EXIT_USAGE.
+int config_apply_env(runner_config *cfg);
+// The effective configuration as JSON (passwords in URLs replaced by "***").
+cJSON *config_to_json(const runner_config *cfg);
+// Valid names, comma-separated, for messages and --help.
+const char *config_architecture_names(void);
+const char *config_mode_names(void);
+const char *config_mode_name(run_mode mode);
+// The password inside a redis:// URL (for log_redact), "" when none; into `out`.
+void config_redis_password(const char *url, char *out, size_t size);

@@ -21,6 +21,7 @@ static size_t secret_count;
 static char *recent[LOG_RECENT_LINES];     // ring of JSON lines, owned
 static unsigned long recent_seq[LOG_RECENT_LINES];
 static unsigned long next_seq = 1;
+static int log_fd = STDOUT_FILENO;
 
 static const char *LEVEL_NAMES[] = {"debug", "info", "warn", "error"};
 
@@ -37,7 +38,7 @@ static void register_atfork(void) {
 
 static log_format resolve_format(log_format format) {
     if (format != LOG_FORMAT_AUTO) return format;
-    return isatty(STDOUT_FILENO) ? LOG_FORMAT_TEXT : LOG_FORMAT_JSON;
+    return isatty(log_fd) ? LOG_FORMAT_TEXT : LOG_FORMAT_JSON;
 }
 
 void log_init(log_format format, log_level min_level) {
@@ -54,6 +55,12 @@ log_format log_current_format(void) {
     log_format format = format_in_use;
     pthread_mutex_unlock(&log_lock);
     return format;
+}
+
+void log_set_fd(int fd) {
+    pthread_mutex_lock(&log_lock);
+    log_fd = fd;
+    pthread_mutex_unlock(&log_lock);
 }
 
 void log_set_labels(cJSON *new_labels) {
@@ -130,7 +137,7 @@ char *log_redacted(const char *text) {
 
 static void write_all(const char *buf, size_t len) {
     while (len > 0) {
-        ssize_t n = write(STDOUT_FILENO, buf, len);
+        ssize_t n = write(log_fd, buf, len);
         if (n < 0) {
             if (errno == EINTR) continue;
             return; // stdout gone: nothing better to do with a log line
@@ -138,6 +145,22 @@ static void write_all(const char *buf, size_t len) {
         buf += n;
         len -= (size_t)n;
     }
+}
+
+// One write() per line, newline included, so lines of workers sharing stdout do not
+// interleave (a pipe keeps writes up to PIPE_BUF whole).
+static void write_line(const char *text) {
+    size_t len = strlen(text);
+    char *buf = malloc(len + 1);
+    if (!buf) {
+        write_all(text, len);
+        write_all("\n", 1);
+        return;
+    }
+    memcpy(buf, text, len);
+    buf[len] = '\n';
+    write_all(buf, len + 1);
+    free(buf);
 }
 
 static void format_timestamp(char *out, size_t size) {
@@ -239,18 +262,12 @@ static void emit(log_level level, const char *event, cJSON *fields, bool force_j
         recent_seq[slot] = seq;
     }
     if (force_json || format_in_use == LOG_FORMAT_JSON) {
-        if (safe_json) {
-            write_all(safe_json, strlen(safe_json));
-            write_all("\n", 1);
-        }
+        if (safe_json) write_line(safe_json);
     } else {
         char *text = text_line(line);
         char *safe_text = text ? redact_locked(text) : NULL;
         free(text);
-        if (safe_text) {
-            write_all(safe_text, strlen(safe_text));
-            write_all("\n", 1);
-        }
+        if (safe_text) write_line(safe_text);
         free(safe_text);
     }
     free(safe_json);

@@ -33,6 +33,9 @@ void log_fields_json(log_level level, const char *event, cJSON *fields);
 log_format log_current_format(void);
 // Replace every registered secret in `text` by "***"; returns a malloc'd string.
 char *log_redacted(const char *text);
+// Write lines to `fd` instead of stdout (for --check and --exit-codes, whose report
+// owns stdout); the TTY test of LOG_FORMAT_AUTO then looks at `fd`.
+void log_set_fd(int fd);
 // Forget labels, secrets and recent lines (tests).
 void log_reset(void);
 

@@ -1,14 +1,107 @@
-// Placeholder entry point of the skeleton commit; [foundation] replaces it.
+// runner: the container command of the training image (DESIGN §1-§4).
+// Order matters: signals first (PID 1 must never ignore SIGTERM), then the command
+// line, logging, and either an action (--check, --exit-codes, --help, --version) or
+// the supervisor. Every path ends in runner_exit(), which logs the final exit line.
+#include "runner/cli.h"
+#include "runner/error.h"
 #include "runner/exitcode.h"
+#include "runner/log.h"
+#include "runner/preflight.h"
+#include "runner/signals.h"
+#include "runner/supervisor.h"
+#include "version.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+extern char **environ;
+
+// Values of variables that hold secrets never reach a log line: *PASSWORD*, *TOKEN*,
+// *SECRET*, *_KEY, *CREDENTIALS* (AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+// REDIS_PASSWORD, ...). Identifiers (*_ID, e.g. AWS_ACCESS_KEY_ID) are not secret.
+static void redact_environment(void) {
+    static const char *const MARKERS[] = {"PASSWORD", "PASSWD", "TOKEN", "SECRET", "_KEY",
+                                          "CREDENTIAL", "AUTH"};
+    for (char **env = environ; env && *env; env++) {
+        const char *eq = strchr(*env, '=');
+        if (!eq) continue;
+        size_t name_len = (size_t)(eq - *env);
+        char name[256];
+        if (name_len >= sizeof name) continue;
+        memcpy(name, *env, name_len);
+        name[name_len] = '\0';
+        if (name_len > 3 && strcmp(name + name_len - 3, "_ID") == 0) continue;
+        for (size_t i = 0; i < sizeof MARKERS / sizeof MARKERS[0]; i++)
+            if (strstr(name, MARKERS[i])) {
+                log_redact(eq + 1);
+                break;
+            }
+    }
+}
+
+static void redact_config(const runner_config *cfg) {
+    char password[512];
+    config_redis_password(cfg->redis, password, sizeof password);
+    log_redact(password);
+}
 
 int main(int argc, char **argv) {
-    if (argc > 1 && strcmp(argv[1], "--exit-codes") == 0) {
-        exitcode_print(argc > 2 && strcmp(argv[2], "--json") == 0);
-        return 0;
+    signals_install();
+    redact_environment();
+
+    runner_config cfg;
+    cli_action action;
+    cJSON *warnings = cJSON_CreateArray();
+    int rc = cli_parse(argc, argv, &cfg, &action, warnings);
+    if (rc) {
+        // One line for the person at the terminal, then the exit line.
+        char *line = log_redacted(error_message());
+        fprintf(stderr, "runner: %s\n", line ? line : error_message());
+        free(line);
+        cJSON_Delete(warnings);
+        runner_exit(rc, error_message());
     }
-    fprintf(stderr, "runner: not built yet\n");
-    return EXIT_INTERNAL;
+    redact_config(&cfg);
+    // Reports and tables own stdout; their log lines (and exit line) go to stderr.
+    if (action != CLI_RUN) log_set_fd(STDERR_FILENO);
+    log_init((log_format)cfg.log_format, cfg.verbose ? LOG_DEBUG : LOG_INFO);
+    log_set_labels(supervisor_log_labels(-1));
+    for (const cJSON *w = warnings->child; w; w = w->next) log_warn("config_warning", "%s", w->valuestring);
+    cJSON_Delete(warnings);
+
+    switch (action) {
+    case CLI_HELP:
+        cli_print_help(stdout);
+        runner_exit(EXIT_OK, "help printed");
+    case CLI_VERSION:
+        cli_print_version(stdout);
+        runner_exit(EXIT_OK, "version printed");
+    case CLI_EXIT_CODES:
+        exitcode_print(cfg.json);
+        runner_exit(EXIT_OK, "exit codes printed");
+    case CLI_CHECK: {
+        cJSON *report = NULL;
+        rc = preflight_run(&cfg, &report);
+        preflight_print(report, cfg.json || !isatty(STDOUT_FILENO));
+        cJSON_Delete(report);
+        runner_exit(rc, rc ? error_message() : "preflight passed");
+    }
+    case CLI_RUN:
+        break;
+    }
+
+    cJSON *fields = cJSON_CreateObject();
+    cJSON_AddStringToObject(fields, "version", RUNNER_VERSION);
+    cJSON_AddStringToObject(fields, "commit", RUNNER_GIT_COMMIT);
+    cJSON_AddStringToObject(fields, "architecture", cfg.architecture);
+    cJSON_AddStringToObject(fields, "mode", config_mode_name(cfg.mode));
+    cJSON_AddNumberToObject(fields, "pid", getpid());
+    cJSON_AddItemToObject(fields, "config", config_to_json(&cfg));
+    log_fields(LOG_INFO, "start", fields);
+
+    error_clear();
+    rc = supervisor_run(&cfg);
+    runner_exit(rc, error_code() == rc ? error_message() : NULL);
 }

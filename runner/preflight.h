@@ -32,5 +32,7 @@ uint64_t preflight_shm_need(const runner_config *cfg, int workers);
 // GPU requirement: `wanted` from --gpus (-1 auto, 0 none, N), `visible` GPUs found.
 // 0, EXIT_GPU_FAULT (required, none visible) or EXIT_RESOURCES (fewer than asked).
 int preflight_check_gpu_count(int wanted, int visible);
+// Workers for `visible` GPUs: --workers, else one per GPU used (one on CPU).
+int preflight_worker_count(const runner_config *cfg, int visible);
 // The number of GPUs found by the last preflight_run() (0 before it or without CUDA).
 int preflight_gpu_count(void);

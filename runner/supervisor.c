@@ -1,0 +1,318 @@
+#include "runner/supervisor.h"
+
+#include "runner/error.h"
+#include "runner/exitcode.h"
+#include "runner/fault.h"
+#include "runner/job/job.h"
+#include "runner/log.h"
+#include "runner/preflight.h"
+#include "runner/signals.h"
+#include "runner/telemetry.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { WORKERS_MAX = 256, REASON_MAX = 512 };
+
+typedef struct {
+    pid_t pid;
+    int rank, local_rank;
+    int reason_fd;   // read end: the worker's error message, written before it exits
+    bool alive;
+    worker_result result;
+    char reason[REASON_MAX];
+} worker;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int env_int(const char *name, int fallback) {
+    const char *value = getenv(name);
+    if (!value || !*value) return fallback;
+    char *end;
+    long v = strtol(value, &end, 10);
+    return *end || v < 0 || v > 1000000 ? fallback : (int)v;
+}
+
+cJSON *supervisor_log_labels(int rank) {
+    cJSON *labels = cJSON_CreateObject();
+    const char *job = getenv("AWS_BATCH_JOB_ID");
+    const char *attempt = getenv("AWS_BATCH_JOB_ATTEMPT");
+    const char *node = getenv("AWS_BATCH_JOB_NODE_INDEX");
+    if (job) cJSON_AddStringToObject(labels, "job_id", job);
+    if (attempt) cJSON_AddStringToObject(labels, "attempt", attempt);
+    if (node) cJSON_AddStringToObject(labels, "node", node);
+    if (rank >= 0) cJSON_AddNumberToObject(labels, "rank", rank);
+    return labels;
+}
+
+int worker_main(const runner_config *cfg, int local_rank, int rank, int world_size) {
+    fault_set_rank(rank);
+    log_set_labels(supervisor_log_labels(rank));
+    int rc = telemetry_worker_attach(rank);
+    if (rc) return rc;
+    fault_maybe_inject("worker_start", 0);
+    cJSON *fields = cJSON_CreateObject();
+    cJSON_AddNumberToObject(fields, "local_rank", local_rank);
+    cJSON_AddNumberToObject(fields, "world_size", world_size);
+    cJSON_AddNumberToObject(fields, "pid", getpid());
+    log_fields(LOG_INFO, "worker_start", fields);
+    return job_run(cfg, rank, world_size);
+}
+
+int supervisor_combine(const worker_result *results, int count, int *culprit) {
+    bool interrupted = false;
+    if (culprit) *culprit = -1;
+    // The first abnormal end, in the order the workers ended, is the cause; what the
+    // others did after being stopped is its consequence.
+    for (int i = 0; i < count; i++) {
+        int status = results[i].status;
+        if (WIFSIGNALED(status)) {
+            if (results[i].killed_by_supervisor) {
+                interrupted = true;
+                continue;
+            }
+            if (culprit) *culprit = i;
+            return EXIT_PEER_LOST;
+        }
+        int code = WIFEXITED(status) ? WEXITSTATUS(status) : EXIT_INTERNAL;
+        if (code == EXIT_INTERRUPTED) interrupted = true;
+        else if (code != EXIT_OK) {
+            if (culprit) *culprit = i;
+            return code;
+        }
+    }
+    return interrupted ? EXIT_INTERRUPTED : EXIT_OK;
+}
+
+static void set_worker_env(int local_rank, int rank, int local_world, int world) {
+    char text[32];
+    snprintf(text, sizeof text, "%d", local_rank);
+    setenv("LOCAL_RANK", text, 1);
+    snprintf(text, sizeof text, "%d", rank);
+    setenv("RANK", text, 1);
+    snprintf(text, sizeof text, "%d", local_world);
+    setenv("LOCAL_WORLD_SIZE", text, 1);
+    snprintf(text, sizeof text, "%d", world);
+    setenv("WORLD_SIZE", text, 1);
+    // torchrun's names: the main node's address (Batch gives it to child nodes only).
+    const char *main_address = getenv("AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS");
+    setenv("MASTER_ADDR", main_address ? main_address : "127.0.0.1", 0);
+    setenv("MASTER_PORT", "29500", 0);
+}
+
+static pid_t spawn_worker(const runner_config *cfg, worker *w, int local_world, int world) {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        error_set(EXIT_INTERNAL, "pipe for worker %d: %s", w->rank, strerror(errno));
+        return -1;
+    }
+    pid_t parent = getpid();
+    fflush(NULL); // nothing buffered may be written twice
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        error_set(EXIT_RESOURCES, "fork worker %d: %s", w->rank, strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        // Its own process group: a terminal's ^C reaches only the supervisor, which
+        // forwards one stop; and it dies with the supervisor, never orphaned.
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(EXIT_PEER_LOST);
+        signals_reset_in_child();
+        runner_exit_forget_hooks();
+        set_worker_env(w->local_rank, w->rank, local_world, world);
+        error_clear();
+        int rc = worker_main(cfg, w->local_rank, w->rank, world);
+        if (rc != EXIT_OK && *error_message()) {
+            ssize_t ignored = write(fds[1], error_message(), strlen(error_message()));
+            (void)ignored;
+        }
+        cJSON *fields = cJSON_CreateObject();
+        cJSON_AddNumberToObject(fields, "code", rc);
+        cJSON_AddStringToObject(fields, "name", exitcode_name(rc));
+        if (rc != EXIT_OK && *error_message()) cJSON_AddStringToObject(fields, "reason", error_message());
+        log_fields(rc == EXIT_OK || rc == EXIT_INTERRUPTED ? LOG_INFO : LOG_ERROR, "worker_exit",
+                   fields);
+        fflush(NULL);
+        exit(rc);
+    }
+    close(fds[1]);
+    fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    w->pid = pid;
+    w->reason_fd = fds[0];
+    w->alive = true;
+    signals_watch_child(pid);
+    return pid;
+}
+
+static void read_reason(worker *w) {
+    if (w->reason_fd < 0) return;
+    ssize_t n = read(w->reason_fd, w->reason, sizeof w->reason - 1);
+    w->reason[n > 0 ? n : 0] = '\0';
+    close(w->reason_fd);
+    w->reason_fd = -1;
+}
+
+static void signal_alive(worker *workers, int count, int sig) {
+    for (int i = 0; i < count; i++)
+        if (workers[i].alive) kill(workers[i].pid, sig);
+}
+
+// Reap every worker that ended; returns how many are still alive.
+static int reap(worker *workers, int count, worker_result *order, int *order_worker, int *ended) {
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (int i = 0; i < count; i++) {
+            worker *w = &workers[i];
+            if (w->pid != pid || !w->alive) continue;
+            w->alive = false;
+            w->result.status = status;
+            order_worker[*ended] = i;
+            order[(*ended)++] = w->result;
+            signals_unwatch_child(pid);
+            read_reason(w);
+            cJSON *fields = cJSON_CreateObject();
+            cJSON_AddNumberToObject(fields, "rank", w->rank);
+            cJSON_AddNumberToObject(fields, "pid", pid);
+            bool normal = false;
+            if (WIFSIGNALED(status)) {
+                cJSON_AddNumberToObject(fields, "signal", WTERMSIG(status));
+                cJSON_AddStringToObject(fields, "signal_name", strsignal(WTERMSIG(status)));
+            } else {
+                int code = WEXITSTATUS(status);
+                normal = code == EXIT_OK || code == EXIT_INTERRUPTED;
+                cJSON_AddNumberToObject(fields, "code", code);
+                cJSON_AddStringToObject(fields, "name", exitcode_name(code));
+            }
+            log_fields(normal ? LOG_INFO : LOG_ERROR, "worker_reaped", fields);
+            // Any abnormal end stops the others: in a collective they would wait forever.
+            if (!normal && !w->result.killed_by_supervisor) {
+                char reason[REASON_MAX + 64];
+                snprintf(reason, sizeof reason, "worker rank %d ended abnormally", w->rank);
+                signals_request_stop(reason);
+            }
+        }
+    }
+    int alive = 0;
+    for (int i = 0; i < count; i++) alive += workers[i].alive;
+    return alive;
+}
+
+static int run_workers(const runner_config *cfg, int local_world) {
+    worker workers[WORKERS_MAX];
+    worker_result order[WORKERS_MAX]; // results in the order the workers ended
+    int order_worker[WORKERS_MAX];    // which worker each one is
+    memset(workers, 0, sizeof workers);
+    int node = env_int("AWS_BATCH_JOB_NODE_INDEX", 0);
+    int nodes = env_int("AWS_BATCH_JOB_NUM_NODES", 1);
+    if (nodes < 1) nodes = 1;
+    int world = nodes * local_world, spawned = 0, ended = 0, code = EXIT_OK;
+    for (int i = 0; i < local_world; i++) {
+        workers[i].local_rank = i;
+        workers[i].rank = node * local_world + i;
+        workers[i].reason_fd = -1;
+        if (spawn_worker(cfg, &workers[i], local_world, world) < 0) {
+            code = error_code();
+            signals_request_stop("a worker could not be started");
+            break;
+        }
+        spawned++;
+    }
+    cJSON *fields = cJSON_CreateObject();
+    cJSON_AddNumberToObject(fields, "workers", spawned);
+    cJSON_AddNumberToObject(fields, "world_size", world);
+    log_fields(LOG_INFO, "workers_started", fields);
+
+    // Batch sends SIGKILL 30 s after SIGTERM: workers get most of it to checkpoint.
+    double grace = env_int("RUNNER_STOP_GRACE_S", 25);
+    double stop_deadline = 0;
+    bool stop_sent = false, killed = false;
+    while (reap(workers, spawned, order, order_worker, &ended) > 0) {
+        if (signals_stop_requested() && !stop_sent) {
+            stop_sent = true;
+            stop_deadline = now_s() + grace;
+            const char *why = signals_stop_reason();
+            log_info("stop", "stopping %d worker%s: %s", spawned - ended,
+                     spawned - ended == 1 ? "" : "s", why ? why : "stop requested");
+            signal_alive(workers, spawned, SIGTERM);
+        }
+        if (signals_take_checkpoint_request()) {
+            log_info("checkpoint_request", "forwarding a checkpoint request to the workers");
+            signal_alive(workers, spawned, SIGUSR1);
+        }
+        if (stop_sent && !killed && now_s() > stop_deadline) {
+            killed = true;
+            log_error("stop_timeout", "workers did not stop within %.0f s: killing them", grace);
+            for (int i = 0; i < spawned; i++)
+                if (workers[i].alive) workers[i].result.killed_by_supervisor = true;
+            signal_alive(workers, spawned, SIGKILL);
+        }
+        struct timespec pause = {0, 20 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    if (code != EXIT_OK) return code;
+
+    int culprit = -1;
+    code = supervisor_combine(order, ended, &culprit);
+    if (culprit >= 0) {
+        const worker *w = &workers[order_worker[culprit]];
+        int status = order[culprit].status;
+        if (WIFSIGNALED(status))
+            error_set(code, "worker rank %d died of signal %d (%s); the other workers were stopped",
+                      w->rank, WTERMSIG(status), strsignal(WTERMSIG(status)));
+        else if (w->reason[0])
+            error_set(code, "worker rank %d: %s", w->rank, w->reason);
+        else
+            error_set(code, "worker rank %d exited with %d (%s)", w->rank, code,
+                      exitcode_name(code));
+    } else if (code == EXIT_INTERRUPTED) {
+        const char *why = signals_stop_reason();
+        error_set(code, "%s: workers stopped after their checkpoint", why ? why : "stopped");
+    } else {
+        error_set(code, "job finished");
+    }
+    return code;
+}
+
+int supervisor_run(const runner_config *cfg) {
+    cJSON *report = NULL;
+    int code = preflight_run(cfg, &report);
+    log_fields(code ? LOG_ERROR : LOG_INFO, "preflight", report);
+    if (code) return code;
+    int workers = preflight_worker_count(cfg, preflight_gpu_count());
+    if (workers > WORKERS_MAX)
+        return error_set(EXIT_USAGE, "--workers %d: at most %d per node", workers, WORKERS_MAX);
+
+    /* HOOK: serve start */
+    /* HOOK: coord start */
+
+    if ((code = telemetry_supervisor_init(workers))) {
+        if (!*error_message()) error_set(code, "telemetry: cannot create the shared segment");
+    } else {
+        if (!signals_stop_requested()) code = run_workers(cfg, workers);
+        else code = error_set(EXIT_INTERRUPTED, "%s before the workers started",
+                              signals_stop_reason() ? signals_stop_reason() : "stop");
+        telemetry_shutdown();
+    }
+
+    /* HOOK: coord stop */
+    /* HOOK: serve stop */
+    return code;
+}
