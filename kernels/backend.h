@@ -102,10 +102,12 @@ struct backend {
     // ---- self-attention with a padding mask ---------------------------------------------
     // qkv (B,T,3C): per token [q (C) | k (C) | v (C)], heads split each as (NH, HS).
     // mask (B,T) int32: 1 = attend to this key, 0 = padding (its scores become -inf
-    // before softmax). att (B,NH,T,T) receives the softmax probabilities after dropout
-    // (saved for backward; may be NULL in inference on backends that fuse attention).
-    // out (B,T,C) = att @ v, heads concatenated. Scale 1/sqrt(HS).
-    // Attention dropout uses (dropout_p, seed, offset) over the (B,NH,T,T) positions.
+    // before softmax). att (B,NH,T,T) receives the softmax probabilities BEFORE dropout
+    // (saved for backward, whose softmax derivative needs them; may be NULL when no
+    // backward follows). out (B,T,C) = dropout(att) @ v, heads concatenated. Scale
+    // 1/sqrt(HS). Attention dropout uses (dropout_p, seed, offset) over the (B,NH,T,T)
+    // positions: element (b,h,t1,t2) has counter offset + ((b*NH + h)*T + t1)*T + t2, and
+    // backward draws the same mask again. A row whose keys are all masked yields zeros.
     void (*attention_forward)(backend *be, void *out, void *att, const void *qkv,
                               const int32_t *mask, int B, int T, int C, int NH,
                               float dropout_p, uint64_t seed, uint64_t offset);

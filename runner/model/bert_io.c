@@ -1,0 +1,249 @@
+// BERT files: Hugging Face config.json (BERT, DistilBERT, ELECTRA) and safetensors
+// weights in and out under HF names (runner/model/safetensors.h does the format).
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runner/error.h"
+#include "runner/log.h"
+#include "runner/model/bert_internal.h"
+#include "runner/model/safetensors.h"
+
+// ---- config.json -------------------------------------------------------------------------
+
+static char *read_text(const char *path, int *rc) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        *rc = error_set(EXIT_BAD_INPUT, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? 2 * cap : 8192;
+            if (cap > (size_t)64 << 20) { // a config is a few hundred bytes
+                *rc = error_set(EXIT_BAD_INPUT, "%s: larger than 64 MiB, not a config", path);
+                break;
+            }
+            char *grown = realloc(buf, cap);
+            if (!grown) {
+                *rc = error_set(EXIT_RESOURCES, "%s: out of memory", path);
+                break;
+            }
+            buf = grown;
+        }
+        size_t got = fread(buf + len, 1, cap - len - 1, f);
+        len += got;
+        if (got == 0) break;
+    }
+    if (!*rc && ferror(f)) *rc = error_set(EXIT_BAD_INPUT, "%s: read error", path);
+    fclose(f);
+    if (*rc) {
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+// An integer field: `fallback` when absent and optional (fallback >= 0), else an error.
+static int json_int(const cJSON *root, const char *path, const char *key, int fallback,
+                    int *out) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!it) {
+        if (fallback < 0) return error_set(EXIT_BAD_INPUT, "%s: missing \"%s\"", path, key);
+        *out = fallback;
+        return 0;
+    }
+    if (!cJSON_IsNumber(it) || it->valuedouble != (double)(int)it->valuedouble ||
+        it->valuedouble < 0)
+        return error_set(EXIT_BAD_INPUT, "%s: \"%s\" must be a non-negative integer", path, key);
+    *out = (int)it->valuedouble;
+    return 0;
+}
+
+static int json_float(const cJSON *root, const char *path, const char *key, float fallback,
+                      float *out) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!it || cJSON_IsNull(it)) {
+        *out = fallback;
+        return 0;
+    }
+    if (!cJSON_IsNumber(it) || it->valuedouble < 0)
+        return error_set(EXIT_BAD_INPUT, "%s: \"%s\" must be a non-negative number", path, key);
+    *out = (float)it->valuedouble;
+    return 0;
+}
+
+static int json_require_string(const cJSON *root, const char *path, const char *key,
+                               const char *fallback, const char *want) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, key);
+    const char *got = it ? cJSON_GetStringValue(it) : fallback;
+    if (!got) return error_set(EXIT_BAD_INPUT, "%s: \"%s\" must be a string", path, key);
+    if (strcmp(got, want) != 0)
+        return error_set(EXIT_BAD_INPUT, "%s: \"%s\" is \"%s\"; only \"%s\" is supported", path,
+                         key, got, want);
+    return 0;
+}
+
+int bert_config_load(const char *path, bert_config *out) {
+    int rc = 0;
+    char *text = read_text(path, &rc);
+    if (!text) return rc;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return error_set(EXIT_BAD_INPUT, "%s: not a JSON object", path);
+    }
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "model_type"));
+    bert_config c = {.layer_norm_eps = 1e-12f};
+    if (!type) {
+        rc = error_set(EXIT_BAD_INPUT, "%s: missing \"model_type\"", path);
+    } else if (strcmp(type, "bert") == 0 || strcmp(type, "electra") == 0) {
+        c.arch = type[0] == 'b' ? ARCH_BERT : ARCH_ELECTRA;
+        rc = json_int(root, path, "vocab_size", -1, &c.vocab_size);
+        if (!rc) rc = json_int(root, path, "hidden_size", -1, &c.hidden_size);
+        if (!rc) rc = json_int(root, path, "num_hidden_layers", -1, &c.num_layers);
+        if (!rc) rc = json_int(root, path, "num_attention_heads", -1, &c.num_heads);
+        if (!rc) rc = json_int(root, path, "intermediate_size", -1, &c.intermediate_size);
+        if (!rc) rc = json_int(root, path, "max_position_embeddings", 512, &c.max_position);
+        if (!rc) rc = json_int(root, path, "type_vocab_size", 2, &c.type_vocab_size);
+        if (!rc) rc = json_int(root, path, "embedding_size", c.hidden_size, &c.embedding_size);
+        if (!rc) rc = json_float(root, path, "layer_norm_eps", 1e-12f, &c.layer_norm_eps);
+        if (!rc) rc = json_float(root, path, "hidden_dropout_prob", 0.1f, &c.hidden_dropout);
+        if (!rc)
+            rc = json_float(root, path, "attention_probs_dropout_prob", 0.1f,
+                            &c.attention_dropout);
+        if (!rc) rc = json_require_string(root, path, "hidden_act", "gelu", "gelu");
+        if (!rc)
+            rc = json_require_string(root, path, "position_embedding_type", "absolute",
+                                     "absolute");
+    } else if (strcmp(type, "distilbert") == 0) {
+        c.arch = ARCH_DISTILBERT;
+        rc = json_int(root, path, "vocab_size", -1, &c.vocab_size);
+        if (!rc) rc = json_int(root, path, "dim", -1, &c.hidden_size);
+        if (!rc) rc = json_int(root, path, "n_layers", -1, &c.num_layers);
+        if (!rc) rc = json_int(root, path, "n_heads", -1, &c.num_heads);
+        if (!rc) rc = json_int(root, path, "hidden_dim", -1, &c.intermediate_size);
+        if (!rc) rc = json_int(root, path, "max_position_embeddings", 512, &c.max_position);
+        if (!rc) rc = json_float(root, path, "dropout", 0.1f, &c.hidden_dropout);
+        if (!rc) rc = json_float(root, path, "attention_dropout", 0.1f, &c.attention_dropout);
+        if (!rc) rc = json_require_string(root, path, "activation", "gelu", "gelu");
+        c.type_vocab_size = 0;
+        c.embedding_size = c.hidden_size;
+    } else {
+        rc = error_set(EXIT_BAD_INPUT,
+                       "%s: model_type \"%s\" not supported (bert, distilbert, electra)", path,
+                       type);
+    }
+    cJSON_Delete(root);
+    if (rc) return rc;
+    if (c.hidden_size == 0 || c.num_heads == 0 || c.hidden_size % c.num_heads != 0 ||
+        c.vocab_size == 0 || c.intermediate_size == 0 || c.max_position == 0)
+        return error_set(EXIT_BAD_INPUT, "%s: inconsistent sizes (hidden %d, heads %d)", path,
+                         c.hidden_size, c.num_heads);
+    *out = c;
+    return 0;
+}
+
+// ---- safetensors in ----------------------------------------------------------------------
+
+// The file's tensor for one of ours: its own name, then without the task prefix, then
+// under another model's prefix, and the TF-era LayerNorm names (gamma, beta).
+static const st_tensor_info *find_tensor(const safetensors_file *f, const bert_tensor *t) {
+    static const char *const prefixes[] = {"", "bert.", "distilbert.", "electra."};
+    char name[BERT_NAME_MAX + 16];
+    const st_tensor_info *ti = safetensors_find(f, t->name);
+    if (ti) return ti;
+    for (int alias = 0; alias < 2; alias++) {
+        char base[BERT_NAME_MAX];
+        snprintf(base, sizeof base, "%s", t->base_name);
+        if (alias) {
+            size_t len = strlen(base);
+            const char *w = ".LayerNorm.weight", *b = ".LayerNorm.bias";
+            if (len > strlen(w) && strcmp(base + len - strlen(w), w) == 0)
+                strcpy(base + len - strlen("weight"), "gamma");
+            else if (len > strlen(b) && strcmp(base + len - strlen(b), b) == 0)
+                strcpy(base + len - strlen("bias"), "beta");
+            else
+                break;
+        }
+        for (size_t p = 0; p < sizeof prefixes / sizeof prefixes[0]; p++) {
+            snprintf(name, sizeof name, "%s%s", prefixes[p], base);
+            if ((ti = safetensors_find(f, name))) return ti;
+        }
+    }
+    if (strcmp(t->name, "cls.predictions.bias") == 0)
+        return safetensors_find(f, "cls.predictions.decoder.bias");
+    return NULL;
+}
+
+int bert_load_safetensors(bert_model *m, const char *path) {
+    safetensors_file *f = NULL;
+    int rc = safetensors_open(path, &f);
+    if (rc) return rc;
+    size_t bytes = m->num_params * sizeof(float);
+    float *host = malloc(bytes);
+    if (!host) {
+        safetensors_close(f);
+        return error_set(EXIT_RESOURCES, "%s: out of memory for %zu parameters", path,
+                         m->num_params);
+    }
+    // start from the current weights: a head absent from the file keeps its init
+    rc = m->be->copy_to_host(m->be, host, m->params, bytes);
+    int missing_head = 0;
+    char first_missing[BERT_NAME_MAX] = "";
+    for (int i = 0; i < m->num_tensors && !rc; i++) {
+        const bert_tensor *t = &m->tensors[i];
+        const st_tensor_info *ti = find_tensor(f, t);
+        if (!ti) {
+            if (!t->head) {
+                rc = error_set(EXIT_BAD_INPUT, "%s: tensor \"%s\" missing", path, t->name);
+                break;
+            }
+            if (!missing_head++) snprintf(first_missing, sizeof first_missing, "%s", t->name);
+            continue;
+        }
+        int64_t shape[2] = {t->shape[0], t->shape[1]};
+        rc = safetensors_read_f32_shape(f, ti, t->shape[1] ? 2 : 1, shape, host + t->offset);
+    }
+    safetensors_close(f);
+    if (!rc) rc = m->be->copy_to_device(m->be, m->params, host, bytes);
+    free(host);
+    if (!rc) rc = bert_sync_params_act(m);
+    if (!rc && missing_head)
+        log_warn("model_head_initialised",
+                 "%s: %d head tensors (first %s) not in the file, randomly initialised", path,
+                 missing_head, first_missing);
+    return rc;
+}
+
+// ---- safetensors out ---------------------------------------------------------------------
+
+int bert_save_safetensors(const bert_model *m, const char *path) {
+    size_t bytes = m->num_params * sizeof(float);
+    float *host = malloc(bytes);
+    st_write_tensor *list = calloc(m->num_tensors, sizeof *list);
+    if (!host || !list) {
+        free(host);
+        free(list);
+        return error_set(EXIT_RESOURCES, "%s: out of memory", path);
+    }
+    int rc = m->be->copy_to_host(m->be, host, m->params, bytes);
+    for (int i = 0; i < m->num_tensors; i++) {
+        const bert_tensor *t = &m->tensors[i];
+        list[i].name = t->name;
+        list[i].data = host + t->offset;
+        list[i].ndim = t->shape[1] ? 2 : 1;
+        list[i].shape[0] = t->shape[0];
+        list[i].shape[1] = t->shape[1];
+    }
+    if (!rc) rc = safetensors_write_f32(path, list, m->num_tensors, NULL);
+    free(host);
+    free(list);
+    return rc;
+}
