@@ -1,6 +1,8 @@
 """The C BERT model against transformers on the same random 2-layer model.
 
-A BertFor{TokenClassification,SequenceClassification,MaskedLM} with random weights (every
+BertFor{TokenClassification,SequenceClassification,MaskedLM},
+DistilBertForTokenClassification and ElectraForTokenClassification (embedding_size !=
+hidden_size, so the embeddings_project path runs) with random weights (every
 parameter, LayerNorm and biases included, drawn non-zero) is saved with save_pretrained
 (config.json + model.safetensors). tests/tools/bert_torch_tool loads it through
 bert_config_load / bert_load_safetensors, runs one forward/backward on a batch with
@@ -45,27 +47,44 @@ def tool(runner_bin):
     return path
 
 
-def make_model(head):
+def make_model(arch, head):
     torch.manual_seed(1)
-    cfg = transformers.BertConfig(
-        vocab_size=97, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=128, max_position_embeddings=40, type_vocab_size=2,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=5)
-    cls = {"token": transformers.BertForTokenClassification,
-           "sequence": transformers.BertForSequenceClassification,
-           "mlm": transformers.BertForMaskedLM}[head]
+    common = dict(vocab_size=97, max_position_embeddings=40, num_labels=5)
+    if arch == "distilbert":
+        cfg = transformers.DistilBertConfig(dim=64, n_layers=2, n_heads=4, hidden_dim=128,
+                                            dropout=0.0, attention_dropout=0.0, **common)
+        cls = transformers.DistilBertForTokenClassification
+    elif arch == "electra":
+        cfg = transformers.ElectraConfig(embedding_size=32, hidden_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4,
+                                         intermediate_size=128, hidden_dropout_prob=0.0,
+                                         attention_probs_dropout_prob=0.0, **common)
+        cls = transformers.ElectraForTokenClassification
+    else:
+        cfg = transformers.BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                      intermediate_size=128, type_vocab_size=2,
+                                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                                      **common)
+        cls = {"token": transformers.BertForTokenClassification,
+               "sequence": transformers.BertForSequenceClassification,
+               "mlm": transformers.BertForMaskedLM}[head]
     model = cls(cfg).float()
     with torch.no_grad():
         for name, p in model.named_parameters():
             # non-zero everywhere: LayerNorm around 1, the rest at a scale that keeps
             # activations O(1) so every term of every gradient matters
-            if "LayerNorm.weight" in name:
+            if no_decay(name) and name.endswith("weight"):
                 p.copy_(1 + 0.1 * torch.randn_like(p))
             elif p.dim() == 1:
                 p.copy_(0.1 * torch.randn_like(p))
             else:
                 p.copy_(0.05 * torch.randn_like(p))
     return model
+
+
+def no_decay(name):
+    """Biases and LayerNorm parameters (HF Trainer's rule) take no weight decay."""
+    return "bias" in name or "LayerNorm" in name or "layer_norm" in name
 
 
 def make_batch(head, B=3, T=12, V=97):
@@ -93,28 +112,40 @@ def make_batch(head, B=3, T=12, V=97):
     return ids, types, mask, labels
 
 
-@pytest.mark.parametrize("head", ["token", "sequence", "mlm"])
 def adamw(model):
     """torch.optim.AdamW with no decay on biases and LayerNorm weights (as HF Trainer)."""
-    decay = [p for n, p in model.named_parameters()
-             if not ("bias" in n or "LayerNorm.weight" in n)]
-    no_decay = [p for n, p in model.named_parameters()
-                if "bias" in n or "LayerNorm.weight" in n]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
-                              {"params": no_decay, "weight_decay": 0.0}],
-                             lr=LR, betas=(0.9, 0.999), eps=1e-8)
+    params = list(model.named_parameters())
+    return torch.optim.AdamW(
+        [{"params": [p for n, p in params if not no_decay(n)], "weight_decay": WEIGHT_DECAY},
+         {"params": [p for n, p in params if no_decay(n)], "weight_decay": 0.0}],
+        lr=LR, betas=(0.9, 0.999), eps=1e-8)
 
 
-@pytest.mark.parametrize("head", ["token", "sequence", "mlm"])
-def test_matches_transformers(tmp_path, tool, head):
-    model = make_model(head)
+def forward(model, arch, ids, types, mask, labels):
+    kwargs = dict(input_ids=ids, attention_mask=mask, labels=labels)
+    if arch != "distilbert":  # DistilBERT has no token types
+        kwargs["token_type_ids"] = types
+    return model(**kwargs)
+
+
+# The key bias gets exactly zero gradient in exact arithmetic (a constant added to every
+# score of a row leaves the softmax unchanged): both sides hold rounding noise there.
+KEY_BIAS = "attention.self.key.bias"
+
+CASES = [("bert", "token"), ("bert", "sequence"), ("bert", "mlm"), ("distilbert", "token"),
+         ("electra", "token")]
+
+
+@pytest.mark.parametrize("arch,head", CASES, ids=[f"{a}-{h}" for a, h in CASES])
+def test_matches_transformers(tmp_path, tool, arch, head):
+    model = make_model(arch, head)
     model.save_pretrained(tmp_path)  # config.json + model.safetensors, HF names
     ids, types, mask, labels = make_batch(head)
     assert (mask == 0).any() and (labels == -100).any()
 
     # torch reference: one forward/backward
     model.train()
-    out = model(input_ids=ids, token_type_ids=types, attention_mask=mask, labels=labels)
+    out = forward(model, arch, ids, types, mask, labels)
     out.loss.backward()
     ref_loss = out.loss.item()
     ref_logits = out.logits.detach().numpy()
@@ -123,13 +154,12 @@ def test_matches_transformers(tmp_path, tool, head):
     clip = 0.5 * norm0  # so that clipping really happens
 
     # torch reference: STEPS AdamW steps from the same weights
-    model = make_model(head)
+    model = make_model(arch, head)
     opt = adamw(model)
     losses, norms = [], []
     for _ in range(STEPS):
         opt.zero_grad()
-        loss = model(input_ids=ids, token_type_ids=types, attention_mask=mask,
-                     labels=labels).loss
+        loss = forward(model, arch, ids, types, mask, labels).loss
         loss.backward()
         norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item())
         opt.step()
@@ -151,7 +181,7 @@ def test_matches_transformers(tmp_path, tool, head):
     logits = got["logits"].reshape(ref_logits.shape)
     scale = np.abs(ref_logits).max()
     err = np.abs(logits - ref_logits)
-    print(f"{head}: logits max error {err.max():.2e} (scale {scale:.2e}), "
+    print(f"{arch}-{head}: logits max error {err.max():.2e} (scale {scale:.2e}), "
           f"loss {res['loss']:.8f} vs {ref_loss:.8f}")
     assert (err <= 1e-5 * scale + 1e-5 * np.abs(ref_logits)).all(), \
         f"logits differ by {err.max():.3g} (scale {scale:.3g})"
@@ -168,18 +198,18 @@ def test_matches_transformers(tmp_path, tool, head):
         assert key in got, f"no gradient for {name}"
         g = got[key].reshape(g_ref.shape)
         tscale = np.abs(g_ref).max()
-        if "attention.self.key.bias" in name:
+        if KEY_BIAS in name.replace("k_lin", "self.key"):
             assert tscale < 1e-6 * global_scale and np.abs(g).max() < 1e-6 * global_scale
             continue
         assert tscale > 1e-4 * global_scale, f"{name}: torch gradient ~0, the test is vacuous"
         rel = float(np.abs(g - g_ref).max() / tscale)
         worst = max(worst, (rel, name))
         assert rel <= 1e-5, f"{name}: gradient off by {rel:.3g} of its scale"
-    print(f"{head}: worst gradient error {worst[0]:.2e} of scale ({worst[1]})")
+    print(f"{arch}-{head}: worst gradient error {worst[0]:.2e} of scale ({worst[1]})")
     assert len([k for k in got if k.startswith("grad.")]) == len(ref_grads)
 
     # AdamW training
-    print(f"{head}: losses C {res['losses']}\n  torch {losses}")
+    print(f"{arch}-{head}: losses C {res['losses']}\n  torch {losses}")
     assert len(res["losses"]) == STEPS
     np.testing.assert_allclose(res["losses"], losses, rtol=1e-5, atol=0)
     np.testing.assert_allclose(res["grad_norms"], norms, rtol=1e-5, atol=0)
@@ -196,7 +226,7 @@ def test_matches_transformers(tmp_path, tool, head):
     for name, p in loaded.named_parameters():
         ref_p = trained[name].detach().numpy()
         diff = np.abs(p.detach().numpy() - ref_p).max()
-        if "attention.self.key.bias" in name:
+        if KEY_BIAS in name.replace("k_lin", "self.key"):
             # Adam turns its pure-noise gradient into full steps of up to LR each
             assert diff <= 2 * LR * STEPS
             continue
