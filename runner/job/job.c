@@ -1,12 +1,245 @@
-// The job's entry point: dispatch on the configured mode.
+// The job's entry point: resolve paths, backend, model shape and tokenizer, then run the
+// configured mode. See job.h and docs/pipeline.md.
 #include "runner/job/job.h"
 
+#include "runner/cloud/cloud.h"
 #include "runner/error.h"
 #include "runner/exitcode.h"
+#include "runner/job/files.h"
+#include "runner/job/job_internal.h"
+#include "runner/log.h"
+
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+// The bundled demo data: $RUNNER_DATA_DIR/demo (the image), else data/demo next to the
+// binary or up to two levels above it (a build tree), else ./data/demo.
+static int find_demo_data(char *out, size_t cap) {
+    const char *env = getenv("RUNNER_DATA_DIR");
+    if (env && env[0] && files_join(out, cap, "%s/demo", env) == 0 && files_is_dir(out)) return 0;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = '\0';
+        static const char *const ups[] = {"", "/..", "/../.."};
+        for (int i = 0; i < 3; i++)
+            if (files_join(out, cap, "%s%s/data/demo", exe, ups[i]) == 0 && files_is_dir(out))
+                return 0;
+    }
+    if (files_is_dir("data/demo")) return files_join(out, cap, "data/demo");
+    return error_set(EXIT_BAD_INPUT, "no --data given and the bundled demo data was not found "
+                     "(set RUNNER_DATA_DIR to the directory holding demo/)");
+}
+
+static int staging_dir(char *out, size_t cap, const char *what) {
+    const char *base = getenv("RUNNER_WORK_DIR");
+    int rc = files_join(out, cap, "%s/%s", base && base[0] ? base : "/tmp/runner-work", what);
+    if (rc == 0) rc = files_mkdirs(out);
+    return rc;
+}
+
+// A local copy of an input that may be an s3:// URI (a prefix for directories).
+static int local_input(const char *uri, const char *what, bool prefix, char *out, size_t cap) {
+    if (!cloud_is_remote(uri)) return files_join(out, cap, "%s", uri);
+    int rc = staging_dir(out, cap, what);
+    if (rc) return rc;
+    if (prefix) return cloud_fetch_prefix(uri, out);
+    const char *base = strrchr(uri, '/');
+    size_t len = strlen(out);
+    if ((rc = files_join(out + len, cap - len, "/%s", base ? base + 1 : "input"))) return rc;
+    return cloud_fetch(uri, out);
+}
+
+static bool is_big_shape(const char *name) {
+    return strcmp(name, "bert") == 0 || strcmp(name, "bert-base") == 0 ||
+           strcmp(name, "distil") == 0 || strcmp(name, "distilbert") == 0 ||
+           strcmp(name, "electra") == 0 || strcmp(name, "roberta") == 0;
+}
+
+static int pick_backend(job_context *ctx) {
+    const runner_config *cfg = ctx->cfg;
+    int threads = cfg->threads > 0 ? cfg->threads : omp_get_num_procs();
+    omp_set_num_threads(threads);
+#ifdef RUNNER_HAVE_CUDA
+    if (cfg->backend != BACKEND_CPU) {
+        const char *local_rank = getenv("LOCAL_RANK");
+        int device = local_rank ? atoi(local_rank) : 0;
+        ctx->be = backend_create("cuda", device, threads);
+        if (ctx->be) {
+            ctx->on_gpu = true;
+            log_info("backend", "cuda device %d", device);
+            return 0;
+        }
+        if (cfg->backend == BACKEND_CUDA) return error_code() ? error_code() : EXIT_GPU_FAULT;
+        log_warn("backend", "CUDA unavailable (%s); using the CPU", error_message());
+        error_clear();
+    }
+#else
+    if (cfg->backend == BACKEND_CUDA)
+        return error_set(EXIT_GPU_FAULT, "--backend cuda: this build has no CUDA backend");
+#endif
+    ctx->be = backend_create("cpu", 0, threads);
+    if (!ctx->be) return error_code() ? error_code() : EXIT_INTERNAL;
+    log_info("backend", "cpu, %d OpenMP threads", threads);
+    return 0;
+}
+
+int job_context_open(job_context *ctx, const runner_config *cfg, int rank, int world_size,
+                     bool need_data) {
+    memset(ctx, 0, sizeof *ctx);
+    ctx->cfg = cfg;
+    ctx->rank = rank;
+    ctx->world_size = world_size;
+    int rc = 0;
+
+    // Output: local, or a staging directory uploaded at the end (and resumed from).
+    if (cloud_is_remote(cfg->output_path)) {
+        rc = staging_dir(ctx->output, sizeof ctx->output, "output");
+        if (rc == 0) rc = cloud_fetch_prefix(cfg->output_path, ctx->output);
+    } else {
+        rc = files_join(ctx->output, sizeof ctx->output, "%s",
+                        cfg->output_path[0] ? cfg->output_path : "./out");
+    }
+    if (rc == 0)
+        rc = files_join(ctx->artefacts, sizeof ctx->artefacts, "%s/artefacts/%s", ctx->output,
+                        cfg->architecture);
+    if (rc == 0) rc = files_mkdirs(ctx->artefacts);
+    if (rc) return rc;
+
+    // Inputs.
+    if (need_data || cfg->data_path[0]) {
+        if (cfg->data_path[0]) rc = local_input(cfg->data_path, "data", !strstr(cfg->data_path, ".csv") &&
+                                                !strstr(cfg->data_path, ".json"), ctx->data, sizeof ctx->data);
+        else rc = find_demo_data(ctx->data, sizeof ctx->data);
+        if (rc) return rc;
+    }
+    if (cfg->model_path[0]) {
+        rc = local_input(cfg->model_path, "model", true, ctx->model_dir, sizeof ctx->model_dir);
+        if (rc) return rc;
+    }
+    if (cfg->hyperspace_path[0]) {
+        rc = local_input(cfg->hyperspace_path, "hyperspace", false, ctx->hyperspace,
+                         sizeof ctx->hyperspace);
+    } else if (ctx->data[0]) {
+        char candidate[PATH_MAX];
+        const char *dir = files_is_dir(ctx->data) ? ctx->data : NULL;
+        if (dir && files_join(candidate, sizeof candidate, "%s/hyperspace.json", dir) == 0 &&
+            files_exists(candidate))
+            snprintf(ctx->hyperspace, sizeof ctx->hyperspace, "%s", candidate);
+    }
+    if (rc) return rc;
+
+    if ((rc = pick_backend(ctx))) return rc;
+    // predict and embed without --model use this output's prime/model (modes.c).
+    if (!ctx->model_dir[0] && (cfg->mode == MODE_PREDICT || cfg->mode == MODE_EMBED)) return 0;
+
+    // Model shape and tokenizer.
+    if (ctx->model_dir[0]) {
+        char path[PATH_MAX];
+        rc = files_join(path, sizeof path, "%s/config.json", ctx->model_dir);
+        if (rc == 0) rc = bert_config_load(path, &ctx->bcfg);
+        if (rc == 0) rc = tokenizer_load_dir(ctx->model_dir, &ctx->tok);
+        snprintf(ctx->shape, sizeof ctx->shape, "%s", "pretrained");
+        if (rc == 0)
+            log_info("model", "%s: L%d C%d from %s", cfg->architecture, ctx->bcfg.num_layers,
+                     ctx->bcfg.hidden_size, ctx->model_dir);
+        return rc;
+    }
+    // No pretrained model: train from scratch. On a CPU the full-size shapes would take
+    // hours, so "bert" (and the other full-size names) map to bert-tiny (L2 C128); with a
+    // GPU they keep their size. Named small presets are used as given.
+    snprintf(ctx->shape, sizeof ctx->shape, "%s", cfg->architecture);
+    if (!ctx->on_gpu && is_big_shape(cfg->architecture)) {
+        snprintf(ctx->shape, sizeof ctx->shape, "bert-tiny");
+        log_info("model", "no --model and no GPU: architecture %s runs as bert-tiny (L2 C128, "
+                 "random init); pass --architecture bert-mini/bert-small or --model DIR for more",
+                 cfg->architecture);
+    }
+    if (strcmp(cfg->architecture, "roberta") == 0)
+        return error_set(EXIT_USAGE, "--architecture roberta needs --model DIR (its byte-level BPE "
+                         "tokenizer and weights are not bundled)");
+    rc = bert_config_preset(ctx->shape, &ctx->bcfg);
+    if (rc) return rc;
+    ctx->bcfg.hidden_dropout = ctx->bcfg.attention_dropout = (float)cfg->dropout;
+    char vocab[PATH_MAX];
+    const char *dir = ctx->data[0] && files_is_dir(ctx->data) ? ctx->data : NULL;
+    char data_dir[PATH_MAX];
+    if (!dir && ctx->data[0]) {
+        snprintf(data_dir, sizeof data_dir, "%s", ctx->data);
+        char *slash = strrchr(data_dir, '/');
+        if (slash) *slash = '\0';
+        else snprintf(data_dir, sizeof data_dir, ".");
+        dir = data_dir;
+    }
+    if (!dir) return error_set(EXIT_USAGE, "no --model given: pass --model DIR or --data with a vocab.txt");
+    rc = files_join(vocab, sizeof vocab, "%s/vocab.txt", dir);
+    if (rc == 0 && !files_exists(vocab))
+        rc = error_set(EXIT_BAD_INPUT, "%s: missing; training from scratch needs a WordPiece "
+                       "vocabulary beside the data (or --model DIR)", vocab);
+    if (rc == 0) rc = tokenizer_load(vocab, true, true, &ctx->tok);
+    if (rc) return rc;
+    ctx->bcfg.vocab_size = tokenizer_vocab_size(ctx->tok);
+    log_info("model", "%s: L%d C%d H%d, vocabulary %d from %s", ctx->shape, ctx->bcfg.num_layers,
+             ctx->bcfg.hidden_size, ctx->bcfg.num_heads, ctx->bcfg.vocab_size, vocab);
+    return 0;
+}
+
+void job_context_close(job_context *ctx) {
+    if (ctx->tok) tokenizer_free(ctx->tok);
+    if (ctx->be) ctx->be->destroy(ctx->be);
+    memset(ctx, 0, sizeof *ctx);
+}
+
+int job_context_publish(const job_context *ctx) {
+    if (!cloud_is_remote(ctx->cfg->output_path) || ctx->rank != 0) return 0;
+    log_info("upload", "%s -> %s", ctx->output, ctx->cfg->output_path);
+    return cloud_upload_tree(ctx->output, ctx->cfg->output_path, NULL);
+}
+
+int job_model_create(const job_context *ctx, bert_head head, int num_labels, int max_batch,
+                     int max_seq, uint64_t seed, bert_model **out) {
+    int rc = bert_create(out, ctx->be, &ctx->bcfg, head, num_labels, max_batch, max_seq);
+    if (rc) return rc;
+    rc = bert_init_random(*out, seed);
+    if (rc == 0 && ctx->model_dir[0]) {
+        char path[PATH_MAX];
+        rc = files_join(path, sizeof path, "%s/model.safetensors", ctx->model_dir);
+        if (rc == 0) rc = bert_load_safetensors(*out, path);
+    }
+    if (rc) {
+        bert_destroy(*out);
+        *out = NULL;
+    }
+    return rc;
+}
 
 int job_run(const runner_config *cfg, int rank, int world_size) {
-    (void)rank;
-    (void)world_size;
     if (!cfg) return error_set(EXIT_INTERNAL, "job_run: no configuration");
-    return error_set(EXIT_INTERNAL, "job: mode not implemented yet");
+    bool need_data = cfg->mode == MODE_PIPELINE || cfg->mode == MODE_TRAIN ||
+                     (cfg->mode == MODE_PRETRAIN && !cfg->input_path[0]);
+    job_context ctx;
+    int rc = job_context_open(&ctx, cfg, rank, world_size, need_data);
+    if (rc == 0) {
+        switch (cfg->mode) {
+        case MODE_PIPELINE: rc = job_pipeline(&ctx, true); break;
+        case MODE_TRAIN: rc = job_pipeline(&ctx, false); break;
+        case MODE_PREDICT: rc = job_predict(&ctx); break;
+        case MODE_EMBED: rc = job_embed(&ctx); break;
+        case MODE_PRETRAIN: rc = job_pretrain(&ctx); break;
+        default: rc = error_set(EXIT_INTERNAL, "job_run: mode %d is not a job", (int)cfg->mode);
+        }
+        // What was written is uploaded whatever happened: checkpoints of an interrupted
+        // run are what the next attempt resumes from.
+        if (ctx.output[0]) {
+            int upload = job_context_publish(&ctx);
+            if (rc == 0) rc = upload;
+        }
+    }
+    job_context_close(&ctx);
+    return rc;
 }

@@ -128,6 +128,12 @@ int trials_sample(const char *path, int n, uint64_t seed, int max_epochs, const 
     return rc;
 }
 
+static trials_factory registered_factory;
+
+void trials_set_factory(trials_factory factory) { registered_factory = factory; }
+
+trials_factory trials_get_factory(void) { return registered_factory; }
+
 int trials_best(const trial_result *results, int n) {
     int best = -1;
     for (int i = 0; i < n; i++) {

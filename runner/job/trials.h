@@ -66,5 +66,13 @@ int trials_sample(const char *hyperspace_json, int n, uint64_t seed, int max_epo
 // what it already finished. 0 or an exit code.
 int trials_local_create(trial_source **out, const trial_spec *specs, int n,
                         const asha_config *asha, const char *state_path);
+// Another implementation (the Redis stream of runner/coord) registers itself here; the
+// pipeline uses it when the job has several workers, else trials_local_create.
+typedef int (*trials_factory)(trial_source **out, const trial_spec *specs, int n,
+                              const asha_config *asha, const char *state_path, int rank,
+                              int world_size);
+void trials_set_factory(trials_factory factory);
+trials_factory trials_get_factory(void); // NULL when none was registered
+
 // The best completed trial (lowest best_eval_loss, ties to the lower id); -1 when none.
 int trials_best(const trial_result *results, int n);

@@ -1,0 +1,54 @@
+#pragma once
+// Shared plumbing of the job's modes (job.c, pipeline.c, modes.c, export.c): where
+// things are, which backend, model shape and tokenizer, and how a model is created.
+#include "kernels/backend.h"
+#include "runner/config.h"
+#include "runner/job/dataset.h"
+#include "runner/model/bert.h"
+#include "runner/model/tokenizer.h"
+
+#include <limits.h>
+
+typedef struct {
+    const runner_config *cfg;
+    int rank, world_size;
+    backend *be;
+    bool on_gpu;
+    char output[PATH_MAX];       // local output root (staging when the output is on S3)
+    char artefacts[PATH_MAX];    // {output}/artefacts/{architecture}
+    char data[PATH_MAX];         // local data directory or file
+    char model_dir[PATH_MAX];    // local pretrained/exported model directory, or ""
+    char hyperspace[PATH_MAX];   // local hyperspace.json, or ""
+    char shape[64];              // the model shape used ("bert-tiny", or from config.json)
+    bert_config bcfg;
+    tokenizer *tok;
+    bool lowercase;
+} job_context;
+
+// Resolve paths (fetching s3:// inputs into a staging directory), pick the backend, the
+// model shape and the tokenizer. `need_data` = the mode reads the NER data.
+int job_context_open(job_context *ctx, const runner_config *cfg, int rank, int world_size,
+                     bool need_data);
+void job_context_close(job_context *ctx);
+// Upload the local output to the S3 output (when the output is remote). 0 or code.
+int job_context_publish(const job_context *ctx);
+
+// A model of the context's shape with `head`, initialised from the pretrained model
+// directory when there is one (its head stays random when absent), else randomly from
+// `seed`. 0 or an exit code.
+int job_model_create(const job_context *ctx, bert_head head, int num_labels, int max_batch,
+                     int max_seq, uint64_t seed, bert_model **out);
+
+// The modes.
+int job_pipeline(job_context *ctx, bool search);
+int job_predict(job_context *ctx);
+int job_embed(job_context *ctx);
+int job_pretrain(job_context *ctx);
+
+// Write a Hugging Face model directory: config.json (with id2label/label2id for token
+// classification), model.safetensors, vocab.txt, tokenizer_config.json,
+// special_tokens_map.json. labels may be NULL (no label maps). 0 or EXIT_OUTPUT.
+int export_model_dir(const job_context *ctx, const bert_model *m, bert_head head,
+                     const char *const *labels, int num_labels, const char *dir);
+// Read id2label of an exported model's config.json (malloc'd strings); 0 or EXIT_BAD_INPUT.
+int export_read_labels(const char *model_dir, char ***labels, int *num_labels);
