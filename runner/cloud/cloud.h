@@ -27,14 +27,16 @@ bool cloud_is_remote(const char *uri);
 // so local_path is either absent or complete. A local `uri` is left alone (returns 0).
 int cloud_fetch(const char *uri, const char *local_path);
 
-// Every object under s3://bucket/prefix (ListObjectsV2, following continuation
-// tokens) -> local_dir/<key relative to prefix>, each one atomically. A local `uri`
-// returns 0 without copying.
+// Every object under s3://bucket/prefix/ (ListObjectsV2, following continuation
+// tokens) -> local_dir/<key relative to prefix>, each one atomically. The prefix is a
+// folder: "s3://b/run" lists "run/", never "run2/". An empty prefix returns 0 (a first
+// attempt has no checkpoint to resume from). A local `uri` returns 0 without copying.
 int cloud_fetch_prefix(const char *uri, const char *local_dir);
 
 // Upload every regular file below local_dir to uri/<relative path> (same layout).
 // `metadata` (a flat cJSON object of strings, may be NULL) becomes x-amz-meta-* on
-// every object. Files above the multipart threshold (default 64 MiB) go up in parts,
+// every object, with runner-version and, under Batch, batch-job-id and
+// batch-job-attempt added. Files above the multipart threshold (default 64 MiB) go up in parts,
 // each retried; the upload is completed only when every part succeeded and aborted
 // otherwise, so no partial object ever exists under its final key.
 int cloud_upload_tree(const char *local_dir, const char *uri, const cJSON *metadata);

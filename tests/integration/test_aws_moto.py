@@ -118,7 +118,9 @@ def test_get_put_head_roundtrip(aws_tool, moto, bucket, tmp_path):
     assert r.returncode == 0, r.stderr
     obj = s3.get_object(Bucket=bucket, Key="out/score.json")
     assert obj["Body"].read() == src.read_bytes()
-    assert obj["Metadata"] == {"job_id": "job-1", "attempt": "2"}
+    meta = obj["Metadata"]
+    assert meta.pop("runner-version").startswith("0.")  # added to every upload
+    assert meta == {"job_id": "job-1", "attempt": "2"}
     assert obj["ContentType"] == "application/json"
 
 
@@ -153,7 +155,7 @@ MULTIPART = {"RUNNER_S3_MULTIPART_THRESHOLD": str(6 << 20), "RUNNER_S3_PART_SIZE
 
 def test_upload_tree_multipart_list_and_fetch_prefix(aws_tool, moto, bucket, tmp_path):
     files = make_tree(tmp_path / "bert", (12 << 20) + 7)  # 3 parts: 5 + 5 + 2 MiB
-    env = tool_env(moto, **MULTIPART)
+    env = tool_env(moto, AWS_BATCH_JOB_ID="batch-job-7", AWS_BATCH_JOB_ATTEMPT="2", **MULTIPART)
     meta = '{"job_id": "job-42", "architecture": "bert"}'
     r = tool(aws_tool, "upload-tree", tmp_path / "bert", f"s3://{bucket}/run/artefacts/bert",
              meta, env=env)
@@ -165,7 +167,9 @@ def test_upload_tree_multipart_list_and_fetch_prefix(aws_tool, moto, bucket, tmp
     assert keys == {f"run/artefacts/bert/{k}": len(v) for k, v in files.items()}
     big = s3.head_object(Bucket=bucket, Key="run/artefacts/bert/prime/model/model.safetensors")
     assert big["ETag"].endswith('-3"')  # a multipart object of 3 parts
-    assert big["Metadata"] == {"job_id": "job-42", "architecture": "bert"}
+    assert big["Metadata"]["architecture"] == "bert"
+    assert big["Metadata"]["batch-job-id"] == "batch-job-7"
+    assert big["Metadata"]["batch-job-attempt"] == "2"
 
     # ListObjectsV2 in pages of 2: 7 keys need 4 pages joined by continuation tokens.
     r = tool(aws_tool, "list", f"s3://{bucket}/run/", env=dict(env, RUNNER_S3_LIST_PAGE="2",
@@ -187,6 +191,12 @@ def test_upload_tree_multipart_list_and_fetch_prefix(aws_tool, moto, bucket, tmp
     r = tool(aws_tool, "fetch-prefix", f"s3://{bucket}/run/artefacts", tmp_path / "again",
              env=env)
     assert not (tmp_path / "again-old").exists() and not list((tmp_path / "again").rglob("x"))
+
+    # An empty prefix (a first attempt: nothing to resume) is not an error.
+    r = tool(aws_tool, "fetch-prefix", f"s3://{bucket}/nothing-here", tmp_path / "empty",
+             env=env)
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "empty").exists() or not list((tmp_path / "empty").iterdir())
 
 
 # ---- fault injection ----
