@@ -93,7 +93,7 @@ int train_evaluate(bert_model *m, const encoded_set *set, const train_options *o
     for (int i = 0; i < set->n && set->sentences; i++) n_words += set->sentences[i]->nwords;
     for (int i = 0; i < set->n && !set->sentences; i++) n_words += set->ntokens[i];
     out->n_sentences = set->n;
-    out->lengths = calloc((size_t)(set->n ? set->n : 1), sizeof(int));
+    out->lengths = calloc(set->n > 0 ? (size_t)set->n : 1, sizeof(int));
     out->pred = calloc((size_t)(n_words ? n_words : 1), sizeof(int));
     out->scores = calloc((size_t)(n_words ? n_words : 1), sizeof(float));
     out->truth = set->sentences ? calloc((size_t)(n_words ? n_words : 1), sizeof(int)) : NULL;
@@ -323,7 +323,7 @@ int train_run(bert_model *m, const encoded_set *train, const encoded_set *valid,
         }
         if (rc) break;
         st.batch_in_epoch = 0;
-        double eval_loss;
+        double eval_loss = NAN;
         rc = end_of_epoch(m, valid, opt, &st, &eval_loss);
         if (rc) break;
         st.epoch++;

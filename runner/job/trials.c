@@ -251,7 +251,7 @@ static int local_report(trial_source *s, int id, int epoch, double eval_loss, bo
     local_source *ls = s->impl;
     // The losses other trials recorded at this epoch; a re-run trial (after a restart)
     // replaces its own earlier record, so it meets the same decision again.
-    double *others = malloc((size_t)(ls->n_records + 1) * sizeof *others);
+    double *others = calloc((size_t)ls->n_records + 1, sizeof *others);
     if (!others) return error_set(EXIT_RESOURCES, "out of memory");
     int n = 0, mine = -1;
     for (int i = 0; i < ls->n_records; i++) {
