@@ -234,13 +234,9 @@ __global__ void layernorm_forward_kernel(bf16 *out, bf16 *sum, float *mean_out,
     const bf16 *r = res ? res + (size_t)row * C : NULL;
     float s = 0.0f;
     for (int c = lane; c < C; c += 32) {
-        float v = bf2f(x[c]);
-        if (r) {
-            bf16 vb = f2bf(v + bf2f(r[c]));
-            if (sum) sum[(size_t)row * C + c] = vb;
-            v = bf2f(vb);
-        }
-        s += v;
+        bf16 vb = r ? f2bf(bf2f(x[c]) + bf2f(r[c])) : x[c];
+        if (sum) sum[(size_t)row * C + c] = vb;  // without a residual: a copy, as on the CPU
+        s += bf2f(vb);
     }
     float mean = warp_sum(s) / (float)C;
     float var = 0.0f;
