@@ -18,6 +18,8 @@
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -140,6 +142,23 @@ static void route_address(const char *remote, char *out, size_t out_len) {
     close(fd);
 }
 
+// The main node's own address (Batch does not tell it): the first IPv4 address of an
+// interface that is up and not loopback.
+static void interface_address(char *out, size_t out_len) {
+    snprintf(out, out_len, "127.0.0.1");
+    struct ifaddrs *list = NULL;
+    if (getifaddrs(&list) != 0)
+        return;
+    for (struct ifaddrs *a = list; a; a = a->ifa_next) {
+        if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET || (a->ifa_flags & IFF_LOOPBACK) ||
+            !(a->ifa_flags & IFF_UP))
+            continue;
+        inet_ntop(AF_INET, &((struct sockaddr_in *)a->ifa_addr)->sin_addr, out, (socklen_t)out_len);
+        break;
+    }
+    freeifaddrs(list);
+}
+
 int coord_identity_from_env(coord_node *n) {
     memset(n, 0, sizeof *n);
     int code;
@@ -189,10 +208,17 @@ int coord_identity_from_env(coord_node *n) {
     const char *own = getenv("RUNNER_NODE_ADDRESS");
     if (own && *own)
         snprintf(n->node_address, sizeof n->node_address, "%s", own);
-    else if (n->is_main)
+    else if (n->num_nodes == 1)
         snprintf(n->node_address, sizeof n->node_address, "127.0.0.1");
-    else
+    else if (!n->is_main)
         route_address(n->main_address, n->node_address, sizeof n->node_address);
+    else {
+        // The source address of the default route (what Batch reports as this node's
+        // private address), else the first interface's.
+        route_address("192.0.2.1", n->node_address, sizeof n->node_address);
+        if (strcmp(n->node_address, "127.0.0.1") == 0)
+            interface_address(n->node_address, sizeof n->node_address);
+    }
     return 0;
 }
 
@@ -375,25 +401,12 @@ static int rendezvous(redis_client *rc) {
     }
     freeReplyObject(r);
     qsort(coord.peers, (size_t)coord.n_peers, sizeof(peer), compare_peers);
-    // Rank 0 is the main node, then the others in node-index order.
-    int rank = 1;
+    // Ranks in node-index order (the supervisor numbers its workers the same way:
+    // rank = node index * workers per node + local rank when every node joined).
     coord.self.rank = -1;
-    bool main_joined = false;
-    for (int i = 0; i < coord.n_peers; i++) {
-        if (coord.peers[i].node_index == coord.self.main_node_index) {
-            main_joined = true;
-            if (coord.peers[i].node_index == coord.self.node_index)
-                coord.self.rank = 0;
-        } else if (coord.peers[i].node_index == coord.self.node_index) {
-            coord.self.rank = rank++;
-        } else {
-            rank++;
-        }
-    }
-    if (!main_joined)
-        for (int i = 0; i < coord.n_peers; i++)
-            if (coord.peers[i].node_index == coord.self.node_index)
-                coord.self.rank = i;
+    for (int i = 0; i < coord.n_peers; i++)
+        if (coord.peers[i].node_index == coord.self.node_index)
+            coord.self.rank = i;
     int n_peers = coord.n_peers;
     pthread_mutex_unlock(&coord.lock);
     if (coord.self.rank < 0)
@@ -557,6 +570,14 @@ static void *heartbeat_main(void *arg) {
             error_clear();
         }
         nap(tick);
+    }
+    // The last points of a node that ends normally still reach the main node.
+    if (!unreachable_since) {
+        redis_client_set_stop_flag(rc, NULL);
+        flush_metrics(rc);
+        if (multi && !coord.self.is_main)
+            coord_metrics_export(rc);
+        error_clear();
     }
     redis_client_free(rc);
     return NULL;
@@ -806,6 +827,10 @@ static void leave(void) {
 void coord_stop(void) {
     if (!coord.started)
         return;
+    // Runs as an exit hook: the reason of the exit must survive what stopping does.
+    int saved_code = error_code();
+    char saved_reason[1024];
+    snprintf(saved_reason, sizeof saved_reason, "%s", error_message());
     atomic_store(&coord.stop, true);
     if (coord.heartbeat_running)
         pthread_join(coord.heartbeat_thread, NULL);
@@ -820,4 +845,7 @@ void coord_stop(void) {
         redis_server_stop();
     coord.enabled = false;
     coord.started = false;
+    error_clear();
+    if (saved_code)
+        error_set(saved_code, "%s", saved_reason);
 }

@@ -11,7 +11,12 @@
 #include <string.h>
 #include <time.h>
 
-enum { STORE_RETRY_MS = 10000, STORE_KEY_TTL_S = 24 * 3600, WAIT_POLL_MAX_MS = 100 };
+enum {
+    STORE_RETRY_MS = 10000,
+    STORE_KEY_TTL_S = 24 * 3600,
+    STORE_GET_WAIT_MS = 30000, // gloo::rendezvous::Store::kDefaultTimeout
+    WAIT_POLL_MAX_MS = 100,
+};
 
 typedef struct {
     redis_client *rc;
@@ -51,11 +56,23 @@ static int store_get(void *ctx, const char *key, void **data, size_t *len) {
     redis_store *s = ctx;
     *data = NULL;
     *len = 0;
-    pthread_mutex_lock(&s->lock);
-    redisReply *r = redis_client_command(s->rc, "GET %s", key);
-    pthread_mutex_unlock(&s->lock);
-    if (!r)
-        return EXIT_COORDINATION;
+    // Gloo reads other ranks' keys without waiting first: get blocks until the key
+    // exists, as Gloo's own stores do.
+    long long deadline = now_ms() + STORE_GET_WAIT_MS;
+    int poll_ms = 5;
+    redisReply *r;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        r = redis_client_command(s->rc, "GET %s", key);
+        pthread_mutex_unlock(&s->lock);
+        if (!r)
+            return EXIT_COORDINATION;
+        if (r->type != REDIS_REPLY_NIL || now_ms() >= deadline)
+            break;
+        freeReplyObject(r);
+        sleep_ms(poll_ms);
+        poll_ms = poll_ms * 2 > WAIT_POLL_MAX_MS ? WAIT_POLL_MAX_MS : poll_ms * 2;
+    }
     int code = 0;
     if (r->type == REDIS_REPLY_STRING) {
         *data = malloc(r->len ? r->len : 1);
@@ -67,7 +84,7 @@ static int store_get(void *ctx, const char *key, void **data, size_t *len) {
         }
     } else {
         code = error_set(EXIT_COORDINATION, "store get %s: %s", key,
-                         r->type == REDIS_REPLY_NIL ? "no such key (Redis restarted?)" : "bad reply");
+                         r->type == REDIS_REPLY_NIL ? "not set within 30 s" : "bad reply");
     }
     freeReplyObject(r);
     return code;

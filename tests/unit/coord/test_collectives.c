@@ -1,6 +1,6 @@
 // Gloo collectives bootstrapped through a real redis-server (with a password): three
 // processes run the ring all-reduce, a broadcast and a barrier on loopback; then a rank
-// that dies makes the others' next all-reduce fail with EXIT_PEER_LOST, not hang.
+// that dies makes the others' next collective fail with EXIT_PEER_LOST, not hang.
 #include "check.h"
 #include "kernels/collectives/collectives.h"
 #include "runner/coord/coord_store.h"
@@ -61,7 +61,9 @@ static int rank_main(int rank, const char *prefix, bool die_after_first) {
         if (buf[i] != (float)i)
             return 16;
     if (collective_barrier(c) != 0)
-        return 17;
+        return die_after_first && error_code() == EXIT_PEER_LOST ? 42 : 17;
+    if (die_after_first)
+        return 18; // with a rank gone, the broadcast or the barrier must have failed
     free(buf);
     collective_destroy(c);
     coord_store_close(&store);
