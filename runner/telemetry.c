@@ -11,6 +11,7 @@
 #include "runner/telemetry.h"
 
 #include "runner/error.h"
+#include "runner/log.h"
 #include "runner/serve/telemetry_store.h"
 #include "runner/serve/tfevents.h"
 
@@ -130,9 +131,13 @@ void telemetry_run_dir(const char *run, const char *logdir) {
     if (!run || !logdir) return;
     tfevents_writer *w = tfevents_open(logdir);
     if (!w) {
-        // Losing TensorBoard files must not stop training: report once and go on.
-        fprintf(stderr, "{\"event\":\"telemetry_tfevents_failed\",\"level\":\"warn\",\"run\":\"%s\"}\n",
-                run);
+        // Losing TensorBoard files must not stop training: report it and go on.
+        cJSON *fields = cJSON_CreateObject();
+        cJSON_AddStringToObject(fields, "run", run);
+        cJSON_AddStringToObject(fields, "logdir", logdir);
+        cJSON_AddStringToObject(fields, "reason", error_message());
+        log_fields(LOG_WARN, "tfevents_unavailable", fields);
+        error_clear();
         return;
     }
     pthread_mutex_lock(&tel.tb_lock);

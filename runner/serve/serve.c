@@ -26,6 +26,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -483,6 +484,17 @@ int serve_bound_port(serve_server which) {
     return srv.port[which];
 }
 
+// libmicrohttpd's own messages (malformed requests, limits hit) go to our log at debug
+// level, one JSON line each, instead of raw text on stderr.
+static void mhd_logger(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    char text[512];
+    vsnprintf(text, sizeof text, fmt, ap);
+    size_t n = strlen(text);
+    while (n && (text[n - 1] == '\n' || text[n - 1] == '\r')) text[--n] = '\0';
+    log_debug("http_server", "%s", text);
+}
+
 static int start_one(serve_server which, const struct sockaddr *addr, bool ipv6,
                      const char *bind_address, int port) {
     unsigned flags = MHD_USE_ERROR_LOG | (ipv6 ? MHD_USE_IPv6 : 0);
@@ -501,7 +513,8 @@ static int start_one(serve_server which, const struct sockaddr *addr, bool ipv6,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_IP_LIMIT,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_NOTIFY_COMPLETED,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger,
+        NULL, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, NULL, MHD_OPTION_ARRAY, pool, MHD_OPTION_END);
     if (!d)
         return error_set(EXIT_USAGE, "--%s-port %d: cannot listen on %s:%d (port in use?)",

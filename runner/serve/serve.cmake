@@ -10,11 +10,11 @@ endif()
 set(SERVE_DIR ${CMAKE_CURRENT_SOURCE_DIR}/serve)
 set(SERVE_ASSETS_C ${CMAKE_BINARY_DIR}/generated/serve_assets.c)
 set(SERVE_ASSET_FILES ${SERVE_DIR}/dashboard.html ${SERVE_DIR}/dashboard.js
-    ${SERVE_DIR}/dashboard.css ${RUNNER_CHARTJS})
+    ${SERVE_DIR}/dashboard.css ${SERVE_DIR}/favicon.svg ${RUNNER_CHARTJS})
 # Entries "url|media type|file", separated by commas (a semicolon would split the CMake
 # list, so embed.cmake adds the "; charset=utf-8").
 set(SERVE_ASSET_SPEC
-    "/|text/html|${SERVE_DIR}/dashboard.html,/assets/dashboard.js|text/javascript|${SERVE_DIR}/dashboard.js,/assets/dashboard.css|text/css|${SERVE_DIR}/dashboard.css,/assets/chart.umd.min.js|text/javascript|${RUNNER_CHARTJS}")
+    "/|text/html|${SERVE_DIR}/dashboard.html,/assets/dashboard.js|text/javascript|${SERVE_DIR}/dashboard.js,/assets/dashboard.css|text/css|${SERVE_DIR}/dashboard.css,/assets/favicon.svg|image/svg+xml|${SERVE_DIR}/favicon.svg,/assets/chart.umd.min.js|text/javascript|${RUNNER_CHARTJS}")
 add_custom_command(OUTPUT ${SERVE_ASSETS_C}
   COMMAND ${CMAKE_COMMAND} -DOUT=${SERVE_ASSETS_C} "-DASSETS=${SERVE_ASSET_SPEC}"
           -P ${SERVE_DIR}/embed.cmake

@@ -1,0 +1,165 @@
+// Telemetry transport: in-process calls land in the store; forked workers' scalars,
+// phase and progress cross the /dev/shm rings to the supervisor's store; a worker that
+// outruns the reader loses the oldest records, which are counted, never blocks, and
+// never corrupts the latest value.
+#include "check.h"
+#include "runner/serve/telemetry_store.h"
+#include "runner/telemetry.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+// Wait up to 5 s for the store to hold `want` scalars plus drops.
+static void wait_for(uint64_t want) {
+    for (int i = 0; i < 500; i++) {
+        store_state st;
+        telemetry_store_state(&st);
+        if (st.scalars + st.dropped >= want) return;
+        sleep_ms(10);
+    }
+}
+
+static double monotonic(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int main(void) {
+    // In-process: no segment.
+    telemetry_phase("preflight");
+    telemetry_scalar("prime", "train/loss", 1, 2.0);
+    telemetry_scalar("prime", "train/loss", 2, 1.5);
+    telemetry_progress(2, 10);
+    store_point p;
+    CHECK(telemetry_store_latest("prime", "train/loss", &p));
+    CHECK_INT(p.step, 2);
+    CHECK_CLOSE(p.value, 1.5, 0, 0);
+    store_state st;
+    telemetry_store_state(&st);
+    CHECK_STR(st.phase, "preflight");
+    CHECK_INT(st.done, 2);
+    CHECK_INT(st.total, 10);
+    CHECK_INT(st.scalars, 2);
+    CHECK(!telemetry_store_latest("prime", "eval/f1", NULL));
+
+    // History: since a step, after a cursor, at most N points.
+    cJSON *h = telemetry_store_history("prime", 1, 0, 100, NULL);
+    cJSON *loss = cJSON_GetObjectItem(cJSON_GetObjectItem(h, "prime"), "train/loss");
+    CHECK_INT(cJSON_GetArraySize(loss), 1);
+    CHECK_INT(cJSON_GetArrayItem(cJSON_GetArrayItem(loss, 0), 0)->valueint, 2);
+    cJSON_Delete(h);
+    uint64_t cursor = telemetry_store_cursor();
+    telemetry_scalar("prime", "train/loss", 3, 1.25);
+    h = telemetry_store_history(NULL, INT64_MIN, cursor, 100, NULL);
+    loss = cJSON_GetObjectItem(cJSON_GetObjectItem(h, "prime"), "train/loss");
+    CHECK_INT(cJSON_GetArraySize(loss), 1);
+    cJSON_Delete(h);
+    for (int i = 0; i < STORE_HISTORY + 10; i++) telemetry_scalar("long", "x", i, i);
+    h = telemetry_store_history("long", INT64_MIN, 0, 1000000, NULL);
+    CHECK_INT(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetObjectItem(h, "long"), "x")),
+              STORE_HISTORY); // bounded, oldest dropped
+    cJSON_Delete(h);
+    telemetry_store_reset();
+
+    // Supervisor + two forked workers.
+    CHECK_INT(telemetry_supervisor_init(2), 0);
+    const int per_worker = 2000;
+    pid_t pids[2];
+    for (int r = 0; r < 2; r++) {
+        pids[r] = fork();
+        if (pids[r] == 0) {
+            if (telemetry_worker_attach(r) != 0) _exit(3);
+            char run[16];
+            snprintf(run, sizeof run, "rank-%d", r);
+            if (r == 0) telemetry_phase("prime");
+            for (int i = 1; i <= per_worker; i++) {
+                telemetry_scalar(run, "train/loss", i, 1.0 / i);
+                if (i % 256 == 0) sleep_ms(1); // a realistic pace: nothing may drop
+            }
+            if (r == 0) telemetry_progress(per_worker, per_worker);
+            _exit(0);
+        }
+    }
+    for (int r = 0; r < 2; r++) {
+        int status = 0;
+        waitpid(pids[r], &status, 0);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    wait_for(2 * per_worker);
+    sleep_ms(60); // one more reader pass for phase and progress
+    telemetry_store_state(&st);
+    CHECK_INT(st.scalars, 2 * per_worker);
+    CHECK_INT(st.dropped, 0);
+    CHECK_STR(st.phase, "prime");
+    CHECK_INT(st.done, per_worker);
+    CHECK(telemetry_store_latest("rank-1", "train/loss", &p));
+    CHECK_INT(p.step, per_worker);
+    CHECK_CLOSE(p.value, 1.0 / per_worker, 0, 0);
+    h = telemetry_store_history("rank-0", INT64_MIN, 0, 1000000, NULL);
+    cJSON *pts = cJSON_GetObjectItem(cJSON_GetObjectItem(h, "rank-0"), "train/loss");
+    CHECK_INT(cJSON_GetArraySize(pts), per_worker);
+    bool ordered = true;
+    for (int i = 0; i < cJSON_GetArraySize(pts); i++)
+        if (cJSON_GetArrayItem(cJSON_GetArrayItem(pts, i), 0)->valueint != i + 1) ordered = false;
+    CHECK(ordered);
+    cJSON_Delete(h);
+    int worker_pids[4] = {0};
+    CHECK_INT(telemetry_worker_pids(worker_pids, 4), 2);
+    CHECK_INT(worker_pids[0], pids[0]);
+
+    // A burst far beyond the ring: the producer never waits; what was lapped is counted.
+    telemetry_store_reset();
+    const int burst = 200000;
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (telemetry_worker_attach(1) != 0) _exit(3);
+        double t0 = monotonic();
+        for (int i = 1; i <= burst; i++) telemetry_scalar("burst", "v", i, i);
+        double per_call_ns = (monotonic() - t0) / burst * 1e9;
+        _exit(per_call_ns < 2000 ? 0 : 4); // non-blocking: well under 2 us a call
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    wait_for(burst);
+    telemetry_store_state(&st);
+    CHECK_INT(st.scalars + st.dropped, burst);
+    CHECK(st.dropped > 0);
+    CHECK(telemetry_store_latest("burst", "v", &p));
+    CHECK_INT(p.step, burst);
+    CHECK_CLOSE(p.value, burst, 0, 0);
+
+    // A worker killed mid-run leaves nothing that breaks the reader.
+    pid = fork();
+    if (pid == 0) {
+        if (telemetry_worker_attach(0) != 0) _exit(3);
+        for (int i = 0;; i++) telemetry_scalar("killed", "v", i, i);
+    }
+    sleep_ms(30);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    sleep_ms(50);
+    CHECK(telemetry_store_latest("killed", "v", NULL));
+
+    // The segment lives in /dev/shm while the supervisor runs and is gone after shutdown.
+    char path[128];
+    snprintf(path, sizeof path, "/dev/shm/runner-telemetry-%d", (int)getpid());
+    CHECK(access(path, F_OK) == 0);
+    telemetry_shutdown();
+    CHECK(access(path, F_OK) != 0);
+
+    // Errors: bad worker counts, attaching with no segment.
+    CHECK_INT(telemetry_supervisor_init(0), 2);
+    unsetenv("RUNNER_TELEMETRY_SHM");
+    CHECK(telemetry_worker_attach(0) != 0);
+    return check_summary();
+}
