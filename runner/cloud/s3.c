@@ -11,6 +11,7 @@
 #include <expat.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,6 +284,63 @@ static void abort_upload(const s3_location *loc, const char *upload_id) {
     if (code) error_set(code, "%s", message);
 }
 
+// The parts of one multipart upload, shared by the threads that send them.
+typedef struct {
+    pthread_mutex_t lock;
+    int fd;
+    long long size, part;
+    int nparts, next; // next part index to take
+    const s3_location *loc;
+    const char *eid, *what;
+    struct {
+        char etag[256];
+    } *etags;
+    int rc; // first failure, its reason in message
+    char message[1024];
+} part_upload;
+
+static int send_part(part_upload *up, int i) {
+    long long offset = (long long)i * up->part;
+    long long len = up->size - offset < up->part ? up->size - offset : up->part;
+    char sha[65], part_what[1500], query[1200], url[3300];
+    snprintf(part_what, sizeof part_what, "%s part %d/%d", up->what, i + 1, up->nparts);
+    if (aws_sha256_file_hex(up->fd, offset, len, sha) != 0)
+        return error_set(EXIT_BAD_INPUT, "%s: cannot read the local file", part_what);
+    snprintf(query, sizeof query, "partNumber=%d&uploadId=%s", i + 1, up->eid);
+    int rc = object_url(up->loc, up->loc->key, query, url, sizeof url);
+    if (rc) return rc;
+    aws_request put = {.method = "PUT", .url = url, .service = "s3", .body_fd = up->fd,
+                       .body_offset = offset, .body_len = (size_t)len, .payload_sha256 = sha};
+    aws_response resp = {0};
+    rc = aws_send(&put, &resp, part_what);
+    if (rc == 0 && resp.status != 200) rc = s3_failure(&resp, true, part_what);
+    if (rc == 0 && !resp.etag[0]) rc = error_set(EXIT_REMOTE_IO, "%s: answer without ETag", part_what);
+    if (rc == 0) aws_copy(up->etags[i].etag, sizeof up->etags[i].etag, resp.etag);
+    aws_response_free(&resp);
+    return rc;
+}
+
+static void *part_worker(void *arg) {
+    part_upload *up = arg;
+    for (;;) {
+        pthread_mutex_lock(&up->lock);
+        int i = up->rc ? up->nparts : up->next++; // after a failure nobody starts a part
+        pthread_mutex_unlock(&up->lock);
+        if (i >= up->nparts) return NULL;
+        int rc = send_part(up, i);
+        if (rc) {
+            pthread_mutex_lock(&up->lock);
+            if (!up->rc) {
+                up->rc = rc;
+                aws_copy(up->message, sizeof up->message, error_message());
+            }
+            pthread_mutex_unlock(&up->lock);
+            error_clear();
+            return NULL;
+        }
+    }
+}
+
 static int put_multipart(int fd, long long size, const s3_location *loc,
                          struct curl_slist *headers, const char *what) {
     long long part = env_bytes("RUNNER_S3_PART_SIZE", 16LL * MIB);
@@ -305,34 +363,32 @@ static int put_multipart(int fd, long long size, const s3_location *loc,
     if (rc) return rc;
 
     char *eid = aws_uri_encode(upload_id, false);
+    part_upload up = {.lock = PTHREAD_MUTEX_INITIALIZER, .fd = fd, .size = size, .part = part,
+                      .nparts = nparts, .loc = loc, .eid = eid ? eid : "", .what = what,
+                      .etags = calloc((size_t)nparts, sizeof *up.etags)};
+    if (!up.etags) rc = error_set(EXIT_INTERNAL, "%s: out of memory", what);
+    // Parts go up in parallel (RUNNER_S3_UPLOAD_CONCURRENCY, default 4): a checkpoint
+    // written after a spot notice has two minutes, not one connection's bandwidth.
+    int threads = (int)env_bytes("RUNNER_S3_UPLOAD_CONCURRENCY", 4);
+    if (threads > nparts) threads = nparts;
+    if (threads > 16) threads = 16;
+    pthread_t tids[16];
+    int started = 0;
+    for (int t = 0; rc == 0 && t < threads; t++)
+        if (pthread_create(&tids[t], NULL, part_worker, &up) == 0) started++;
+    if (rc == 0 && started == 0) part_worker(&up); // no threads to be had: do it here
+    for (int t = 0; t < started; t++) pthread_join(tids[t], NULL);
+    if (rc == 0 && up.rc) rc = error_set(up.rc, "%s", up.message);
     aws_buffer complete = {0};
     aws_buffer_append(&complete, "<CompleteMultipartUpload>", 25);
-    for (int i = 0; i < nparts && rc == 0; i++) {
-        long long offset = (long long)i * part, len = size - offset < part ? size - offset : part;
-        char sha[65], part_what[1500];
-        snprintf(part_what, sizeof part_what, "%s part %d/%d", what, i + 1, nparts);
-        if (aws_sha256_file_hex(fd, offset, len, sha) != 0) {
-            rc = error_set(EXIT_BAD_INPUT, "%s: cannot read the local file", part_what);
-            break;
-        }
-        snprintf(query, sizeof query, "partNumber=%d&uploadId=%s", i + 1, eid);
-        if ((rc = object_url(loc, loc->key, query, url, sizeof url))) break;
-        aws_request put = {.method = "PUT", .url = url, .service = "s3", .body_fd = fd,
-                           .body_offset = offset, .body_len = (size_t)len, .payload_sha256 = sha};
-        aws_response presp = {0};
-        rc = aws_send(&put, &presp, part_what);
-        if (rc == 0 && presp.status != 200) rc = s3_failure(&presp, true, part_what);
-        if (rc == 0 && !presp.etag[0])
-            rc = error_set(EXIT_REMOTE_IO, "%s: answer without ETag", part_what);
-        if (rc == 0) {
-            char entry[512];
-            int n = snprintf(entry, sizeof entry,
-                             "<Part><PartNumber>%d</PartNumber><ETag>%s</ETag></Part>", i + 1,
-                             presp.etag);
-            aws_buffer_append(&complete, entry, (size_t)n);
-        }
-        aws_response_free(&presp);
+    for (int i = 0; rc == 0 && i < nparts; i++) {
+        char entry[512];
+        int n = snprintf(entry, sizeof entry,
+                         "<Part><PartNumber>%d</PartNumber><ETag>%s</ETag></Part>", i + 1,
+                         up.etags[i].etag);
+        aws_buffer_append(&complete, entry, (size_t)n);
     }
+    free(up.etags);
     aws_buffer_append(&complete, "</CompleteMultipartUpload>", 26);
 
     if (rc == 0) {
