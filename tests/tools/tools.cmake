@@ -11,6 +11,7 @@ endfunction()
 # tokenizer and safetensors (tests/integration/test_tokenizer*.py, test_safetensors*.py)
 runner_test_tool(tokenize_tool)
 runner_test_tool(safetensors_tool)
+runner_test_tool(minilm_embed)
 
 # AWS client: S3, credentials, spot watcher, Step Functions, ECS (tests/integration/test_aws_*.py)
 runner_test_tool(aws_tool)
