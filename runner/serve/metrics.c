@@ -194,10 +194,10 @@ char *metrics_render(size_t *len) {
     family(&b, "runner_ready", "gauge", "1 when the job is past preflight and running.");
     sample(&b, "runner_ready", serve_ready(&st, why, sizeof why) ? 1 : 0);
     if (st.total > 0) {
-        family(&b, "runner_phase_steps_done", "gauge", "Steps done in the current phase.");
-        sample(&b, "runner_phase_steps_done", (double)st.done);
-        family(&b, "runner_phase_steps_total", "gauge", "Steps planned in the current phase.");
-        sample(&b, "runner_phase_steps_total", (double)st.total);
+        family(&b, "runner_phase_steps_completed", "gauge", "Steps done in the current phase.");
+        sample(&b, "runner_phase_steps_completed", (double)st.done);
+        family(&b, "runner_phase_steps_planned", "gauge", "Steps planned in the current phase.");
+        sample(&b, "runner_phase_steps_planned", (double)st.total);
     }
     double eta = serve_eta_seconds(&st);
     if (eta >= 0) {

@@ -97,8 +97,8 @@ int main(void) {
     CHECK(has_line(text, "runner_eval_loss{run=\"trial-1\"} NaN"));
     CHECK(has_line(text, "runner_trials 2"));
     CHECK(has_line(text, "runner_trial_best_eval_f1 0.75"));
-    CHECK(has_line(text, "runner_phase_steps_done 5"));
-    CHECK(has_line(text, "runner_phase_steps_total 10"));
+    CHECK(has_line(text, "runner_phase_steps_completed 5"));
+    CHECK(has_line(text, "runner_phase_steps_planned 10"));
     CHECK(has_line(text, "# TYPE runner_step_duration_seconds histogram"));
     CHECK(has_line(text, "runner_step_duration_seconds_bucket{run=\"prime\",le=\"0.005\"} 1"));
     CHECK(has_line(text, "runner_step_duration_seconds_bucket{run=\"prime\",le=\"0.025\"} 3"));
