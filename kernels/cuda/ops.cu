@@ -135,44 +135,58 @@ static void cuda_embeddings_forward(backend *be, void *out, const int32_t *ids,
     LAUNCHED(im);
 }
 
-// For each token n: next[n] = the next token with the same key (-1 at the end of the
-// chain), head[n] = 1 when no earlier token has its key. keys == NULL means all 0.
-// Each block compares its 256 tokens against every token, a tile at a time.
-__global__ void key_chains_kernel(int *next, int *head, const int32_t *keys, int N) {
-    __shared__ int tile[256];
-    int n = blockIdx.x * blockDim.x + threadIdx.x;
-    int key = (n < N && keys) ? keys[n] : 0;
-    int nxt = -1, is_head = 1;
-    for (int base = 0; base < N; base += 256) {
-        int m = base + (int)threadIdx.x;
-        tile[threadIdx.x] = (m < N && keys) ? keys[m] : 0;
-        __syncthreads();
-        int count = min(256, N - base);
-        for (int i = 0; i < count; i++) {
-            if (tile[i] != key) continue;
-            int other = base + i;
-            if (other < n) is_head = 0;
-            else if (other > n && nxt < 0) nxt = other;
-        }
-        __syncthreads();
-    }
-    if (n < N) {
-        next[n] = nxt;
-        head[n] = is_head;
-    }
-}
+// dtable[key] += sum of dout over the tokens with that key, one block per distinct key:
+// the block of the key's first token owns the row (other blocks leave at once), so no
+// atomics are needed and the sum runs in token order. Each tile of 256 tokens is
+// compacted to the list of matches (ballot + prefix), then every thread adds its
+// channels of the matching rows: loads of different rows are independent, so a key
+// that repeats thousands of times ([PAD]) costs bandwidth, not latency.
+enum { EMB_THREADS = 256, EMB_CHUNKS = 4 };  // channels per pass: EMB_THREADS * EMB_CHUNKS
 
-// dtable[key] += sum of dout over the key's chain, one block per chain head, in token
-// order: each table row has one owner, so no atomics and a fixed summation order.
-__global__ void chains_accumulate_kernel(float *dtable, const bf16 *dout, const int32_t *keys,
-                                         const int *next, const int *head, int C) {
-    int n = blockIdx.x;
-    if (!head[n]) return;
-    int key = keys ? keys[n] : 0;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        float s = 0.0f;
-        for (int m = n; m >= 0; m = next[m]) s += bf2f(dout[(size_t)m * C + c]);
-        dtable[(size_t)key * C + c] += s;
+__global__ void __launch_bounds__(EMB_THREADS)
+    rows_accumulate_kernel(float *dtable, const bf16 *dout, const int32_t *keys, int N, int C) {
+    __shared__ int matches[EMB_THREADS];
+    __shared__ int warp_counts[EMB_THREADS / 32];
+    int n = blockIdx.x, tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+    int key = keys[n];
+    // leave unless n is the first token with this key (uniform across the block)
+    for (int base = 0; base < n; base += EMB_THREADS) {
+        int m = base + tid;
+        if (__syncthreads_or(m < n && keys[m] == key)) return;
+    }
+    for (int c0 = 0; c0 < C; c0 += EMB_THREADS * EMB_CHUNKS) {
+        float acc[EMB_CHUNKS];
+#pragma unroll
+        for (int k = 0; k < EMB_CHUNKS; k++) acc[k] = 0.0f;
+        for (int base = n; base < N; base += EMB_THREADS) {
+            int m = base + tid;
+            int match = m < N && keys[m] == key;
+            unsigned ballot = __ballot_sync(0xffffffffu, match);
+            if (lane == 0) warp_counts[warp] = __popc(ballot);
+            __syncthreads();
+            int before = 0, total = 0;
+            for (int w = 0; w < EMB_THREADS / 32; w++) {
+                int count = warp_counts[w];
+                if (w < warp) before += count;
+                total += count;
+            }
+            if (match) matches[before + __popc(ballot & ((1u << lane) - 1u))] = m;
+            __syncthreads();
+            for (int i = 0; i < total; i++) {
+                const bf16 *row = dout + (size_t)matches[i] * C;
+#pragma unroll
+                for (int k = 0; k < EMB_CHUNKS; k++) {
+                    int c = c0 + k * EMB_THREADS + tid;
+                    if (c < C) acc[k] += bf2f(row[c]);
+                }
+            }
+            __syncthreads();  // matches and warp_counts are rewritten by the next tile
+        }
+#pragma unroll
+        for (int k = 0; k < EMB_CHUNKS; k++) {
+            int c = c0 + k * EMB_THREADS + tid;
+            if (c < C) dtable[(size_t)key * C + c] += acc[k];
+        }
     }
 }
 
@@ -191,11 +205,8 @@ __global__ void positions_backward_kernel(float *dwpe, const bf16 *dout, int B, 
 
 static void rows_backward(cuda_impl *im, float *dtable, const bf16 *dout, const int32_t *keys,
                           int N, int C) {
-    int *links = (int *)cuda_scratch(im, 1, 2 * (size_t)N * sizeof(int));
-    if (!links) return;
-    key_chains_kernel<<<(N + 255) / 256, 256, 0, im->stream>>>(links, links + N, keys, N);
-    LAUNCHED(im);
-    chains_accumulate_kernel<<<N, 256, 0, im->stream>>>(dtable, dout, keys, links, links + N, C);
+    if (N <= 0) return;
+    rows_accumulate_kernel<<<N, EMB_THREADS, 0, im->stream>>>(dtable, dout, keys, N, C);
     LAUNCHED(im);
 }
 
