@@ -17,6 +17,8 @@
 // Errors follow runner/error.h: EXIT_REMOTE_IO (84) after the retries are spent,
 // EXIT_BAD_INPUT (3) for a missing or forbidden object on reads, EXIT_OUTPUT (4) for a
 // forbidden write, EXIT_USAGE (2) for a malformed URI.
+#include "runner/config.h"
+
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 
@@ -64,10 +66,24 @@ void cloud_sfn_finish(int code, const char *reason, const cJSON *output);
 
 // ECS task metadata v4 as log/metric labels: {"task_arn","cluster","availability_zone",
 // "log_group","log_stream"} (only those present). NULL when
-// ECS_CONTAINER_METADATA_URI_V4 is unset or the endpoint does not answer. Caller frees.
+// ECS_CONTAINER_METADATA_URI_V4 is unset or the endpoint does not answer. Asked once
+// per process, then answered from memory (forked workers inherit it). Caller frees.
 cJSON *cloud_ecs_labels(void);
 
 // Secrets Manager GetSecretValue: the SecretString parsed as JSON when it is JSON,
 // else a JSON string. NULL with error_set() on failure. The value is registered with
 // log_redact() before it is returned. Caller frees.
 cJSON *cloud_secret_get(const char *secret_id);
+
+// --secret-id: read the secret and fill the locations still at their defaults (flags,
+// RUNNER_* variables and --config win). The secret is a JSON object; its keys, any
+// case, are data, model, output, hyperspace, each optionally suffixed _uri, _path or
+// _bucket; a value is an s3:// URI, a local path, or a bare bucket name (-> s3://name).
+// 0 when cfg->secret_id is empty. Errors as cloud_secret_get().
+int cloud_apply_secret(runner_config *cfg);
+
+// The output a finished job hands to Step Functions (SendTaskSuccess): {"artefacts":
+// "<output>/artefacts/<arch>/", "model": ".../prime/model/", "metrics": {"validating":
+// score.json, "testing": score.json}} with the metrics that exist (read from S3 when the
+// output is there). Never fails; caller frees.
+cJSON *cloud_job_summary(const runner_config *cfg);

@@ -5,6 +5,7 @@
 #include "runner/error.h"
 #include "runner/log.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@ static void copy_label(cJSON *labels, const char *name, const cJSON *from, const
     if (cJSON_IsString(v) && v->valuestring[0]) cJSON_AddStringToObject(labels, name, v->valuestring);
 }
 
-cJSON *cloud_ecs_labels(void) {
+static cJSON *fetch_labels(void) {
     const char *base = getenv("ECS_CONTAINER_METADATA_URI_V4");
     if (!base || !*base || strlen(base) > 1000) return NULL;
     cJSON *task = metadata_get(base, "/task");
@@ -55,4 +56,21 @@ cJSON *cloud_ecs_labels(void) {
     cJSON_Delete(self);
     cJSON_Delete(task);
     return labels;
+}
+
+// Asked once per process (workers forked later inherit the answer): labels go on every
+// log line and metric, and the endpoint need not hear from each of them.
+static pthread_mutex_t ecs_lock = PTHREAD_MUTEX_INITIALIZER;
+static cJSON *ecs_cached;
+static bool ecs_asked;
+
+cJSON *cloud_ecs_labels(void) {
+    pthread_mutex_lock(&ecs_lock);
+    if (!ecs_asked) {
+        ecs_cached = fetch_labels();
+        ecs_asked = true;
+    }
+    cJSON *copy = ecs_cached ? cJSON_Duplicate(ecs_cached, true) : NULL;
+    pthread_mutex_unlock(&ecs_lock);
+    return copy;
 }

@@ -370,3 +370,42 @@ def test_secret_json_and_missing(aws_tool, moto):
 
     r = tool(aws_tool, "secret", "runner/none", env=env)
     assert r.returncode == 2 and "no such secret" in r.stderr
+
+
+def test_secret_fills_locations_left_at_their_defaults(aws_tool, moto):
+    sm = client(moto, "secretsmanager")
+    sm.create_secret(Name="runner/locations", SecretString=json.dumps({
+        "DATA_BUCKET": "ner-data", "output_uri": "s3://ner-out/runs/7",
+        "model": "s3://ner-models/bert-base-uncased", "unrelated": "ignored"}))
+    r = tool(aws_tool, "apply-secret", "runner/locations", env=tool_env(moto))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(output(r)[-1]) == {
+        "data": "s3://ner-data", "model": "s3://ner-models/bert-base-uncased",
+        "output": "s3://ner-out/runs/7", "hyperspace": ""}
+    # An output given explicitly (flag, environment, --config) wins over the secret.
+    r = tool(aws_tool, "apply-secret", "runner/locations", "/mnt/out", env=tool_env(moto))
+    assert json.loads(output(r)[-1])["output"] == "/mnt/out"
+    # The log names what was applied, never the values.
+    log_lines = [json.loads(line) for line in r.stdout.splitlines() if line.startswith('{"ts"')]
+    (applied,) = [line for line in log_lines if line["event"] == "secret_locations"]
+    assert applied["applied"] == ["data", "model"]
+    assert not any("ner-models" in json.dumps(line) for line in log_lines)
+
+
+def test_job_summary_reads_metrics_from_s3(aws_tool, moto, bucket, tmp_path):
+    s3 = client(moto, "s3")
+    score = {"seqeval_overall_accuracy_score": 0.93}
+    s3.put_object(Bucket=bucket, Key="run/artefacts/bert/prime/metrics/testing/score.json",
+                  Body=json.dumps(score).encode())
+    r = tool(aws_tool, "summary", f"s3://{bucket}/run/", "bert", env=tool_env(moto))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(output(r)[-1]) == {
+        "artefacts": f"s3://{bucket}/run/artefacts/bert/",
+        "model": f"s3://{bucket}/run/artefacts/bert/prime/model/",
+        "metrics": {"testing": score}}
+    # A local output works the same way, from the file.
+    local = tmp_path / "out" / "artefacts" / "bert" / "prime" / "metrics" / "validating"
+    local.mkdir(parents=True)
+    (local / "score.json").write_text(json.dumps(score))
+    r = tool(aws_tool, "summary", tmp_path / "out", "bert", env=tool_env(moto))
+    assert json.loads(output(r)[-1])["metrics"] == {"validating": score}

@@ -11,6 +11,8 @@
 //   aws_tool spot WAIT_S                     -> {"action":..,"time":..}, or exit 1 on timeout
 //   aws_tool sfn CODE REASON [OUTPUT_JSON] [RUN_S]
 //   aws_tool ecs                             -> the labels as JSON ("null" when none)
+//   aws_tool apply-secret SECRET_ID [OUTPUT]  -> {"data","model","output","hyperspace"}
+//   aws_tool summary OUTPUT ARCHITECTURE     -> cloud_job_summary() as JSON
 // Exit status: the runner's exit code of the operation; the reason goes to stderr.
 #include "runner/cloud/aws.h"
 #include "runner/cloud/cloud.h"
@@ -132,6 +134,29 @@ int main(int argc, char **argv) {
         printf("%s\n", text ? text : "null");
         cJSON_free(text);
         cJSON_Delete(labels);
+        return 0;
+    }
+    if (strcmp(op, "apply-secret") == 0 && (argc == 3 || argc == 4)) {
+        runner_config cfg;
+        config_defaults(&cfg);
+        aws_copy(cfg.secret_id, sizeof cfg.secret_id, argv[2]);
+        if (argc == 4) aws_copy(cfg.output_path, sizeof cfg.output_path, argv[3]);
+        int rc = cloud_apply_secret(&cfg);
+        if (rc == 0)
+            printf("{\"data\":\"%s\",\"model\":\"%s\",\"output\":\"%s\",\"hyperspace\":\"%s\"}\n",
+                   cfg.data_path, cfg.model_path, cfg.output_path, cfg.hyperspace_path);
+        return finish(rc);
+    }
+    if (strcmp(op, "summary") == 0 && argc == 4) {
+        runner_config cfg;
+        config_defaults(&cfg);
+        aws_copy(cfg.output_path, sizeof cfg.output_path, argv[2]);
+        aws_copy(cfg.architecture, sizeof cfg.architecture, argv[3]);
+        cJSON *summary = cloud_job_summary(&cfg);
+        char *text = cJSON_PrintUnformatted(summary);
+        printf("%s\n", text);
+        cJSON_free(text);
+        cJSON_Delete(summary);
         return 0;
     }
     return usage();
