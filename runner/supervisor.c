@@ -6,6 +6,7 @@
 #include "runner/job/job.h"
 #include "runner/log.h"
 #include "runner/preflight.h"
+#include "runner/serve/serve.h"
 #include "runner/signals.h"
 #include "runner/telemetry.h"
 
@@ -301,6 +302,7 @@ int supervisor_run(const runner_config *cfg) {
         return error_set(EXIT_USAGE, "--workers %d: at most %d per node", workers, WORKERS_MAX);
 
     /* HOOK: serve start */
+    if ((code = serve_start(cfg))) return code;
     /* HOOK: coord start */
 
     if ((code = telemetry_supervisor_init(workers))) {
@@ -314,5 +316,6 @@ int supervisor_run(const runner_config *cfg) {
 
     /* HOOK: coord stop */
     /* HOOK: serve stop */
+    serve_stop();
     return code;
 }
