@@ -5,12 +5,14 @@
 //   backend does (softmax's backward needs the values of dropped entries too); backward
 //   draws the same dropout mask again from (seed, offset).
 // - fused flash-style forward for head size 64 (inference: att == NULL, no dropout):
-//   one pass over keys with an online softmax, nothing of size T x T in memory.
+//   tensor cores (WMMA), keys streamed through shared memory, nothing of size T x T in
+//   memory.
 // The interface saves `att` for backward, so training always takes the unfused path; the
 // fused kernel is checked against it (and against the CPU) by tests/gpu.
 #include "kernels/cuda/cuda_common.cuh"
 
 #include <math.h>
+#include <mma.h>
 
 // ---- layout changes ----------------------------------------------------------------------
 
@@ -114,73 +116,147 @@ __global__ void attention_softmax_backward_kernel(bf16 *dscores, const bf16 *pro
 
 // ---- fused forward, head size 64 -------------------------------------------------------------
 
-enum { FLASH_HS = 64, FLASH_ROWS = 64, FLASH_KEYS = 64 };
+// Tensor cores through WMMA (bf16 16x16x16, fp32 accumulation; sm_80 and sm_90). A block
+// of 4 warps takes 64 queries of one (b, h), each warp 16 of them. Two passes over the
+// keys, 32 at a time through shared memory: the first computes each row's max and sum
+// of exponentials, the second P = exp(s - max) / sum exactly and accumulates P v in
+// accumulator fragments. Two passes (the scores twice) instead of the online rescaling
+// of FlashAttention, because a WMMA fragment's element-to-row mapping is opaque: its rows
+// cannot be rescaled in place. At T = 128 the extra q k^T is cheap; nothing of size
+// T x T goes to memory. Rows beyond T and padded keys are zero-filled and masked.
+enum { FLASH_HS = 64, FLASH_ROWS = 64, FLASH_KEYS = 32, FLASH_WARPS = 4 };
 
-// Grid (ceil(T/64), NH, B), 64 threads: one query row per thread, q and the output
-// accumulator in registers (all indices compile-time after unrolling), keys and values
-// staged through shared memory 64 at a time, online softmax (running max and sum).
-__global__ void __launch_bounds__(FLASH_ROWS)
+static __device__ void flash_load_rows(bf16 *dst, const bf16 *src, size_t row_stride, int row0,
+                                       int rows, int T) {
+    // rows x 64 bf16 as 16-byte vectors: 8 per row
+    for (int e = threadIdx.x; e < rows * (FLASH_HS / 8); e += blockDim.x) {
+        int r = e / (FLASH_HS / 8), v = e % (FLASH_HS / 8);
+        int row = row0 + r;
+        uint4 val = make_uint4(0u, 0u, 0u, 0u);
+        if (row < T) val = *(const uint4 *)(src + (size_t)row * row_stride + v * 8);
+        *(uint4 *)(dst + r * FLASH_HS + v * 8) = val;
+    }
+}
+
+// S (16 x 32) of this warp = q (16 x 64) k^T, into shared memory (fp32, unscaled).
+static __device__ void flash_scores(
+    float *sS, const bf16 *sK,
+    const nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, bf16, nvcuda::wmma::row_major> *qa) {
+    using namespace nvcuda;
+#pragma unroll
+    for (int nt = 0; nt < FLASH_KEYS / 16; nt++) {
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
+        wmma::fill_fragment(c, 0.0f);
+#pragma unroll
+        for (int kk = 0; kk < FLASH_HS / 16; kk++) {
+            // B (d, j) = k[j][d]: k row-major with rows of 64 is B column-major
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> kb;
+            wmma::load_matrix_sync(kb, sK + nt * 16 * FLASH_HS + kk * 16, FLASH_HS);
+            wmma::mma_sync(c, qa[kk], kb, c);
+        }
+        wmma::store_matrix_sync(sS + nt * 16, c, FLASH_KEYS, wmma::mem_row_major);
+    }
+}
+
+__global__ void __launch_bounds__(FLASH_WARPS * 32)
     flash_forward_hs64_kernel(bf16 *out, const bf16 *qkv, const int32_t *mask, int T, int NH,
                               float scale) {
-    __shared__ float ks[FLASH_KEYS][FLASH_HS];
-    __shared__ float vs[FLASH_KEYS][FLASH_HS];
+    using namespace nvcuda;
+    __shared__ __align__(128) bf16 sQ[FLASH_ROWS * FLASH_HS];
+    __shared__ __align__(128) bf16 sK[FLASH_KEYS * FLASH_HS];
+    __shared__ __align__(128) bf16 sV[FLASH_KEYS * FLASH_HS];
+    __shared__ __align__(128) float sS[FLASH_WARPS][16 * FLASH_KEYS];
+    __shared__ __align__(128) bf16 sP[FLASH_WARPS][16 * FLASH_KEYS];
+    __shared__ __align__(128) float sO[FLASH_WARPS][16 * FLASH_HS];
     __shared__ int key_on[FLASH_KEYS];
-    int b = blockIdx.z, h = blockIdx.y;
-    int i = blockIdx.x * FLASH_ROWS + threadIdx.x;
-    size_t C = (size_t)NH * FLASH_HS;
-    const bf16 *base = qkv + (size_t)b * T * 3 * C;
-    float q[FLASH_HS], acc[FLASH_HS];
-    const bf16 *qrow = base + (size_t)min(i, T - 1) * 3 * C + (size_t)h * FLASH_HS;
+    int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * FLASH_ROWS;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    size_t C = (size_t)NH * FLASH_HS, row_stride = 3 * C;
+    const bf16 *base = qkv + (size_t)b * T * row_stride + (size_t)h * FLASH_HS;
+
+    flash_load_rows(sQ, base, row_stride, q0, FLASH_ROWS, T);
+    __syncthreads();
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> qa[FLASH_HS / 16];
 #pragma unroll
-    for (int d = 0; d < FLASH_HS; d++) {
-        q[d] = bf2f(qrow[d]) * scale;
-        acc[d] = 0.0f;
-    }
-    float mx = -INFINITY, l = 0.0f;
+    for (int kk = 0; kk < FLASH_HS / 16; kk++)
+        wmma::load_matrix_sync(qa[kk], sQ + warp * 16 * FLASH_HS + kk * 16, FLASH_HS);
+
+    // Each lane owns half of one of the warp's 16 rows: row r, keys half*16 .. +16.
+    int r = lane >> 1, half = lane & 1;
+    float mx = -INFINITY, sum = 0.0f;
     for (int j0 = 0; j0 < T; j0 += FLASH_KEYS) {
-        // Consecutive threads load consecutive features: coalesced rows, no bank conflicts.
-        for (int e = threadIdx.x; e < FLASH_KEYS * FLASH_HS; e += FLASH_ROWS) {
-            int r = e / FLASH_HS, d = e % FLASH_HS;
-            int j = j0 + r;
-            float kv = 0.0f, vv = 0.0f;
-            if (j < T) {
-                const bf16 *row = base + (size_t)j * 3 * C + (size_t)h * FLASH_HS + d;
-                kv = bf2f(row[C]);
-                vv = bf2f(row[2 * C]);
-            }
-            ks[r][d] = kv;
-            vs[r][d] = vv;
-        }
-        {
+        flash_load_rows(sK, base + C, row_stride, j0, FLASH_KEYS, T);
+        if (threadIdx.x < FLASH_KEYS) {
             int j = j0 + (int)threadIdx.x;
-            key_on[threadIdx.x] = j < T ? (mask ? mask[(size_t)b * T + j] : 1) : 0;
+            key_on[threadIdx.x] = j < T && (!mask || mask[(size_t)b * T + j]);
         }
         __syncthreads();
-        int count = min(FLASH_KEYS, T - j0);
-        for (int jj = 0; jj < count; jj++) {
+        flash_scores(sS[warp], sK, qa);
+        __syncwarp();
+#pragma unroll
+        for (int c = 0; c < 16; c++) {
+            int jj = half * 16 + c;
             if (!key_on[jj]) continue;
-            float s = 0.0f;
-#pragma unroll
-            for (int d = 0; d < FLASH_HS; d++) s += q[d] * ks[jj][d];
+            float s = sS[warp][r * FLASH_KEYS + jj] * scale;
             if (s > mx) {
-                float correction = __expf(mx - s);
-                l *= correction;
-#pragma unroll
-                for (int d = 0; d < FLASH_HS; d++) acc[d] *= correction;
+                sum *= __expf(mx - s);
                 mx = s;
             }
-            float pj = __expf(s - mx);
-            l += pj;
+            sum += __expf(s - mx);
+        }
+        __syncthreads();  // sK and key_on are rewritten next
+    }
+    // combine the two halves of each row
+    float mx2 = __shfl_xor_sync(0xffffffffu, mx, 1), sum2 = __shfl_xor_sync(0xffffffffu, sum, 1);
+    float row_max = fmaxf(mx, mx2), row_sum = 0.0f;
+    if (mx > -INFINITY) row_sum += sum * __expf(mx - row_max);
+    if (mx2 > -INFINITY) row_sum += sum2 * __expf(mx2 - row_max);
+    float inv = row_sum > 0.0f ? 1.0f / row_sum : 0.0f;  // all keys padding: zeros
+
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[FLASH_HS / 16];
 #pragma unroll
-            for (int d = 0; d < FLASH_HS; d++) acc[d] += pj * vs[jj][d];
+    for (int nt = 0; nt < FLASH_HS / 16; nt++) wmma::fill_fragment(acc[nt], 0.0f);
+    for (int j0 = 0; j0 < T; j0 += FLASH_KEYS) {
+        flash_load_rows(sK, base + C, row_stride, j0, FLASH_KEYS, T);
+        flash_load_rows(sV, base + 2 * C, row_stride, j0, FLASH_KEYS, T);
+        if (threadIdx.x < FLASH_KEYS) {
+            int j = j0 + (int)threadIdx.x;
+            key_on[threadIdx.x] = j < T && (!mask || mask[(size_t)b * T + j]);
         }
         __syncthreads();
-    }
-    if (i >= T) return;
-    float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    bf16 *o = out + ((size_t)b * T + i) * C + (size_t)h * FLASH_HS;
+        flash_scores(sS[warp], sK, qa);
+        __syncwarp();
 #pragma unroll
-    for (int d = 0; d < FLASH_HS; d++) o[d] = f2bf(acc[d] * inv);
+        for (int c = 0; c < 16; c++) {
+            int jj = half * 16 + c;
+            float p = key_on[jj] ? __expf(sS[warp][r * FLASH_KEYS + jj] * scale - row_max) * inv : 0.0f;
+            sP[warp][r * FLASH_KEYS + jj] = f2bf(p);
+        }
+        __syncwarp();
+#pragma unroll
+        for (int kk = 0; kk < FLASH_KEYS / 16; kk++) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> pa;
+            wmma::load_matrix_sync(pa, sP[warp] + kk * 16, FLASH_KEYS);
+#pragma unroll
+            for (int nt = 0; nt < FLASH_HS / 16; nt++) {
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> vb;
+                wmma::load_matrix_sync(vb, sV + kk * 16 * FLASH_HS + nt * 16, FLASH_HS);
+                wmma::mma_sync(acc[nt], pa, vb, acc[nt]);
+            }
+        }
+        __syncthreads();  // sK, sV and key_on are rewritten next
+    }
+#pragma unroll
+    for (int nt = 0; nt < FLASH_HS / 16; nt++)
+        wmma::store_matrix_sync(sO[warp] + nt * 16, acc[nt], FLASH_HS, wmma::mem_row_major);
+    __syncwarp();
+    int i = q0 + warp * 16 + r;
+    if (i >= T) return;
+    bf16 *o = out + ((size_t)b * T + i) * C + (size_t)h * FLASH_HS + half * 32;
+    const float *src = sO[warp] + r * FLASH_HS + half * 32;
+#pragma unroll
+    for (int d = 0; d < 32; d += 2)
+        *(__nv_bfloat162 *)(o + d) = __floats2bfloat162_rn(src[d], src[d + 1]);
 }
 
 // ---- host side -------------------------------------------------------------------------------
@@ -219,9 +295,11 @@ static void cuda_attention_forward(backend *be, void *out, void *att, const void
     OP_BEGIN(be, im);
     int HS = C / NH;
     float scale = 1.0f / sqrtf((float)HS);
-    if (att == NULL && HS == FLASH_HS && dropout_p <= 0.0f) {
+    // The fused kernel reads q, k, v as 16-byte vectors and writes pairs of bf16.
+    if (att == NULL && HS == FLASH_HS && dropout_p <= 0.0f && (uintptr_t)qkv % 16 == 0 &&
+        (uintptr_t)out % 4 == 0) {
         dim3 grid((unsigned)((T + FLASH_ROWS - 1) / FLASH_ROWS), (unsigned)NH, (unsigned)B);
-        flash_forward_hs64_kernel<<<grid, FLASH_ROWS, 0, im->stream>>>(
+        flash_forward_hs64_kernel<<<grid, FLASH_WARPS * 32, 0, im->stream>>>(
             (bf16 *)out, (const bf16 *)qkv, mask, T, NH, scale);
         LAUNCHED(im);
         return;
