@@ -1,5 +1,6 @@
 #include "runner/supervisor.h"
 
+#include "runner/coord/coord.h"
 #include "runner/error.h"
 #include "runner/exitcode.h"
 #include "runner/fault.h"
@@ -63,12 +64,17 @@ int worker_main(const runner_config *cfg, int local_rank, int rank, int world_si
     log_set_labels(supervisor_log_labels(rank));
     int rc = telemetry_worker_attach(rank);
     if (rc) return rc;
-    fault_maybe_inject("worker_start", 0);
     cJSON *fields = cJSON_CreateObject();
     cJSON_AddNumberToObject(fields, "local_rank", local_rank);
     cJSON_AddNumberToObject(fields, "world_size", world_size);
     cJSON_AddNumberToObject(fields, "pid", getpid());
+    cJSON *env = cJSON_AddObjectToObject(fields, "env");
+    static const char *const NAMES[] = {"LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE",
+                                        "MASTER_ADDR", "MASTER_PORT"};
+    for (size_t i = 0; i < sizeof NAMES / sizeof NAMES[0]; i++)
+        cJSON_AddStringToObject(env, NAMES[i], getenv(NAMES[i]) ? getenv(NAMES[i]) : "");
     log_fields(LOG_INFO, "worker_start", fields);
+    fault_maybe_inject("worker_start", 0);
     return job_run(cfg, rank, world_size);
 }
 
@@ -121,7 +127,16 @@ static pid_t spawn_worker(const runner_config *cfg, worker *w, int local_world, 
     }
     pid_t parent = getpid();
     fflush(NULL); // nothing buffered may be written twice
+    // A stop that arrives while the child resets its inherited signal state must not be
+    // lost: hold the signals until the reset is done (they stay pending, then run).
+    sigset_t held, previous;
+    sigemptyset(&held);
+    sigaddset(&held, SIGTERM);
+    sigaddset(&held, SIGINT);
+    sigaddset(&held, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &held, &previous);
     pid_t pid = fork();
+    if (pid != 0) sigprocmask(SIG_SETMASK, &previous, NULL);
     if (pid < 0) {
         close(fds[0]);
         close(fds[1]);
@@ -136,6 +151,7 @@ static pid_t spawn_worker(const runner_config *cfg, worker *w, int local_world, 
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent) _exit(EXIT_PEER_LOST);
         signals_reset_in_child();
+        sigprocmask(SIG_SETMASK, &previous, NULL);
         runner_exit_forget_hooks();
         set_worker_env(w->local_rank, w->rank, local_world, world);
         error_clear();
@@ -304,6 +320,7 @@ int supervisor_run(const runner_config *cfg) {
     /* HOOK: serve start */
     if ((code = serve_start(cfg))) return code;
     /* HOOK: coord start */
+    if ((code = coord_start(cfg))) return code;
 
     if ((code = telemetry_supervisor_init(workers))) {
         if (!*error_message()) error_set(code, "telemetry: cannot create the shared segment");
@@ -315,6 +332,11 @@ int supervisor_run(const runner_config *cfg) {
     }
 
     /* HOOK: coord stop */
+    // A stop that coordination asked for (a dead node: 83, Redis lost: 82) is the code.
+    if (code == EXIT_INTERRUPTED && coord_exit_code_hint() > EXIT_INTERRUPTED)
+        code = error_set(coord_exit_code_hint(), "%s",
+                         signals_stop_reason() ? signals_stop_reason() : "coordination");
+    coord_stop();
     /* HOOK: serve stop */
     serve_stop();
     return code;
