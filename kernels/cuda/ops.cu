@@ -267,15 +267,170 @@ __global__ void layernorm_forward_kernel(bf16 *out, bf16 *sum, float *mean_out,
     }
 }
 
+// The same with 16-byte accesses and the row held in registers (one read of inputs, one
+// write of outputs): C a multiple of 8 up to 32 * 8 * VPL, rows 16-byte aligned.
+struct __align__(16) bf16x8 {
+    __nv_bfloat162 h[4];
+};
+
+static __device__ __forceinline__ bf16x8 load_bf16x8(const bf16 *p) {
+    return *(const bf16x8 *)p;
+}
+
+enum { LN_VEC_MAX = 4 };  // vectors of 8 per lane: rows up to 1024 channels
+
+template <int VPL>
+__global__ void layernorm_forward_vec_kernel(bf16 *out, bf16 *sum, float *mean_out,
+                                             float *rstd_out, const bf16 *inp, const bf16 *res,
+                                             const float *weight, const float *bias, int N,
+                                             int C, float eps) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x % 32;
+    if (row >= N) return;
+    size_t base = (size_t)row * C;
+    float x[VPL][8];
+    float s = 0.0f;
+#pragma unroll
+    for (int k = 0; k < VPL; k++) {
+        int c = (k * 32 + lane) * 8;
+#pragma unroll
+        for (int e = 0; e < 8; e++) x[k][e] = 0.0f;
+        if (c >= C) continue;
+        bf16x8 a = load_bf16x8(inp + base + c);
+        if (res) {
+            bf16x8 r = load_bf16x8(res + base + c);
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float2 fa = __bfloat1622float2(a.h[e]), fr = __bfloat1622float2(r.h[e]);
+                a.h[e] = __floats2bfloat162_rn(fa.x + fr.x, fa.y + fr.y);
+            }
+        }
+        if (sum) *(bf16x8 *)(sum + base + c) = a;
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            float2 f = __bfloat1622float2(a.h[e]);
+            x[k][2 * e] = f.x;
+            x[k][2 * e + 1] = f.y;
+            s += f.x + f.y;
+        }
+    }
+    float mean = warp_sum(s) / (float)C;
+    float var = 0.0f;
+#pragma unroll
+    for (int k = 0; k < VPL; k++) {
+        if ((k * 32 + lane) * 8 >= C) continue;
+#pragma unroll
+        for (int e = 0; e < 8; e++) var += (x[k][e] - mean) * (x[k][e] - mean);
+    }
+    float rstd = rsqrtf(warp_sum(var) / (float)C + eps);
+#pragma unroll
+    for (int k = 0; k < VPL; k++) {
+        int c = (k * 32 + lane) * 8;
+        if (c >= C) continue;
+        bf16x8 o;
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int c0 = c + 2 * e;
+            float y0 = (x[k][2 * e] - mean) * rstd * weight[c0] + (bias ? bias[c0] : 0.0f);
+            float y1 = (x[k][2 * e + 1] - mean) * rstd * weight[c0 + 1] + (bias ? bias[c0 + 1] : 0.0f);
+            o.h[e] = __floats2bfloat162_rn(y0, y1);
+        }
+        *(bf16x8 *)(out + base + c) = o;
+    }
+    if (lane == 0) {
+        if (mean_out) mean_out[row] = mean;
+        if (rstd_out) rstd_out[row] = rstd;
+    }
+}
+
+template <int VPL>
+__global__ void layernorm_backward_vec_kernel(bf16 *dinp, const bf16 *dout, const bf16 *inp,
+                                              const float *weight, const float *mean,
+                                              const float *rstd, int N, int C) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x % 32;
+    if (row >= N) return;
+    size_t base = (size_t)row * C;
+    float mu = mean[row], rs = rstd[row];
+    float xhat[VPL][8], dn[VPL][8];
+    float a = 0.0f, b = 0.0f;
+#pragma unroll
+    for (int k = 0; k < VPL; k++) {
+        int c = (k * 32 + lane) * 8;
+#pragma unroll
+        for (int e = 0; e < 8; e++) xhat[k][e] = dn[k][e] = 0.0f;
+        if (c >= C) continue;
+        bf16x8 xv = load_bf16x8(inp + base + c), dv = load_bf16x8(dout + base + c);
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            float2 fx = __bfloat1622float2(xv.h[e]), fd = __bfloat1622float2(dv.h[e]);
+            xhat[k][2 * e] = (fx.x - mu) * rs;
+            xhat[k][2 * e + 1] = (fx.y - mu) * rs;
+            dn[k][2 * e] = fd.x * weight[c + 2 * e];
+            dn[k][2 * e + 1] = fd.y * weight[c + 2 * e + 1];
+        }
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+            a += dn[k][e];
+            b += dn[k][e] * xhat[k][e];
+        }
+    }
+    a = warp_sum(a) / (float)C;
+    b = warp_sum(b) / (float)C;
+#pragma unroll
+    for (int k = 0; k < VPL; k++) {
+        int c = (k * 32 + lane) * 8;
+        if (c >= C) continue;
+        bf16x8 d = load_bf16x8(dinp + base + c);
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            float2 f = __bfloat1622float2(d.h[e]);
+            float d0 = (dn[k][2 * e] - a - xhat[k][2 * e] * b) * rs;
+            float d1 = (dn[k][2 * e + 1] - a - xhat[k][2 * e + 1] * b) * rs;
+            d.h[e] = __floats2bfloat162_rn(f.x + d0, f.y + d1);
+        }
+        *(bf16x8 *)(dinp + base + c) = d;
+    }
+}
+
+// Vectors per lane for the vector kernels, or 0 when C or an address rules them out.
+static int layernorm_vectors(int C, const void *a, const void *b, const void *c, const void *d) {
+    if (C % 8 != 0 || C > 32 * 8 * LN_VEC_MAX) return 0;
+    const void *ptrs[4] = {a, b, c, d};
+    for (int i = 0; i < 4; i++)
+        if (ptrs[i] && (uintptr_t)ptrs[i] % 16 != 0) return 0;
+    return (C + 255) / 256;
+}
+
 static void cuda_layernorm_forward(backend *be, void *out, void *sum, float *mean, float *rstd,
                                    const void *inp, const void *residual, const float *weight,
                                    const float *bias, int N, int C, float eps) {
     OP_BEGIN(be, im);
     const int rows_per_block = 8;
-    layernorm_forward_kernel<<<(N + rows_per_block - 1) / rows_per_block, 32 * rows_per_block, 0,
-                               im->stream>>>((bf16 *)out, (bf16 *)sum, mean, rstd,
-                                             (const bf16 *)inp, (const bf16 *)residual, weight,
-                                             bias, N, C, eps);
+    unsigned grid = (unsigned)((N + rows_per_block - 1) / rows_per_block);
+    bf16 *o = (bf16 *)out, *sm = (bf16 *)sum;
+    const bf16 *x = (const bf16 *)inp, *r = (const bf16 *)residual;
+    switch (layernorm_vectors(C, out, sum, inp, residual)) {
+    case 1:
+        layernorm_forward_vec_kernel<1><<<grid, 32 * rows_per_block, 0, im->stream>>>(
+            o, sm, mean, rstd, x, r, weight, bias, N, C, eps);
+        break;
+    case 2:
+        layernorm_forward_vec_kernel<2><<<grid, 32 * rows_per_block, 0, im->stream>>>(
+            o, sm, mean, rstd, x, r, weight, bias, N, C, eps);
+        break;
+    case 3:
+        layernorm_forward_vec_kernel<3><<<grid, 32 * rows_per_block, 0, im->stream>>>(
+            o, sm, mean, rstd, x, r, weight, bias, N, C, eps);
+        break;
+    case 4:
+        layernorm_forward_vec_kernel<4><<<grid, 32 * rows_per_block, 0, im->stream>>>(
+            o, sm, mean, rstd, x, r, weight, bias, N, C, eps);
+        break;
+    default:
+        layernorm_forward_kernel<<<grid, 32 * rows_per_block, 0, im->stream>>>(
+            o, sm, mean, rstd, x, r, weight, bias, N, C, eps);
+    }
     LAUNCHED(im);
 }
 
@@ -311,9 +466,30 @@ static void cuda_layernorm_backward(backend *be, void *dinp, float *dweight, flo
     OP_BEGIN(be, im);
     const int rows_per_block = 8;
     if (dinp) {
-        layernorm_backward_kernel<<<(N + rows_per_block - 1) / rows_per_block,
-                                    32 * rows_per_block, 0, im->stream>>>(
-            (bf16 *)dinp, (const bf16 *)dout, (const bf16 *)inp, weight, mean, rstd, N, C);
+        unsigned grid = (unsigned)((N + rows_per_block - 1) / rows_per_block);
+        bf16 *dx = (bf16 *)dinp;
+        const bf16 *dy = (const bf16 *)dout, *x = (const bf16 *)inp;
+        switch (layernorm_vectors(C, dinp, dout, inp, NULL)) {
+        case 1:
+            layernorm_backward_vec_kernel<1><<<grid, 32 * rows_per_block, 0, im->stream>>>(
+                dx, dy, x, weight, mean, rstd, N, C);
+            break;
+        case 2:
+            layernorm_backward_vec_kernel<2><<<grid, 32 * rows_per_block, 0, im->stream>>>(
+                dx, dy, x, weight, mean, rstd, N, C);
+            break;
+        case 3:
+            layernorm_backward_vec_kernel<3><<<grid, 32 * rows_per_block, 0, im->stream>>>(
+                dx, dy, x, weight, mean, rstd, N, C);
+            break;
+        case 4:
+            layernorm_backward_vec_kernel<4><<<grid, 32 * rows_per_block, 0, im->stream>>>(
+                dx, dy, x, weight, mean, rstd, N, C);
+            break;
+        default:
+            layernorm_backward_kernel<<<grid, 32 * rows_per_block, 0, im->stream>>>(
+                dx, dy, x, weight, mean, rstd, N, C);
+        }
         LAUNCHED(im);
     }
     if (dweight) {

@@ -263,9 +263,10 @@ static void test_embeddings(int with_types) {
     free(types);
 }
 
-static void test_layernorm(int with_residual) {
-    printf("layernorm (residual %s)\n", with_residual ? "fused" : "none");
-    int N = 111, C = 96;
+// C a multiple of 8 takes the 16-byte kernels on the GPU, other C the scalar ones.
+static void test_layernorm(int with_residual, int C) {
+    printf("layernorm C=%d (residual %s)\n", C, with_residual ? "fused" : "none");
+    int N = 111;
     size_t n = (size_t)N * C;
     pair inp = pair_new(KIND_ACT, n), res = pair_new(KIND_ACT, n), out = pair_new(KIND_ACT, n),
          sum = pair_new(KIND_ACT, n), mean = pair_new(KIND_F32, N), rstd = pair_new(KIND_F32, N),
@@ -575,8 +576,10 @@ int main(void) {
     test_conversions();
     test_embeddings(1);
     test_embeddings(0);
-    test_layernorm(1);
-    test_layernorm(0);
+    test_layernorm(1, 96);
+    test_layernorm(0, 96);
+    test_layernorm(1, 100);
+    test_layernorm(1, 768);
     test_matmul(0, 0);
     test_matmul(1, 0);
     test_matmul(0, 1);
