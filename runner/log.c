@@ -170,7 +170,8 @@ static void format_timestamp(char *out, size_t size) {
     gmtime_r(&now.tv_sec, &tm);
     char base[32];
     strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, size, "%s.%03ldZ", base, now.tv_nsec / 1000000);
+    int millis = (int)(now.tv_nsec / 1000000) % 1000;
+    if (snprintf(out, size, "%s.%03dZ", base, millis) >= (int)size) out[size - 1] = '\0';
 }
 
 // The readable form of a line: "09:30:01.123 INFO  event  msg  key=value ...".

@@ -145,7 +145,9 @@ static void probe_in_child(gpu_probe *probe) {
     for (int i = 0; i < probe->count; i++) {
         struct cudaDeviceProp prop;
         if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) continue;
-        snprintf(probe->device[i].name, sizeof probe->device[i].name, "%s", prop.name);
+        // prop.name is 256 bytes; a longer name than ours is cut, never overrun.
+        if (snprintf(probe->device[i].name, sizeof probe->device[i].name, "%s", prop.name) < 0)
+            probe->device[i].name[0] = '\0';
         probe->device[i].memory = prop.totalGlobalMem;
         probe->device[i].major = prop.major;
         probe->device[i].minor = prop.minor;
@@ -409,8 +411,10 @@ typedef bool (*limit_parser)(const char *dir, const char *text, uint64_t *value)
 static uint64_t tightest_limit(const char *root, const char *relative, const char *file,
                                limit_parser parse, bool *found) {
     char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s%s", root, strcmp(relative, "/") == 0 ? "" : relative);
     uint64_t best = UNLIMITED;
+    if (snprintf(dir, sizeof dir, "%s%s", root, strcmp(relative, "/") == 0 ? "" : relative) >=
+        (int)sizeof dir)
+        return best; // a cgroup path longer than PATH_MAX: nothing we can read
     size_t root_len = strlen(root);
     for (;;) {
         char path[PATH_MAX + 64], text[256];
