@@ -5,17 +5,22 @@
 // precision on exactly the code the backend runs (tests/unit/kernels).
 //
 // Shapes and semantics are those of kernels/backend.h; here activations are typed.
-// Parallelism: OpenMP over rows, batch x heads or channel blocks; each OpenBLAS call is
-// single-threaded (cpu_ops_set_threads) and works on a block whose bounds do not depend
-// on the thread count, so every result is bitwise identical for any thread count
-// (docs/kernels.md).
+// Parallelism: linear layers are one OpenBLAS call each, threaded by OpenBLAS (which
+// splits rows and columns but never the summed dimension, so results do not depend on
+// the thread count: tested bitwise); attention runs OpenMP over batch x heads with a
+// single-threaded OpenBLAS call per head; the other ops are OpenMP over rows or channel
+// blocks with fixed per-element summation order (docs/kernels.md). The OpenBLAS thread
+// count is process-wide: ops must not be called from two threads at once.
 #include <stddef.h>
 #include <stdint.h>
 
-// Threads used by the OpenMP regions of every op (<= 0: the OpenMP default). Also pins
-// OpenBLAS to one thread per call, since calls are issued from inside OpenMP regions.
+// Threads used by every op, OpenMP regions and OpenBLAS calls (<= 0: the OpenMP default).
 void cpu_ops_set_threads(int threads);
 int cpu_ops_threads(void);
+// OpenBLAS thread count before a GEMM issued from the serial region (all threads) or from
+// inside an OpenMP region (one thread: the region already occupies the cores).
+void cpu_blas_threaded(void);
+void cpu_blas_single(void);
 
 #define CPU_OPS_DECLARE(R, P)                                                              \
     void P##embeddings_forward(R *out, const int32_t *ids, const int32_t *token_types,     \

@@ -16,9 +16,6 @@
 #include "kernels/cpu/ops.h"
 #include "kernels/rng.h"
 
-// Rows (or output channels) per GEMM block. Blocks, not threads, are the unit of work, so
-// the summation order inside each output element never depends on the thread count.
-#define OPS_ROW_BLOCK 128
 // Channels per block for column reductions (parameter gradients): one cache line of fp32.
 #define OPS_COL_BLOCK 16
 
@@ -163,58 +160,48 @@ void OPS(layernorm_backward)(REAL *dinp, REAL *dweight, REAL *dbias, const REAL 
 
 // ---- linear ----------------------------------------------------------------------------
 
-// out (N,OC) = inp (N,IC) W^T + b: one GEMM per block of rows, bias preloaded (beta = 1),
-// GELU applied while the block is still in cache.
+// out (N,OC) = inp (N,IC) W^T + b: one OpenBLAS call over all its threads (issued from
+// the serial region), bias preloaded (beta = 1), then GELU over the result.
 void OPS(matmul_forward)(REAL *out, REAL *pre, const REAL *inp, const REAL *weight,
                          const REAL *bias, int N, int IC, int OC, int gelu) {
-    int blocks = (N + OPS_ROW_BLOCK - 1) / OPS_ROW_BLOCK;
     REAL *dst = gelu && pre ? pre : out;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(cpu_ops_threads())
-    for (int blk = 0; blk < blocks; blk++) {
-        int r0 = blk * OPS_ROW_BLOCK, rows = OPS_MIN(OPS_ROW_BLOCK, N - r0);
-        REAL *d = dst + (size_t)r0 * OC;
-        if (bias)
-            for (int r = 0; r < rows; r++) memcpy(d + (size_t)r * OC, bias, sizeof(REAL) * OC);
-        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, rows, OC, IC, 1, inp + (size_t)r0 * IC,
-             IC, weight, IC, bias ? 1 : 0, d, OC);
-        if (gelu) {
-            REAL *o = out + (size_t)r0 * OC;
-            size_t n = (size_t)rows * OC;
-            for (size_t i = 0; i < n; i++) o[i] = OPS(gelu_value)(d[i]);
-        }
+    if (bias) {
+#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+        for (int r = 0; r < N; r++) memcpy(dst + (size_t)r * OC, bias, sizeof(REAL) * OC);
+    }
+    cpu_blas_threaded();
+    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1, inp, IC, weight, IC,
+         bias ? 1 : 0, dst, OC);
+    if (gelu) {
+        size_t n = (size_t)N * OC;
+#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+        for (size_t i = 0; i < n; i++) out[i] = OPS(gelu_value)(dst[i]);
     }
 }
 
 void OPS(matmul_backward)(REAL *dinp, REAL *dweight, REAL *dbias, const REAL *dout,
                           const REAL *inp, const REAL *weight, int N, int IC, int OC) {
-    int row_blocks = dinp ? (N + OPS_ROW_BLOCK - 1) / OPS_ROW_BLOCK : 0;
-    int oc_blocks = dweight ? (OC + OPS_ROW_BLOCK - 1) / OPS_ROW_BLOCK : 0;
-    int bias_blocks = dbias ? (OC + OPS_COL_BLOCK - 1) / OPS_COL_BLOCK : 0;
-    int total = row_blocks + oc_blocks + bias_blocks;
-    // One parallel loop over three kinds of independent work items, so the threads stay
-    // busy across them: dinp row blocks, dweight output-channel blocks, dbias columns.
-#pragma omp parallel for schedule(dynamic, 1) num_threads(cpu_ops_threads())
-    for (int job = 0; job < total; job++) {
-        if (job < row_blocks) {
-            // dinp (rows,IC) += dout (rows,OC) W (OC,IC)
-            int r0 = job * OPS_ROW_BLOCK, rows = OPS_MIN(OPS_ROW_BLOCK, N - r0);
-            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, IC, OC, 1,
-                 dout + (size_t)r0 * OC, OC, weight, IC, 1, dinp + (size_t)r0 * IC, IC);
-        } else if (job < row_blocks + oc_blocks) {
-            // dweight (ocs,IC) += dout[:, o0:o0+ocs]^T (ocs,N) inp (N,IC)
-            int o0 = (job - row_blocks) * OPS_ROW_BLOCK, ocs = OPS_MIN(OPS_ROW_BLOCK, OC - o0);
-            GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, ocs, IC, N, 1, dout + o0, OC, inp,
-                 IC, 1, dweight + (size_t)o0 * IC, IC);
-        } else {
-            int o0 = (job - row_blocks - oc_blocks) * OPS_COL_BLOCK;
-            int o1 = OPS_MIN(OC, o0 + OPS_COL_BLOCK);
-            double acc[OPS_COL_BLOCK] = {0};
-            for (int i = 0; i < N; i++) {
-                const REAL *d = dout + (size_t)i * OC;
-                for (int o = o0; o < o1; o++) acc[o - o0] += d[o];
-            }
-            for (int o = o0; o < o1; o++) dbias[o] += (REAL)acc[o - o0];
+    cpu_blas_threaded();
+    // dinp (N,IC) += dout (N,OC) W (OC,IC)
+    if (dinp)
+        GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1, dout, OC, weight, IC, 1,
+             dinp, IC);
+    // dweight (OC,IC) += dout^T (OC,N) inp (N,IC)
+    if (dweight)
+        GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1, dout, OC, inp, IC, 1,
+             dweight, IC);
+    if (!dbias) return;
+    // dbias: columns in blocks, rows in order inside each (no dependence on threads)
+    int blocks = (OC + OPS_COL_BLOCK - 1) / OPS_COL_BLOCK;
+#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+    for (int blk = 0; blk < blocks; blk++) {
+        int o0 = blk * OPS_COL_BLOCK, o1 = OPS_MIN(OC, o0 + OPS_COL_BLOCK);
+        double acc[OPS_COL_BLOCK] = {0};
+        for (int i = 0; i < N; i++) {
+            const REAL *d = dout + (size_t)i * OC;
+            for (int o = o0; o < o1; o++) acc[o - o0] += d[o];
         }
+        for (int o = o0; o < o1; o++) dbias[o] += (REAL)acc[o - o0];
     }
 }
 
@@ -275,6 +262,7 @@ void OPS(attention_forward)(REAL *out, REAL *att, const REAL *qkv, const int32_t
     REAL scale = (REAL)1 / sqrt((REAL)HS);
     long heads = (long)B * NH;
     int dropout = dropout_p > 0;
+    cpu_blas_single(); // the GEMMs below run inside an OpenMP region, one head each
 #pragma omp parallel num_threads(cpu_ops_threads())
     {
         REAL *tmp = NULL;
@@ -310,6 +298,7 @@ void OPS(attention_backward)(REAL *dqkv, REAL *scratch, const REAL *dout, const 
     long heads = (long)B * NH;
     int dropout = dropout_p > 0;
     REAL keep_scale = (REAL)1 / ((REAL)1 - (REAL)dropout_p);
+    cpu_blas_single(); // the GEMMs below run inside an OpenMP region, one head each
 #pragma omp parallel num_threads(cpu_ops_threads())
     {
         REAL *tmp = malloc(sizeof(REAL) * 2 * (size_t)T * T);

@@ -4,17 +4,25 @@
 
 #include "kernels/cpu/ops.h"
 
-static int ops_threads; // 0 until set: the OpenMP default
+static int ops_threads;     // 0 until set: the OpenMP default
+static int blas_threads;    // what OpenBLAS was last told (0: not yet)
 
 void cpu_ops_set_threads(int threads) {
     ops_threads = threads > 0 ? threads : omp_get_max_threads();
-    // Every GEMM is issued from inside an OpenMP region on a block of fixed size, so
-    // OpenBLAS itself must not spawn threads (its pthread pool would oversubscribe the
-    // cores and make blocks race for it).
-    openblas_set_num_threads(1);
+    blas_threads = 0;
 }
 
 int cpu_ops_threads(void) {
     if (ops_threads == 0) cpu_ops_set_threads(0);
     return ops_threads;
 }
+
+static void blas_set(int n) {
+    if (blas_threads == n) return;
+    openblas_set_num_threads(n);
+    blas_threads = n;
+}
+
+void cpu_blas_threaded(void) { blas_set(cpu_ops_threads()); }
+
+void cpu_blas_single(void) { blas_set(1); }

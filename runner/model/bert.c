@@ -102,21 +102,31 @@ static size_t layout_add(layout *lo, const char *prefix, const char *name, int r
 }
 
 // Weight (rows, cols) and bias (rows) of a Linear named `name`.
+// dst = a + b; our names are far shorter than BERT_NAME_MAX, cut rather than overflow.
+static void name_join(char dst[BERT_NAME_MAX], const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (lb > BERT_NAME_MAX - 1) lb = BERT_NAME_MAX - 1;
+    if (la > BERT_NAME_MAX - 1 - lb) la = BERT_NAME_MAX - 1 - lb;
+    memcpy(dst, a, la);
+    memcpy(dst + la, b, lb);
+    dst[la + lb] = '\0';
+}
+
 static void layout_linear(layout *lo, const char *prefix, const char *name, int out, int in,
                           size_t *w, size_t *b, bool head) {
     char n[BERT_NAME_MAX];
-    snprintf(n, sizeof n, "%s.weight", name);
+    name_join(n, name, ".weight");
     *w = layout_add(lo, prefix, n, out, in, true, head);
-    snprintf(n, sizeof n, "%s.bias", name);
+    name_join(n, name, ".bias");
     *b = layout_add(lo, prefix, n, out, 0, false, head);
 }
 
 static void layout_layernorm(layout *lo, const char *prefix, const char *name, int C, size_t *w,
                              size_t *b, bool head) {
     char n[BERT_NAME_MAX];
-    snprintf(n, sizeof n, "%s.weight", name);
+    name_join(n, name, ".weight");
     *w = layout_add(lo, prefix, n, C, 0, false, head);
-    snprintf(n, sizeof n, "%s.bias", name);
+    name_join(n, name, ".bias");
     *b = layout_add(lo, prefix, n, C, 0, false, head);
 }
 

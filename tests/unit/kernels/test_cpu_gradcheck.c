@@ -500,8 +500,8 @@ int main(void) {
     test_layernorm();
     test_matmul(3, 5, 4, 0);
     test_matmul(3, 5, 4, 1);
-    test_matmul(131, 3, 2, 0); // two row blocks
-    test_matmul(2, 3, 130, 1); // two output-channel blocks for dweight
+    test_matmul(131, 3, 2, 0); // more rows than the tests above, bias columns one block
+    test_matmul(2, 3, 130, 1); // several bias column blocks
     test_elementwise();
     test_attention(0);
     test_attention(0.2f);

@@ -1,0 +1,94 @@
+"""PyTorch peer of bench/cpu_bert.c: the same two cases, the same thread count.
+
+  train: BertForTokenClassification (bert-base shape, 9 labels), forward + backward +
+         AdamW (no decay on biases and LayerNorm), gradient clipping at 1.0, 8 x 128,
+         dropout on (train mode), as the C bench does
+  infer: BertModel with the MiniLM-L6 shape (L6 C384 NH12 F1536), eval + no_grad,
+         mean pooling + L2 normalisation, 32 x 128
+
+  python bench/pytorch_bert.py [--threads N] [--iters N] [--only train|infer]
+Prints one JSON line per case, like bench_cpu_bert.
+"""
+import argparse
+import json
+import time
+
+import torch
+import transformers
+
+
+def bert_config(L, C, NH, F):
+    return transformers.BertConfig(vocab_size=30522, hidden_size=C, num_hidden_layers=L,
+                                   num_attention_heads=NH, intermediate_size=F,
+                                   max_position_embeddings=512, type_vocab_size=2,
+                                   num_labels=9)
+
+
+def batch(B, T, V=30522, labels=9):
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, V, (B, T), generator=g)
+    return ids, torch.ones(B, T, dtype=torch.long), torch.randint(0, labels, (B, T), generator=g)
+
+
+def bench_train(iters):
+    model = transformers.BertForTokenClassification(bert_config(12, 768, 12, 3072))
+    model.train()
+    params = list(model.named_parameters())
+    nd = lambda n: "bias" in n or "LayerNorm" in n  # noqa: E731
+    opt = torch.optim.AdamW([{"params": [p for n, p in params if not nd(n)], "weight_decay": 0.01},
+                             {"params": [p for n, p in params if nd(n)], "weight_decay": 0.0}],
+                            lr=1e-5)
+    ids, mask, labels = batch(8, 128)
+    total, loss = 0.0, None
+    for it in range(-1, iters):  # -1 warms up
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if it >= 0:
+            total += time.perf_counter() - t0
+    return "bert-base train 8x128", 8 * 128, total, loss.item()
+
+
+def bench_infer(iters):
+    model = transformers.BertModel(bert_config(6, 384, 12, 1536), add_pooling_layer=False)
+    model.eval()
+    ids, mask, _ = batch(32, 128)
+    total = 0.0
+    with torch.no_grad():
+        for it in range(-1, iters):
+            t0 = time.perf_counter()
+            h = model(input_ids=ids, attention_mask=mask).last_hidden_state
+            m = mask.unsqueeze(-1).float()
+            emb = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            torch.nn.functional.normalize(emb, p=2, dim=1)
+            if it >= 0:
+                total += time.perf_counter() - t0
+    return "minilm-l6 infer 32x128", 32 * 128, total, 0.0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--only", choices=["train", "infer"])
+    args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cases = [bench_train, bench_infer]
+    if args.only:
+        cases = [bench_train if args.only == "train" else bench_infer]
+    for case in cases:
+        name, tokens, total, loss = case(args.iters)
+        print(json.dumps({"case": name, "impl": "pytorch", "threads": torch.get_num_threads(),
+                          "iters": args.iters, "seconds_per_iter": round(total / args.iters, 4),
+                          "tokens_per_s": round(tokens * args.iters / total, 1),
+                          "last_loss": round(loss, 5), "torch": torch.__version__}),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
