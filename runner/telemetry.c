@@ -35,6 +35,9 @@ enum {
     MAX_WORKERS = 256,
     MAX_TB_RUNS = 64,
     TB_FLUSH_SECONDS = 2,
+    LOG_SLOTS = 256,        // worker log lines in flight to the supervisor
+    LOG_LINE_MAX = 4096,    // longer lines are cut (and then shown as text)
+    LOG_SHIP_MS = 100,      // a worker ships its new log lines at most this often
 };
 #define SEGMENT_MAGIC 0x52554E54454C4531ull // "RUNTELE1"
 #define SEGMENT_ENV "RUNNER_TELEMETRY_SHM"
@@ -49,6 +52,11 @@ typedef struct {
 } ring_slot;
 
 typedef struct {
+    _Atomic uint64_t seq; // as ring_slot.seq
+    char text[LOG_LINE_MAX];
+} log_slot;
+
+typedef struct {
     _Atomic uint64_t head;      // records ever written by the worker
     _Atomic uint64_t state_seq; // seqlock over phase/progress below (odd: writing)
     _Atomic uint64_t state_gen; // bumps on every phase or progress call
@@ -58,6 +66,8 @@ typedef struct {
     uint32_t phase_gen, progress_gen; // which of the two changed last
     _Atomic int32_t pid;
     ring_slot slots[RING_SLOTS];
+    _Atomic uint64_t log_head; // log lines ever shipped
+    log_slot logs[LOG_SLOTS];
 } worker_ring;
 
 typedef struct {
@@ -86,13 +96,19 @@ static struct {
     bool reader_running;
     atomic_bool reader_stop;
     uint64_t read_index[MAX_WORKERS];
+    uint64_t log_index[MAX_WORKERS];
     uint64_t state_seen[MAX_WORKERS];
+    // worker log shipping
+    unsigned long log_next; // next log.h seq of this worker to ship
+    double log_shipped_at;
     // TensorBoard writers of this process
     pthread_mutex_t tb_lock;
     tb_run tb[MAX_TB_RUNS];
     int n_tb;
     bool atexit_registered;
 } tel = {.rank = -1, .tb_lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void ship_logs(bool force);
 
 static double wall_now(void) {
     struct timespec ts;
@@ -124,6 +140,7 @@ static void tb_close_all(void) {
 }
 
 static void telemetry_atexit(void) {
+    ship_logs(true);
     tb_flush_all();
 }
 
@@ -187,6 +204,49 @@ static worker_ring *my_ring(void) {
     return &tel.seg->rings[tel.rank];
 }
 
+static double monotonic_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// The "seq" of a log.h line (they end with ..."seq":N}).
+static unsigned long log_line_seq(const char *line) {
+    const char *p = NULL;
+    for (const char *q = line; (q = strstr(q, "\"seq\":")); q++) p = q;
+    return p ? strtoul(p + 6, NULL, 10) : 0;
+}
+
+// A worker's log lines live in its own process; copy the new ones into its ring so the
+// supervisor's /api/v1/logs and dashboard show them. Called from the telemetry calls
+// (at most every LOG_SHIP_MS unless `force`) and at exit, so log.h needs no hook.
+static void ship_logs(bool force) {
+    worker_ring *ring = my_ring();
+    if (!ring) return;
+    double now = monotonic_now();
+    if (!force && (now - tel.log_shipped_at) * 1000 < LOG_SHIP_MS) return;
+    tel.log_shipped_at = now;
+    char *lines[32];
+    for (int round = 0; round < 8; round++) {
+        size_t n = log_recent(lines, 32, tel.log_next);
+        for (size_t i = 0; i < n; i++) {
+            unsigned long seq = log_line_seq(lines[i]);
+            if (seq >= tel.log_next) {
+                uint64_t index = atomic_load_explicit(&ring->log_head, memory_order_relaxed);
+                log_slot *slot = &ring->logs[index % LOG_SLOTS];
+                atomic_store_explicit(&slot->seq, 2 * index + 1, memory_order_relaxed);
+                atomic_thread_fence(memory_order_release);
+                copy_name(slot->text, sizeof slot->text, lines[i]);
+                atomic_store_explicit(&slot->seq, 2 * index + 2, memory_order_release);
+                atomic_store_explicit(&ring->log_head, index + 1, memory_order_release);
+                tel.log_next = seq + 1;
+            }
+            free(lines[i]);
+        }
+        if (n < 32) break;
+    }
+}
+
 void telemetry_scalar(const char *run, const char *tag, int64_t step, double value) {
     if (!run || !tag) return;
     double wall = wall_now();
@@ -203,6 +263,7 @@ void telemetry_scalar(const char *run, const char *tag, int64_t step, double val
         slot->wall_time = wall;
         atomic_store_explicit(&slot->seq, 2 * index + 2, memory_order_release);
         atomic_store_explicit(&ring->head, index + 1, memory_order_release);
+        ship_logs(false);
     } else {
         telemetry_store_scalar(run, tag, step, value, wall);
     }
@@ -232,18 +293,20 @@ static void ring_state_write(worker_ring *ring, const char *phase, int64_t done,
 void telemetry_phase(const char *phase) {
     if (!phase) return;
     worker_ring *ring = my_ring();
-    if (ring)
+    if (ring) {
         ring_state_write(ring, phase, 0, 0);
-    else
+        ship_logs(true);
+    } else
         telemetry_store_phase(phase, wall_now());
     if (strcmp(phase, "done") == 0 || strcmp(phase, "stopping") == 0) tb_flush_all();
 }
 
 void telemetry_progress(int64_t done, int64_t total) {
     worker_ring *ring = my_ring();
-    if (ring)
+    if (ring) {
         ring_state_write(ring, NULL, done, total);
-    else
+        ship_logs(false);
+    } else
         telemetry_store_progress(done, total, wall_now());
 }
 
@@ -282,6 +345,22 @@ static void drain_ring(int w) {
     tel.read_index[w] = next;
     telemetry_store_dropped(dropped);
 
+    uint64_t log_head = atomic_load_explicit(&ring->log_head, memory_order_acquire);
+    uint64_t log_next = tel.log_index[w];
+    if (log_head - log_next > LOG_SLOTS) log_next = log_head - LOG_SLOTS;
+    for (; log_next < log_head; log_next++) {
+        log_slot *slot = &ring->logs[log_next % LOG_SLOTS];
+        uint64_t before = atomic_load_explicit(&slot->seq, memory_order_acquire);
+        if (before != 2 * log_next + 2) continue;
+        static char text[LOG_LINE_MAX]; // the reader thread is the only caller
+        memcpy(text, slot->text, sizeof text);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&slot->seq, memory_order_relaxed) != before) continue;
+        text[sizeof text - 1] = '\0';
+        telemetry_store_log(text, w);
+    }
+    tel.log_index[w] = log_next;
+
     uint64_t gen = atomic_load_explicit(&ring->state_gen, memory_order_acquire);
     if (gen == tel.state_seen[w]) return;
     for (int attempt = 0; attempt < 100; attempt++) {
@@ -308,6 +387,7 @@ static void *reader_main(void *arg) {
     (void)arg;
     while (!atomic_load(&tel.reader_stop)) {
         for (uint32_t w = 0; w < tel.seg->workers; w++) drain_ring((int)w);
+        telemetry_store_pull_local_logs();
         struct timespec ts = {0, READER_PERIOD_MS * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -364,6 +444,7 @@ int telemetry_supervisor_init(int workers) {
     tel.supervisor = true;
     setenv(SEGMENT_ENV, tel.seg_name, 1); // for workers that exec rather than fork
     memset(tel.read_index, 0, sizeof tel.read_index);
+    memset(tel.log_index, 0, sizeof tel.log_index);
     memset(tel.state_seen, 0, sizeof tel.state_seen);
     atomic_store(&tel.reader_stop, false);
     if (pthread_create(&tel.reader, NULL, reader_main, NULL) != 0) {
@@ -406,10 +487,21 @@ int telemetry_worker_attach(int rank) {
     tel.reader_running = false;
     tel.rank = rank;
     atomic_store(&tel.seg->rings[rank].pid, (int32_t)getpid());
+    // Lines before this point are the supervisor's (inherited across fork): ship only
+    // what this worker logs from now on.
+    char *last = NULL;
+    tel.log_next = log_recent(&last, 1, 0) ? log_line_seq(last) + 1 : 0;
+    free(last);
+    tel.log_shipped_at = 0;
+    if (!tel.atexit_registered) {
+        atexit(telemetry_atexit);
+        tel.atexit_registered = true;
+    }
     return 0;
 }
 
 void telemetry_shutdown(void) {
+    ship_logs(true);
     if (tel.reader_running) {
         atomic_store(&tel.reader_stop, true);
         pthread_join(tel.reader, NULL);

@@ -1,5 +1,4 @@
 // JSON bodies of the /api/v1/ routes (port 6007, and the dashboard's own origin).
-#include "runner/log.h"
 #include "runner/preflight.h"
 #include "runner/serve/nvml.h"
 #include "runner/serve/serve.h"
@@ -214,25 +213,25 @@ cJSON *api_preflight(void) {
 }
 
 cJSON *api_logs(unsigned long since, size_t max) {
-    if (max > LOG_RECENT_LINES) max = LOG_RECENT_LINES;
+    if (max > STORE_LOG_LINES) max = STORE_LOG_LINES;
     if (max == 0) max = 1;
+    telemetry_store_pull_local_logs();
     char **lines = calloc(max, sizeof *lines);
+    uint64_t *seqs = calloc(max, sizeof *seqs);
     cJSON *root = cJSON_CreateObject();
     cJSON *arr = cJSON_AddArrayToObject(root, "lines");
-    if (!lines) return root;
-    size_t n = log_recent(lines, max, since);
-    unsigned long last = since;
+    uint64_t next = since;
+    size_t n = lines && seqs ? telemetry_store_logs(lines, seqs, max, since, &next) : 0;
     for (size_t i = 0; i < n; i++) {
         cJSON *line = cJSON_Parse(lines[i]);
         if (line) {
-            cJSON *seq = cJSON_GetObjectItemCaseSensitive(line, "seq");
-            if (cJSON_IsNumber(seq) && seq->valuedouble >= (double)last)
-                last = (unsigned long)seq->valuedouble + 1;
+            cJSON_AddNumberToObject(line, "seq", (double)seqs[i]);
             cJSON_AddItemToArray(arr, line);
         }
         free(lines[i]);
     }
     free(lines);
-    cJSON_AddNumberToObject(root, "next", (double)last);
+    free(seqs);
+    cJSON_AddNumberToObject(root, "next", (double)next);
     return root;
 }

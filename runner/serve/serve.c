@@ -191,10 +191,10 @@ static void sse_fill(sse_stream *s, double now) {
 }
 
 static bool sse_logs_pending(const sse_stream *s) {
-    char *line = NULL;
-    size_t n = log_recent(&line, 1, s->log_next);
-    free(n ? line : NULL);
-    return n > 0;
+    telemetry_store_pull_local_logs();
+    uint64_t next = 0;
+    telemetry_store_logs(NULL, NULL, 0, s->log_next, &next);
+    return next > s->log_next;
 }
 
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {

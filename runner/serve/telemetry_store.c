@@ -1,5 +1,7 @@
 #include "runner/serve/telemetry_store.h"
 
+#include "runner/log.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +27,15 @@ static struct {
     store_histogram histograms[64];
     size_t n_histograms;
     uint64_t seq;
-} store = {.lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
+    // log tail: ring of STORE_LOG_LINES, log_seq = lines ever added
+    char *log_lines[STORE_LOG_LINES]; // JSON objects without "seq"
+    uint64_t log_line_seq[STORE_LOG_LINES];
+    uint64_t log_seq;
+    unsigned long local_next; // next log.h seq of this process to pull
+    pthread_mutex_t pull_lock;
+} store = {.lock = PTHREAD_MUTEX_INITIALIZER,
+           .changed = PTHREAD_COND_INITIALIZER,
+           .pull_lock = PTHREAD_MUTEX_INITIALIZER};
 
 static double store_now(void) {
     struct timespec ts;
@@ -77,6 +87,13 @@ static store_histogram *histogram_find(const char *run) {
     return h;
 }
 
+static void histogram_observe(store_histogram *h, double value) {
+    for (int b = 0; b < STORE_STEP_BUCKETS; b++)
+        if (value <= store_step_bounds[b]) h->buckets[b]++;
+    h->sum += value;
+    h->count++;
+}
+
 void telemetry_store_scalar(const char *run, const char *tag, int64_t step, double value,
                             double wall_time) {
     // Allocate outside the lock so a producer never waits on malloc while holding it.
@@ -95,6 +112,8 @@ void telemetry_store_scalar(const char *run, const char *tag, int64_t step, doub
         }
     }
     if (s) {
+        store_point previous = s->info.latest;
+        bool had_previous = s->info.count > 0;
         store_point p = {step, value, wall_time, ++store.seq};
         s->info.latest = p;
         s->info.count++;
@@ -106,11 +125,16 @@ void telemetry_store_scalar(const char *run, const char *tag, int64_t step, doub
         if (strcmp(tag, TAG_STEP_TIME) == 0) {
             store_histogram *h = histogram_find(run);
             if (h) {
-                for (int b = 0; b < STORE_STEP_BUCKETS; b++)
-                    if (value <= store_step_bounds[b]) h->buckets[b]++;
-                h->sum += value;
-                h->count++;
+                if (!h->explicit_times) memset(h->buckets, 0, sizeof h->buckets), h->sum = 0, h->count = 0;
+                h->explicit_times = true;
+                histogram_observe(h, value);
             }
+        } else if (strcmp(tag, TAG_STEP_CLOCK) == 0 && had_previous && step > previous.step &&
+                   wall_time > previous.wall_time) {
+            // No explicit step times from this run: time between logged training steps.
+            store_histogram *h = histogram_find(run);
+            if (h && !h->explicit_times)
+                histogram_observe(h, (wall_time - previous.wall_time) / (double)(step - previous.step));
         }
     }
     store_changed();
@@ -268,6 +292,77 @@ uint64_t telemetry_store_wait(uint64_t seen, int timeout_ms) {
     return v;
 }
 
+void telemetry_store_log(const char *json_line, int rank) {
+    // Parse and print outside the lock: that is the slow part.
+    cJSON *line = cJSON_Parse(json_line);
+    if (!line || !cJSON_IsObject(line)) {
+        cJSON_Delete(line);
+        line = cJSON_CreateObject();
+        cJSON_AddStringToObject(line, "msg", json_line);
+    }
+    if (rank >= 0 && !cJSON_GetObjectItemCaseSensitive(line, "rank"))
+        cJSON_AddNumberToObject(line, "rank", rank);
+    cJSON_DeleteItemFromObjectCaseSensitive(line, "seq"); // each process counts its own
+    char *text = cJSON_PrintUnformatted(line);
+    cJSON_Delete(line);
+    if (!text) return;
+    pthread_mutex_lock(&store.lock);
+    uint64_t seq = ++store.log_seq;
+    size_t slot = seq % STORE_LOG_LINES;
+    char *old = store.log_lines[slot];
+    store.log_lines[slot] = text;
+    store.log_line_seq[slot] = seq;
+    store_changed();
+    pthread_mutex_unlock(&store.lock);
+    free(old);
+}
+
+// The "seq" number of a log.h line (they end with ..."seq":N}).
+static unsigned long line_seq(const char *line) {
+    const char *p = NULL;
+    for (const char *q = line; (q = strstr(q, "\"seq\":")); q++) p = q;
+    return p ? strtoul(p + 6, NULL, 10) : 0;
+}
+
+void telemetry_store_pull_local_logs(void) {
+    pthread_mutex_lock(&store.pull_lock);
+    char *lines[64];
+    for (int round = 0; round < 16; round++) {
+        size_t n = log_recent(lines, 64, store.local_next);
+        for (size_t i = 0; i < n; i++) {
+            unsigned long seq = line_seq(lines[i]);
+            if (seq >= store.local_next) {
+                telemetry_store_log(lines[i], -1);
+                store.local_next = seq + 1;
+            }
+            free(lines[i]);
+        }
+        if (n < 64) break;
+    }
+    pthread_mutex_unlock(&store.pull_lock);
+}
+
+size_t telemetry_store_logs(char **out, uint64_t *seqs, size_t max, uint64_t since,
+                            uint64_t *next) {
+    pthread_mutex_lock(&store.lock);
+    uint64_t last = store.log_seq;
+    uint64_t first = last >= STORE_LOG_LINES ? last - STORE_LOG_LINES + 1 : 1;
+    if (since > first) first = since;
+    if (last >= first && last - first + 1 > max) first = last - max + 1;
+    size_t n = 0;
+    for (uint64_t seq = first; seq <= last && n < max; seq++) {
+        size_t slot = seq % STORE_LOG_LINES;
+        if (store.log_line_seq[slot] != seq || !store.log_lines[slot]) continue;
+        char *copy = strdup(store.log_lines[slot]);
+        if (!copy) continue;
+        seqs[n] = seq;
+        out[n++] = copy;
+    }
+    if (next) *next = last + 1 > since ? last + 1 : since;
+    pthread_mutex_unlock(&store.lock);
+    return n;
+}
+
 uint64_t telemetry_store_cursor(void) {
     pthread_mutex_lock(&store.lock);
     uint64_t seq = store.seq;
@@ -287,6 +382,12 @@ void telemetry_store_reset(void) {
     store.n_series = 0;
     store.n_histograms = 0;
     store.seq = 0;
+    for (size_t i = 0; i < STORE_LOG_LINES; i++) {
+        free(store.log_lines[i]);
+        store.log_lines[i] = NULL;
+        store.log_line_seq[i] = 0;
+    }
+    store.log_seq = 0;
     uint64_t version = store.state.version;
     memset(&store.state, 0, sizeof store.state);
     store.state.version = version;

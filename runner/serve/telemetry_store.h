@@ -19,6 +19,9 @@ enum {
 
 // Tag conventions the servers know by name (docs/observability.md lists them).
 #define TAG_STEP_TIME "train/step_time_seconds"
+// Without TAG_STEP_TIME, the step-time histogram observes the wall time between
+// consecutive points of this tag (per step, when steps are logged every N).
+#define TAG_STEP_CLOCK "train/loss"
 
 typedef struct {
     int64_t step;
@@ -51,6 +54,7 @@ typedef struct {
     uint64_t buckets[STORE_STEP_BUCKETS]; // cumulative counts per upper bound
     double sum;
     uint64_t count;
+    bool explicit_times; // fed by TAG_STEP_TIME (else derived from TAG_STEP_CLOCK)
 } store_histogram;
 
 // Upper bounds (seconds) of the step-time histogram, without +Inf.
@@ -78,6 +82,20 @@ cJSON *telemetry_store_history(const char *run, int64_t since_step, uint64_t aft
 // Wait until the version differs from `seen`, `timeout_ms` passes or telemetry_store_wake()
 // is called (or spuriously: callers loop); returns the version.
 uint64_t telemetry_store_wait(uint64_t seen, int timeout_ms);
+// Log tail for /api/v1/logs and the dashboard: the supervisor's own lines (pulled from
+// log.h's ring) and the workers' lines (shipped through their /dev/shm rings), in
+// arrival order, the newest STORE_LOG_LINES kept. Each line's "seq" is rewritten to the
+// store's own sequence (the cursor for `since`); worker lines carry their "rank".
+enum { STORE_LOG_LINES = 1024 };
+void telemetry_store_log(const char *json_line, int rank);
+// Pull this process's new log.h lines into the tail (called before reading it).
+void telemetry_store_pull_local_logs(void);
+// Up to `max` newest lines with seq >= since, oldest first: the JSON text (without
+// "seq", malloc'd) into out, the seq into seqs; returns how many. *next (may be NULL)
+// receives the `since` of the next call.
+size_t telemetry_store_logs(char **out, uint64_t *seqs, size_t max, uint64_t since,
+                            uint64_t *next);
+
 // The highest seq so far (the cursor of "now" for a new live stream).
 uint64_t telemetry_store_cursor(void);
 // Wake every telemetry_store_wait() without changing anything (server shutdown).

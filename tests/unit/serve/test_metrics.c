@@ -9,6 +9,7 @@
 #include "runner/telemetry.h"
 
 #include <stdlib.h>
+#include <time.h>
 
 static bool has_line(const char *text, const char *line) {
     size_t n = strlen(line);
@@ -85,9 +86,18 @@ int main(void) {
     telemetry_scalar("odd\"run", "train/loss", 1, 1);
     telemetry_progress(5, 10);
 
+    // A run without explicit step times: the time between its logged training steps.
+    telemetry_scalar("derived", "train/loss", 10, 1.0);
+    struct timespec pause = {0, 30 * 1000000L};
+    nanosleep(&pause, NULL);
+    telemetry_scalar("derived", "train/loss", 12, 0.9); // two steps in ~30 ms: ~15 ms each
+
     text = metrics_render(&len);
     CHECK(text != NULL);
     if (!text) return check_summary();
+    CHECK(has_line(text, "runner_step_duration_seconds_bucket{run=\"derived\",le=\"0.01\"} 0"));
+    CHECK(has_line(text, "runner_step_duration_seconds_bucket{run=\"derived\",le=\"0.025\"} 1"));
+    CHECK(has_line(text, "runner_step_duration_seconds_count{run=\"derived\"} 1"));
     CHECK(has_line(text, "runner_ready 1"));
     CHECK(has_line(text, "runner_phase{phase=\"prime\"} 1"));
     CHECK(has_line(text, "runner_step{run=\"prime\"} 5"));
@@ -108,7 +118,7 @@ int main(void) {
     CHECK(has_line(text, "runner_step_duration_seconds_count{run=\"prime\"} 5"));
     CHECK(strstr(text, "runner_step_duration_seconds_sum{run=\"prime\"} 200.34") != NULL);
     CHECK(has_line(text, "runner_scalar{run=\"prime\",tag=\"eval/f1\"} 0.8125"));
-    CHECK(has_line(text, "runner_telemetry_scalars_total 15"));
+    CHECK(has_line(text, "runner_telemetry_scalars_total 17"));
     CHECK(has_line(text, "runner_telemetry_dropped_total 0"));
     // Nothing the job did not report: no learning rate, no throughput.
     CHECK(strstr(text, "runner_learning_rate") == NULL);

@@ -3,6 +3,7 @@
 // outruns the reader loses the oldest records, which are counted, never blocks, and
 // never corrupts the latest value.
 #include "check.h"
+#include "runner/log.h"
 #include "runner/serve/telemetry_store.h"
 #include "runner/telemetry.h"
 
@@ -115,6 +116,37 @@ int main(void) {
     int worker_pids[4] = {0};
     CHECK_INT(telemetry_worker_pids(worker_pids, 4), 2);
     CHECK_INT(worker_pids[0], pids[0]);
+
+    // A worker's log lines reach the supervisor's log tail with its rank; the lines the
+    // worker inherited from the supervisor across fork are not shipped twice.
+    log_init(LOG_FORMAT_JSON, LOG_INFO);
+    log_info("supervisor_line", "before fork");
+    pid_t logger = fork();
+    if (logger == 0) {
+        if (telemetry_worker_attach(1) != 0) _exit(3);
+        log_info("worker_line", "hello from rank 1");
+        telemetry_scalar("rank-1", "x", 1, 1); // ships (first call)
+        log_info("worker_last_words", "logged after the last scalar");
+        exit(0); // atexit ships the rest
+    }
+    waitpid(logger, NULL, 0);
+    sleep_ms(80);
+    telemetry_store_pull_local_logs();
+    char *lines[64];
+    uint64_t seqs[64];
+    size_t n_lines = telemetry_store_logs(lines, seqs, 64, 0, NULL);
+    int worker_lines = 0, supervisor_lines = 0, last_words = 0;
+    for (size_t i = 0; i < n_lines; i++) {
+        if (strstr(lines[i], "\"worker_line\"") && strstr(lines[i], "\"rank\":1")) worker_lines++;
+        if (strstr(lines[i], "\"worker_last_words\"")) last_words++;
+        if (strstr(lines[i], "\"supervisor_line\"")) supervisor_lines++;
+        CHECK(strstr(lines[i], "\"seq\"") == NULL); // numbered by the store instead
+        if (i > 0) CHECK(seqs[i] > seqs[i - 1]);
+        free(lines[i]);
+    }
+    CHECK_INT(worker_lines, 1);
+    CHECK_INT(last_words, 1);
+    CHECK_INT(supervisor_lines, 1);
 
     // A burst far beyond the ring: the producer never waits; what was lapped is counted.
     telemetry_store_reset();
