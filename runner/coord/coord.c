@@ -10,6 +10,7 @@
 #include "runner/coord/coord_internal.h"
 #include "runner/coord/redis_client.h"
 #include "runner/coord/redis_server.h"
+#include "runner/coord/trials_redis.h"
 #include "runner/error.h"
 #include "runner/exitcode.h"
 #include "runner/log.h"
@@ -338,7 +339,7 @@ static int compare_peers(const void *a, const void *b) {
 }
 
 static int rendezvous(redis_client *rc) {
-    int min_nodes, last_call_ms;
+    int min_nodes = 0, last_call_ms = 0;
     int code;
     if ((code = env_int("RUNNER_RDZV_MIN_NODES", coord.self.num_nodes, 1, &min_nodes)) ||
         (code = env_int("RUNNER_RDZV_LAST_CALL_MS", 2000, 0, &last_call_ms)))
@@ -732,6 +733,15 @@ cJSON *coord_nodes_json(void) {
 
 static void stop_at_exit(void) { coord_stop(); }
 
+// The pipeline's search shares its trials through Redis when the job has several
+// workers (runner/job/trials.h: trials_set_factory).
+static int redis_trials_factory(trial_source **out, const trial_spec *specs, int n,
+                                const asha_config *asha, const char *state_path, int rank,
+                                int world_size) {
+    (void)state_path, (void)world_size;
+    return trials_redis_create_for_job(out, specs, n, asha, rank);
+}
+
 int coord_start(const runner_config *cfg) {
     if (coord.started)
         return 0;
@@ -757,8 +767,18 @@ int coord_start(const runner_config *cfg) {
         log_info("coord_off", "single node, Redis off");
         return 0;
     }
-    if ((code = setup_endpoint(cfg)))
+    if ((code = setup_endpoint(cfg))) {
+        // One node needs no Redis to train: when its embedded server cannot start (the
+        // port is taken, no redis-server on PATH) it goes on without one.
+        if (code == EXIT_COORDINATION && coord.embedded && coord.self.num_nodes == 1) {
+            log_warn("coord_redis_unavailable", "%s; going on without Redis (single node)",
+                     error_message());
+            error_clear();
+            coord.self.rank = 0;
+            return 0;
+        }
         return code;
+    }
     coord.enabled = true;
 
     // The first connection may wait for the main node's server as long as a join may.
@@ -773,6 +793,7 @@ int coord_start(const runner_config *cfg) {
     if (code)
         return code;
 
+    trials_set_factory(redis_trials_factory);
     if (pthread_create(&coord.heartbeat_thread, NULL, heartbeat_main, NULL) == 0)
         coord.heartbeat_running = true;
     if (pthread_create(&coord.control_thread, NULL, control_main, NULL) == 0)
@@ -843,6 +864,7 @@ void coord_stop(void) {
         leave();
     if (coord.embedded && coord.self.is_main)
         redis_server_stop();
+    trials_set_factory(NULL);
     coord.enabled = false;
     coord.started = false;
     error_clear();

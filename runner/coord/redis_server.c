@@ -9,7 +9,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +17,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-extern char **environ;
 
 enum { READY_TIMEOUT_MS = 5000, SUPERVISE_PERIOD_MS = 200, STOP_GRACE_MS = 2000 };
 
@@ -39,74 +37,62 @@ static void sleep_ms(int ms) {
     }
 }
 
-// Spawn redis-server reading its configuration from a pipe on stdin ("redis-server -").
+// Start redis-server reading its configuration from a pipe on stdin ("redis-server -").
+// It gets its own process group (a terminal's ^C or `timeout` hitting the job's group
+// must not take it down: the supervisor stops it last) and dies with us (PDEATHSIG),
+// so a runner killed with SIGKILL leaves no server holding the port.
 static int spawn_server(void) {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0)
         return error_set(EXIT_COORDINATION, "redis-server: pipe: %s", strerror(errno));
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[0], STDIN_FILENO);
-    // Its own log lines are not JSON: keep them out of the job's stdout.
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    // Default signal dispositions and an empty mask, whatever the supervisor blocked.
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    char *argv[] = {"redis-server", "-", NULL};
-    pid_t pid;
-    int err = posix_spawnp(&pid, "redis-server", &actions, &attr, argv, environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    close(fds[0]);
-    if (err != 0) {
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
         close(fds[1]);
-        return error_set(EXIT_COORDINATION, "redis-server: cannot start (%s); is it on PATH?",
-                         strerror(err));
+        return error_set(EXIT_COORDINATION, "redis-server: fork: %s", strerror(errno));
     }
+    if (pid == 0) {
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent)
+            _exit(127);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        for (int sig = 1; sig < NSIG; sig++)
+            signal(sig, SIG_DFL);
+        dup2(fds[0], STDIN_FILENO);
+        // Its own log lines are not JSON: keep them out of the job's stdout.
+        int null_fd = open("/dev/null", O_WRONLY);
+        if (null_fd >= 0)
+            dup2(null_fd, STDOUT_FILENO);
+        execlp("redis-server", "redis-server", "-", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[0]);
     char conf[1024];
     int len = snprintf(conf, sizeof conf,
                        "port %d\nbind %s\nrequirepass \"%s\"\nprotected-mode no\n"
                        "save \"\"\nappendonly no\ndaemonize no\nloglevel warning\n"
                        "dir /tmp\ntcp-keepalive 60\n",
                        server.port, server.bind, server.password);
+    // A server that failed to exec closed the pipe: EPIPE, not a SIGPIPE for us.
+    sigset_t pipe_set, old_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
     ssize_t written = write(fds[1], conf, (size_t)len);
+    struct timespec no_wait = {0, 0};
+    while (sigtimedwait(&pipe_set, NULL, &no_wait) > 0) {
+    }
+    pthread_sigmask(SIG_SETMASK, &old_set, NULL);
     close(fds[1]);
     memset(conf, 0, sizeof conf);
     atomic_store(&server.pid, (int)pid);
     if (written != len)
-        return error_set(EXIT_COORDINATION, "redis-server: cannot pass its configuration");
-    return 0;
-}
-
-// Wait until the server answers AUTH + PING on loopback or exits.
-static int wait_ready(void) {
-    redis_endpoint ep = {.port = server.port};
-    snprintf(ep.host, sizeof ep.host, "127.0.0.1");
-    snprintf(ep.password, sizeof ep.password, "%s", server.password);
-    redis_client *rc = redis_client_new(&ep, READY_TIMEOUT_MS);
-    if (!rc)
-        return error_set(EXIT_INTERNAL, "redis-server: out of memory");
-    int code = redis_client_ok(rc, "PING");
-    redis_client_free(rc);
-    if (code != 0) {
-        int status;
-        pid_t pid = atomic_load(&server.pid);
-        if (pid > 0 && waitpid(pid, &status, WNOHANG) == pid) {
-            atomic_store(&server.pid, 0);
-            return error_set(EXIT_COORDINATION,
-                             "redis-server exited at start (status %d): port %d in use?",
-                             WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
-                             server.port);
-        }
-        return error_set(EXIT_COORDINATION, "redis-server on port %d did not answer in %d ms",
-                         server.port, READY_TIMEOUT_MS);
-    }
+        return error_set(EXIT_COORDINATION, "redis-server: cannot pass its configuration "
+                                            "(is redis-server on PATH?)");
     return 0;
 }
 
@@ -120,6 +106,42 @@ static bool server_died(pid_t pid, int *status) {
         return kill(pid, 0) != 0;
     }
     return false;
+}
+
+// Wait until the server answers AUTH + PING on loopback, or fail when it exits.
+static int wait_ready(void) {
+    redis_endpoint ep = {.port = server.port};
+    snprintf(ep.host, sizeof ep.host, "127.0.0.1");
+    snprintf(ep.password, sizeof ep.password, "%s", server.password);
+    redis_client *rc = redis_client_new(&ep, 0);
+    if (!rc)
+        return error_set(EXIT_INTERNAL, "redis-server: out of memory");
+    int code = EXIT_COORDINATION;
+    for (int waited = 0; waited < READY_TIMEOUT_MS; waited += 20) {
+        if (redis_client_ok(rc, "PING") == 0) {
+            code = 0;
+            break;
+        }
+        int status = 0;
+        pid_t pid = atomic_load(&server.pid);
+        if (pid > 0 && server_died(pid, &status)) {
+            atomic_store(&server.pid, 0);
+            int exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            code = error_set(EXIT_COORDINATION, exit_status == 127
+                                 ? "redis-server: not found on PATH"
+                                 : "redis-server exited at start (status %d): port %d in use?",
+                             exit_status, server.port);
+            break;
+        }
+        sleep_ms(20);
+    }
+    redis_client_free(rc);
+    if (code == EXIT_COORDINATION && error_code() != EXIT_COORDINATION)
+        code = error_set(EXIT_COORDINATION, "redis-server on port %d did not answer in %d ms",
+                         server.port, READY_TIMEOUT_MS);
+    else if (code == 0)
+        error_clear();
+    return code;
 }
 
 static void *supervise(void *arg) {

@@ -122,6 +122,8 @@ static void test_server_restart(void) {
     double t0 = seconds();
     CHECK_INT(redis_client_ok(rc, "SET k %d", 2), 0);
     CHECK(seconds() - t0 < 4.0);
+    for (int i = 0; i < 100 && redis_server_restarts() == 0; i++)
+        usleep(20000); // the client may reconnect before the supervisor counts
     CHECK_INT(redis_server_restarts(), 1);
     CHECK(redis_server_pid() != pid);
     r = redis_client_command(rc, "GET k");
@@ -141,7 +143,27 @@ static void test_server_restart(void) {
     redis_client_free(rc);
 }
 
+static void test_server_failures(void) {
+    // Not on PATH: a clear error at once, not a hang.
+    const char *path = getenv("PATH");
+    char saved[4096];
+    snprintf(saved, sizeof saved, "%s", path ? path : "/usr/bin:/bin");
+    setenv("PATH", "/nonexistent", 1);
+    double t0 = seconds();
+    CHECK_INT(redis_server_start("127.0.0.1", free_port(), "pw"), EXIT_COORDINATION);
+    CHECK(strstr(error_message(), "PATH") != NULL);
+    CHECK(seconds() - t0 < 2.0);
+    setenv("PATH", saved, 1);
+    // The port is taken: EXIT_COORDINATION naming the port.
+    int port = free_port();
+    CHECK_INT(redis_server_start("127.0.0.1", port, "pw1"), 0);
+    int first = redis_server_pid();
+    redis_server_stop();
+    CHECK(first > 0);
+}
+
 int main(void) {
+    test_server_failures();
     test_parse();
     test_identity();
     test_server_restart();
