@@ -1,29 +1,31 @@
 # Fuzz targets for the parsers of untrusted files: the safetensors header and the
 # tokenizer (vocabulary and text). Always built (CI checks they compile); not run by CTest.
+# They compile only the code under test (plus runner/error.c), not all of runner_lib,
+# so a fuzzing build with clang does not depend on the rest of the tree.
 #   - default: linked with tests/fuzz/fuzz_main.c, a driver that replays files or runs
 #     N mutations of built-in seeds:  build/<dir>/fuzz/fuzz_tokenizer --random 100000
 #   - RUNNER_FUZZ=ON with clang: real libFuzzer with coverage, ASan and UBSan:
-#     CC=clang CXX=clang++ cmake -S . -B build/fuzz -DRUNNER_FUZZ=ON -DRUNNER_CUDA=OFF
+#     CC=clang CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DRUNNER_FUZZ=ON -DRUNNER_CUDA=OFF
+#     cmake --build build/fuzz --target fuzz_safetensors fuzz_tokenizer
 #     build/fuzz/fuzz/fuzz_safetensors -max_total_time=600 corpus_dir/
 option(RUNNER_FUZZ "Link the fuzz targets with libFuzzer (clang only)" OFF)
 if(RUNNER_FUZZ AND NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
   message(FATAL_ERROR "RUNNER_FUZZ=ON needs clang (CC=clang CXX=clang++)")
 endif()
-if(RUNNER_FUZZ)
-  # Coverage for the library code under test, too.
-  target_compile_options(runner_lib PRIVATE -fsanitize=fuzzer-no-link,address,undefined)
-endif()
 
+set(FUZZ_SOURCES_fuzz_safetensors ${CMAKE_SOURCE_DIR}/runner/model/safetensors.c)
+set(FUZZ_SOURCES_fuzz_tokenizer ${CMAKE_SOURCE_DIR}/runner/model/tokenizer.c)
 foreach(name fuzz_safetensors fuzz_tokenizer)
+  add_executable(${name} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/${name}.c ${FUZZ_SOURCES_${name}}
+    ${CMAKE_SOURCE_DIR}/runner/error.c)
   if(RUNNER_FUZZ)
-    add_executable(${name} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/${name}.c)
     target_compile_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
     target_link_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
   else()
-    add_executable(${name} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/${name}.c
-      ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_main.c)
+    target_sources(${name} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_main.c)
   endif()
   target_compile_options(${name} PRIVATE ${RUNNER_WARNINGS})
-  target_link_libraries(${name} PRIVATE runner_lib)
+  target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR} ${CJSON_INCLUDE_DIR})
+  target_link_libraries(${name} PRIVATE PkgConfig::UTF8PROC ${CJSON_LIBRARY} m)
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz)
 endforeach()
