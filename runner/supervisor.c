@@ -62,7 +62,7 @@ cJSON *supervisor_log_labels(int rank) {
 int worker_main(const runner_config *cfg, int local_rank, int rank, int world_size) {
     fault_set_rank(rank);
     log_set_labels(supervisor_log_labels(rank));
-    int rc = telemetry_worker_attach(rank);
+    int rc = telemetry_worker_attach(local_rank);
     if (rc) return rc;
     cJSON *fields = cJSON_CreateObject();
     cJSON_AddNumberToObject(fields, "local_rank", local_rank);
