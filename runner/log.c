@@ -239,8 +239,14 @@ static void emit(log_level level, const char *event, cJSON *fields, bool force_j
             cJSON *item = cJSON_DetachItemViaPointer(fields, fields->child);
             if (item->string && !cJSON_GetObjectItemCaseSensitive(line, item->string))
                 cJSON_AddItemToObject(line, item->string, item);
-            else if (item->string)
-                cJSON_ReplaceItemInObjectCaseSensitive(line, item->string, item);
+            else if (item->string) {
+                // A field wins over a label of the same name. cJSON frees the
+                // replacement's own key before copying `string`: pass a copy.
+                char *key = strdup(item->string);
+                if (key) cJSON_ReplaceItemInObjectCaseSensitive(line, key, item);
+                else cJSON_Delete(item);
+                free(key);
+            }
             else
                 cJSON_Delete(item);
         }

@@ -34,6 +34,12 @@ static void json_lines(void) {
     log_fields(LOG_WARN, "step", fields);
 }
 
+static void field_over_label(void) {
+    cJSON *fields = cJSON_CreateObject();
+    cJSON_AddNumberToObject(fields, "rank", 5);
+    log_fields(LOG_INFO, "override", fields);
+}
+
 static void text_lines(void) {
     log_init(LOG_FORMAT_TEXT, LOG_DEBUG);
     log_debug("shown", "now visible");
@@ -83,6 +89,9 @@ int main(void) {
     out = capture(json_lines);
     CHECK(strstr(out, "\"job_id\":\"j-1\"") != NULL);
     CHECK(strstr(out, "\"rank\":3") != NULL);
+    CHECK(strstr(out, "\"event\":\"not-this\"") == NULL);
+    out = capture(field_over_label);
+    CHECK(strstr(out, "\"rank\":5") != NULL && strstr(out, "\"rank\":3") == NULL);
     log_set_labels(NULL);
 
     out = capture(text_lines);
