@@ -63,7 +63,22 @@ typedef struct cuda_impl {
     int num_plans;
 } cuda_impl;
 
-static inline cuda_impl *impl_of(backend *be) { return (cuda_impl *)be->impl; }
+// The CUDA device is per host thread: a backend used from a thread other than its
+// creator's (a worker, a server thread) must make its device current first, or launches
+// would go to device 0 with streams of another device. Cached per thread, so the common
+// case costs one comparison.
+static inline void cuda_bind_device(const cuda_impl *im) {
+    static thread_local int bound_device = -1;
+    if (im && bound_device != im->device && cudaSetDevice(im->device) == cudaSuccess)
+        bound_device = im->device;
+}
+
+// Every entry point of the backend starts here.
+static inline cuda_impl *impl_of(backend *be) {
+    cuda_impl *im = (cuda_impl *)be->impl;
+    cuda_bind_device(im);
+    return im;
+}
 
 // Map a CUDA error to the exit table (out of memory 6, everything else a GPU fault 81),
 // remember it as the backend's status, set the thread's error and return the code.
