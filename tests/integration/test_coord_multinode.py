@@ -147,3 +147,23 @@ def test_control_channel_checkpoint_then_stop_reaches_every_node(net3, node_bin,
     assert codes == {0: 80, 1: 80, 2: 80}, {i: p.output()[-2000:] for i, p in job.nodes.items()}
     for i in range(3):
         assert exit_line(job.nodes[i].output())["name"] == "INTERRUPTED"
+
+
+def test_runner_nodes_that_finish_early_are_not_taken_for_dead(net3, runner_bin, port, tmp_path):
+    # The runner binary itself on three nodes. In train mode rank 0 trains and the other
+    # ranks end at once: they leave the job cleanly, so the main node, still training
+    # long after their heartbeats stopped, must not exit 83.
+    args = [runner_bin, "--architecture", "bert-tiny", "--mode", "train", "--no-serve",
+            "--max-length", 32, "--instances", 300, "--epochs", 1, "--threads", 1,
+            "--redis-port", port, "--rendezvous-timeout", 30]
+    job = Job(net3, args, env=FAST)
+    for i in range(3):
+        job.start(i, ["--output", tmp_path / f"node{i}"])
+    codes = finish(job, timeout=120)
+    outputs = {i: p.output()[-3000:] for i, p in job.nodes.items()}
+    assert codes == {0: 0, 1: 0, 2: 0}, outputs
+    main = job.nodes[0]
+    assert main.events("train_progress") and not main.events("coord_stop_requested"), outputs[0]
+    assert {e["rank"] for p in job.nodes.values() for e in p.events("rendezvous_done")} == {0, 1, 2}
+    for p in job.nodes.values():
+        assert job.password not in p.output()
