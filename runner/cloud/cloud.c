@@ -112,6 +112,19 @@ int cloud_fetch_prefix(const char *uri, const char *local_dir) {
     return rc;
 }
 
+int cloud_check_output(const char *uri) {
+    if (!cloud_is_remote(uri)) return 0;
+    s3_location loc;
+    int rc = s3_parse_uri(uri, &loc);
+    if (rc) return rc;
+    size_t len = strlen(loc.key);
+    const char *probe = ".runner-write-check";
+    if (len + 1 + strlen(probe) >= sizeof loc.key) return error_set(EXIT_USAGE, "%s: key too long", uri);
+    snprintf(loc.key + len, sizeof loc.key - len, "%s%s", len && loc.key[len - 1] != '/' ? "/" : "",
+             probe);
+    return s3_probe_write(&loc);
+}
+
 // The caller's metadata plus what says where an object came from: the runner's version
 // and, under Batch, the job id and attempt (the caller's values win).
 static cJSON *upload_metadata(const cJSON *caller) {

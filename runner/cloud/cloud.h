@@ -43,6 +43,12 @@ int cloud_fetch_prefix(const char *uri, const char *local_dir);
 // otherwise, so no partial object ever exists under its final key.
 int cloud_upload_tree(const char *local_dir, const char *uri, const cJSON *metadata);
 
+// Preflight of an s3:// output: can the job write there? Checked without leaving an
+// object behind (a multipart upload started and aborted under the prefix). 0 for a
+// local path; EXIT_OUTPUT (4) when forbidden or the bucket does not exist, EXIT_USAGE
+// for a malformed URI, EXIT_REMOTE_IO when S3 cannot be reached.
+int cloud_check_output(const char *uri);
+
 // Upload one file to s3://bucket/key (single PUT or multipart as above).
 int cloud_upload_file(const char *local_path, const char *uri, const cJSON *metadata);
 

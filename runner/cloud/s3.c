@@ -341,6 +341,32 @@ static void *part_worker(void *arg) {
     }
 }
 
+static int create_upload(const s3_location *loc, struct curl_slist *headers, const char *what,
+                         char *upload_id, size_t n) {
+    char url[3300];
+    int rc = object_url(loc, loc->key, "uploads=", url, sizeof url);
+    if (rc) return rc;
+    aws_request create = {.method = "POST", .url = url, .service = "s3", .headers = headers,
+                          .body_fd = -1, .payload_sha256 = EMPTY_SHA256};
+    aws_response resp = {0};
+    rc = aws_send(&create, &resp, what);
+    if (rc == 0 && resp.status != 200) rc = s3_failure(&resp, true, what);
+    if (rc == 0 && (xml_pick_text(&resp.body, "UploadId", upload_id, n, NULL, 0) || !upload_id[0]))
+        rc = error_set(EXIT_REMOTE_IO, "%s: CreateMultipartUpload answer has no UploadId", what);
+    aws_response_free(&resp);
+    return rc;
+}
+
+int s3_probe_write(const s3_location *loc) {
+    // Starting a multipart upload needs exactly s3:PutObject on the key, and aborting it
+    // leaves nothing behind: a write check without a stray object.
+    char what[1400], upload_id[1024];
+    snprintf(what, sizeof what, "write check s3://%s/%s", loc->bucket, loc->key);
+    int rc = create_upload(loc, NULL, what, upload_id, sizeof upload_id);
+    if (rc == 0) abort_upload(loc, upload_id);
+    return rc;
+}
+
 static int put_multipart(int fd, long long size, const s3_location *loc,
                          struct curl_slist *headers, const char *what) {
     long long part = env_bytes("RUNNER_S3_PART_SIZE", 16LL * MIB);
@@ -349,17 +375,7 @@ static int put_multipart(int fd, long long size, const s3_location *loc,
     int nparts = (int)((size + part - 1) / part);
 
     char url[3300], query[1200], upload_id[1024];
-    int rc = object_url(loc, loc->key, "uploads=", url, sizeof url);
-    if (rc) return rc;
-    aws_request create = {.method = "POST", .url = url, .service = "s3", .headers = headers,
-                          .body_fd = -1, .payload_sha256 = EMPTY_SHA256};
-    aws_response resp = {0};
-    rc = aws_send(&create, &resp, what);
-    if (rc == 0 && resp.status != 200) rc = s3_failure(&resp, true, what);
-    if (rc == 0 && (xml_pick_text(&resp.body, "UploadId", upload_id, sizeof upload_id, NULL, 0) ||
-                    !upload_id[0]))
-        rc = error_set(EXIT_REMOTE_IO, "%s: CreateMultipartUpload answer has no UploadId", what);
-    aws_response_free(&resp);
+    int rc = create_upload(loc, headers, what, upload_id, sizeof upload_id);
     if (rc) return rc;
 
     char *eid = aws_uri_encode(upload_id, false);

@@ -33,5 +33,9 @@ int s3_put_file(const char *local_path, const s3_location *loc, const cJSON *met
 int s3_list(const s3_location *prefix, int (*each)(const char *key, long long size, void *ud),
             void *ud);
 
+// Can we write under this key? Starts a multipart upload (needs s3:PutObject) and
+// aborts it, leaving nothing. EXIT_OUTPUT when forbidden or the bucket is missing.
+int s3_probe_write(const s3_location *loc);
+
 // Delete one object (tests and cleanup of our own temporary objects).
 int s3_delete_object(const s3_location *loc);

@@ -409,3 +409,21 @@ def test_job_summary_reads_metrics_from_s3(aws_tool, moto, bucket, tmp_path):
     (local / "score.json").write_text(json.dumps(score))
     r = tool(aws_tool, "summary", tmp_path / "out", "bert", env=tool_env(moto))
     assert json.loads(output(r)[-1])["metrics"] == {"validating": score}
+
+
+def test_check_output_leaves_nothing_and_says_4_when_forbidden(aws_tool, moto, bucket):
+    env = tool_env(moto)
+    r = tool(aws_tool, "check-output", f"s3://{bucket}/runs/7", env=env)
+    assert r.returncode == 0, r.stderr
+    s3 = client(moto, "s3")
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    r = tool(aws_tool, "check-output", "s3://no-such-bucket-here/runs", env=env)
+    assert r.returncode == 4 and "NoSuchBucket" in r.stderr, r.stderr
+    proxy = FaultProxy(moto, [403])
+    try:
+        r = tool(aws_tool, "check-output", f"s3://{bucket}/runs", env=tool_env(proxy.url))
+    finally:
+        proxy.close()
+    assert r.returncode == 4 and "access denied" in r.stderr
+    assert tool(aws_tool, "check-output", "/local/dir", env=env).returncode == 0

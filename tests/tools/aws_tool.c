@@ -4,6 +4,7 @@
 //   aws_tool fetch-prefix URI LOCAL_DIR
 //   aws_tool upload-file LOCAL_PATH URI [METADATA_JSON]
 //   aws_tool upload-tree LOCAL_DIR URI [METADATA_JSON]
+//   aws_tool check-output URI               -> exit 0 when the job could write there
 //   aws_tool head URI                        -> {"exists":bool,"size":N}
 //   aws_tool list URI                        -> one "key size" line per object
 //   aws_tool secret SECRET_ID                -> the secret as JSON
@@ -70,6 +71,7 @@ int main(int argc, char **argv) {
         cJSON_Delete(meta);
         return finish(rc);
     }
+    if (strcmp(op, "check-output") == 0 && argc == 3) return finish(cloud_check_output(argv[2]));
     if (strcmp(op, "head") == 0 && argc == 3) {
         s3_location loc;
         bool exists = false;
