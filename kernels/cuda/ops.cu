@@ -499,32 +499,72 @@ static void cuda_layernorm_backward(backend *be, void *dinp, float *dweight, flo
     if (dbias) cuda_column_sum_bf16(im, dbias, (const bf16 *)dout, N, C);
 }
 
-// ---- GELU (erf form) ------------------------------------------------------------------------
+// ---- elementwise ops -----------------------------------------------------------------------
 
-static __device__ __forceinline__ float gelu_erf(float x) {
-    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-}
-
-__global__ void gelu_forward_kernel(bf16 *out, const bf16 *inp, size_t n) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
-        out[i] = f2bf(gelu_erf(bf2f(inp[i])));
-}
-
-// d/dx [x Phi(x)] = Phi(x) + x phi(x)
-__global__ void gelu_backward_kernel(bf16 *dinp, const bf16 *inp, const bf16 *dout, size_t n) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x) {
-        float x = bf2f(inp[i]);
-        float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
-        float pdf = 0.39894228040143268f * __expf(-0.5f * x * x);
-        dinp[i] = f2bf(bf2f(dinp[i]) + bf2f(dout[i]) * (cdf + x * pdf));
+// out[i] = op(i, out[i], a[i], b[i]) over n elements: 8 per step with 16-byte accesses
+// when n and every pointer allow it, one per step otherwise; the same arithmetic per
+// element either way. `out` may alias `a` (in-place dropout).
+template <typename Op, bool VEC>
+__global__ void map_kernel(bf16 *out, const bf16 *a, const bf16 *b, size_t n, Op op) {
+    size_t stride = (size_t)gridDim.x * blockDim.x;
+    size_t start = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if constexpr (VEC) {
+        for (size_t v = start; v < n / 8; v += stride) {
+            size_t i0 = v * 8;
+            bf16x8 va = load_bf16x8(a + i0), vb{}, vo{}, r;
+            if constexpr (Op::uses_b) vb = load_bf16x8(b + i0);
+            if constexpr (Op::reads_out) vo = load_bf16x8(out + i0);
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float2 fa = __bfloat1622float2(va.h[e]);
+                float2 fb = Op::uses_b ? __bfloat1622float2(vb.h[e]) : make_float2(0.0f, 0.0f);
+                float2 fo = Op::reads_out ? __bfloat1622float2(vo.h[e]) : make_float2(0.0f, 0.0f);
+                r.h[e] = __floats2bfloat162_rn(op(i0 + 2 * e, fo.x, fa.x, fb.x),
+                                               op(i0 + 2 * e + 1, fo.y, fa.y, fb.y));
+            }
+            *(bf16x8 *)(out + i0) = r;
+        }
+    } else {
+        for (size_t i = start; i < n; i += stride) {
+            float fo = Op::reads_out ? bf2f(out[i]) : 0.0f;
+            float fb = Op::uses_b ? bf2f(b[i]) : 0.0f;
+            out[i] = f2bf(op(i, fo, bf2f(a[i]), fb));
+        }
     }
 }
 
-void cuda_gelu_forward_bf16(cuda_impl *im, bf16 *out, const bf16 *inp, size_t n) {
-    gelu_forward_kernel<<<grid_for(n, 256), 256, 0, im->stream>>>(out, inp, n);
+static bool aligned16(const void *p) { return (uintptr_t)p % 16 == 0; }
+
+template <typename Op>
+static void map_launch(cuda_impl *im, bf16 *out, const bf16 *a, const bf16 *b, size_t n, Op op) {
+    if (n % 8 == 0 && aligned16(out) && aligned16(a) && (!b || aligned16(b)))
+        map_kernel<Op, true><<<grid_for(n / 8, 256), 256, 0, im->stream>>>(out, a, b, n, op);
+    else
+        map_kernel<Op, false><<<grid_for(n, 256), 256, 0, im->stream>>>(out, a, b, n, op);
     LAUNCHED(im);
+}
+
+// ---- GELU (erf form) ------------------------------------------------------------------------
+
+struct gelu_forward_op {
+    static constexpr bool uses_b = false, reads_out = false;
+    __device__ float operator()(size_t, float, float x, float) const {
+        return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    }
+};
+
+// dinp += dout * d/dx [x Phi(x)] = dout * (Phi(x) + x phi(x)); a = inp, b = dout
+struct gelu_backward_op {
+    static constexpr bool uses_b = true, reads_out = true;
+    __device__ float operator()(size_t, float dinp, float x, float dout) const {
+        float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+        float pdf = 0.39894228040143268f * __expf(-0.5f * x * x);
+        return dinp + dout * (cdf + x * pdf);
+    }
+};
+
+void cuda_gelu_forward_bf16(cuda_impl *im, bf16 *out, const bf16 *inp, size_t n) {
+    map_launch(im, out, inp, NULL, n, gelu_forward_op{});
 }
 
 static void cuda_gelu_forward(backend *be, void *out, const void *inp, size_t n) {
@@ -535,47 +575,44 @@ static void cuda_gelu_forward(backend *be, void *out, const void *inp, size_t n)
 static void cuda_gelu_backward(backend *be, void *dinp, const void *inp, const void *dout,
                                size_t n) {
     OP_BEGIN(be, im);
-    gelu_backward_kernel<<<grid_for(n, 256), 256, 0, im->stream>>>(
-        (bf16 *)dinp, (const bf16 *)inp, (const bf16 *)dout, n);
-    LAUNCHED(im);
+    map_launch(im, (bf16 *)dinp, (const bf16 *)inp, (const bf16 *)dout, n, gelu_backward_op{});
 }
 
-// ---- dropout ------------------------------------------------------------------------------
+// ---- dropout (counter RNG of kernels/rng.h: element i draws offset + i) -----------------------
 
-__global__ void dropout_forward_kernel(bf16 *out, const bf16 *inp, size_t n, float p,
-                                       float keep_scale, uint64_t seed, uint64_t offset) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x) {
-        float v = dropout_keep(seed, offset + i, p) ? bf2f(inp[i]) * keep_scale : 0.0f;
-        out[i] = f2bf(v);
+struct dropout_forward_op {
+    static constexpr bool uses_b = false, reads_out = false;
+    float p, keep_scale;
+    uint64_t seed, offset;
+    __device__ float operator()(size_t i, float, float x, float) const {
+        return dropout_keep(seed, offset + i, p) ? x * keep_scale : 0.0f;
     }
-}
+};
 
-__global__ void dropout_backward_kernel(bf16 *dinp, const bf16 *dout, size_t n, float p,
-                                        float keep_scale, uint64_t seed, uint64_t offset) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x) {
-        if (dropout_keep(seed, offset + i, p))
-            dinp[i] = f2bf(bf2f(dinp[i]) + bf2f(dout[i]) * keep_scale);
+// dinp += dout * mask / (1-p); a = dout
+struct dropout_backward_op {
+    static constexpr bool uses_b = false, reads_out = true;
+    float p, keep_scale;
+    uint64_t seed, offset;
+    __device__ float operator()(size_t i, float dinp, float dout, float) const {
+        return dropout_keep(seed, offset + i, p) ? dinp + dout * keep_scale : dinp;
     }
-}
+};
 
 static float keep_scale_of(float p) { return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f; }
 
 static void cuda_dropout_forward(backend *be, void *out, const void *inp, size_t n, float p,
                                  uint64_t seed, uint64_t offset) {
     OP_BEGIN(be, im);
-    dropout_forward_kernel<<<grid_for(n, 256), 256, 0, im->stream>>>(
-        (bf16 *)out, (const bf16 *)inp, n, p, keep_scale_of(p), seed, offset);
-    LAUNCHED(im);
+    dropout_forward_op op = {p, keep_scale_of(p), seed, offset};
+    map_launch(im, (bf16 *)out, (const bf16 *)inp, NULL, n, op);
 }
 
 static void cuda_dropout_backward(backend *be, void *dinp, const void *dout, size_t n, float p,
                                   uint64_t seed, uint64_t offset) {
     OP_BEGIN(be, im);
-    dropout_backward_kernel<<<grid_for(n, 256), 256, 0, im->stream>>>(
-        (bf16 *)dinp, (const bf16 *)dout, n, p, keep_scale_of(p), seed, offset);
-    LAUNCHED(im);
+    dropout_backward_op op = {p, keep_scale_of(p), seed, offset};
+    map_launch(im, (bf16 *)dinp, (const bf16 *)dout, NULL, n, op);
 }
 
 // ---- block reductions --------------------------------------------------------------------

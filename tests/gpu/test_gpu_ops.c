@@ -359,9 +359,9 @@ static void test_matmul(int gelu, int odd_bias) {
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
 }
 
-static void test_gelu(void) {
-    printf("gelu\n");
-    size_t n = 5000;
+// n a multiple of 8 takes the 16-byte path on the GPU, other n the scalar one.
+static void test_gelu(size_t n) {
+    printf("gelu n=%zu\n", n);
     pair inp = pair_new(KIND_ACT, n), out = pair_new(KIND_ACT, n), dout = pair_new(KIND_ACT, n),
          dinp = pair_new(KIND_ACT, n);
     free(pair_random(&inp, 4.0f));
@@ -379,9 +379,8 @@ static void test_gelu(void) {
     for (size_t i = 0; i < 4; i++) pair_free(all[i]);
 }
 
-static void test_dropout(float p) {
-    printf("dropout p=%.2f\n", (double)p);
-    size_t n = 10007;
+static void test_dropout(float p, size_t n, int in_place) {
+    printf("dropout p=%.2f n=%zu%s\n", (double)p, n, in_place ? " in place" : "");
     uint64_t seed = 42, offset = 123456;
     pair inp = pair_new(KIND_ACT, n), out = pair_new(KIND_ACT, n), dout = pair_new(KIND_ACT, n),
          dinp = pair_new(KIND_ACT, n);
@@ -389,21 +388,26 @@ static void test_dropout(float p) {
     free(pair_random(&dout, 1.0f));
     free(pair_random(&dinp, 1.0f));
     pair_poison(&out);
-    gt_cpu->dropout_forward(gt_cpu, out.c, inp.c, n, p, seed, offset);
-    gt_gpu->dropout_forward(gt_gpu, out.g, inp.g, n, p, seed, offset);
+    pair *dst = in_place ? &inp : &out;  // the model drops out in place
+    gt_cpu->dropout_forward(gt_cpu, dst->c, inp.c, n, p, seed, offset);
+    gt_gpu->dropout_forward(gt_gpu, dst->g, inp.g, n, p, seed, offset);
     gt_cpu->dropout_backward(gt_cpu, dinp.c, dout.c, n, p, seed, offset);
     gt_gpu->dropout_backward(gt_gpu, dinp.g, dout.g, n, p, seed, offset);
     gpu_sync("dropout");
-    pair_compare("dropout_forward out", &out, TOL_BF16);
+    pair_compare("dropout_forward out", dst, TOL_BF16);
     pair_compare("dropout_backward dinp (+=)", &dinp, TOL_BF16);
     // the same mask, element for element
     float *hc = malloc(n * sizeof(float)), *hg = malloc(n * sizeof(float));
-    gt_download(gt_cpu, hc, out.c, n, 1);
-    gt_download(gt_gpu, hg, out.g, n, 1);
-    size_t mismatched = 0;
-    for (size_t i = 0; i < n; i++) mismatched += (hc[i] == 0.0f) != (hg[i] == 0.0f);
-    printf("  %-44s %zu mismatches\n", "dropout mask", mismatched);
+    gt_download(gt_cpu, hc, dst->c, n, 1);
+    gt_download(gt_gpu, hg, dst->g, n, 1);
+    size_t mismatched = 0, dropped = 0;
+    for (size_t i = 0; i < n; i++) {
+        mismatched += (hc[i] == 0.0f) != (hg[i] == 0.0f);
+        dropped += hg[i] == 0.0f;
+    }
+    printf("  %-44s %zu mismatches, %zu of %zu dropped\n", "dropout mask", mismatched, dropped, n);
     CHECK_INT(mismatched, 0);
+    if (p > 0) CHECK(dropped > 0);
     free(hc);
     free(hg);
     pair *all[] = {&inp, &out, &dout, &dinp};
@@ -583,9 +587,11 @@ int main(void) {
     test_matmul(0, 0);
     test_matmul(1, 0);
     test_matmul(0, 1);
-    test_gelu();
-    test_dropout(0.1f);
-    test_dropout(0.0f);
+    test_gelu(5000);
+    test_gelu(4999);
+    test_dropout(0.1f, 10007, 0);
+    test_dropout(0.1f, 10000, 1);
+    test_dropout(0.0f, 10000, 0);
     test_attention(37, 96, 3, 0.1f, 1);   // head size 32, unfused, dropout
     test_attention(130, 128, 2, 0.0f, 1); // head size 64, unfused, several key tiles
     test_attention(130, 128, 2, 0.0f, 0); // head size 64, fused flash forward
