@@ -148,7 +148,10 @@ void cloud_sfn_finish(int code, const char *reason, const cJSON *output) {
         aws_copy(error, sizeof error, exitcode_name(code));
         cJSON_AddStringToObject(payload, "error", error);
         if (cause) {
-            aws_copy(cause, CAUSE_MAX + 1, reason ? reason : "");
+            // The cause shows in the Step Functions console: secrets stay out of it too.
+            char *redacted = log_redacted(reason ? reason : "");
+            aws_copy(cause, CAUSE_MAX + 1, redacted ? redacted : "");
+            free(redacted);
             cJSON_AddStringToObject(payload, "cause", cause);
             free(cause);
         }
