@@ -510,7 +510,13 @@ static void list_text(void *ud, const XML_Char *s, int len) {
 static void list_end(void *ud, const XML_Char *name) {
     list_page *p = ud;
     if (p->in_contents && strcmp(name, "Key") == 0) {
-        snprintf(p->key, sizeof p->key, "%s", p->text);
+        // encoding-type=url: form encoding, so '+' is a space and "%2B" a plus.
+        for (char *c = p->text; *c; c++)
+            if (*c == '+') *c = ' ';
+        int len = 0;
+        char *key = curl_easy_unescape(NULL, p->text, 0, &len);
+        aws_copy(p->key, sizeof p->key, key ? key : p->text);
+        curl_free(key);
     } else if (p->in_contents && strcmp(name, "Size") == 0) {
         p->size = strtoll(p->text, NULL, 10);
     } else if (strcmp(name, "Contents") == 0) {
@@ -550,7 +556,9 @@ int s3_list(const s3_location *prefix, int (*each)(const char *key, long long si
     char *eprefix = aws_uri_encode(prefix->key, false);
     int rc = 0, pages = 0;
     do {
-        // Parameters in SigV4 canonical order: continuation-token, list-type, max-keys, prefix.
+        // Parameters in SigV4 canonical order: continuation-token, encoding-type,
+        // list-type, max-keys, prefix. Keys come back URL-encoded (any byte a key may
+        // hold survives XML that way) and are decoded in list_end().
         char query[6400] = "", url[9000];
         if (token[0]) {
             char *etoken = aws_uri_encode(token, false);
@@ -558,8 +566,9 @@ int s3_list(const s3_location *prefix, int (*each)(const char *key, long long si
             free(etoken);
         }
         size_t used = strlen(query);
-        snprintf(query + used, sizeof query - used, "list-type=2&max-keys=%lld&prefix=%s",
-                 page_size, eprefix ? eprefix : "");
+        snprintf(query + used, sizeof query - used,
+                 "encoding-type=url&list-type=2&max-keys=%lld&prefix=%s", page_size,
+                 eprefix ? eprefix : "");
         if ((rc = object_url(prefix, "", query, url, sizeof url))) break;
         aws_request req = {.method = "GET", .url = url, .service = "s3", .body_fd = -1,
                            .payload_sha256 = EMPTY_SHA256};

@@ -258,3 +258,26 @@ def test_short_lived_credentials_are_refreshed(aws_tool, responder):
         assert req["headers"]["x-amz-security-token"] == "role-session-token-do-not-log"
         assert sigv4_valid(req, "role-secret-key-do-not-log", REGION, "states")[0]
     assert "do-not-log" not in r.stdout + r.stderr
+
+
+def test_s3_requests_are_signed_with_payload_hash(aws_tool, responder, tmp_path):
+    """S3 requests recorded by the responder (which answers 404: only the requests
+    matter here) verify under botocore's S3 signer: query in canonical order, keys
+    encoded once, x-amz-content-sha256 equal to the body's SHA-256."""
+    from imds_responder import sha256_hex
+    env = sfn_env(responder)
+    src = tmp_path / "f.json"
+    src.write_bytes(b'{"a": 1}')
+    tool(aws_tool, "list", "s3://bkt/some pre+fix/ü", env=env)
+    tool(aws_tool, "upload-file", src, "s3://bkt/a b/c+d.json", '{"job_id": "j"}', env=env)
+    tool(aws_tool, "fetch", "s3://bkt/x/y.csv", tmp_path / "y.csv", env=env)
+    sent = responder.recorded()
+    assert [r["method"] for r in sent] == ["GET", "PUT", "GET"]
+    assert "encoding-type=url&list-type=2&max-keys=1000&prefix=some%20pre%2Bfix%2F%C3%BC" in sent[0]["path"]
+    assert sent[1]["path"] == "/bkt/a%20b/c%2Bd.json"
+    for req in sent:
+        ok, signed = sigv4_valid(req, "sfn-secret-key", REGION, "s3")
+        assert ok, req
+        assert {"host", "x-amz-content-sha256", "x-amz-date", "x-amz-security-token"} <= set(signed)
+        assert req["headers"]["x-amz-content-sha256"] == sha256_hex(req["body"])
+    assert "x-amz-meta-job_id" in sigv4_valid(sent[1], "sfn-secret-key", REGION, "s3")[1]

@@ -186,6 +186,13 @@ def test_upload_tree_multipart_list_and_fetch_prefix(aws_tool, moto, bucket, tmp
     for rel, data in files.items():
         assert (back / "bert" / rel).read_bytes() == data, rel
 
+    # Keys with spaces, plus signs and non-ASCII letters survive the listing.
+    odd = "run/odd/a b+c/ü&x.txt"
+    s3.put_object(Bucket=bucket, Key=odd, Body=b"odd")
+    r = tool(aws_tool, "fetch-prefix", f"s3://{bucket}/run/odd", tmp_path / "odd", env=env)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "odd" / "a b+c" / "ü&x.txt").read_bytes() == b"odd"
+
     # "run/artefacts" is a folder: a sibling "run/artefacts-old/" is not part of it.
     s3.put_object(Bucket=bucket, Key="run/artefacts-old/x", Body=b"x")
     r = tool(aws_tool, "fetch-prefix", f"s3://{bucket}/run/artefacts", tmp_path / "again",
