@@ -70,9 +70,13 @@ cJSON *api_status(void) {
     char why[64] = "";
     bool ready = serve_ready(&st, why, sizeof why);
     cJSON_AddBoolToObject(root, "ready", ready);
+    // Elapsed from the process start (preflight included), as a person counts it.
+    serve_process_stats ps;
+    bool have_ps = serve_process_stats_read(0, &ps);
+    double started = have_ps ? ps.start_time : st.started;
     cJSON_AddNumberToObject(root, "time", now);
-    cJSON_AddNumberToObject(root, "started", st.started);
-    cJSON_AddNumberToObject(root, "elapsed_seconds", now - st.started);
+    cJSON_AddNumberToObject(root, "started", started);
+    cJSON_AddNumberToObject(root, "elapsed_seconds", now - started);
     if (st.phase_since > 0) cJSON_AddNumberToObject(root, "phase_since", st.phase_since);
     cJSON *progress = cJSON_AddObjectToObject(root, "progress");
     cJSON_AddNumberToObject(progress, "done", (double)st.done);
@@ -101,8 +105,7 @@ cJSON *api_status(void) {
         }
         free(series);
     }
-    serve_process_stats ps;
-    if (serve_process_stats_read(0, &ps)) {
+    if (have_ps) {
         cJSON *proc = cJSON_AddObjectToObject(root, "process");
         cJSON_AddNumberToObject(proc, "rss_bytes", ps.rss_bytes);
         cJSON_AddNumberToObject(proc, "cpu_seconds", ps.cpu_seconds);

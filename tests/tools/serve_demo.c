@@ -19,6 +19,7 @@
 #include "runner/serve/serve.h"
 #include "runner/telemetry.h"
 
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -221,7 +222,9 @@ int main(int argc, char **argv) {
             }
             if (pid > 0) pids[n_pids++] = pid;
         }
-        waitpid(pids[0], NULL, 0);
+        // A stop for the demo is a stop for its workers, as in the runner.
+        while (waitpid(pids[0], NULL, 0) < 0 && errno == EINTR)
+            if (stop_flag) kill(pids[0], SIGTERM);
     } else {
         demo_loop(&plan);
     }
