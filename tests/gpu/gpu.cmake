@@ -3,6 +3,10 @@
 #   reads the ptxas reports recorded while runner_cuda compiled).
 # - gpu_ops: every CUDA op against the CPU op, then the model; exits 77 (skipped) when no
 #   GPU is visible. scripts/gpu-test runs it, and the benchmark, in one command.
+# The spill check's own test: synthetic ptxas reports, no CUDA needed.
+add_test(NAME gpu_check_ptxas_selftest COMMAND ${CMAKE_CURRENT_LIST_DIR}/check_ptxas_selftest.sh)
+set_tests_properties(gpu_check_ptxas_selftest PROPERTIES LABELS gpu TIMEOUT 60)
+
 if(NOT RUNNER_HAVE_CUDA)
   return()
 endif()
