@@ -49,15 +49,20 @@ static int status_again(cuda_impl *im) {
 void *cuda_scratch(cuda_impl *im, int slot, size_t bytes) {
     if (bytes <= im->scratch_size[slot]) return im->scratch[slot];
     // Earlier ops may still read the old buffer: wait for them before freeing it.
-    if (cudaStreamSynchronize(im->stream) != cudaSuccess) {
-        cuda_fail(im, cudaGetLastError(), "cudaStreamSynchronize (scratch)", __FILE__, __LINE__);
+    cudaError_t err = cudaStreamSynchronize(im->stream);
+    if (err != cudaSuccess) {
+        cuda_fail(im, err, "cudaStreamSynchronize (scratch)", __FILE__, __LINE__);
         return NULL;
     }
-    if (im->scratch[slot]) cudaFree(im->scratch[slot]);
+    err = im->scratch[slot] ? cudaFree(im->scratch[slot]) : cudaSuccess;
     im->scratch[slot] = NULL;
     im->scratch_size[slot] = 0;
+    if (err != cudaSuccess) {
+        cuda_fail(im, err, "cudaFree (op scratch)", __FILE__, __LINE__);
+        return NULL;
+    }
     size_t want = bytes + bytes / 4;  // some headroom: batches vary in length
-    cudaError_t err = cudaMalloc(&im->scratch[slot], want);
+    err = cudaMalloc(&im->scratch[slot], want);
     if (err != cudaSuccess) {
         im->scratch[slot] = NULL;
         cuda_fail(im, err, "cudaMalloc (op scratch)", __FILE__, __LINE__);
@@ -87,8 +92,10 @@ static void *cuda_alloc(backend *be, size_t bytes) {
 }
 
 static void cuda_free_ptr(backend *be, void *ptr) {
-    (void)be;
-    if (ptr) cudaFree(ptr);
+    if (!ptr) return;
+    cuda_impl *im = impl_of(be);
+    cudaError_t err = cudaFree(ptr);  // a failure here is a fault or our bug: keep it
+    if (err != cudaSuccess) cuda_fail(im, err, "cudaFree", __FILE__, __LINE__);
 }
 
 static int cuda_memset_zero(backend *be, void *ptr, size_t bytes) {
