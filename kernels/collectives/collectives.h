@@ -46,6 +46,15 @@ int collective_world(const collective *c);
 // In place: buf[i] = sum over ranks of buf[i]. `buf` is host memory for a CPU group and
 // device memory for a GPU group (n floats).
 int collective_allreduce_sum_f32(collective *c, float *buf, size_t n);
+// GPU groups: queue the in-place sum of device buffer `buf` on `stream` (a cudaStream_t
+// as void *, e.g. backend_cuda_comm_stream(); NULL = the group's own stream) and return
+// without waiting, so it overlaps the rest of backward (docs/cuda.md). Order it with
+// backend_cuda_grads_ready() / backend_cuda_join_comm(). CPU groups: the same as
+// collective_allreduce_sum_f32().
+int collective_allreduce_sum_f32_async(collective *c, float *buf, size_t n, void *stream);
+// GPU groups: EXIT_PEER_LOST when NCCL reported an asynchronous error (a peer died, a
+// network failure); the communicator is aborted then. 0 for CPU groups.
+int collective_check(collective *c);
 // In place: every rank gets root's buf.
 int collective_broadcast_f32(collective *c, float *buf, size_t n, int root);
 // Wait until every rank arrived.

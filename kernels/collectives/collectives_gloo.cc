@@ -139,6 +139,8 @@ extern "C" int collective_world(const collective *c) { return c->world; }
 
 #ifdef RUNNER_HAVE_NCCL
 int collective_nccl_allreduce_sum_f32(collective *c, float *buf, size_t n);
+int collective_nccl_allreduce_async(collective *c, float *buf, size_t n, void *stream);
+int collective_nccl_check(collective *c);
 int collective_nccl_broadcast_f32(collective *c, float *buf, size_t n, int root);
 int collective_nccl_barrier(collective *c);
 void collective_nccl_destroy(collective *c);
@@ -161,6 +163,25 @@ extern "C" int collective_allreduce_sum_f32(collective *c, float *buf, size_t n)
         opts.setTimeout(std::chrono::milliseconds(c->timeout_ms));
         gloo::allreduce(opts);
     });
+}
+
+extern "C" int collective_allreduce_sum_f32_async(collective *c, float *buf, size_t n,
+                                                  void *stream) {
+#ifdef RUNNER_HAVE_NCCL
+    if (c->kind == COLLECTIVE_NCCL)
+        return collective_nccl_allreduce_async(c, buf, n, stream);
+#endif
+    (void)stream;
+    return collective_allreduce_sum_f32(c, buf, n);
+}
+
+extern "C" int collective_check(collective *c) {
+#ifdef RUNNER_HAVE_NCCL
+    if (c->kind == COLLECTIVE_NCCL)
+        return collective_nccl_check(c);
+#endif
+    (void)c;
+    return 0;
 }
 
 extern "C" int collective_broadcast_f32(collective *c, float *buf, size_t n, int root) {
