@@ -137,6 +137,8 @@ static int cuda_synchronize(backend *be) {
     return 0;
 }
 
+// Teardown is best effort and unchecked: destroy cannot report, it runs on error paths
+// too, and the run's exit code is decided before it.
 static void cuda_destroy(backend *be) {
     if (!be) return;
     cuda_impl *im = impl_of(be);
