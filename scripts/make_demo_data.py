@@ -192,7 +192,7 @@ def split_punctuation(word):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sentences", type=int, default=2500)
+    parser.add_argument("--sentences", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--min-count", type=int, default=8)
     parser.add_argument("--out", type=Path, default=ROOT / "data" / "demo")

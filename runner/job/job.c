@@ -104,6 +104,15 @@ int job_context_open(job_context *ctx, const runner_config *cfg, int rank, int w
     } else {
         rc = files_join(ctx->output, sizeof ctx->output, "%s",
                         cfg->output_path[0] ? cfg->output_path : "./out");
+        // predict/embed may name their output file: the output root is its directory.
+        size_t len = strlen(ctx->output);
+        bool file = (len > 6 && strcmp(ctx->output + len - 6, ".jsonl") == 0) ||
+                    (len > 4 && strcmp(ctx->output + len - 4, ".npy") == 0);
+        if (rc == 0 && file && (cfg->mode == MODE_PREDICT || cfg->mode == MODE_EMBED)) {
+            char *slash = strrchr(ctx->output, '/');
+            if (slash) *slash = '\0';
+            else snprintf(ctx->output, sizeof ctx->output, ".");
+        }
     }
     if (rc == 0)
         rc = files_join(ctx->artefacts, sizeof ctx->artefacts, "%s/artefacts/%s", ctx->output,

@@ -106,10 +106,13 @@ int job_predict(job_context *ctx) {
             cJSON *tokens = cJSON_AddArrayToObject(o, "tokens");
             cJSON *tags = cJSON_AddArrayToObject(o, "tags");
             cJSON *scores = cJSON_AddArrayToObject(o, "scores");
+            cJSON *logits = cJSON_AddArrayToObject(o, "logits");
             for (int w = 0; w < s->nwords; w++, word++) {
                 cJSON_AddItemToArray(tokens, cJSON_CreateString(s->words[w]));
                 cJSON_AddItemToArray(tags, cJSON_CreateString(labels[ev.pred[word]]));
                 cJSON_AddItemToArray(scores, cJSON_CreateNumber(ev.scores[word]));
+                cJSON_AddItemToArray(logits, cJSON_CreateFloatArray(ev.logits + (size_t)word * num_labels,
+                                                                    num_labels));
             }
             char *line = cJSON_PrintUnformatted(o);
             cJSON_Delete(o);
@@ -167,14 +170,15 @@ int job_embed(job_context *ctx) {
     float *vectors = malloc((size_t)n * (size_t)C * sizeof(float));
     int *rows = malloc((size_t)B * sizeof(int));
     int32_t *ids = malloc((size_t)B * T * sizeof(int32_t)), *mask = malloc((size_t)B * T * sizeof(int32_t));
-    if (!vectors || !rows || !ids || !mask) rc = error_set(EXIT_RESOURCES, "out of memory");
+    int32_t *types = calloc((size_t)B * T, sizeof(int32_t));
+    if (!vectors || !rows || !ids || !mask || !types) rc = error_set(EXIT_RESOURCES, "out of memory");
     if (rc == 0) rc = encode_texts(ctx->tok, texts, n, T, &set);
     if (rc == 0) rc = job_model_create(ctx, HEAD_EMBEDDING, 0, B, T, 0, &m);
     for (int start = 0; rc == 0 && start < n; start += B) {
         int nb = n - start < B ? n - start : B;
         for (int b = 0; b < nb; b++) rows[b] = start + b;
         int Tb = encoded_batch(&set, rows, nb, ids, mask, NULL, NULL);
-        bert_batch batch = {.B = nb, .T = Tb, .ids = ids, .mask = mask};
+        bert_batch batch = {.B = nb, .T = Tb, .ids = ids, .token_types = types, .mask = mask};
         rc = bert_forward(m, &batch, false, 0, 0, NULL);
         // Mean pooling then L2 normalisation, as sentence-transformers models do.
         if (rc == 0) rc = bert_embeddings(m, vectors + (size_t)start * C, true);
@@ -209,6 +213,7 @@ int job_embed(job_context *ctx) {
     free(rows);
     free(ids);
     free(mask);
+    free(types);
     if (m) bert_destroy(m);
     encoded_free(&set);
     text_free(texts, n);

@@ -30,6 +30,7 @@ void eval_result_free(eval_result *r) {
     free(r->truth);
     free(r->pred);
     free(r->scores);
+    free(r->logits);
     memset(r, 0, sizeof *r);
 }
 
@@ -58,6 +59,7 @@ static void mlm_mask(const train_options *opt, uint64_t seed, const int *rows, i
 
 typedef struct {
     int32_t *ids, *mask, *labels;
+    int32_t *types; // all zeros: one segment, as HF's default token_type_ids
     float *logits;
     int *rows;
 } batch_buffers;
@@ -67,8 +69,9 @@ static int buffers_alloc(batch_buffers *bb, int B, int T, int V) {
     bb->mask = malloc((size_t)B * T * sizeof(int32_t));
     bb->labels = malloc((size_t)B * T * sizeof(int32_t));
     bb->rows = malloc((size_t)B * sizeof(int));
+    bb->types = calloc((size_t)B * T, sizeof(int32_t));
     bb->logits = V > 0 ? malloc((size_t)B * T * V * sizeof(float)) : NULL;
-    if (!bb->ids || !bb->mask || !bb->labels || !bb->rows || (V > 0 && !bb->logits))
+    if (!bb->ids || !bb->mask || !bb->labels || !bb->rows || !bb->types || (V > 0 && !bb->logits))
         return error_set(EXIT_RESOURCES, "out of memory for batches of %d x %d", B, T);
     return 0;
 }
@@ -78,6 +81,7 @@ static void buffers_free(batch_buffers *bb) {
     free(bb->mask);
     free(bb->labels);
     free(bb->rows);
+    free(bb->types);
     free(bb->logits);
 }
 
@@ -96,8 +100,9 @@ int train_evaluate(bert_model *m, const encoded_set *set, const train_options *o
     out->lengths = calloc(set->n > 0 ? (size_t)set->n : 1, sizeof(int));
     out->pred = calloc((size_t)(n_words ? n_words : 1), sizeof(int));
     out->scores = calloc((size_t)(n_words ? n_words : 1), sizeof(float));
+    out->logits = calloc((size_t)(n_words ? n_words : 1) * (size_t)(V > 0 ? V : 1), sizeof(float));
     out->truth = set->sentences ? calloc((size_t)(n_words ? n_words : 1), sizeof(int)) : NULL;
-    if (rc == 0 && (!out->lengths || !out->pred || !out->scores || (set->sentences && !out->truth)))
+    if (rc == 0 && (!out->lengths || !out->pred || !out->scores || !out->logits || (set->sentences && !out->truth)))
         rc = error_set(EXIT_RESOURCES, "out of memory evaluating");
     double loss_sum = 0;
     long loss_count = 0, word = 0;
@@ -109,8 +114,8 @@ int train_evaluate(bert_model *m, const encoded_set *set, const train_options *o
                           bb.labels);
         long labelled = 0;
         for (int i = 0; i < nb * T; i++) labelled += bb.labels[i] != -100;
-        bert_batch batch = {.B = nb, .T = T, .ids = bb.ids, .mask = bb.mask,
-                            .labels = labelled ? bb.labels : NULL};
+        bert_batch batch = {.B = nb, .T = T, .ids = bb.ids, .token_types = bb.types,
+                            .mask = bb.mask, .labels = labelled ? bb.labels : NULL};
         float loss = 0;
         rc = bert_forward(m, &batch, false, 0, 0, labelled ? &loss : NULL);
         if (rc) break;
@@ -145,6 +150,7 @@ int train_evaluate(bert_model *m, const encoded_set *set, const train_options *o
                 zmax = z[best];
                 for (int c = 0; c < V; c++) denom += exp((double)z[c] - zmax);
                 out->pred[word + w] = best;
+                memcpy(out->logits + (size_t)(word + w) * V, z, (size_t)V * sizeof(float));
                 out->scores[word + w] = (float)(1.0 / denom);
             }
             word += nwords;
@@ -287,7 +293,8 @@ int train_run(bert_model *m, const encoded_set *train, const encoded_set *valid,
             if (opt->mask_id >= 0)
                 mlm_mask(opt, rng_mix64(opt->seed + 0xa5a5ULL * (uint64_t)(st.epoch + 1)), bb.rows,
                          nb, T, bb.ids, bb.mask, bb.labels);
-            bert_batch batch = {.B = nb, .T = T, .ids = bb.ids, .mask = bb.mask, .labels = bb.labels};
+            bert_batch batch = {.B = nb, .T = T, .ids = bb.ids, .token_types = bb.types,
+                                .mask = bb.mask, .labels = bb.labels};
             float loss = 0, grad_norm = 0;
             float lr = schedule_lr((float)opt->learning_rate, st.step, warmup, total_steps);
             bert_zero_grad(m);

@@ -57,6 +57,7 @@ typedef struct {
     int *truth;      // (n_words) gold tag per word (NULL without sentences)
     int *pred;       // (n_words) predicted tag per word
     float *scores;   // (n_words) softmax probability of the predicted tag
+    float *logits;   // (n_words, num_labels) the logits of each word's first sub-token
 } eval_result;
 
 // Evaluate a token-classification model on `set`: loss (when labelled), the tag and its
