@@ -10,6 +10,7 @@
 
 #include <ftw.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,68 @@
 #include <time.h>
 
 bool cloud_is_remote(const char *uri) { return uri && strncmp(uri, "s3://", 5) == 0; }
+
+// Files this process knows to be identical to an object: fetched from it, or uploaded
+// to it, and unchanged since (same inode, size and mtime). A resumed attempt then
+// uploads only what it wrote itself, and repeated uploads of a growing tree (after each
+// checkpoint, then at a spot notice) send only the new files.
+typedef struct {
+    char *path, *uri;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+} synced_file;
+
+static pthread_mutex_t synced_lock = PTHREAD_MUTEX_INITIALIZER;
+static synced_file *synced;
+static size_t synced_count, synced_cap;
+
+static bool same_file(const synced_file *f, const struct stat *st) {
+    return f->dev == st->st_dev && f->ino == st->st_ino && f->size == st->st_size &&
+           f->mtime.tv_sec == st->st_mtim.tv_sec && f->mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+static synced_file *synced_find_locked(const char *path, const char *uri) {
+    for (size_t i = 0; i < synced_count; i++)
+        if (strcmp(synced[i].path, path) == 0 && strcmp(synced[i].uri, uri) == 0)
+            return &synced[i];
+    return NULL;
+}
+
+static void synced_record(const char *path, const char *uri) {
+    struct stat st;
+    if (stat(path, &st) != 0) return;
+    pthread_mutex_lock(&synced_lock);
+    synced_file *f = synced_find_locked(path, uri);
+    if (!f && synced_count == synced_cap) {
+        size_t cap = synced_cap ? 2 * synced_cap : 64;
+        synced_file *grown = realloc(synced, cap * sizeof *grown);
+        if (grown) synced = grown, synced_cap = cap;
+    }
+    if (!f && synced_count < synced_cap) {
+        f = &synced[synced_count];
+        f->path = strdup(path);
+        f->uri = strdup(uri);
+        if (f->path && f->uri) synced_count++;
+        else free(f->path), free(f->uri), f = NULL;
+    }
+    if (f) {
+        f->dev = st.st_dev;
+        f->ino = st.st_ino;
+        f->size = st.st_size;
+        f->mtime = st.st_mtim;
+    }
+    pthread_mutex_unlock(&synced_lock);
+}
+
+static bool synced_unchanged(const char *path, const char *uri, const struct stat *st) {
+    pthread_mutex_lock(&synced_lock);
+    const synced_file *f = synced_find_locked(path, uri);
+    bool same = f && same_file(f, st);
+    pthread_mutex_unlock(&synced_lock);
+    return same;
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -33,6 +96,7 @@ int cloud_fetch(const char *uri, const char *local_path) {
         return error_set(EXIT_USAGE, "%s: names a prefix, not an object", uri);
     double t0 = now_s();
     rc = s3_get_object(&loc, local_path);
+    if (rc == 0) synced_record(local_path, uri);
     if (rc == 0) {
         cJSON *f = cJSON_CreateObject();
         cJSON_AddStringToObject(f, "uri", uri);
@@ -78,7 +142,12 @@ static int fetch_one(const char *key, long long size, void *ud) {
     s3_location obj = pf->src;
     aws_copy(obj.key, sizeof obj.key, key);
     int rc = s3_get_object(&obj, local);
-    if (rc == 0) pf->files++, pf->bytes += size;
+    if (rc == 0) {
+        pf->files++, pf->bytes += size;
+        char uri[sizeof obj.bucket + sizeof obj.key + 8];
+        snprintf(uri, sizeof uri, "s3://%s/%s", obj.bucket, obj.key);
+        synced_record(local, uri);
+    }
     return rc;
 }
 
@@ -151,6 +220,7 @@ int cloud_upload_file(const char *local_path, const char *uri, const cJSON *meta
     cJSON *meta = upload_metadata(metadata);
     rc = s3_put_file(local_path, &loc, meta);
     cJSON_Delete(meta);
+    if (rc == 0) synced_record(local_path, uri);
     return rc;
 }
 
@@ -159,7 +229,7 @@ static _Thread_local struct {
     s3_location dst;
     size_t dst_len, root_len;
     const cJSON *metadata;
-    int files, rc;
+    int files, unchanged, rc;
     long long bytes;
 } walk;
 
@@ -174,8 +244,15 @@ static int upload_entry(const char *path, const struct stat *st, int type, struc
         return 1;
     }
     memcpy(obj.key + walk.dst_len, rel, strlen(rel) + 1);
+    char uri[sizeof obj.bucket + sizeof obj.key + 8];
+    snprintf(uri, sizeof uri, "s3://%s/%s", obj.bucket, obj.key);
+    if (synced_unchanged(path, uri, st)) {
+        walk.unchanged++;
+        return 0;
+    }
     walk.rc = s3_put_file(path, &obj, walk.metadata);
     if (walk.rc) return 1;
+    synced_record(path, uri);
     walk.files++;
     walk.bytes += (long long)st->st_size;
     return 0;
@@ -209,6 +286,7 @@ int cloud_upload_tree(const char *local_dir, const char *uri, const cJSON *metad
     cJSON_AddStringToObject(f, "path", local_dir);
     cJSON_AddStringToObject(f, "uri", uri);
     cJSON_AddNumberToObject(f, "files", walk.files);
+    cJSON_AddNumberToObject(f, "unchanged", walk.unchanged); // already there: not sent
     cJSON_AddNumberToObject(f, "bytes", (double)walk.bytes);
     cJSON_AddNumberToObject(f, "seconds", now_s() - t0);
     if (rc) cJSON_AddStringToObject(f, "error", error_message());

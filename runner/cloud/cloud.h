@@ -40,7 +40,9 @@ int cloud_fetch_prefix(const char *uri, const char *local_dir);
 // every object, with runner-version and, under Batch, batch-job-id and
 // batch-job-attempt added. Files above the multipart threshold (default 64 MiB) go up in parts,
 // each retried; the upload is completed only when every part succeeded and aborted
-// otherwise, so no partial object ever exists under its final key.
+// otherwise, so no partial object ever exists under its final key. Files this process
+// fetched from or uploaded to the same key, unchanged since (inode, size, mtime), are
+// not sent again: call it after every checkpoint and at the end, it stays cheap.
 int cloud_upload_tree(const char *local_dir, const char *uri, const cJSON *metadata);
 
 // Preflight of an s3:// output: can the job write there? Checked without leaving an

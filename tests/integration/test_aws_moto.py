@@ -434,3 +434,23 @@ def test_check_output_leaves_nothing_and_says_4_when_forbidden(aws_tool, moto, b
         proxy.close()
     assert r.returncode == 4 and "access denied" in r.stderr
     assert tool(aws_tool, "check-output", "/local/dir", env=env).returncode == 0
+
+
+def test_resumed_attempt_uploads_only_what_it_wrote(aws_tool, moto, bucket, tmp_path):
+    s3 = client(moto, "s3")
+    for i in range(4):
+        s3.put_object(Bucket=bucket, Key=f"run/artefacts/bert/prime/checkpoint-{i}/state.bin",
+                      Body=os.urandom(100))
+    proxy = FaultProxy(moto, [])
+    try:
+        r = tool(aws_tool, "resume", f"s3://{bucket}/run", tmp_path / "out", "new.txt",
+                 env=tool_env(proxy.url))
+    finally:
+        proxy.close()
+    assert r.returncode == 0, r.stderr
+    uploads = [json.loads(line) for line in r.stdout.splitlines()
+               if '"event":"s3_upload"' in line]
+    assert [(u["files"], u["unchanged"]) for u in uploads] == [(1, 4), (0, 5)]
+    assert [p for m, p, _ in proxy.seen if m == "PUT"] == [f"/{bucket}/run/new.txt"]
+    assert s3.get_object(Bucket=bucket, Key="run/new.txt")["Body"].read() == \
+        b"written by this attempt\n"
