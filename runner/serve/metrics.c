@@ -159,17 +159,23 @@ char *metrics_render(size_t *len) {
     serve_identity_get(&id);
     store_state st;
     telemetry_store_state(&st);
-    store_series_info *series = malloc(SERIES_CAP * sizeof *series);
-    store_histogram *hists = malloc(64 * sizeof *hists);
+    // Size the copies to what exists (a few dozen series, not the store's capacity):
+    // large allocations would cost an mmap/munmap pair per scrape.
+    size_t n = telemetry_store_series(NULL, 0) + 8; // room for series arriving meanwhile
+    if (n > SERIES_CAP) n = SERIES_CAP;
+    size_t n_hist = telemetry_store_histograms(NULL, 0) + 2;
+    if (n_hist > 64) n_hist = 64;
+    store_series_info *series = malloc(n * sizeof *series);
+    store_histogram *hists = malloc(n_hist * sizeof *hists);
     if (!series || !hists) {
         free(series);
         free(hists);
         return NULL;
     }
-    size_t n = telemetry_store_series(series, SERIES_CAP);
-    if (n > SERIES_CAP) n = SERIES_CAP;
-    size_t n_hist = telemetry_store_histograms(hists, 64);
-    if (n_hist > 64) n_hist = 64;
+    size_t have = telemetry_store_series(series, n);
+    if (have < n) n = have;
+    have = telemetry_store_histograms(hists, n_hist);
+    if (have < n_hist) n_hist = have;
 
     strbuf b;
     strbuf_init(&b, 16384);

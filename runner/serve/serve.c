@@ -25,6 +25,7 @@
 #include <inttypes.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -44,6 +45,7 @@ enum {
     SSE_HEARTBEAT_MS = 10000,
     SSE_MIN_INTERVAL_MS = 250,  // at most four updates a second per stream
     HISTORY_MAX_POINTS = 4096,
+    METRICS_CACHE_MS = 100,
 };
 
 static const char *const SERVER_NAMES[SERVE_COUNT] = {"metrics", "api", "dashboard"};
@@ -54,7 +56,10 @@ static struct {
     atomic_bool stopping;
     char token[512];
     bool token_set;
-} srv;
+    pthread_mutex_t metrics_lock;
+    struct MHD_Response *metrics_cached; // the last /metrics answer, shared by scrapes
+    double metrics_time;
+} srv = {.metrics_lock = PTHREAD_MUTEX_INITIALIZER};
 
 typedef struct {
     size_t body;
@@ -131,6 +136,37 @@ static enum MHD_Result send_method_not_allowed(struct MHD_Connection *c, serve_s
     security_headers(r, which, false);
     enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
     MHD_destroy_response(r);
+    return ok;
+}
+
+// ---- /metrics ---------------------------------------------------------------------------
+
+// Scrapes within METRICS_CACHE_MS of a render share its response (MHD responses are
+// reference-counted and may be queued on many connections): at hundreds of scrapes a
+// second the exposition is built a few times a second, and a value is at most that
+// much older than the store, which no scraper can tell at its own interval.
+static enum MHD_Result send_metrics(struct MHD_Connection *c) {
+    pthread_mutex_lock(&srv.metrics_lock);
+    double now = serve_wall_now();
+    if (!srv.metrics_cached || now - srv.metrics_time > METRICS_CACHE_MS / 1000.0 ||
+        now < srv.metrics_time) {
+        size_t len = 0;
+        char *text = metrics_render(&len);
+        struct MHD_Response *r =
+            text ? MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE) : NULL;
+        if (!r) {
+            free(text);
+            pthread_mutex_unlock(&srv.metrics_lock);
+            return send_error(c, SERVE_METRICS, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        }
+        MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+        security_headers(r, SERVE_METRICS, false);
+        if (srv.metrics_cached) MHD_destroy_response(srv.metrics_cached); // drop the cache's reference
+        srv.metrics_cached = r;
+        srv.metrics_time = now;
+    }
+    enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_OK, srv.metrics_cached);
+    pthread_mutex_unlock(&srv.metrics_lock);
     return ok;
 }
 
@@ -387,13 +423,7 @@ static enum MHD_Result route(struct MHD_Connection *c, serve_server which, const
                      strcmp(url, "/readyz") == 0;
         if (!known) return send_error(c, which, MHD_HTTP_NOT_FOUND, "not found");
         if (!get) return send_method_not_allowed(c, which, "GET, HEAD");
-        if (strcmp(url, "/metrics") == 0) {
-            size_t len = 0;
-            char *text = metrics_render(&len);
-            if (!text) return send_error(c, which, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
-            return send_buffer(c, which, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
-                               text, len, true, false);
-        }
+        if (strcmp(url, "/metrics") == 0) return send_metrics(c);
         if (strcmp(url, "/healthz") == 0) {
             static char alive[] = "ok\n";
             return send_buffer(c, which, MHD_HTTP_OK, "text/plain; charset=utf-8", alive,
@@ -581,4 +611,8 @@ void serve_stop(void) {
         srv.daemon[i] = NULL;
         srv.port[i] = 0;
     }
+    pthread_mutex_lock(&srv.metrics_lock);
+    if (srv.metrics_cached) MHD_destroy_response(srv.metrics_cached);
+    srv.metrics_cached = NULL;
+    pthread_mutex_unlock(&srv.metrics_lock);
 }
