@@ -1,0 +1,19 @@
+#pragma once
+// Data-parallel training across ranks (workers and nodes): every rank runs forward and
+// backward on its own slice of the global batch; data_parallel_sync() then turns each
+// rank's gradient of its slice's mean loss into the gradient of the global batch's mean
+// loss, on every rank, so that bert_step() takes the same step everywhere as one rank
+// would with the whole batch (up to the order of fp32 sums). Call it between
+// bert_backward() and bert_step(); the grad-norm clipping inside bert_step then sees
+// the global gradient.
+#include "kernels/collectives/collectives.h"
+#include "runner/model/bert.h"
+
+// `labelled`: this rank's labelled positions in its slice (labels != -100; the loss's
+// denominator); `*loss`: this rank's mean loss in, the global batch's mean loss out.
+// 0 or EXIT_PEER_LOST (a peer died) with error_set().
+int data_parallel_sync(collective *c, bert_model *m, long labelled, float *loss);
+
+// Rows [*first, *first + *count) of a global batch of `global_batch` rows for `rank` of
+// `world`: contiguous, sizes differing by at most one.
+void data_parallel_slice(int global_batch, int rank, int world, int *first, int *count);
