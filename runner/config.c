@@ -61,7 +61,7 @@ void config_defaults(runner_config *cfg) {
 static const config_option OPTIONS[] = {
     // group "job"
     {"architecture", "architecture", OPTION_ARCHITECTURE, FIELD(architecture), 0, 0, "job", "NAME",
-     "model shape: bert, distil, electra, roberta, bert-tiny, bert-mini, bert-small, bert-base (default distil)"},
+     "bert, distil (default), electra, roberta, bert-tiny, bert-mini, bert-small, bert-base"},
     {"mode", "mode", OPTION_MODE, FIELD(mode), 0, 0, "job", "MODE",
      "pipeline (default), train, predict, embed, pretrain, check"},
     {"data", "data", OPTION_PATH, FIELD(data_path), 0, 0, "job", "PATH|S3URI",
