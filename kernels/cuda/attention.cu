@@ -7,12 +7,15 @@
 // - fused flash-style forward for head size 64 (inference: att == NULL, no dropout):
 //   tensor cores (WMMA), keys streamed through shared memory, nothing of size T x T in
 //   memory.
-// The interface saves `att` for backward, so training always takes the unfused path; the
-// fused kernel is checked against it (and against the CPU) by tests/gpu.
+// - fused backward for head size 64 and T <= 128 from the saved P (training).
+// RUNNER_CUDA_ATTENTION=unfused forces the unfused path (to compare, or to bisect); tests/gpu
+// checks both against the CPU.
 #include "kernels/cuda/cuda_common.cuh"
 
 #include <math.h>
 #include <mma.h>
+#include <stdlib.h>
+#include <string.h>
 
 // ---- layout changes ----------------------------------------------------------------------
 
@@ -259,6 +262,157 @@ __global__ void __launch_bounds__(FLASH_WARPS * 32)
         *(__nv_bfloat162 *)(o + d) = __floats2bfloat162_rn(src[d], src[d + 1]);
 }
 
+// ---- fused backward, head size 64, T <= 128 ----------------------------------------------------
+
+// One block (8 warps) per (b, h): q, k, v and dout of the head in shared memory, the saved
+// P read 16 query rows at a time. Per tile of 16 queries: dA = dout v^T (warp w: keys
+// 16w..16w+15), dS = P (D - rowsum(P D)) with D = dropout(dA), dq += scale dS k (written
+// at once), and each warp accumulates its keys' dv += dropout(P)^T dout and
+// dk += dS^T q in WMMA fragments, written at the end. Replaces three gathers, five GEMMs,
+// the softmax backward kernel, an fp32 T x T buffer and three scatters of the unfused
+// path, which stays for other shapes and as this kernel's check.
+enum { FB_T = 128, FB_WARPS = 8, FB_HS = 64 };
+enum {
+    FB_SMEM = 4 * FB_T * FB_HS * 2      // q, k, v, dout (bf16)
+              + 3 * 16 * FB_T * 2       // P, dropout(P), dS tiles (bf16)
+              + 16 * FB_T * 4           // dA tile (fp32), then the dq tile
+};
+
+__global__ void __launch_bounds__(FB_WARPS * 32)
+    flash_backward_hs64_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const bf16 *att,
+                               int T, int NH, float scale, float p, float keep_scale,
+                               uint64_t seed, uint64_t offset) {
+    using namespace nvcuda;
+    extern __shared__ __align__(128) unsigned char fb_smem[];
+    bf16 *sQ = (bf16 *)fb_smem, *sK = sQ + FB_T * FB_HS, *sV = sK + FB_T * FB_HS,
+         *sdO = sV + FB_T * FB_HS;
+    bf16 *sP = sdO + FB_T * FB_HS, *sA = sP + 16 * FB_T, *sdS = sA + 16 * FB_T;
+    float *sdA = (float *)(sdS + 16 * FB_T);
+    int h = blockIdx.x, b = blockIdx.y;
+    int tid = threadIdx.x, warp = tid / 32;
+    size_t C = (size_t)NH * FB_HS, row3 = 3 * C;
+    int TP = (T + 15) & ~15;  // padded to whole 16-row tiles (zeros beyond T)
+    const bf16 *qbase = qkv + (size_t)b * T * row3 + (size_t)h * FB_HS;
+    flash_load_rows(sQ, qbase, row3, 0, TP, T);
+    flash_load_rows(sK, qbase + C, row3, 0, TP, T);
+    flash_load_rows(sV, qbase + 2 * C, row3, 0, TP, T);
+    flash_load_rows(sdO, dout + (size_t)b * T * C + (size_t)h * FB_HS, C, 0, TP, T);
+    __syncthreads();
+
+    bool owns_keys = warp * 16 < TP;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> dk[FB_HS / 16], dv[FB_HS / 16];
+#pragma unroll
+    for (int nt = 0; nt < FB_HS / 16; nt++) {
+        wmma::fill_fragment(dk[nt], 0.0f);
+        wmma::fill_fragment(dv[nt], 0.0f);
+    }
+    size_t bh = (size_t)b * NH + h;
+    const bf16 *P = att + bh * T * T;
+    uint64_t counter0 = offset + (uint64_t)bh * T * T;  // the forward's dropout counters
+
+    for (int q0 = 0; q0 < TP; q0 += 16) {
+        // P and dropout(P) for queries q0..q0+15
+        for (int e = tid; e < 16 * TP; e += blockDim.x) {
+            int r = e / TP, j = e % TP, i = q0 + r;
+            float pv = 0.0f, av = 0.0f;
+            if (i < T && j < T) {
+                pv = bf2f(P[(size_t)i * T + j]);
+                av = p > 0.0f ? (dropout_keep(seed, counter0 + (uint64_t)i * T + j, p) ? pv * keep_scale : 0.0f)
+                              : pv;
+            }
+            sP[r * FB_T + j] = f2bf(pv);
+            sA[r * FB_T + j] = f2bf(av);
+        }
+        // dA (16 x keys of this warp) = dout_tile v^T
+        if (owns_keys) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
+            wmma::fill_fragment(c, 0.0f);
+#pragma unroll
+            for (int kk = 0; kk < FB_HS / 16; kk++) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> vb;
+                wmma::load_matrix_sync(a, sdO + q0 * FB_HS + kk * 16, FB_HS);
+                wmma::load_matrix_sync(vb, sV + warp * 16 * FB_HS + kk * 16, FB_HS);
+                wmma::mma_sync(c, a, vb, c);
+            }
+            wmma::store_matrix_sync(sdA + warp * 16, c, FB_T, wmma::mem_row_major);
+        }
+        __syncthreads();
+        // dS = P (D - sum_j P_j D_j): 16 threads per row (a half-warp), rows q0 + tid/16
+        {
+            int r = tid / 16, sub = tid % 16, i = q0 + r;
+            float dot = 0.0f;
+            for (int j = sub; j < TP; j += 16) {
+                float d = sdA[r * FB_T + j];
+                if (p > 0.0f && i < T && j < T)
+                    d = dropout_keep(seed, counter0 + (uint64_t)i * T + j, p) ? d * keep_scale : 0.0f;
+                dot += bf2f(sP[r * FB_T + j]) * d;
+            }
+            for (int o = 8; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+            for (int j = sub; j < TP; j += 16) {
+                float d = sdA[r * FB_T + j];
+                if (p > 0.0f && i < T && j < T)
+                    d = dropout_keep(seed, counter0 + (uint64_t)i * T + j, p) ? d * keep_scale : 0.0f;
+                sdS[r * FB_T + j] = f2bf(bf2f(sP[r * FB_T + j]) * (d - dot));
+            }
+        }
+        __syncthreads();
+        // dq tile (16 x 64) = dS k: warps 0-3, 16 features each, staged in sdA (fp32)
+        if (warp < FB_HS / 16) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
+            wmma::fill_fragment(c, 0.0f);
+            for (int kk = 0; kk < TP / 16; kk++) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> kb;
+                wmma::load_matrix_sync(a, sdS + kk * 16, FB_T);
+                wmma::load_matrix_sync(kb, sK + kk * 16 * FB_HS + warp * 16, FB_HS);
+                wmma::mma_sync(c, a, kb, c);
+            }
+            wmma::store_matrix_sync(sdA + warp * 16, c, FB_HS, wmma::mem_row_major);
+        }
+        // dv += dropout(P)^T dout, dk += dS^T q for this warp's keys
+        if (owns_keys) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::col_major> at, st;
+            wmma::load_matrix_sync(at, sA + warp * 16, FB_T);
+            wmma::load_matrix_sync(st, sdS + warp * 16, FB_T);
+#pragma unroll
+            for (int nt = 0; nt < FB_HS / 16; nt++) {
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> ob, qb;
+                wmma::load_matrix_sync(ob, sdO + q0 * FB_HS + nt * 16, FB_HS);
+                wmma::load_matrix_sync(qb, sQ + q0 * FB_HS + nt * 16, FB_HS);
+                wmma::mma_sync(dv[nt], at, ob, dv[nt]);
+                wmma::mma_sync(dk[nt], st, qb, dk[nt]);
+            }
+        }
+        __syncthreads();
+        for (int e = tid; e < 16 * FB_HS; e += blockDim.x) {
+            int r = e / FB_HS, d = e % FB_HS, i = q0 + r;
+            if (i >= T) continue;
+            bf16 *g = dqkv + ((size_t)b * T + i) * row3 + (size_t)h * FB_HS + d;
+            *g = f2bf(bf2f(*g) + scale * sdA[r * FB_HS + d]);
+        }
+        __syncthreads();  // the tiles and sdA are rewritten next
+    }
+    // q, k, v and dout are no longer needed: stage dk and dv there in fp32
+    float *stage_k = (float *)sQ, *stage_v = (float *)sV;  // each FB_T x 64 fp32
+    if (owns_keys) {
+#pragma unroll
+        for (int nt = 0; nt < FB_HS / 16; nt++) {
+            wmma::store_matrix_sync(stage_k + warp * 16 * FB_HS + nt * 16, dk[nt], FB_HS,
+                                    wmma::mem_row_major);
+            wmma::store_matrix_sync(stage_v + warp * 16 * FB_HS + nt * 16, dv[nt], FB_HS,
+                                    wmma::mem_row_major);
+        }
+    }
+    __syncthreads();
+    for (int e = tid; e < T * FB_HS; e += blockDim.x) {
+        int j = e / FB_HS, d = e % FB_HS;
+        bf16 *g = dqkv + ((size_t)b * T + j) * row3 + (size_t)h * FB_HS + d;
+        g[C] = f2bf(bf2f(g[C]) + scale * stage_k[e]);
+        g[2 * C] = f2bf(bf2f(g[2 * C]) + stage_v[e]);
+    }
+}
+
 // ---- host side -------------------------------------------------------------------------------
 
 static float keep_scale_for(float p) { return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f; }
@@ -296,7 +450,8 @@ static void cuda_attention_forward(backend *be, void *out, void *att, const void
     int HS = C / NH;
     float scale = 1.0f / sqrtf((float)HS);
     // The fused kernel reads q, k, v as 16-byte vectors and writes pairs of bf16.
-    if (att == NULL && HS == FLASH_HS && dropout_p <= 0.0f && (uintptr_t)qkv % 16 == 0 &&
+    if (att == NULL && HS == FLASH_HS && dropout_p <= 0.0f && !im->unfused_attention &&
+        (uintptr_t)qkv % 16 == 0 &&
         (uintptr_t)out % 4 == 0) {
         dim3 grid((unsigned)((T + FLASH_ROWS - 1) / FLASH_ROWS), (unsigned)NH, (unsigned)B);
         flash_forward_hs64_kernel<<<grid, FLASH_WARPS * 32, 0, im->stream>>>(
@@ -342,6 +497,15 @@ static void cuda_attention_backward(backend *be, void *dqkv, void *scratch, cons
     (void)mask;  // masked keys have P = 0, so their score gradients vanish on their own
     int HS = C / NH;
     float scale = 1.0f / sqrtf((float)HS);
+    if (HS == FB_HS && T <= FB_T && !im->unfused_attention && (uintptr_t)qkv % 16 == 0 &&
+        (uintptr_t)dout % 16 == 0) {
+        dim3 grid((unsigned)NH, (unsigned)B);
+        flash_backward_hs64_kernel<<<grid, FB_WARPS * 32, FB_SMEM, im->stream>>>(
+            (bf16 *)dqkv, (const bf16 *)dout, (const bf16 *)qkv, (const bf16 *)att, T, NH, scale,
+            dropout_p, keep_scale_for(dropout_p), seed, offset);
+        LAUNCHED(im);
+        return;
+    }
     size_t per = (size_t)B * T * C;
     size_t tt = (size_t)B * NH * T * T;
     int dropout = dropout_p > 0.0f;
@@ -396,6 +560,15 @@ static void cuda_attention_backward(backend *be, void *dqkv, void *scratch, cons
     unpermute_kernel<<<grid_for(per, 256), 256, 0, im->stream>>>(d + 2 * C, dv, B, T, NH, HS,
                                                                  3 * C, 1);
     LAUNCHED(im);
+}
+
+int cuda_attention_init(cuda_impl *im) {
+    // more than the default 48 KB of shared memory for the fused backward
+    CUDA_TRY(im, cudaFuncSetAttribute(flash_backward_hs64_kernel,
+                                      cudaFuncAttributeMaxDynamicSharedMemorySize, FB_SMEM));
+    const char *env = getenv("RUNNER_CUDA_ATTENTION");
+    im->unfused_attention = env && strcmp(env, "unfused") == 0;
+    return 0;
 }
 
 void cuda_install_attention(backend *be) {

@@ -425,7 +425,7 @@ static int cuda_start(cuda_impl *im, int device) {
     im->workspace_size = (size_t)32 << 20;  // what NVIDIA recommends for Hopper
     CUDA_TRY(im, cudaMalloc(&im->workspace, im->workspace_size));
     CUDA_TRY(im, cudaMalloc((void **)&im->norm_partials, GRAD_NORM_BLOCKS * sizeof(float)));
-    return 0;
+    return cuda_attention_init(im);
 }
 
 extern "C" backend *backend_cuda_create(int device) {

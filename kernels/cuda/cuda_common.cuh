@@ -61,6 +61,7 @@ typedef struct cuda_impl {
     char status_msg[256];
     gemm_plan plans[GEMM_PLAN_CACHE];
     int num_plans;
+    int unfused_attention;     // RUNNER_CUDA_ATTENTION=unfused: never the fused kernels
 } cuda_impl;
 
 // The CUDA device is per host thread: a backend used from a thread other than its
@@ -151,3 +152,5 @@ void cuda_column_sum_bf16(cuda_impl *im, float *dst, const bf16 *src, int N, int
 // Ops defined in ops.cu and attention.cu, installed into the vtable by backend_cuda.cu.
 void cuda_install_ops(backend *be);
 void cuda_install_attention(backend *be);
+// Once per backend: kernel attributes (shared memory above 48 KB) and the path choice.
+int cuda_attention_init(cuda_impl *im);

@@ -414,11 +414,14 @@ static void test_dropout(float p, size_t n, int in_place) {
     for (size_t i = 0; i < 4; i++) pair_free(all[i]);
 }
 
-// keep_att: the unfused path (att saved); without it, head size 64 and p == 0 take the
-// fused flash kernel on the GPU.
+// The GPU's paths: with att kept (training) the forward is unfused and the backward fused
+// for head size 64 and T <= 128, unfused otherwise; without att, head size 64 and p == 0
+// take the fused forward.
 static void test_attention(int T, int C, int NH, float p, int keep_att) {
-    printf("attention T=%d C=%d NH=%d p=%.2f %s\n", T, C, NH, (double)p,
-           keep_att ? "(unfused, att saved)" : (C / NH == 64 && p == 0 ? "(fused flash, att NULL)" : "(att NULL)"));
+    int hs64 = C / NH == 64;
+    printf("attention T=%d C=%d NH=%d p=%.2f (%s forward%s)\n", T, C, NH, (double)p,
+           !keep_att && hs64 && p == 0 ? "fused" : "unfused",
+           keep_att ? (hs64 && T <= 128 ? ", fused backward" : ", unfused backward") : "");
     int B = 3;
     size_t tok = (size_t)B * T, tt = (size_t)B * NH * T * T;
     int32_t *mask = malloc(tok * sizeof(int32_t));
@@ -592,8 +595,10 @@ int main(void) {
     test_dropout(0.1f, 10007, 0);
     test_dropout(0.1f, 10000, 1);
     test_dropout(0.0f, 10000, 0);
-    test_attention(37, 96, 3, 0.1f, 1);   // head size 32, unfused, dropout
-    test_attention(130, 128, 2, 0.0f, 1); // head size 64, unfused, several key tiles
+    test_attention(37, 96, 3, 0.1f, 1);   // head size 32: unfused both ways, dropout
+    test_attention(130, 128, 2, 0.0f, 1); // head size 64, T > 128: unfused backward
+    test_attention(37, 128, 2, 0.1f, 1);  // fused backward, partial tile, dropout
+    test_attention(128, 128, 2, 0.1f, 1); // fused backward, whole tiles, dropout
     test_attention(130, 128, 2, 0.0f, 0); // head size 64, fused flash forward
     test_attention(37, 128, 2, 0.0f, 0);  // fused, one partial tile
     test_attention(37, 96, 3, 0.0f, 0);   // head size 32 without att: unfused scratch
