@@ -305,8 +305,11 @@ int main(int argc, char **argv) {
     }
     profiling = 0;
 
-    printf("\n## bench_gpu: bert-base, sequence %d, %s (%d SMs), %d timed steps (median)\n\n",
-           SEQ, prop.name[0] ? prop.name : "unknown GPU", prop.multiProcessorCount, steps);
+    const char *attention = getenv("RUNNER_CUDA_ATTENTION");
+    printf("\n## bench_gpu: bert-base, sequence %d, %s (%d SMs), %d timed steps (median), "
+           "attention %s\n\n",
+           SEQ, prop.name[0] ? prop.name : "unknown GPU", prop.multiProcessorCount, steps,
+           attention && strcmp(attention, "unfused") == 0 ? "unfused (forced)" : "fused where it applies");
     printf("| measure | value |\n|---|---|\n");
     printf("| training step, batch %d x %d | %.2f ms |\n", B, SEQ, step_s * 1e3);
     printf("| training tokens/s | %.0f |\n", train_tps);
