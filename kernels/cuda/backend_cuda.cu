@@ -405,7 +405,14 @@ extern "C" int backend_cuda_join_comm(backend *be) {
 
 static int cuda_start(cuda_impl *im, int device) {
     int count = 0;
-    CUDA_TRY(im, cudaGetDeviceCount(&count));
+    cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess) {
+        // the usual case on a machine without a GPU: say that first
+        char msg[200];
+        snprintf(msg, sizeof msg, "cuda: no usable GPU: %s (%s)", cudaGetErrorString(err),
+                 cudaGetErrorName(err));
+        return cuda_fail_msg(im, EXIT_GPU_FAULT, msg);
+    }
     if (device < 0 || device >= count) {
         char msg[120];
         snprintf(msg, sizeof msg, "cuda: device %d asked for, %d visible", device, count);
