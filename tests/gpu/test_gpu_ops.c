@@ -571,6 +571,16 @@ static void test_optimiser(void) {
 int main(void) {
     int devices = backend_cuda_device_count();
     if (devices == 0) {
+        // What CI can check without a GPU: creation fails cleanly, as GPU_FAULT (81),
+        // with a reason (the runner then falls back to the CPU or exits 81).
+        backend *none = backend_cuda_create(0);
+        CHECK(none == NULL);
+        CHECK_INT(error_code(), EXIT_GPU_FAULT);
+        CHECK(strstr(error_message(), "cuda: ") != NULL);
+        printf("gpu tests: backend_cuda_create without a GPU: exit %d, \"%s\"\n", error_code(),
+               error_message());
+        if (none) none->destroy(none);
+        if (check_failed) return check_summary();
         printf("gpu tests: skipped: no CUDA device visible\n");
         return 77;
     }
