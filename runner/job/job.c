@@ -125,6 +125,8 @@ int job_context_open(job_context *ctx, const runner_config *cfg, int rank, int w
         if (cfg->data_path[0]) rc = local_input(cfg->data_path, "data", !strstr(cfg->data_path, ".csv") &&
                                                 !strstr(cfg->data_path, ".json"), ctx->data, sizeof ctx->data);
         else rc = find_demo_data(ctx->data, sizeof ctx->data);
+        if (rc == 0 && !files_exists(ctx->data))
+            rc = error_set(EXIT_BAD_INPUT, "%s: no such file or directory (--data)", ctx->data);
         if (rc) return rc;
     }
     if (cfg->model_path[0]) {
