@@ -255,11 +255,16 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
     while (n && (line[n - 1] == '\r' || line[n - 1] == '\n')) line[--n] = '\0';
     if (strncasecmp(line, "HTTP/", 5) == 0) { // a new response (after redirects, 100)
         t->resp->etag[0] = '\0';
+        t->resp->bucket_region[0] = '\0';
         t->resp->content_length = -1;
     } else if (strncasecmp(line, "etag:", 5) == 0) {
         const char *v = line + 5;
         while (*v == ' ') v++;
         aws_copy(t->resp->etag, sizeof t->resp->etag, v);
+    } else if (strncasecmp(line, "x-amz-bucket-region:", 20) == 0) {
+        const char *v = line + 20;
+        while (*v == ' ') v++;
+        aws_copy(t->resp->bucket_region, sizeof t->resp->bucket_region, v);
     } else if (strncasecmp(line, "content-length:", 15) == 0) {
         t->resp->content_length = strtoll(line + 15, NULL, 10);
     }
@@ -310,7 +315,8 @@ static CURLcode attempt(const aws_request *req, aws_response *resp, const aws_cr
     }
     char sigv4[160];
     if (req->service && creds) {
-        snprintf(sigv4, sizeof sigv4, "aws:amz:%s:%s", aws_region(), req->service);
+        snprintf(sigv4, sizeof sigv4, "aws:amz:%s:%s", req->region ? req->region : aws_region(),
+                 req->service);
         curl_easy_setopt(curl, CURLOPT_AWS_SIGV4, sigv4);
         curl_easy_setopt(curl, CURLOPT_USERNAME, creds->access_key);
         curl_easy_setopt(curl, CURLOPT_PASSWORD, creds->secret_key);
@@ -394,6 +400,7 @@ int aws_send(const aws_request *req, aws_response *resp, const char *what) {
         resp->status = 0;
         resp->etag[0] = '\0';
         resp->error_code[0] = '\0';
+        resp->bucket_region[0] = '\0';
         resp->content_length = -1;
         transfer t = {.resp = resp, .req = req};
         if (req->sink_path) {

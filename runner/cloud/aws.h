@@ -48,6 +48,7 @@ typedef struct {
     const char *method;   // "GET", "PUT", "POST", "HEAD", "DELETE"
     const char *url;      // full URL, query included, already percent-encoded
     const char *service;  // SigV4 service ("s3", "secretsmanager", "states"); NULL = unsigned
+    const char *region;   // signing region; NULL = aws_region()
     struct curl_slist *headers; // extra request headers (caller owns)
     const char *body;     // in-memory body (may be NULL)
     size_t body_len;
@@ -66,6 +67,7 @@ typedef struct {
     char etag[256];       // ETag header, quotes kept
     long long content_length; // Content-Length header, -1 when absent
     char error_code[128]; // AWS error code of a non-2xx answer ("NoSuchKey", "AccessDenied")
+    char bucket_region[32]; // x-amz-bucket-region header (S3), "" when absent
     int curl_code;        // last CURLcode
 } aws_response;
 

@@ -53,8 +53,8 @@ int s3_parse_uri(const char *uri, s3_location *loc) {
 
 // The URL of an object (or of the bucket when key is ""), with an optional query that
 // is already encoded and sorted by name (SigV4's canonical query order).
-static int object_url(const s3_location *loc, const char *key, const char *query, char *out,
-                      size_t n) {
+static int object_url(const s3_location *loc, const char *key, const char *query,
+                      const char *region, char *out, size_t n) {
     char base[512];
     bool overridden;
     aws_endpoint("S3", "s3", base, sizeof base, &overridden);
@@ -65,12 +65,65 @@ static int object_url(const s3_location *loc, const char *key, const char *query
         len = snprintf(out, n, "%s/%s/%s%s%s", base, loc->bucket, ekey, query ? "?" : "",
                        query ? query : "");
     else
-        len = snprintf(out, n, "https://%s.s3.%s.amazonaws.com/%s%s%s", loc->bucket,
-                       aws_region(), ekey, query ? "?" : "", query ? query : "");
+        len = snprintf(out, n, "https://%s.s3.%s.amazonaws.com/%s%s%s", loc->bucket, region,
+                       ekey, query ? "?" : "", query ? query : "");
     free(ekey);
     if (len < 0 || (size_t)len >= n) return error_set(EXIT_USAGE, "s3://%s/%s: URL too long",
                                                       loc->bucket, key);
     return 0;
+}
+
+// Buckets found in another region than the job's (S3 says so in x-amz-bucket-region).
+enum { REGIONS_MAX = 32 };
+static pthread_mutex_t regions_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    char bucket[64], region[32];
+} regions[REGIONS_MAX];
+static int region_count;
+
+static void bucket_region(const char *bucket, char *out, size_t n) {
+    aws_copy(out, n, aws_region());
+    pthread_mutex_lock(&regions_lock);
+    for (int i = 0; i < region_count; i++)
+        if (strcmp(regions[i].bucket, bucket) == 0) aws_copy(out, n, regions[i].region);
+    pthread_mutex_unlock(&regions_lock);
+}
+
+static void remember_region(const char *bucket, const char *region) {
+    pthread_mutex_lock(&regions_lock);
+    int i = 0;
+    while (i < region_count && strcmp(regions[i].bucket, bucket) != 0) i++;
+    if (i == region_count && region_count < REGIONS_MAX) region_count++;
+    if (i < region_count) {
+        aws_copy(regions[i].bucket, sizeof regions[i].bucket, bucket);
+        aws_copy(regions[i].region, sizeof regions[i].region, region);
+    }
+    pthread_mutex_unlock(&regions_lock);
+}
+
+// Send one S3 request for `key` (and `query`) of loc's bucket: the URL and the signing
+// region are the bucket's. A bucket in another region answers 301 (or 400) with
+// x-amz-bucket-region: the request is sent again there, and the region remembered.
+static int s3_send(const s3_location *loc, const char *key, const char *query,
+                   aws_request *req, aws_response *resp, const char *what) {
+    char region[32], url[9000];
+    bucket_region(loc->bucket, region, sizeof region);
+    for (int hop = 0;; hop++) {
+        int rc = object_url(loc, key, query, region, url, sizeof url);
+        if (rc) return rc;
+        req->url = url;
+        req->region = region;
+        rc = aws_send(req, resp, what);
+        req->url = NULL; // url is ours, gone after return
+        bool moved = rc == 0 && (resp->status == 301 || resp->status == 307 ||
+                                 resp->status == 400) &&
+                     resp->bucket_region[0] && strcmp(resp->bucket_region, region) != 0;
+        if (!moved || hop == 1) return rc;
+        log_info("s3_region", "s3://%s is in %s, not %s: sending there", loc->bucket,
+                 resp->bucket_region, region);
+        remember_region(loc->bucket, resp->bucket_region);
+        aws_copy(region, sizeof region, resp->bucket_region);
+    }
 }
 
 // A final non-2xx answer -> our exit code: forbidden or missing is the caller's input
@@ -105,17 +158,16 @@ static int mkdirs_for(const char *path) {
 }
 
 int s3_get_object(const s3_location *loc, const char *local_path) {
-    char url[2048], what[1400], tmp[PATH_MAX];
+    char what[1400], tmp[PATH_MAX];
     snprintf(what, sizeof what, "GET s3://%s/%s", loc->bucket, loc->key);
-    int rc = object_url(loc, loc->key, NULL, url, sizeof url);
+    int rc = mkdirs_for(local_path);
     if (rc) return rc;
-    if ((rc = mkdirs_for(local_path))) return rc;
     if (snprintf(tmp, sizeof tmp, "%s.part-%d", local_path, (int)getpid()) >= (int)sizeof tmp)
         return error_set(EXIT_USAGE, "%s: path too long", local_path);
-    aws_request req = {.method = "GET", .url = url, .service = "s3", .body_fd = -1,
+    aws_request req = {.method = "GET", .service = "s3", .body_fd = -1,
                        .payload_sha256 = EMPTY_SHA256, .sink_path = tmp};
     aws_response resp = {0};
-    rc = aws_send(&req, &resp, what);
+    rc = s3_send(loc, loc->key, NULL, &req, &resp, what);
     if (rc == 0 && resp.status != 200) rc = s3_failure(&resp, false, what);
     if (rc == 0 && rename(tmp, local_path) != 0)
         rc = error_set(EXIT_OUTPUT, "%s: rename to %s: %s", what, local_path, strerror(errno));
@@ -125,14 +177,12 @@ int s3_get_object(const s3_location *loc, const char *local_path) {
 }
 
 int s3_head_object(const s3_location *loc, bool *exists, long long *size) {
-    char url[2048], what[1400];
+    char what[1400];
     snprintf(what, sizeof what, "HEAD s3://%s/%s", loc->bucket, loc->key);
-    int rc = object_url(loc, loc->key, NULL, url, sizeof url);
-    if (rc) return rc;
-    aws_request req = {.method = "HEAD", .url = url, .service = "s3", .body_fd = -1,
+    aws_request req = {.method = "HEAD", .service = "s3", .body_fd = -1,
                        .payload_sha256 = EMPTY_SHA256};
     aws_response resp = {0};
-    rc = aws_send(&req, &resp, what);
+    int rc = s3_send(loc, loc->key, NULL, &req, &resp, what);
     *exists = false;
     if (size) *size = -1;
     if (rc == 0 && resp.status == 200) {
@@ -146,14 +196,12 @@ int s3_head_object(const s3_location *loc, bool *exists, long long *size) {
 }
 
 int s3_delete_object(const s3_location *loc) {
-    char url[2048], what[1400];
+    char what[1400];
     snprintf(what, sizeof what, "DELETE s3://%s/%s", loc->bucket, loc->key);
-    int rc = object_url(loc, loc->key, NULL, url, sizeof url);
-    if (rc) return rc;
-    aws_request req = {.method = "DELETE", .url = url, .service = "s3", .body_fd = -1,
+    aws_request req = {.method = "DELETE", .service = "s3", .body_fd = -1,
                        .payload_sha256 = EMPTY_SHA256};
     aws_response resp = {0};
-    rc = aws_send(&req, &resp, what);
+    int rc = s3_send(loc, loc->key, NULL, &req, &resp, what);
     if (rc == 0 && resp.status != 204 && resp.status != 200 && resp.status != 404)
         rc = s3_failure(&resp, true, what);
     aws_response_free(&resp);
@@ -249,18 +297,17 @@ static const char *content_type_of(const char *path) {
     return "application/octet-stream";
 }
 
-static int put_single(int fd, long long size, const s3_location *loc, const char *url,
+static int put_single(int fd, long long size, const s3_location *loc,
                       struct curl_slist *headers, const char *what) {
     char sha[65];
     if (aws_sha256_file_hex(fd, 0, size, sha) != 0)
         return error_set(EXIT_BAD_INPUT, "%s: cannot read the local file", what);
-    aws_request req = {.method = "PUT", .url = url, .service = "s3", .headers = headers,
-                       .body_fd = fd, .body_len = (size_t)size, .payload_sha256 = sha};
+    aws_request req = {.method = "PUT", .service = "s3", .headers = headers, .body_fd = fd,
+                       .body_len = (size_t)size, .payload_sha256 = sha};
     aws_response resp = {0};
-    int rc = aws_send(&req, &resp, what);
+    int rc = s3_send(loc, loc->key, NULL, &req, &resp, what);
     if (rc == 0 && resp.status != 200) rc = s3_failure(&resp, true, what);
     aws_response_free(&resp);
-    (void)loc;
     return rc;
 }
 
@@ -269,19 +316,19 @@ static void abort_upload(const s3_location *loc, const char *upload_id) {
     int code = error_code();
     char message[1024];
     snprintf(message, sizeof message, "%s", error_message());
-    char *eid = aws_uri_encode(upload_id, false), query[1200], url[3300], what[1400];
+    char *eid = aws_uri_encode(upload_id, false), query[1200], what[1400];
     snprintf(query, sizeof query, "uploadId=%s", eid ? eid : "");
     free(eid);
     snprintf(what, sizeof what, "AbortMultipartUpload s3://%s/%s", loc->bucket, loc->key);
-    if (object_url(loc, loc->key, query, url, sizeof url) == 0) {
-        aws_request req = {.method = "DELETE", .url = url, .service = "s3", .body_fd = -1,
-                           .payload_sha256 = EMPTY_SHA256};
-        aws_response resp = {0};
-        if (aws_send(&req, &resp, what) != 0 || (resp.status != 204 && resp.status != 200))
-            log_warn("s3_abort", "%s failed; a lifecycle rule must clean the parts up", what);
-        aws_response_free(&resp);
-    }
+    aws_request req = {.method = "DELETE", .service = "s3", .body_fd = -1,
+                       .payload_sha256 = EMPTY_SHA256};
+    aws_response resp = {0};
+    if (s3_send(loc, loc->key, query, &req, &resp, what) != 0 ||
+        (resp.status != 204 && resp.status != 200))
+        log_warn("s3_abort", "%s failed; a lifecycle rule must clean the parts up", what);
+    aws_response_free(&resp);
     if (code) error_set(code, "%s", message);
+    else error_clear();
 }
 
 // The parts of one multipart upload, shared by the threads that send them.
@@ -302,17 +349,15 @@ typedef struct {
 static int send_part(part_upload *up, int i) {
     long long offset = (long long)i * up->part;
     long long len = up->size - offset < up->part ? up->size - offset : up->part;
-    char sha[65], part_what[1500], query[1200], url[3300];
+    char sha[65], part_what[1500], query[1200];
     snprintf(part_what, sizeof part_what, "%s part %d/%d", up->what, i + 1, up->nparts);
     if (aws_sha256_file_hex(up->fd, offset, len, sha) != 0)
         return error_set(EXIT_BAD_INPUT, "%s: cannot read the local file", part_what);
     snprintf(query, sizeof query, "partNumber=%d&uploadId=%s", i + 1, up->eid);
-    int rc = object_url(up->loc, up->loc->key, query, url, sizeof url);
-    if (rc) return rc;
-    aws_request put = {.method = "PUT", .url = url, .service = "s3", .body_fd = up->fd,
+    aws_request put = {.method = "PUT", .service = "s3", .body_fd = up->fd,
                        .body_offset = offset, .body_len = (size_t)len, .payload_sha256 = sha};
     aws_response resp = {0};
-    rc = aws_send(&put, &resp, part_what);
+    int rc = s3_send(up->loc, up->loc->key, query, &put, &resp, part_what);
     if (rc == 0 && resp.status != 200) rc = s3_failure(&resp, true, part_what);
     if (rc == 0 && !resp.etag[0]) rc = error_set(EXIT_REMOTE_IO, "%s: answer without ETag", part_what);
     if (rc == 0) aws_copy(up->etags[i].etag, sizeof up->etags[i].etag, resp.etag);
@@ -343,13 +388,10 @@ static void *part_worker(void *arg) {
 
 static int create_upload(const s3_location *loc, struct curl_slist *headers, const char *what,
                          char *upload_id, size_t n) {
-    char url[3300];
-    int rc = object_url(loc, loc->key, "uploads=", url, sizeof url);
-    if (rc) return rc;
-    aws_request create = {.method = "POST", .url = url, .service = "s3", .headers = headers,
-                          .body_fd = -1, .payload_sha256 = EMPTY_SHA256};
+    aws_request create = {.method = "POST", .service = "s3", .headers = headers, .body_fd = -1,
+                          .payload_sha256 = EMPTY_SHA256};
     aws_response resp = {0};
-    rc = aws_send(&create, &resp, what);
+    int rc = s3_send(loc, loc->key, "uploads=", &create, &resp, what);
     if (rc == 0 && resp.status != 200) rc = s3_failure(&resp, true, what);
     if (rc == 0 && (xml_pick_text(&resp.body, "UploadId", upload_id, n, NULL, 0) || !upload_id[0]))
         rc = error_set(EXIT_REMOTE_IO, "%s: CreateMultipartUpload answer has no UploadId", what);
@@ -374,7 +416,7 @@ static int put_multipart(int fd, long long size, const s3_location *loc,
     if ((size + part - 1) / part > MAX_PARTS) part = ((size / MAX_PARTS) / MIB + 1) * MIB;
     int nparts = (int)((size + part - 1) / part);
 
-    char url[3300], query[1200], upload_id[1024];
+    char query[1200], upload_id[1024];
     int rc = create_upload(loc, headers, what, upload_id, sizeof upload_id);
     if (rc) return rc;
 
@@ -409,19 +451,18 @@ static int put_multipart(int fd, long long size, const s3_location *loc,
 
     if (rc == 0) {
         snprintf(query, sizeof query, "uploadId=%s", eid);
-        rc = object_url(loc, loc->key, query, url, sizeof url);
         char sha[65];
         aws_sha256_hex(complete.data, complete.len, sha);
         // CompleteMultipartUpload can answer 200 with an <Error> body: retry those too.
         int tries = (int)env_bytes("RUNNER_AWS_MAX_ATTEMPTS", 5);
         for (int t = 0; rc == 0 && t < tries; t++) {
-            aws_request fin = {.method = "POST", .url = url, .service = "s3", .body_fd = -1,
+            aws_request fin = {.method = "POST", .service = "s3", .body_fd = -1,
                                .body = complete.data, .body_len = complete.len,
                                .payload_sha256 = sha};
             struct curl_slist *ct = curl_slist_append(NULL, "Content-Type: application/xml");
             fin.headers = ct;
             aws_response fresp = {0};
-            rc = aws_send(&fin, &fresp, what);
+            rc = s3_send(loc, loc->key, query, &fin, &fresp, what);
             curl_slist_free_all(ct);
             char root[64] = "", code[128];
             if (rc == 0 && fresp.status != 200) rc = s3_failure(&fresp, true, what);
@@ -465,9 +506,7 @@ int s3_put_file(const char *local_path, const s3_location *loc, const cJSON *met
     if ((long long)st.st_size > threshold) {
         rc = put_multipart(fd, (long long)st.st_size, loc, headers, what);
     } else {
-        char url[2048];
-        rc = object_url(loc, loc->key, NULL, url, sizeof url);
-        if (rc == 0) rc = put_single(fd, (long long)st.st_size, loc, url, headers, what);
+        rc = put_single(fd, (long long)st.st_size, loc, headers, what);
     }
     curl_slist_free_all(headers);
     close(fd);
@@ -559,7 +598,7 @@ int s3_list(const s3_location *prefix, int (*each)(const char *key, long long si
         // Parameters in SigV4 canonical order: continuation-token, encoding-type,
         // list-type, max-keys, prefix. Keys come back URL-encoded (any byte a key may
         // hold survives XML that way) and are decoded in list_end().
-        char query[6400] = "", url[9000];
+        char query[6400] = "";
         if (token[0]) {
             char *etoken = aws_uri_encode(token, false);
             snprintf(query, sizeof query, "continuation-token=%s&", etoken ? etoken : "");
@@ -569,11 +608,10 @@ int s3_list(const s3_location *prefix, int (*each)(const char *key, long long si
         snprintf(query + used, sizeof query - used,
                  "encoding-type=url&list-type=2&max-keys=%lld&prefix=%s", page_size,
                  eprefix ? eprefix : "");
-        if ((rc = object_url(prefix, "", query, url, sizeof url))) break;
-        aws_request req = {.method = "GET", .url = url, .service = "s3", .body_fd = -1,
+        aws_request req = {.method = "GET", .service = "s3", .body_fd = -1,
                            .payload_sha256 = EMPTY_SHA256};
         aws_response resp = {0};
-        rc = aws_send(&req, &resp, what);
+        rc = s3_send(prefix, "", query, &req, &resp, what);
         if (rc == 0 && resp.status != 200) rc = s3_failure(&resp, false, what);
         list_page page = {0};
         if (rc == 0) {

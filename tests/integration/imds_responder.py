@@ -53,6 +53,9 @@ class Responder:
                            "awslogs-stream": "runner/default/0123456789abcdef"},
         }
         self.json_answers = {}  # X-Amz-Target -> (status, body dict)
+        # When set, S3 requests (signed for service s3) signed for another region get
+        # 301 PermanentRedirect with x-amz-bucket-region, as S3 answers them.
+        self.s3_region = None
         self.faults = []
         self.requests = []
         self.tokens = set()
@@ -113,6 +116,20 @@ def _handler(state):
                 self._answer(fault, {"__type": "InternalFailure", "message": "injected"})
                 return
             path = urlsplit(self.path).path
+            auth = self.headers.get("Authorization", "")
+            if state.s3_region and "/s3/aws4_request" in auth:
+                region = auth.split("Credential=", 1)[1].split("/")[2]
+                if region != state.s3_region:
+                    body = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>"
+                            b"PermanentRedirect</Code><Message>elsewhere</Message></Error>")
+                    self.send_response(301)
+                    self.send_header("x-amz-bucket-region", state.s3_region)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                return self._answer(200, f"object from {region}", "application/octet-stream")
             if path == "/latest/api/token" and self.command == "PUT":
                 if not self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
                     return self._answer(400, "missing TTL", "text/plain")

@@ -281,3 +281,16 @@ def test_s3_requests_are_signed_with_payload_hash(aws_tool, responder, tmp_path)
         assert {"host", "x-amz-content-sha256", "x-amz-date", "x-amz-security-token"} <= set(signed)
         assert req["headers"]["x-amz-content-sha256"] == sha256_hex(req["body"])
     assert "x-amz-meta-job_id" in sigv4_valid(sent[1], "sfn-secret-key", REGION, "s3")[1]
+
+
+def test_bucket_in_another_region_is_followed(aws_tool, responder, tmp_path):
+    responder.s3_region = "us-west-2"
+    env = sfn_env(responder)  # the job runs in eu-west-1
+    r = tool(aws_tool, "fetch", "s3://far-bucket/data/train.csv", tmp_path / "train.csv", env=env)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "train.csv").read_text() == "object from us-west-2"
+    first, second = responder.recorded()
+    assert "/eu-west-1/s3/" in first["headers"]["authorization"]
+    assert "/us-west-2/s3/" in second["headers"]["authorization"]
+    assert sigv4_valid(second, "sfn-secret-key", "us-west-2", "s3")[0]
+    assert any(line["event"] == "s3_region" for line in logs(r))
