@@ -96,8 +96,11 @@ def test_minilm_sentence_embeddings_match_transformers(tmp_path):
     src = tmp_path / "sentences.txt"
     src.write_text("".join(t.replace("\n", " ") + "\n" for t in texts), encoding="utf-8")
     out = tmp_path / "emb.f32"
+    # RUNNER_MINILM_BACKEND=cuda runs the same check on a GPU build (bf16 activations).
+    backend = os.environ.get("RUNNER_MINILM_BACKEND", "cpu")
     proc = subprocess.run([str(tool_path("minilm_embed")), str(MODEL_DIR), str(src), str(out),
-                           str(MAX_LEN), "32"], capture_output=True, text=True, timeout=600)
+                           str(MAX_LEN), "32", "0", backend], capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr
     info = dict(line.split(": ") for line in proc.stdout.strip().splitlines())
     ours = torch.from_numpy(__import__("numpy").fromfile(out, dtype="float32"))

@@ -3,7 +3,7 @@
 // config.json + model.safetensors, mean pooling over the attention mask, L2 normalised.
 // Driven by tests/integration/test_minilm.py.
 //
-//   minilm_embed MODEL_DIR SENTENCES OUT [MAX_LEN=128] [BATCH=32] [THREADS=0]
+//   minilm_embed MODEL_DIR SENTENCES OUT [MAX_LEN=128] [BATCH=32] [THREADS=0] [BACKEND=cpu]
 // SENTENCES: one per line. OUT: raw float32, (number of sentences, hidden size).
 // Also prints "tokens: N" (total non-padding tokens) and "hidden: C".
 #include "kernels/backend.h"
@@ -22,12 +22,14 @@ static int fail(void) {
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: minilm_embed MODEL_DIR SENTENCES OUT [MAX_LEN] [BATCH] [THREADS]\n");
+        fprintf(stderr, "usage: minilm_embed MODEL_DIR SENTENCES OUT [MAX_LEN] [BATCH] [THREADS] "
+                        "[BACKEND]\n");
         return 2;
     }
     const char *dir = argv[1];
     int max_len = argc > 4 ? atoi(argv[4]) : 128, max_batch = argc > 5 ? atoi(argv[5]) : 32;
     int threads = argc > 6 ? atoi(argv[6]) : 0;
+    const char *backend_name = argc > 7 ? argv[7] : "cpu"; // "cuda" on a GPU build
     char path[4096];
 
     tokenizer *tok = NULL;
@@ -35,8 +37,11 @@ int main(int argc, char **argv) {
     bert_config cfg;
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (bert_config_load(path, &cfg)) return fail();
-    backend *be = backend_create("cpu", 0, threads);
-    if (!be) return fail();
+    backend *be = backend_create(backend_name, 0, threads);
+    if (!be) {
+        if (!error_message()[0]) fprintf(stderr, "backend %s is not in this build\n", backend_name);
+        return error_message()[0] ? fail() : 2;
+    }
     bert_model *model = NULL;
     if (bert_create(&model, be, &cfg, HEAD_EMBEDDING, 0, max_batch, max_len)) return fail();
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
