@@ -4,9 +4,9 @@
 //   dropout(att) @ v by GEMM. `att` keeps the probabilities BEFORE dropout, as the CPU
 //   backend does (softmax's backward needs the values of dropped entries too); backward
 //   draws the same dropout mask again from (seed, offset).
-// - fused flash-style forward for head size 64 (inference: att == NULL, no dropout):
-//   tensor cores (WMMA), keys streamed through shared memory, nothing of size T x T in
-//   memory.
+// - fused flash-style forward for head size 64: tensor cores (WMMA), keys streamed
+//   through shared memory; nothing of size T x T in memory except `att` itself when the
+//   caller keeps it (training), and dropout applied on the fly.
 // - fused backward for head size 64 and T <= 128 from the saved P (training).
 // RUNNER_CUDA_ATTENTION=unfused forces the unfused path (to compare, or to bisect); tests/gpu
 // checks both against the CPU.
@@ -161,9 +161,12 @@ static __device__ void flash_scores(
     }
 }
 
+// With att != NULL it also writes the probabilities (before dropout) for backward; with
+// p > 0 it multiplies v by dropout(P), counters as in attention_softmax_kernel.
 __global__ void __launch_bounds__(FLASH_WARPS * 32)
-    flash_forward_hs64_kernel(bf16 *out, const bf16 *qkv, const int32_t *mask, int T, int NH,
-                              float scale) {
+    flash_forward_hs64_kernel(bf16 *out, bf16 *att, const bf16 *qkv, const int32_t *mask, int T,
+                              int NH, float scale, float p, float keep_scale, uint64_t seed,
+                              uint64_t offset) {
     using namespace nvcuda;
     __shared__ __align__(128) bf16 sQ[FLASH_ROWS * FLASH_HS];
     __shared__ __align__(128) bf16 sK[FLASH_KEYS * FLASH_HS];
@@ -229,11 +232,17 @@ __global__ void __launch_bounds__(FLASH_WARPS * 32)
         __syncthreads();
         flash_scores(sS[warp], sK, qa);
         __syncwarp();
+        int i = q0 + warp * 16 + r;
+        size_t att_row = ((size_t)(b * NH + h) * T + i) * T;  // flat (B,NH,T,T) index of (i, 0)
 #pragma unroll
         for (int c = 0; c < 16; c++) {
-            int jj = half * 16 + c;
-            float p = key_on[jj] ? __expf(sS[warp][r * FLASH_KEYS + jj] * scale - row_max) * inv : 0.0f;
-            sP[warp][r * FLASH_KEYS + jj] = f2bf(p);
+            int jj = half * 16 + c, j = j0 + jj;
+            float pr = key_on[jj] ? __expf(sS[warp][r * FLASH_KEYS + jj] * scale - row_max) * inv : 0.0f;
+            bf16 prb = f2bf(pr);
+            if (att && i < T && j < T) att[att_row + j] = prb;
+            float a = bf2f(prb);  // as the unfused path: dropout scales the stored value
+            if (p > 0.0f) a = dropout_keep(seed, offset + att_row + j, p) ? a * keep_scale : 0.0f;
+            sP[warp][r * FLASH_KEYS + jj] = f2bf(a);
         }
         __syncwarp();
 #pragma unroll
@@ -450,12 +459,12 @@ static void cuda_attention_forward(backend *be, void *out, void *att, const void
     int HS = C / NH;
     float scale = 1.0f / sqrtf((float)HS);
     // The fused kernel reads q, k, v as 16-byte vectors and writes pairs of bf16.
-    if (att == NULL && HS == FLASH_HS && dropout_p <= 0.0f && !im->unfused_attention &&
-        (uintptr_t)qkv % 16 == 0 &&
+    if (HS == FLASH_HS && !im->unfused_attention && (uintptr_t)qkv % 16 == 0 &&
         (uintptr_t)out % 4 == 0) {
         dim3 grid((unsigned)((T + FLASH_ROWS - 1) / FLASH_ROWS), (unsigned)NH, (unsigned)B);
         flash_forward_hs64_kernel<<<grid, FLASH_WARPS * 32, 0, im->stream>>>(
-            (bf16 *)out, (const bf16 *)qkv, mask, T, NH, scale);
+            (bf16 *)out, (bf16 *)att, (const bf16 *)qkv, mask, T, NH, scale, dropout_p,
+            keep_scale_for(dropout_p), seed, offset);
         LAUNCHED(im);
         return;
     }

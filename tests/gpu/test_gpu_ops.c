@@ -414,13 +414,12 @@ static void test_dropout(float p, size_t n, int in_place) {
     for (size_t i = 0; i < 4; i++) pair_free(all[i]);
 }
 
-// The GPU's paths: with att kept (training) the forward is unfused and the backward fused
-// for head size 64 and T <= 128, unfused otherwise; without att, head size 64 and p == 0
-// take the fused forward.
+// The GPU's paths: head size 64 takes the fused forward (writing att when kept, dropout
+// on the fly) and, for T <= 128, the fused backward; other head sizes the unfused ones.
 static void test_attention(int T, int C, int NH, float p, int keep_att) {
     int hs64 = C / NH == 64;
-    printf("attention T=%d C=%d NH=%d p=%.2f (%s forward%s)\n", T, C, NH, (double)p,
-           !keep_att && hs64 && p == 0 ? "fused" : "unfused",
+    printf("attention T=%d C=%d NH=%d p=%.2f att %s (%s forward%s)\n", T, C, NH, (double)p,
+           keep_att ? "kept" : "NULL", hs64 ? "fused" : "unfused",
            keep_att ? (hs64 && T <= 128 ? ", fused backward" : ", unfused backward") : "");
     int B = 3;
     size_t tok = (size_t)B * T, tt = (size_t)B * NH * T * T;
@@ -606,12 +605,13 @@ int main(void) {
     test_dropout(0.1f, 10000, 1);
     test_dropout(0.0f, 10000, 0);
     test_attention(37, 96, 3, 0.1f, 1);   // head size 32: unfused both ways, dropout
-    test_attention(130, 128, 2, 0.0f, 1); // head size 64, T > 128: unfused backward
-    test_attention(37, 128, 2, 0.1f, 1);  // fused backward, partial tile, dropout
-    test_attention(128, 128, 2, 0.1f, 1); // fused backward, whole tiles, dropout
-    test_attention(130, 128, 2, 0.0f, 0); // head size 64, fused flash forward
-    test_attention(37, 128, 2, 0.0f, 0);  // fused, one partial tile
-    test_attention(37, 96, 3, 0.0f, 0);   // head size 32 without att: unfused scratch
+    test_attention(37, 96, 3, 0.0f, 0);   // head size 32 without att: unfused, att in scratch
+    test_attention(130, 128, 2, 0.1f, 1); // head size 64, T > 128: fused forward, unfused backward
+    test_attention(37, 128, 2, 0.1f, 1);  // fused both ways, partial tiles, dropout
+    test_attention(128, 128, 2, 0.1f, 1); // fused both ways, whole tiles, dropout
+    test_attention(128, 128, 2, 0.0f, 1); // fused both ways, no dropout
+    test_attention(130, 128, 2, 0.0f, 0); // fused forward without att (inference)
+    test_attention(37, 128, 2, 0.0f, 0);  // the same, one partial tile
     test_softmax_xent(9);
     test_softmax_xent(1500);
     test_mean_pool(0);
