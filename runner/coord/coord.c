@@ -738,8 +738,8 @@ static void stop_at_exit(void) { coord_stop(); }
 static int redis_trials_factory(trial_source **out, const trial_spec *specs, int n,
                                 const asha_config *asha, const char *state_path, int rank,
                                 int world_size) {
-    (void)state_path, (void)world_size;
-    return trials_redis_create_for_job(out, specs, n, asha, rank);
+    (void)world_size;
+    return trials_redis_create_for_job(out, specs, n, asha, state_path, rank);
 }
 
 int coord_start(const runner_config *cfg) {

@@ -3,6 +3,7 @@
 
 #include "runner/coord/coord_internal.h"
 #include "runner/error.h"
+#include "runner/job/files.h"
 #include "runner/log.h"
 #include "runner/signals.h"
 
@@ -35,6 +36,7 @@ typedef struct {
     char stream[COORD_PREFIX_MAX + 16], results[COORD_PREFIX_MAX + 32],
         rungs[COORD_PREFIX_MAX + 32], seeded[COORD_PREFIX_MAX + 32];
     char consumer[96];
+    char *state_path; // NULL: no state file
 
     pthread_mutex_t lock; // guards held[]
     held_trial held[MAX_HELD];
@@ -266,6 +268,98 @@ static int redis_report(trial_source *s, int id, int epoch, double eval_loss, bo
     return 0;
 }
 
+// ---- the state file (trials_local_create's format) ------------------------------------
+
+// Rewrite the state file with every result and rung record Redis holds.
+static int save_state(redis_source *rs) {
+    if (!rs->state_path)
+        return 0;
+    redisReply *results = redis_client_command(rs->rc, "HGETALL %s", rs->results);
+    redisReply *rungs = results ? redis_client_command(rs->rc, "HGETALL %s", rs->rungs) : NULL;
+    if (!results || !rungs) {
+        if (results)
+            freeReplyObject(results);
+        return EXIT_COORDINATION;
+    }
+    cJSON *root = cJSON_CreateObject();
+    cJSON *completed = cJSON_AddArrayToObject(root, "completed");
+    for (size_t i = 0; results->type == REDIS_REPLY_ARRAY && i + 1 < results->elements; i += 2) {
+        cJSON *o = cJSON_Parse(results->element[i + 1]->str);
+        if (!cJSON_IsObject(o)) {
+            cJSON_Delete(o);
+            continue;
+        }
+        cJSON_DeleteItemFromObject(o, "worker");
+        cJSON_AddItemToArray(completed, o);
+    }
+    cJSON *records = cJSON_AddArrayToObject(root, "rungs");
+    for (size_t i = 0; rungs->type == REDIS_REPLY_ARRAY && i + 1 < rungs->elements; i += 2) {
+        int id, epoch;
+        if (sscanf(rungs->element[i]->str, "%d:%d", &id, &epoch) != 2)
+            continue;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "id", id);
+        cJSON_AddNumberToObject(o, "epoch", epoch);
+        cJSON_AddNumberToObject(o, "eval_loss", strtod(rungs->element[i + 1]->str, NULL));
+        cJSON_AddItemToArray(records, o);
+    }
+    freeReplyObject(results);
+    freeReplyObject(rungs);
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    int code = text ? files_write_text(rs->state_path, text)
+                    : error_set(EXIT_RESOURCES, "out of memory");
+    free(text);
+    return code;
+}
+
+// Put what an earlier attempt finished (the state file) into Redis; *done[id] marks the
+// completed trials, which are not queued again.
+static int load_state(redis_source *rs, bool *done) {
+    if (!rs->state_path || !files_exists(rs->state_path))
+        return 0;
+    char *text;
+    int code = files_read_all(rs->state_path, &text, NULL);
+    if (code)
+        return code;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return error_set(EXIT_BAD_INPUT, "%s: search state is not a JSON object", rs->state_path);
+    }
+    const cJSON *o;
+    cJSON_ArrayForEach(o, cJSON_GetObjectItem(root, "completed")) {
+        int id = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(o, "id"));
+        if (id < 0 || id >= rs->n || done[id])
+            continue;
+        char *json = cJSON_PrintUnformatted(o);
+        redisReply *r = json ? redis_client_command(rs->rc, "HSETNX %s %d %s", rs->results, id, json)
+                             : NULL;
+        free(json);
+        if (!r) {
+            cJSON_Delete(root);
+            return error_code() ? error_code() : EXIT_RESOURCES;
+        }
+        freeReplyObject(r);
+        done[id] = true;
+    }
+    cJSON_ArrayForEach(o, cJSON_GetObjectItem(root, "rungs")) {
+        redisReply *r = redis_client_command(
+            rs->rc, "HSETNX %s %d:%d %.17g", rs->rungs,
+            (int)cJSON_GetNumberValue(cJSON_GetObjectItem(o, "id")),
+            (int)cJSON_GetNumberValue(cJSON_GetObjectItem(o, "epoch")),
+            cJSON_GetNumberValue(cJSON_GetObjectItem(o, "eval_loss")));
+        if (!r) {
+            cJSON_Delete(root);
+            return EXIT_COORDINATION;
+        }
+        freeReplyObject(r);
+    }
+    cJSON_Delete(root);
+    return 0;
+}
+
 // Record the result once (HSETNX) and acknowledge the entry, atomically.
 static const char COMPLETE_LUA[] =
     "local new = redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])\n"
@@ -307,6 +401,8 @@ static int redis_complete(trial_source *s, const trial_result *result) {
         log_warn("trial_already_complete", "trial %d was completed by another worker first; "
                  "this result is not recorded", result->id);
     freeReplyObject(r);
+    if (code == 0)
+        code = save_state(rs);
     return code;
 }
 
@@ -348,13 +444,23 @@ static void redis_destroy(trial_source *s) {
         redis_client_free(rs->rc);
         redis_client_free(rs->keeper);
         pthread_mutex_destroy(&rs->lock);
+        free(rs->state_path);
         free(rs->specs);
         free(rs);
     }
     free(s);
 }
 
-// Create the group (once, whoever is first) and add every trial id (once).
+// Queue the ids (ARGV[2..]) once, atomically: whoever runs it first; the others find
+// the stream complete when their create() returns, never half-seeded.
+static const char SEED_LUA[] =
+    "if not redis.call('SET', KEYS[2], 'seeded', 'NX', 'EX', ARGV[1]) then return 0 end\n"
+    "for i = 2, #ARGV do redis.call('XADD', KEYS[1], '*', 'id', ARGV[i]) end\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[1])\n"
+    "return 1\n";
+
+// Create the group (once, whoever is first), take over what the state file says was
+// completed, and queue every other trial id (once).
 static int seed(redis_source *rs) {
     redisReply *r = redis_client_command(rs->rc, "XGROUP CREATE %s " GROUP " 0 MKSTREAM", rs->stream);
     if (!r)
@@ -365,24 +471,49 @@ static int seed(redis_source *rs) {
         return code;
     }
     freeReplyObject(r);
-    r = redis_client_command(rs->rc, "SET %s %d NX EX %d", rs->seeded, rs->n, KEY_TTL_S);
-    if (!r)
-        return EXIT_COORDINATION;
-    bool first = r->type == REDIS_REPLY_STATUS;
-    freeReplyObject(r);
-    if (!first)
-        return 0;
-    for (int i = 0; i < rs->n; i++) {
-        r = redis_client_command(rs->rc, "XADD %s * id %d", rs->stream, rs->specs[i].id);
+    bool *done = calloc((size_t)(rs->n ? rs->n : 1), sizeof *done);
+    // argv: EVAL script 2 stream seeded ttl id...
+    const char **argv = malloc((size_t)(rs->n + 6) * sizeof *argv);
+    size_t *lens = malloc((size_t)(rs->n + 6) * sizeof *lens);
+    char (*ids)[16] = malloc((size_t)(rs->n ? rs->n : 1) * sizeof *ids);
+    int code = done && argv && lens && ids ? load_state(rs, done)
+                                           : error_set(EXIT_RESOURCES, "out of memory");
+    int queued = 0;
+    if (code == 0) {
+        char ttl[16];
+        snprintf(ttl, sizeof ttl, "%d", KEY_TTL_S);
+        int argc = 0;
+        argv[argc++] = "EVAL";
+        argv[argc++] = SEED_LUA;
+        argv[argc++] = "2";
+        argv[argc++] = rs->stream;
+        argv[argc++] = rs->seeded;
+        argv[argc++] = ttl;
+        for (int i = 0; i < rs->n; i++) {
+            if (done[i])
+                continue;
+            snprintf(ids[queued], sizeof ids[queued], "%d", rs->specs[i].id);
+            argv[argc++] = ids[queued++];
+        }
+        for (int i = 0; i < argc; i++)
+            lens[i] = strlen(argv[i]);
+        r = redis_client_argv(rs->rc, argc, argv, lens);
         if (!r)
-            return EXIT_COORDINATION;
-        freeReplyObject(r);
+            code = EXIT_COORDINATION;
+        else {
+            if (r->type == REDIS_REPLY_ERROR)
+                code = error_set(EXIT_COORDINATION, "trials: seeding: %s", r->str);
+            else if (r->type == REDIS_REPLY_INTEGER && r->integer == 1)
+                log_info("trials_seeded", "%d of %d trials queued in %s%s", queued, rs->n,
+                         rs->stream, queued < rs->n ? " (the others completed in an earlier attempt)" : "");
+            freeReplyObject(r);
+        }
     }
-    r = redis_client_command(rs->rc, "EXPIRE %s %d", rs->stream, KEY_TTL_S);
-    if (r)
-        freeReplyObject(r);
-    log_info("trials_seeded", "%d trials in %s", rs->n, rs->stream);
-    return 0;
+    free(done);
+    free(argv);
+    free(lens);
+    free(ids);
+    return code;
 }
 
 int trials_redis_create(trial_source **out, const trial_spec *specs, int n,
@@ -423,10 +554,12 @@ int trials_redis_create(trial_source **out, const trial_spec *specs, int n,
     snprintf(rs->rungs, sizeof rs->rungs, "%strials:rungs", prefix);
     snprintf(rs->seeded, sizeof rs->seeded, "%strials:seeded", prefix);
     snprintf(rs->consumer, sizeof rs->consumer, "%s", consumer);
+    rs->state_path = options && options->state_path ? strdup(options->state_path) : NULL;
     rs->specs = malloc((size_t)(n ? n : 1) * sizeof *rs->specs);
     rs->rc = redis_client_new(ep, 10000);
     rs->keeper = redis_client_new(ep, 1000);
-    if (!rs->specs || !rs->rc || !rs->keeper) {
+    if (!rs->specs || !rs->rc || !rs->keeper ||
+        (options && options->state_path && !rs->state_path)) {
         redis_destroy(s);
         return error_set(EXIT_RESOURCES, "out of memory");
     }
@@ -451,7 +584,7 @@ int trials_redis_create(trial_source **out, const trial_spec *specs, int n,
 }
 
 int trials_redis_create_for_job(trial_source **out, const trial_spec *specs, int n,
-                                const asha_config *asha, int rank) {
+                                const asha_config *asha, const char *state_path, int rank) {
     const redis_endpoint *ep = coord_endpoint();
     if (!ep) {
         *out = NULL;
@@ -460,5 +593,6 @@ int trials_redis_create_for_job(trial_source **out, const trial_spec *specs, int
     char consumer[96];
     snprintf(consumer, sizeof consumer, "node%d-rank%d-pid%d", coord_self()->node_index, rank,
              (int)getpid());
-    return trials_redis_create(out, specs, n, asha, ep, coord_prefix(), consumer, NULL);
+    trials_redis_options options = {.state_path = state_path};
+    return trials_redis_create(out, specs, n, asha, ep, coord_prefix(), consumer, &options);
 }

@@ -18,6 +18,11 @@
 typedef struct {
     int claim_ms;        // a trial unclaimed this long belongs to a dead worker (30000)
     int poll_ms;         // how often an idle worker looks again while others run (500)
+    // The search state file of runner/job (trials_local_create's format), or NULL. The
+    // worker that seeds the stream skips the trials completed there (a retried attempt
+    // has new keys but the same output), and every completion rewrites it atomically
+    // with everything Redis knows, so the next attempt starts where this one stopped.
+    const char *state_path;
 } trials_redis_options;
 
 // A source over `ep` with keys under `prefix` ("runner:{job}:{attempt}:"), consumer
@@ -27,6 +32,7 @@ int trials_redis_create(trial_source **out, const trial_spec *specs, int n,
                         const asha_config *asha, const redis_endpoint *ep, const char *prefix,
                         const char *consumer, const trials_redis_options *options);
 // The same for this job: the endpoint and prefix of coord_start() (inherited by a
-// worker across fork), consumer "node<N>-rank<R>-pid<P>". EXIT_USAGE when Redis is off.
+// worker across fork), consumer "node<N>-rank<R>-pid<P>", `state_path` as above (may be
+// NULL). EXIT_USAGE when Redis is off.
 int trials_redis_create_for_job(trial_source **out, const trial_spec *specs, int n,
-                                const asha_config *asha, int rank);
+                                const asha_config *asha, const char *state_path, int rank);

@@ -22,7 +22,7 @@ enum { B = 6, T = 8, V = 64, LABELS = 5, STEPS = 3 };
 static const float LR = 1e-3f;
 
 static redis_endpoint endpoint;
-static int32_t ids[B * T], mask[B * T], labels[B * T]; // (B,T)
+static int32_t ids[B * T], types[B * T], mask[B * T], labels[B * T]; // (B,T), types all 0
 
 static int free_port(void) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -84,7 +84,8 @@ static int train_rank(int rank, int world, const char *group, const char *path) 
     size_t n = bert_num_parameters(m);
     float *grads1 = malloc(n * sizeof *grads1), *params = malloc(n * sizeof *params);
     for (int step = 1; step <= STEPS; step++) {
-        bert_batch batch = {.B = count, .T = T, .ids = ids + first * T, .mask = mask + first * T,
+        bert_batch batch = {.B = count, .T = T, .ids = ids + first * T,
+                            .token_types = types + first * T, .mask = mask + first * T,
                             .labels = labels + first * T};
         float loss = 0, norm = 0;
         bert_zero_grad(m);

@@ -153,6 +153,52 @@ static void test_asha_records_are_shared(void) {
     b->destroy(b);
 }
 
+// A retried attempt (new key prefix, same output) takes over what the state file says
+// was completed and runs only the rest; every completion rewrites the file.
+static void test_state_file_carries_over_attempts(void) {
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/trials-state-%d.json", (int)getpid());
+    FILE *f = fopen(path, "w");
+    fputs("{\"completed\": [{\"id\": 1, \"epochs_run\": 2, \"best_eval_loss\": 0.25, "
+          "\"best_eval_f1\": 0.5, \"halted\": false}, {\"id\": 6, \"epochs_run\": 1, "
+          "\"best_eval_loss\": 0.75, \"best_eval_f1\": 0.1, \"halted\": true}], "
+          "\"rungs\": [{\"id\": 1, \"epoch\": 1, \"eval_loss\": 0.3}]}", f);
+    fclose(f);
+    trials_redis_options opt = fast;
+    opt.state_path = path;
+    trial_source *src;
+    CHECK_INT(trials_redis_create(&src, specs, N_TRIALS, &asha, &endpoint, "runner:t:4:", "w",
+                                  &opt), 0);
+    trial_result results[N_TRIALS];
+    CHECK_INT(src->results(src, results, N_TRIALS), 2);
+    int ran = 0;
+    for (;;) {
+        trial_spec t;
+        bool have;
+        CHECK_INT(src->next(src, &t, &have), 0);
+        if (!have)
+            break;
+        CHECK(t.id != 1 && t.id != 6);
+        trial_result r = {.id = t.id, .epochs_run = 1, .best_eval_loss = 2.0 + t.id};
+        CHECK_INT(src->complete(src, &r), 0);
+        ran++;
+    }
+    CHECK_INT(ran, N_TRIALS - 2);
+    // The ASHA record of the earlier attempt counts: trial 0 is worse at rung 1.
+    bool stop = false;
+    CHECK_INT(src->report(src, 0, 1, 0.9, &stop), 0);
+    CHECK(stop);
+    src->destroy(src);
+    // The file now holds all eight, readable by the local source of runner/job.
+    trial_source *local;
+    CHECK_INT(trials_local_create(&local, specs, N_TRIALS, &asha, path), 0);
+    CHECK_INT(local->results(local, results, N_TRIALS), N_TRIALS);
+    int best = trials_best(results, N_TRIALS);
+    CHECK(best >= 0 && results[best].id == 1);
+    local->destroy(local);
+    unlink(path);
+}
+
 int main(void) {
     for (int i = 0; i < N_TRIALS; i++)
         specs[i] = (trial_spec){.id = i, .seed = 100u + (unsigned)i, .learning_rate = 1e-4,
@@ -164,6 +210,7 @@ int main(void) {
     snprintf(endpoint.password, sizeof endpoint.password, "trials-pw");
     test_shared_queue_survives_a_dead_worker();
     test_asha_records_are_shared();
+    test_state_file_carries_over_attempts();
     redis_server_stop();
     return check_summary();
 }
