@@ -224,7 +224,7 @@ static bool code_is_expired_credentials(const char *code) {
 typedef struct {
     CURL *curl;
     FILE *sink;
-    bool sink_failed;
+    bool sink_failed, read_failed;
     aws_response *resp;
     const aws_request *req;
     long long read_pos; // bytes of the body sent so far
@@ -283,7 +283,10 @@ static size_t on_read(char *buf, size_t size, size_t nmemb, void *ud) {
         do {
             got = pread(req->body_fd, buf, want, (off_t)(req->body_offset + t->read_pos));
         } while (got < 0 && errno == EINTR);
-        if (got <= 0) return CURL_READFUNC_ABORT;
+        if (got <= 0) {
+            t->read_failed = true;
+            return CURL_READFUNC_ABORT;
+        }
         want = (size_t)got;
     } else {
         memcpy(buf, req->body + t->read_pos, want);
@@ -415,6 +418,8 @@ int aws_send(const aws_request *req, aws_response *resp, const char *what) {
         if (t.sink_failed)
             return error_set(EXIT_OUTPUT, "%s: cannot write %s: %s", what, req->sink_path,
                              strerror(errno ? errno : EIO));
+        if (t.read_failed) // the local file shrank or vanished under us
+            return error_set(EXIT_BAD_INPUT, "%s: cannot read the local file", what);
         if (cc == CURLE_OK && resp->status >= 200 && resp->status < 300) return 0;
         bool retry;
         if (cc != CURLE_OK) {
