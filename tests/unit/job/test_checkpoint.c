@@ -1,0 +1,149 @@
+// Checkpoints of a real (small) model: save with save_total_limit keeping the best,
+// resume restoring weights, optimizer moments and trainer state bit for bit, a corrupt
+// or incomplete newest checkpoint skipped for the previous one, and deletion refused
+// outside the run's directory.
+#include "check.h"
+#include "kernels/backend.h"
+#include "runner/error.h"
+#include "runner/job/checkpoint.h"
+#include "runner/job/files.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static bert_config small_config(void) {
+    return (bert_config){.arch = ARCH_BERT, .vocab_size = 40, .hidden_size = 16, .num_layers = 1,
+                         .num_heads = 2, .intermediate_size = 32, .max_position = 16,
+                         .type_vocab_size = 2, .layer_norm_eps = 1e-12f, .hidden_dropout = 0.1f,
+                         .attention_dropout = 0.1f, .embedding_size = 16};
+}
+
+static void save_at(const char *dir, bert_model *m, long step, long best, uint64_t init_seed,
+                    float *snapshot) {
+    size_t P = bert_num_parameters(m);
+    CHECK_INT(bert_init_random(m, init_seed), 0);
+    // Non-zero moments, so their restoration is visible.
+    float *buf = malloc(3 * P * sizeof(float));
+    CHECK_INT(bert_get_state(m, buf, buf + P, buf + 2 * P), 0);
+    for (size_t i = 0; i < P; i++) {
+        buf[P + i] = 0.001f * (float)(i % 7) + (float)step;
+        buf[2 * P + i] = 0.002f * (float)(i % 5) + (float)step;
+    }
+    CHECK_INT(bert_set_state(m, buf, buf + P, buf + 2 * P), 0);
+    if (snapshot) memcpy(snapshot, buf, 3 * P * sizeof(float));
+    free(buf);
+    train_state st;
+    train_state_init(&st, 7);
+    st.step = step;
+    st.epoch = (int)(step / 3);
+    st.batch_in_epoch = 1;
+    st.loss_sum = 0.1 * (double)step + 1e-17; // not representable in short decimal
+    st.loss_count = step;
+    st.best_eval_loss = 0.5;
+    st.best_step = best;
+    cJSON *point = cJSON_CreateObject();
+    cJSON_AddNumberToObject(point, "step", (double)step);
+    cJSON_AddItemToArray(st.curve, point);
+    CHECK_INT(checkpoint_save(dir, m, &st, 2), 0);
+    train_state_free(&st);
+}
+
+static bool exists(const char *dir, long step) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/checkpoint-%ld", dir, step);
+    return files_exists(path);
+}
+
+int main(void) {
+    char dir[] = "/tmp/test_checkpoint.XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    backend *be = backend_cpu_create(1);
+    bert_config cfg = small_config();
+    bert_model *m, *r;
+    CHECK_INT(bert_create(&m, be, &cfg, HEAD_TOKEN_CLASSIFICATION, 3, 2, 8), 0);
+    CHECK_INT(bert_create(&r, be, &cfg, HEAD_TOKEN_CLASSIFICATION, 3, 2, 8), 0);
+    size_t P = bert_num_parameters(m);
+    float *at9 = malloc(3 * P * sizeof(float)), *at12 = malloc(3 * P * sizeof(float));
+    float *got = malloc(3 * P * sizeof(float));
+
+    save_at(dir, m, 3, 3, 1, NULL);
+    save_at(dir, m, 6, 3, 2, NULL);
+    save_at(dir, m, 9, 3, 3, at9);
+    save_at(dir, m, 12, 3, 4, at12);
+    // save_total_limit 2: the two newest, plus the best (3); 6 is gone.
+    CHECK(exists(dir, 12) && exists(dir, 9) && exists(dir, 3));
+    CHECK(!exists(dir, 6));
+
+    train_state st;
+    train_state_init(&st, 7);
+    bool found;
+    CHECK_INT(checkpoint_resume(dir, r, &st, &found), 0);
+    CHECK(found);
+    CHECK_INT(st.step, 12);
+    CHECK_INT(st.epoch, 4);
+    CHECK_INT(st.batch_in_epoch, 1);
+    CHECK(st.loss_sum == 0.1 * 12.0 + 1e-17); // bit for bit
+    CHECK_INT(st.best_step, 3);
+    CHECK_INT(cJSON_GetArraySize(st.curve), 1);
+    CHECK_INT(bert_get_state(r, got, got + P, got + 2 * P), 0);
+    CHECK(memcmp(got, at12, 3 * P * sizeof(float)) == 0);
+
+    // A flipped byte in the newest: skipped, the previous one restored.
+    char path[512];
+    snprintf(path, sizeof path, "%s/checkpoint-12/state.bin", dir);
+    FILE *f = fopen(path, "r+b");
+    fseek(f, 100, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, 100, SEEK_SET);
+    fputc(c ^ 0x40, f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/checkpoint-12", dir);
+    CHECK_INT(checkpoint_verify(path), EXIT_BAD_INPUT);
+    CHECK(strstr(error_message(), "checksum mismatch") != NULL);
+    CHECK_INT(checkpoint_resume(dir, r, &st, &found), 0);
+    CHECK(found);
+    CHECK_INT(st.step, 9);
+    CHECK_INT(bert_get_state(r, got, got + P, got + 2 * P), 0);
+    CHECK(memcmp(got, at9, 3 * P * sizeof(float)) == 0);
+
+    // Without its manifest a checkpoint is incomplete: skipped too.
+    snprintf(path, sizeof path, "%s/checkpoint-9/manifest.json", dir);
+    CHECK_INT(remove(path), 0);
+    CHECK_INT(checkpoint_resume(dir, r, &st, &found), 0);
+    CHECK_INT(st.step, 3);
+    // Another seed: the checkpoints are not this run's.
+    train_state other;
+    train_state_init(&other, 8);
+    CHECK_INT(checkpoint_resume(dir, r, &other, &found), 0);
+    CHECK(!found);
+    train_state_free(&other);
+    train_state_free(&st);
+
+    // Weights only: the moments stay the model's own.
+    CHECK_INT(checkpoint_load_weights(dir, 3, m), 0);
+    CHECK_INT(bert_get_state(m, got, got + P, got + 2 * P), 0);
+    CHECK(got[P] == at12[P]); // m's moments from its last save_at
+    CHECK_INT(checkpoint_load_weights(dir, 6, m), EXIT_BAD_INPUT);
+
+    // Deleting outside the prefix is refused; inside it works.
+    snprintf(path, sizeof path, "%s/checkpoint-3", dir);
+    CHECK_INT(files_remove_tree(path, "/tmp/test_checkpoint_elsewhere"), EXIT_INTERNAL);
+    char sub[600];
+    snprintf(sub, sizeof sub, "%s/checkpoint-3", dir);
+    CHECK_INT(files_remove_tree(dir, sub), EXIT_INTERNAL); // the parent of the prefix
+    CHECK(files_exists(path));
+    CHECK_INT(files_remove_tree(path, dir), 0);
+    CHECK(!files_exists(path));
+
+    free(at9);
+    free(at12);
+    free(got);
+    bert_destroy(m);
+    bert_destroy(r);
+    be->destroy(be);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_INT(system(cmd), 0);
+    return check_summary();
+}
