@@ -101,7 +101,9 @@ _Noreturn void runner_exit(int code, const char *reason) {
     cJSON_AddNumberToObject(fields, "code", code);
     cJSON_AddStringToObject(fields, "name", exitcode_name(code));
     cJSON_AddStringToObject(fields, "reason", reason);
-    log_fields_json(code == EXIT_OK ? LOG_INFO : LOG_ERROR, "exit", fields);
+    // A stop is expected (spot, SIGTERM): a warning, not an error, in log queries.
+    log_level level = code == EXIT_OK ? LOG_INFO : code == EXIT_INTERRUPTED ? LOG_WARN : LOG_ERROR;
+    log_fields_json(level, "exit", fields);
     fflush(NULL);
     exit(code);
 }

@@ -87,7 +87,7 @@ static void exit_at_once(int sig) {
     append_uint(line, &len, (uint64_t)(rem % 60), 2);
     line[len++] = '.';
     append_uint(line, &len, (uint64_t)(now.tv_nsec / 1000000), 3);
-    append_text(line, &len, "Z\",\"level\":\"error\",\"event\":\"exit\",\"code\":80,"
+    append_text(line, &len, "Z\",\"level\":\"warn\",\"event\":\"exit\",\"code\":80,"
                             "\"name\":\"INTERRUPTED\",\"reason\":\"second ");
     append_text(line, &len, sig == SIGINT ? "SIGINT" : "SIGTERM");
     append_text(line, &len, ": exiting at once without checkpoint\"}\n");

@@ -186,3 +186,43 @@ def test_sigterm_to_a_training_job_exits_80_within_5s(runner_bin, tmp_path):
     assert code == 80, out[-3000:]
     assert elapsed < 5, elapsed
     assert exit_line(out)["name"] == "INTERRUPTED"
+
+
+def test_real_job_worker_crash_at_a_step_exits_83(runner_bin, tmp_path):
+    """The job calls fault_maybe_inject("step", n): a crash in the middle of training."""
+    r = start(runner_bin, tmp_path, "--epochs", "200", "--trials", "0", "--workers", "1",
+              RUNNER_FAULT_INJECT="worker_crash:0:3:step")
+    try:
+        code, out = r.finish(timeout=120)
+    finally:
+        r.kill()
+    if "not implemented" in out:
+        pytest.skip("the job is not runnable yet")
+    assert code == 83, out[-3000:]
+    assert "injected worker_crash at step step 3" in out
+    assert "died of signal 9" in exit_line(out)["reason"]
+
+
+def test_sigusr1_asks_the_job_for_a_checkpoint(runner_bin, tmp_path):
+    r = start(runner_bin, tmp_path, "--epochs", "200", "--trials", "0", "--workers", "1")
+    try:
+        assert r.wait_event("worker_start", timeout=60)
+        deadline = time.monotonic() + 60
+        while not r.events("train_progress") and time.monotonic() < deadline:
+            if r.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        if r.proc.poll() is not None:
+            code, out = r.finish(timeout=5)
+            if "not implemented" in out:
+                pytest.skip("the job is not runnable yet")
+            pytest.fail(f"the job ended early with {code}:\n{out[-3000:]}")
+        r.proc.send_signal(signal.SIGUSR1)
+        assert r.wait_event("checkpoint_saved", timeout=30), "".join(r.lines)[-3000:]
+        assert r.proc.poll() is None  # a checkpoint, not a stop
+        r.proc.send_signal(signal.SIGTERM)
+        code, out = r.finish(timeout=30)
+    finally:
+        r.kill()
+    assert code == 80
+    assert len(r.events("checkpoint_saved")) >= 2  # on request, then at the stop
