@@ -137,6 +137,21 @@ static void ack(redis_source *rs, const char *entry_id) {
         freeReplyObject(r);
 }
 
+static int seed(redis_source *rs);
+
+// Redis lost the queue (an embedded server restarted without persistence): queue the
+// trials again, minus what the state file says was completed. A trial another worker
+// is still running may then run twice; its result is recorded once (HSETNX).
+static bool queue_lost(const redisReply *r) {
+    return r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOGROUP", 7) == 0;
+}
+
+static int requeue(redis_source *rs) {
+    log_warn("trials_requeued", "Redis lost the trial queue (restarted?): queueing the trials "
+             "again%s", rs->state_path ? ", minus those the state file has" : "");
+    return seed(rs);
+}
+
 // Try to take one trial: a dead worker's first (XAUTOCLAIM), else a new one
 // (XREADGROUP). *found = false when neither exists right now.
 static int take(redis_source *rs, trial_spec *out, bool *found) {
@@ -153,7 +168,13 @@ static int take(redis_source *rs, trial_spec *out, bool *found) {
         if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
             first_entry(r->element[1], entry_id, sizeof entry_id, &trial_id))
             claimed = true;
-        else if (r->type == REDIS_REPLY_ERROR) {
+        else if (queue_lost(r)) {
+            freeReplyObject(r);
+            int code = requeue(rs);
+            if (code)
+                return code;
+            continue;
+        } else if (r->type == REDIS_REPLY_ERROR) {
             int code = error_set(EXIT_COORDINATION, "trials: XAUTOCLAIM: %s", r->str);
             freeReplyObject(r);
             return code;
@@ -164,6 +185,13 @@ static int take(redis_source *rs, trial_spec *out, bool *found) {
                                      rs->consumer, rs->stream);
             if (!r)
                 return EXIT_COORDINATION;
+            if (queue_lost(r)) {
+                freeReplyObject(r);
+                int code = requeue(rs);
+                if (code)
+                    return code;
+                continue;
+            }
             if (r->type == REDIS_REPLY_ERROR) {
                 int code = error_set(EXIT_COORDINATION, "trials: XREADGROUP: %s", r->str);
                 freeReplyObject(r);
@@ -212,6 +240,12 @@ static int redis_next(trial_source *s, trial_spec *out, bool *have) {
         redisReply *r = redis_client_command(rs->rc, "XPENDING %s " GROUP, rs->stream);
         if (!r)
             return EXIT_COORDINATION;
+        if (queue_lost(r)) {
+            freeReplyObject(r);
+            if ((code = requeue(rs)))
+                return code;
+            continue;
+        }
         long long pending = r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
                                     r->element[0]->type == REDIS_REPLY_INTEGER
                                 ? r->element[0]->integer
@@ -270,10 +304,16 @@ static int redis_report(trial_source *s, int id, int epoch, double eval_loss, bo
 
 // ---- the state file (trials_local_create's format) ------------------------------------
 
-// Rewrite the state file with every result and rung record Redis holds.
+static int load_state(redis_source *rs, bool *done);
+
+// Rewrite the state file with every result and rung record known: the file's own
+// (put back into Redis first, should Redis have lost them) and Redis's.
 static int save_state(redis_source *rs) {
     if (!rs->state_path)
         return 0;
+    int code = load_state(rs, NULL);
+    if (code)
+        return code;
     redisReply *results = redis_client_command(rs->rc, "HGETALL %s", rs->results);
     redisReply *rungs = results ? redis_client_command(rs->rc, "HGETALL %s", rs->rungs) : NULL;
     if (!results || !rungs) {
@@ -307,14 +347,14 @@ static int save_state(redis_source *rs) {
     freeReplyObject(rungs);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
-    int code = text ? files_write_text(rs->state_path, text)
+    code = text ? files_write_text(rs->state_path, text)
                     : error_set(EXIT_RESOURCES, "out of memory");
     free(text);
     return code;
 }
 
-// Put what an earlier attempt finished (the state file) into Redis; *done[id] marks the
-// completed trials, which are not queued again.
+// Put what the state file holds into Redis (HSETNX: Redis's own records win); done[id]
+// (may be NULL) marks the completed trials, which are not queued again.
 static int load_state(redis_source *rs, bool *done) {
     if (!rs->state_path || !files_exists(rs->state_path))
         return 0;
@@ -331,7 +371,7 @@ static int load_state(redis_source *rs, bool *done) {
     const cJSON *o;
     cJSON_ArrayForEach(o, cJSON_GetObjectItem(root, "completed")) {
         int id = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(o, "id"));
-        if (id < 0 || id >= rs->n || done[id])
+        if (id < 0 || id >= rs->n || (done && done[id]))
             continue;
         char *json = cJSON_PrintUnformatted(o);
         redisReply *r = json ? redis_client_command(rs->rc, "HSETNX %s %d %s", rs->results, id, json)
@@ -342,7 +382,8 @@ static int load_state(redis_source *rs, bool *done) {
             return error_code() ? error_code() : EXIT_RESOURCES;
         }
         freeReplyObject(r);
-        done[id] = true;
+        if (done)
+            done[id] = true;
     }
     cJSON_ArrayForEach(o, cJSON_GetObjectItem(root, "rungs")) {
         redisReply *r = redis_client_command(

@@ -199,6 +199,47 @@ static void test_state_file_carries_over_attempts(void) {
     unlink(path);
 }
 
+// The embedded server dies mid-search (its supervisor starts it again, empty): the
+// workers queue the trials again from the state file and finish every one.
+static void test_search_survives_a_redis_restart(void) {
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/trials-restart-%d.json", (int)getpid());
+    unlink(path);
+    trials_redis_options opt = fast;
+    opt.state_path = path;
+    trial_source *a, *b;
+    CHECK_INT(trials_redis_create(&a, specs, N_TRIALS, &asha, &endpoint, "runner:t:5:", "a", &opt), 0);
+    CHECK_INT(trials_redis_create(&b, specs, N_TRIALS, &asha, &endpoint, "runner:t:5:", "b", &opt), 0);
+    int done = 0, count[N_TRIALS] = {0};
+    bool killed = false;
+    for (int turn = 0; turn < 100; turn++) {
+        trial_source *s = turn % 2 ? b : a;
+        trial_spec t;
+        bool have;
+        CHECK_INT(s->next(s, &t, &have), 0);
+        if (!have)
+            break;
+        if (done == 3 && !killed) {
+            kill(redis_server_pid(), SIGKILL); // trial t is in flight
+            killed = true;
+            nap_ms(400);
+        }
+        trial_result r = {.id = t.id, .epochs_run = 1, .best_eval_loss = 1.0 + t.id};
+        CHECK_INT(s->complete(s, &r), 0);
+        count[t.id]++;
+        done++;
+    }
+    CHECK(killed);
+    trial_result results[N_TRIALS];
+    CHECK_INT(a->results(a, results, N_TRIALS), N_TRIALS);
+    for (int i = 0; i < N_TRIALS; i++)
+        CHECK(count[i] >= 1);
+    CHECK(done <= N_TRIALS + 2); // at most the in-flight trials ran again
+    a->destroy(a);
+    b->destroy(b);
+    unlink(path);
+}
+
 int main(void) {
     for (int i = 0; i < N_TRIALS; i++)
         specs[i] = (trial_spec){.id = i, .seed = 100u + (unsigned)i, .learning_rate = 1e-4,
@@ -211,6 +252,7 @@ int main(void) {
     test_shared_queue_survives_a_dead_worker();
     test_asha_records_are_shared();
     test_state_file_carries_over_attempts();
+    test_search_survives_a_redis_restart();
     redis_server_stop();
     return check_summary();
 }
