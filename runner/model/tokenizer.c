@@ -248,7 +248,7 @@ static bool normalize(const tokenizer *t, const char *text, size_t len, codepoin
             if (!is_nonspacing_mark(norm->cps[i])) norm->cps[kept++] = norm->cps[i];
         norm->n = kept;
     }
-    if (t->lowercase) { // in place, except U+0130 which grows by one character
+    if (t->lowercase) { // into the work buffer (U+0130 grows), then swap the two
         work->n = 0;
         for (size_t i = 0; i < norm->n; i++)
             if (!push_lower(work, norm->cps[i])) return false;
@@ -284,14 +284,14 @@ static bool wordpiece(const tokenizer *t, const int32_t *cps, size_t n, int32_t 
 
     int mark = out->n;
     for (size_t start = 0; start < n;) {
+        // A continuation is looked up with "##" written over the bytes just before it
+        // (they belong to pieces already matched).
+        char *piece = buf + offset[start] - (start ? 2 : 0);
+        if (start) memcpy(piece, "##", 2);
         int32_t id = -1;
         size_t end = n;
         for (; end > start; end--) {
-            // Continuations carry the "##" written just before them in buf.
-            const char *s = start ? buf + offset[start] - 2 : buf + offset[start];
-            size_t len = offset[end] - offset[start] + (start ? 2 : 0);
-            if (start) memcpy((char *)s, "##", 2);
-            id = vocab_lookup(t, s, len);
+            id = vocab_lookup(t, piece, (size_t)(buf + offset[end] - piece));
             if (id >= 0) break;
         }
         if (id < 0) { // some part matches nothing: the whole word is unknown
