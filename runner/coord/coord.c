@@ -14,6 +14,7 @@
 #include "runner/error.h"
 #include "runner/exitcode.h"
 #include "runner/log.h"
+#include "runner/serve/serve.h"
 #include "runner/signals.h"
 
 #include <arpa/inet.h>
@@ -461,6 +462,16 @@ static void flush_metrics(redis_client *rc) {
     }
 }
 
+// The cluster view of /api/v1/nodes and the dashboard (multi-node jobs; one node shows
+// its own workers and GPUs instead).
+static void publish_nodes(void) {
+    if (coord.self.num_nodes < 2)
+        return;
+    cJSON *nodes = coord_nodes_json();
+    serve_set_nodes(nodes);
+    cJSON_Delete(nodes);
+}
+
 static void scan_peers(redis_client *rc, long long now) {
     pthread_mutex_lock(&coord.lock);
     int n = coord.n_peers;
@@ -484,11 +495,13 @@ static void scan_peers(redis_client *rc, long long now) {
     if (r->type == REDIS_REPLY_ARRAY && (int)r->elements == n) {
         int dead_index = -1;
         long long quiet_ms = 0;
+        bool changed = false;
         pthread_mutex_lock(&coord.lock);
         for (int i = 0; i < n; i++) {
             peer *p = &coord.peers[i];
             redisReply *e = r->element[i];
             if (e->type == REDIS_REPLY_STRING && strcmp(e->str, "left") == 0) {
+                changed = changed || !p->left;
                 p->left = true; // finished and gone on purpose: not a death
             } else if (e->type == REDIS_REPLY_STRING) {
                 long long beat = atoll(e->str);
@@ -505,6 +518,8 @@ static void scan_peers(redis_client *rc, long long now) {
             }
         }
         pthread_mutex_unlock(&coord.lock);
+        if (changed || dead_index >= 0)
+            publish_nodes();
         if (dead_index >= 0) {
             char reason[160];
             snprintf(reason, sizeof reason, "node %d missed %d heartbeats (silent %lld ms)",
@@ -716,7 +731,9 @@ cJSON *coord_nodes_json(void) {
     for (int i = 0; i < coord.n_peers; i++) {
         const peer *p = &coord.peers[i];
         cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "node", p->node_index);
         cJSON_AddNumberToObject(o, "node_index", p->node_index);
+        cJSON_AddStringToObject(o, "state", p->dead ? "dead" : p->left ? "left" : "alive");
         cJSON_AddStringToObject(o, "address", p->address);
         cJSON_AddBoolToObject(o, "main", p->node_index == coord.self.main_node_index);
         cJSON_AddBoolToObject(o, "self", p->node_index == coord.self.node_index);
@@ -794,6 +811,7 @@ int coord_start(const runner_config *cfg) {
         return code;
 
     trials_set_factory(redis_trials_factory);
+    publish_nodes();
     if (pthread_create(&coord.heartbeat_thread, NULL, heartbeat_main, NULL) == 0)
         coord.heartbeat_running = true;
     if (pthread_create(&coord.control_thread, NULL, control_main, NULL) == 0)

@@ -7,10 +7,11 @@ through Gloo and stop at step boundaries as the job does.
 import json
 import signal
 import time
+import urllib.request
 
 import pytest
 
-from conftest import exit_line
+from conftest import exit_line, free_port
 from coord_helpers import Job, Network, RedisServer, redis_cli, tool
 
 pytestmark = pytest.mark.timeout(120)
@@ -153,12 +154,31 @@ def test_runner_nodes_that_finish_early_are_not_taken_for_dead(net3, runner_bin,
     # The runner binary itself on three nodes. In train mode rank 0 trains and the other
     # ranks end at once: they leave the job cleanly, so the main node, still training
     # long after their heartbeats stopped, must not exit 83.
-    args = [runner_bin, "--architecture", "bert-tiny", "--mode", "train", "--no-serve",
-            "--max-length", 32, "--instances", 300, "--epochs", 1, "--threads", 1,
+    args = [runner_bin, "--architecture", "bert-tiny", "--mode", "train",
+            "--max-length", 32, "--instances", 600, "--epochs", 1, "--threads", 1,
             "--redis-port", port, "--rendezvous-timeout", 30]
     job = Job(net3, args, env=FAST)
-    for i in range(3):
-        job.start(i, ["--output", tmp_path / f"node{i}"])
+    api = free_port()
+    job.start(0, ["--output", tmp_path / "node0", "--api-port", api, "--metrics-port",
+                  free_port(), "--dashboard-port", free_port()])
+    for i in (1, 2):
+        job.start(i, ["--output", tmp_path / f"node{i}", "--no-serve"])
+    # The main node's API lists the nodes of the rendezvous.
+    job.nodes[0].wait_event("train_progress", 90)
+    deadline, view = time.monotonic() + 20, {}
+    while time.monotonic() < deadline:
+        try:
+            url = f"http://{net3.addresses[0]}:{api}/api/v1/nodes"
+            with urllib.request.urlopen(url, timeout=2) as r:
+                view = json.loads(r.read())
+        except OSError:
+            view = {}
+        if len(view.get("nodes", [])) == 3 and all(n.get("state") == "left"
+                                                   for n in view["nodes"] if n["node"] != 0):
+            break
+        time.sleep(0.2)
+    assert [n["node"] for n in view.get("nodes", [])] == [0, 1, 2], view
+    assert [n["state"] for n in view["nodes"]] == ["alive", "left", "left"], view
     codes = finish(job, timeout=120)
     outputs = {i: p.output()[-3000:] for i, p in job.nodes.items()}
     assert codes == {0: 0, 1: 0, 2: 0}, outputs
