@@ -256,6 +256,24 @@ def test_model_dir_config(tmp_path):
     assert ours == theirs
 
 
+@pytest.mark.parametrize("lower,strip", [(True, True), (False, False), (True, False)])
+def test_saved_directory_loads_in_transformers(corpus, tmp_path, lower, strip):
+    """tokenizer_save_dir writes what AutoTokenizer.from_pretrained rebuilds exactly:
+    the model directory a pipeline exports is usable from Python."""
+    vocab = MINILM_DIR / "vocab.txt"
+    out = tmp_path / "saved"
+    out.mkdir()
+    subprocess.run([str(tool_path("tokenize_tool")), "save", str(vocab), str(int(lower)),
+                    str(int(strip)), str(out)], check=True, timeout=60)
+    hf = transformers.AutoTokenizer.from_pretrained(str(out))
+    assert hf.is_fast and hf.model_max_length == 512
+    lines = corpus[:2000]
+    theirs = hf(lines, add_special_tokens=False)["input_ids"]
+    ours = [parse_ids(x) for x in run_tool(["encode", vocab, int(lower), int(strip)], lines)]
+    assert_same(lines, ours, theirs, f"saved lower={lower} strip={strip}")
+    assert (out / "vocab.txt").read_bytes() == vocab.read_bytes()
+
+
 def test_every_code_point(tmp_path):
     """Every code point, through a vocabulary holding every code point (and its ##
     form), so the ids spell out exactly what normalisation produced."""

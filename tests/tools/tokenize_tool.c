@@ -7,6 +7,7 @@
 //                                                    "ids<TAB>word_of_token<TAB>labels"
 //                                                    (labels: word index as its tag)
 //   tokenize_tool dir    MODEL_DIR MODE [MAX_LEN]    as above, tokenizer_load_dir()
+//   tokenize_tool save   VOCAB LOWER STRIP OUT_DIR   tokenizer_save_dir() (no stdin)
 // LOWER, STRIP: 0 or 1. Errors: the one-line reason on stderr, exit with its code.
 #include "runner/error.h"
 #include "runner/model/tokenizer.h"
@@ -90,7 +91,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: tokenize_tool MODE VOCAB LOWER STRIP [MAX_LEN] | dir MODEL_DIR MODE [MAX_LEN]\n");
         return 2;
     }
-    if (!rc) rc = run(t, mode, max_len);
+    if (!rc && strcmp(mode, "save") == 0)
+        rc = tokenizer_save_dir(t, argc > 5 ? argv[5] : ".", 512);
+    else if (!rc)
+        rc = run(t, mode, max_len);
     if (rc && error_message()[0]) fprintf(stderr, "%s\n", error_message());
     tokenizer_free(t);
     return rc;
