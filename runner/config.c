@@ -1,5 +1,6 @@
 #include "runner/config.h"
 
+#include "runner/cloud/cloud.h"
 #include "runner/error.h"
 #include "runner/log.h"
 #include "runner/units.h"
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const ARCHITECTURES[] = {"bert",      "distil",    "electra",    "roberta",
                                             "bert-tiny", "bert-mini", "bert-small", "bert-base"};
@@ -423,10 +425,35 @@ int config_load_json(runner_config *cfg, const cJSON *root, const char *origin,
     return 0;
 }
 
+// An s3:// configuration is fetched to a private temporary file and read from there.
+static int load_remote_file(runner_config *cfg, const char *uri, cJSON *warnings) {
+    char local[512];
+    snprintf(local, sizeof local, "%s/runner-config-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    int fd = mkstemp(local);
+    if (fd < 0) return error_set(EXIT_OUTPUT, "--config %s: cannot create %s: %s", uri, local, strerror(errno));
+    close(fd);
+    int rc = cloud_fetch(uri, local);
+    if (rc == EXIT_BAD_INPUT) { // missing or forbidden: a wrong --config, not a data problem
+        char reason[1024];
+        snprintf(reason, sizeof reason, "%s", error_message()); // error_set() overwrites it
+        rc = error_set(EXIT_USAGE, "--config %s: %s", uri, reason);
+    }
+    else if (rc == 0)
+        rc = config_load_file(cfg, local, warnings);
+    unlink(local);
+    if (rc && strstr(error_message(), local)) {
+        // Name the URI the person gave, not the temporary copy.
+        char message[1024];
+        const char *at = strstr(error_message(), local);
+        snprintf(message, sizeof message, "%.*s%s%s", (int)(at - error_message()), error_message(),
+                 uri, at + strlen(local));
+        error_set(rc, "%s", message);
+    }
+    return rc;
+}
+
 int config_load_file(runner_config *cfg, const char *path, cJSON *warnings) {
-    if (strncmp(path, "s3://", 5) == 0)
-        return error_set(EXIT_USAGE, "--config %s: s3:// configuration files are read by the job"
-                         " after start-up; pass a local file here", path);
+    if (cloud_is_remote(path)) return load_remote_file(cfg, path, warnings);
     FILE *file = fopen(path, "rb");
     if (!file) return error_set(EXIT_USAGE, "--config %s: cannot open: %s", path, strerror(errno));
     enum { CONFIG_FILE_MAX = 1 << 20 };

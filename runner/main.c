@@ -54,8 +54,12 @@ int main(int argc, char **argv) {
     runner_config cfg;
     cli_action action;
     cJSON *warnings = cJSON_CreateArray();
+    // Lines logged while parsing (fetching an s3:// --config) must not land in the
+    // stdout of --check --json: stderr until the action is known.
+    log_set_fd(STDERR_FILENO);
     int rc = cli_parse(argc, argv, &cfg, &action, warnings);
     if (rc) {
+        log_set_fd(STDOUT_FILENO);
         // One line for the person at the terminal, then the exit line.
         char *line = log_redacted(error_message());
         fprintf(stderr, "runner: %s\n", line ? line : error_message());
@@ -65,7 +69,7 @@ int main(int argc, char **argv) {
     }
     redact_config(&cfg);
     // Reports and tables own stdout; their log lines (and exit line) go to stderr.
-    if (action != CLI_RUN) log_set_fd(STDERR_FILENO);
+    if (action == CLI_RUN) log_set_fd(STDOUT_FILENO);
     log_init((log_format)cfg.log_format, cfg.verbose ? LOG_DEBUG : LOG_INFO);
     log_set_labels(supervisor_log_labels(-1));
     for (const cJSON *w = warnings->child; w; w = w->next) log_warn("config_warning", "%s", w->valuestring);

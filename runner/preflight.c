@@ -1,5 +1,6 @@
 #include "runner/preflight.h"
 
+#include "runner/cloud/cloud.h"
 #include "runner/error.h"
 #include "runner/exitcode.h"
 #include "runner/log.h"
@@ -557,7 +558,17 @@ static void check_disk(checks *c, const runner_config *cfg) {
     cJSON *s = section(c->report, "disk");
     const char *output = cfg->output_path[0] ? cfg->output_path : "./out";
     cJSON_AddStringToObject(s, "output", output);
-    if (strncmp(output, "s3://", 5) == 0) {
+    if (cloud_is_remote(output)) {
+        // Can the job write there? Asked of S3 without leaving an object behind.
+        int rc = cloud_check_output(output);
+        cJSON_AddBoolToObject(s, "remote_writable", rc == 0);
+        if (rc) {
+            char remote[1400];
+            snprintf(remote, sizeof remote, "output %.256s: %s", output, error_message());
+            set_status(s, "fail", "%.256s: not writable", output);
+            fail(c, s, rc, remote);
+            return;
+        }
         const char *scratch = env_or("TMPDIR", "/tmp");
         output = scratch; // artefacts are staged locally before upload
         cJSON_AddStringToObject(s, "staging", scratch);

@@ -244,10 +244,18 @@ static void test_disk_and_batch(void) {
     CHECK(strstr(error_message(), "not a directory") != NULL);
     cJSON_Delete(report);
 
+    // An s3:// output is asked of S3 (here: nothing listens, one attempt): a remote
+    // failure is retryable (84), and no local staging check runs.
+    setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1", 1);
+    setenv("AWS_ACCESS_KEY_ID", "testing", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "testing-secret", 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    setenv("RUNNER_AWS_MAX_ATTEMPTS", "1", 1);
     snprintf(cfg.output_path, sizeof cfg.output_path, "s3://bucket/prefix");
     report = run(&cfg, &code);
-    CHECK_INT(code, 0);
-    CHECK(field(report, "disk", "staging") != NULL);
+    CHECK_INT(code, EXIT_REMOTE_IO);
+    CHECK(cJSON_IsFalse(field(report, "disk", "remote_writable")));
+    CHECK(strstr(error_message(), "s3://bucket/prefix") != NULL);
     cJSON_Delete(report);
 
     cfg = base();
