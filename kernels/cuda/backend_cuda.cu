@@ -150,6 +150,7 @@ static void cuda_destroy(backend *be) {
         if (im->norm_partials) cudaFree(im->norm_partials);
         if (im->workspace) cudaFree(im->workspace);
         if (im->lt) cublasLtDestroy(im->lt);
+        if (im->blas) cublasDestroy(im->blas);
         if (im->grads_ready) cudaEventDestroy(im->grads_ready);
         if (im->comm_done) cudaEventDestroy(im->comm_done);
         if (im->comm_stream) cudaStreamDestroy(im->comm_stream);
@@ -203,14 +204,32 @@ static int layout_create(cuda_impl *im, cublasLtMatrixLayout_t *out, int type, i
     return 0;
 }
 
+static void gemm_remember(cuda_impl *im, const gemm_key *key, const cublasLtMatmulAlgo_t *algo,
+                          int use_blas) {
+    if (im->num_plans == GEMM_PLAN_CACHE) return;
+    gemm_plan *plan = &im->plans[im->num_plans++];
+    memset(plan, 0, sizeof *plan);
+    plan->key = *key;
+    if (algo) plan->algo = *algo;
+    plan->use_blas = use_blas;
+}
+
+// The cached or the heuristic's algorithm; *use_blas = 1 when cuBLASLt has none for this
+// problem (or RUNNER_CUDA_GEMM=cublas), and the caller takes the cuBLAS fallback.
 static int gemm_find_plan(cuda_impl *im, const gemm_key *key, cublasLtMatmulDesc_t op,
                           cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb,
-                          cublasLtMatrixLayout_t lc, cublasLtMatmulAlgo_t *algo) {
+                          cublasLtMatrixLayout_t lc, cublasLtMatmulAlgo_t *algo, int *use_blas) {
     for (int i = 0; i < im->num_plans; i++) {
         if (memcmp(&im->plans[i].key, key, sizeof *key) == 0) {
             *algo = im->plans[i].algo;
+            *use_blas = im->plans[i].use_blas;
             return 0;
         }
+    }
+    if (im->force_blas) {
+        *use_blas = 1;
+        gemm_remember(im, key, NULL, 1);
+        return 0;
     }
     cublasLtMatmulPreference_t pref = NULL;
     CUBLAS_TRY(im, cublasLtMatmulPreferenceCreate(&pref));
@@ -236,20 +255,37 @@ static int gemm_find_plan(cuda_impl *im, const gemm_key *key, cublasLtMatmulDesc
     if (st == CUBLAS_STATUS_SUCCESS)
         st = cublasLtMatmulAlgoGetHeuristic(im->lt, op, la, lb, lc, lc, pref, 1, &result, &found);
     cublasLtMatmulPreferenceDestroy(pref);
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED || (st == CUBLAS_STATUS_SUCCESS && found == 0)) {
+        // e.g. a leading dimension that is no multiple of 8 (a 9-label classifier)
+        *use_blas = 1;
+        gemm_remember(im, key, NULL, 1);
+        return 0;
+    }
     if (st != CUBLAS_STATUS_SUCCESS)
         return cublas_fail(im, st, "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__);
-    if (found == 0) {
-        char msg[200];
-        snprintf(msg, sizeof msg,
-                 "cublas: no cuBLASLt algorithm for m=%d n=%d k=%d batch=%d epilogue=%d",
-                 key->m, key->n, key->k, key->batch, key->epilogue);
-        return cuda_fail_msg(im, EXIT_INTERNAL, msg);
-    }
     *algo = result.algo;
-    if (im->num_plans < GEMM_PLAN_CACHE) {
-        im->plans[im->num_plans].key = *key;
-        im->plans[im->num_plans].algo = result.algo;
-        im->num_plans++;
+    *use_blas = 0;
+    gemm_remember(im, key, &result.algo, 0);
+    return 0;
+}
+
+__global__ void add_bias_kernel(bf16 *out, const bf16 *bias, size_t n, int OC);
+
+// The same problem through classic cuBLAS, which takes any leading dimension; a bias
+// becomes a separate pass (D is then (m, n) column-major with ldc == m: row-major (n, m)).
+static int blas_gemm(cuda_impl *im, const gemm_key *key, const void *A, const void *B, void *D,
+                     float alpha, float beta, const void *bias) {
+    CUBLAS_TRY(im, cublasGemmStridedBatchedEx(
+                       im->blas, (cublasOperation_t)key->trans_a, (cublasOperation_t)key->trans_b,
+                       key->m, key->n, key->k, &alpha, A, (cudaDataType_t)key->ab_type, key->lda,
+                       key->stride_a, B, (cudaDataType_t)key->ab_type, key->ldb, key->stride_b,
+                       &beta, D, (cudaDataType_t)key->c_type, key->ldc, key->stride_c, key->batch,
+                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (bias) {
+        size_t n = (size_t)key->m * key->n;
+        add_bias_kernel<<<grid_for(n, 256), 256, 0, im->stream>>>((bf16 *)D, (const bf16 *)bias,
+                                                                  n, key->m);
+        CUDA_TRY(im, cudaGetLastError());
     }
     return 0;
 }
@@ -267,6 +303,7 @@ int cuda_gemm(cuda_impl *im, const gemm_key *key_in, const void *A, const void *
     cublasLtMatmulDesc_t op = NULL;
     cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
     cublasLtMatmulAlgo_t algo;
+    int use_blas = 0;
     cublasOperation_t ta = (cublasOperation_t)key.trans_a, tb = (cublasOperation_t)key.trans_b;
     cublasLtEpilogue_t epilogue = (cublasLtEpilogue_t)key.epilogue;
     int rc = 0;
@@ -292,8 +329,10 @@ int cuda_gemm(cuda_impl *im, const gemm_key *key_in, const void *A, const void *
         rc = layout_create(im, &lb, key.ab_type, tb == CUBLAS_OP_N ? key.k : key.n,
                            tb == CUBLAS_OP_N ? key.n : key.k, key.ldb, key.batch, key.stride_b);
     if (!rc) rc = layout_create(im, &lc, key.c_type, key.m, key.n, key.ldc, key.batch, key.stride_c);
-    if (!rc) rc = gemm_find_plan(im, &key, op, la, lb, lc, &algo);
-    if (!rc) {
+    if (!rc) rc = gemm_find_plan(im, &key, op, la, lb, lc, &algo, &use_blas);
+    if (!rc && use_blas) {
+        rc = blas_gemm(im, &key, A, B, D, alpha, beta, bias);
+    } else if (!rc) {
         st = cublasLtMatmul(im->lt, op, &alpha, A, la, B, lb, &beta, D, lc, D, lc, &algo,
                             im->workspace, im->workspace_size, im->stream);
         if (st != CUBLAS_STATUS_SUCCESS) rc = cublas_fail(im, st, "cublasLtMatmul", __FILE__, __LINE__);
@@ -429,6 +468,10 @@ static int cuda_start(cuda_impl *im, int device) {
     CUDA_TRY(im, cudaEventCreateWithFlags(&im->grads_ready, cudaEventDisableTiming));
     CUDA_TRY(im, cudaEventCreateWithFlags(&im->comm_done, cudaEventDisableTiming));
     CUBLAS_TRY(im, cublasLtCreate(&im->lt));
+    CUBLAS_TRY(im, cublasCreate(&im->blas));
+    CUBLAS_TRY(im, cublasSetStream(im->blas, im->stream));
+    const char *gemm_env = getenv("RUNNER_CUDA_GEMM");
+    im->force_blas = gemm_env && strcmp(gemm_env, "cublas") == 0;
     im->workspace_size = (size_t)32 << 20;  // what NVIDIA recommends for Hopper
     CUDA_TRY(im, cudaMalloc(&im->workspace, im->workspace_size));
     CUDA_TRY(im, cudaMalloc((void **)&im->norm_partials, GRAD_NORM_BLOCKS * sizeof(float)));

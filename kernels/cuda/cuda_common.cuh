@@ -2,6 +2,7 @@
 // Private to kernels/cuda: the backend's state, error checking and the helpers the op
 // files share. Activations are bf16; parameters, gradients and moments fp32.
 #include <cublasLt.h>
+#include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -38,6 +39,7 @@ typedef struct {
 typedef struct {
     gemm_key key;
     cublasLtMatmulAlgo_t algo;
+    int use_blas;  // cuBLASLt offered no algorithm: cublasGemmStridedBatchedEx instead
 } gemm_plan;
 
 typedef struct cuda_impl {
@@ -62,6 +64,8 @@ typedef struct cuda_impl {
     gemm_plan plans[GEMM_PLAN_CACHE];
     int num_plans;
     int unfused_attention;     // RUNNER_CUDA_ATTENTION=unfused: never the fused kernels
+    cublasHandle_t blas;       // fallback GEMMs (odd leading dimensions cuBLASLt refuses)
+    int force_blas;            // RUNNER_CUDA_GEMM=cublas: every GEMM through the fallback
 } cuda_impl;
 
 // The CUDA device is per host thread: a backend used from a thread other than its

@@ -617,6 +617,25 @@ int main(void) {
     test_mean_pool(0);
     test_mean_pool(1);
     test_optimiser();
+
+    // The check paths on their own: a second CUDA backend with every GEMM through the
+    // cuBLAS fallback and the unfused attention, on the shapes the defaults take fused.
+    setenv("RUNNER_CUDA_GEMM", "cublas", 1);
+    setenv("RUNNER_CUDA_ATTENTION", "unfused", 1);
+    backend *alt = backend_cuda_create(0);
+    unsetenv("RUNNER_CUDA_GEMM");
+    unsetenv("RUNNER_CUDA_ATTENTION");
+    if (!alt) die("backend_cuda_create (RUNNER_CUDA_GEMM=cublas RUNNER_CUDA_ATTENTION=unfused)");
+    backend *fast = gt_gpu;
+    gt_gpu = alt;
+    printf("-- again with RUNNER_CUDA_GEMM=cublas RUNNER_CUDA_ATTENTION=unfused --\n");
+    test_matmul(0, 0);
+    test_matmul(1, 1);
+    test_attention(37, 128, 2, 0.1f, 1);
+    test_attention(128, 128, 2, 0.0f, 0);
+    gt_gpu = fast;
+    alt->destroy(alt);
+
     gt_model_tests();
 
     gt_gpu->destroy(gt_gpu);
