@@ -317,27 +317,25 @@ int supervisor_run(const runner_config *cfg) {
     if (workers > WORKERS_MAX)
         return error_set(EXIT_USAGE, "--workers %d: at most %d per node", workers, WORKERS_MAX);
 
-    /* HOOK: serve start */
-    if ((code = serve_start(cfg))) return code;
-    /* HOOK: coord start */
-    if ((code = coord_start(cfg))) return code;
-
+    // The shared segment first: the servers read it, the workers attach to it.
     if ((code = telemetry_supervisor_init(workers))) {
         if (!*error_message()) error_set(code, "telemetry: cannot create the shared segment");
-    } else {
+        return code;
+    }
+
+    // Start steps set `code` when they fail (error_set() naming why); later steps run
+    // only while it is 0; the stop steps always run, in reverse order.
+    /* HOOK: serve start */
+    /* HOOK: coord start */
+
+    if (code == EXIT_OK) {
         if (!signals_stop_requested()) code = run_workers(cfg, workers);
         else code = error_set(EXIT_INTERRUPTED, "%s before the workers started",
                               signals_stop_reason() ? signals_stop_reason() : "stop");
-        telemetry_shutdown();
     }
 
     /* HOOK: coord stop */
-    // A stop that coordination asked for (a dead node: 83, Redis lost: 82) is the code.
-    if (code == EXIT_INTERRUPTED && coord_exit_code_hint() > EXIT_INTERRUPTED)
-        code = error_set(coord_exit_code_hint(), "%s",
-                         signals_stop_reason() ? signals_stop_reason() : "coordination");
-    coord_stop();
     /* HOOK: serve stop */
-    serve_stop();
+    telemetry_shutdown();
     return code;
 }
