@@ -612,6 +612,7 @@ int main(void) {
     test_attention(37, 128, 2, 0.1f, 1);  // fused both ways, partial tiles, dropout
     test_attention(128, 128, 2, 0.1f, 1); // fused both ways, whole tiles, dropout
     test_attention(128, 128, 2, 0.0f, 1); // fused both ways, no dropout
+    test_attention(5, 128, 2, 0.1f, 1);   // fused both ways, one short tile
     test_attention(130, 128, 2, 0.0f, 0); // fused forward without att (inference)
     test_attention(37, 128, 2, 0.0f, 0);  // the same, one partial tile
     test_softmax_xent(9);
