@@ -93,7 +93,7 @@ int main(int argc, char **argv) {
                                         10000, &group)))
             runner_exit(code, NULL);
     }
-    float *grad = malloc(GRAD * sizeof *grad); // (GRAD,)
+    static float grad[GRAD]; // (GRAD,) static: runner_exit() may end the loop anywhere
     for (int step = 1; step <= steps; step++) {
         if (signals_take_checkpoint_request())
             write_checkpoint(checkpoint_dir, self->node_index, step - 1);
@@ -116,7 +116,6 @@ int main(int argc, char **argv) {
         struct timespec ts = {step_ms / 1000, (long)(step_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
     }
-    free(grad);
     collective_destroy(group);
     if (store.ctx)
         coord_store_close(&store);
