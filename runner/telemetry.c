@@ -302,6 +302,9 @@ void telemetry_phase(const char *phase) {
 }
 
 void telemetry_progress(int64_t done, int64_t total) {
+    // The loop reports progress once a step, after the step's scalars: the step is
+    // complete, so its TensorBoard records go to the file now.
+    if (tel.n_tb) tb_flush_all();
     worker_ring *ring = my_ring();
     if (ring) {
         ring_state_write(ring, NULL, done, total);
