@@ -469,6 +469,25 @@ static int read_file(const char *path, size_t limit, char **out, size_t *len) {
     return 0;
 }
 
+// Hash t->tokens[0..size) (a repeated token maps to its last id) and find the specials.
+static int index_vocab(tokenizer *t, const char *path) {
+    size_t slots = 16;
+    while (slots < 2 * (size_t)t->size) slots *= 2;
+    t->slots = malloc(slots * sizeof *t->slots);
+    if (!t->slots)
+        return error_set(EXIT_RESOURCES, "%s: out of memory for %d tokens", path, t->size);
+    memset(t->slots, 0xff, slots * sizeof *t->slots);
+    t->slot_mask = slots - 1;
+    for (int32_t id = 0; id < t->size; id++) vocab_insert(t, id);
+    for (int s = 0; s < SPECIAL_COUNT; s++) {
+        t->special[s] = vocab_lookup(t, SPECIAL_NAMES[s], strlen(SPECIAL_NAMES[s]));
+        if (t->special[s] < 0 && s != SPECIAL_MASK)
+            return error_set(EXIT_BAD_INPUT, "%s: the vocabulary has no %s token (not a BERT "
+                             "vocabulary?)", path, SPECIAL_NAMES[s]);
+    }
+    return 0;
+}
+
 static int load(const char *path, bool lowercase, bool strip_accents, bool chinese_chars,
                 tokenizer **out) {
     *out = NULL;
@@ -505,15 +524,10 @@ static int load(const char *path, bool lowercase, bool strip_accents, bool chine
         goto fail;
     }
     t->tokens = calloc(lines, sizeof *t->tokens);
-    size_t slots = 16;
-    while (slots < 2 * lines) slots *= 2;
-    t->slots = malloc(slots * sizeof *t->slots);
-    if (!t->tokens || !t->slots) {
+    if (!t->tokens) {
         rc = error_set(EXIT_RESOURCES, "%s: out of memory for %zu tokens", path, lines);
         goto fail;
     }
-    memset(t->slots, 0xff, slots * sizeof *t->slots);
-    t->slot_mask = slots - 1;
     char *line = t->text;
     for (size_t id = 0; id < lines; id++) {
         char *end = line + strcspn(line, "\r\n");
@@ -525,18 +539,11 @@ static int load(const char *path, bool lowercase, bool strip_accents, bool chine
         }
         *end = '\0';
         t->tokens[id] = line;
-        vocab_insert(t, (int32_t)id);
         line = next;
     }
     t->size = (int)lines;
-    for (int s = 0; s < SPECIAL_COUNT; s++) {
-        t->special[s] = vocab_lookup(t, SPECIAL_NAMES[s], strlen(SPECIAL_NAMES[s]));
-        if (t->special[s] < 0 && s != SPECIAL_MASK) {
-            rc = error_set(EXIT_BAD_INPUT, "%s: the vocabulary has no %s token (not a BERT "
-                           "vocab.txt?)", path, SPECIAL_NAMES[s]);
-            goto fail;
-        }
-    }
+    rc = index_vocab(t, path);
+    if (rc) goto fail;
     *out = t;
     return 0;
 fail:
@@ -559,6 +566,83 @@ static int config_bool(const cJSON *config, const char *key, bool fallback, bool
     if (!cJSON_IsBool(v))
         return error_set(EXIT_BAD_INPUT, "%s: \"%s\" must be true, false or null", path, key);
     *out = cJSON_IsTrue(v);
+    return 0;
+}
+
+// The vocabulary of a `tokenizers` tokenizer.json (model.type "WordPiece", the BERT
+// settings), for model directories that ship no vocab.txt.
+static int load_tokenizer_json(const char *path, bool lowercase, bool strip_accents,
+                               bool chinese_chars, tokenizer **out) {
+    *out = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    int rc = read_file(path, VOCAB_MAX_BYTES, &text, &len);
+    if (rc) return rc;
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
+    const cJSON *prefix = cJSON_GetObjectItemCaseSensitive(model, "continuing_subword_prefix");
+    const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
+    const cJSON *max_chars = cJSON_GetObjectItemCaseSensitive(model, "max_input_chars_per_word");
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    tokenizer *t = NULL;
+    if (!cJSON_IsObject(root) || !cJSON_IsObject(model)) {
+        rc = error_set(EXIT_BAD_INPUT, "%s: not a tokenizers JSON file (no \"model\" object)",
+                       path);
+    } else if (!cJSON_IsString(type) || strcmp(type->valuestring, "WordPiece") != 0) {
+        rc = error_set(EXIT_BAD_INPUT, "%s: model type %s is not WordPiece (BERT needs "
+                       "WordPiece)", path, cJSON_IsString(type) ? type->valuestring : "(none)");
+    } else if ((prefix && (!cJSON_IsString(prefix) || strcmp(prefix->valuestring, "##") != 0)) ||
+               (unk && (!cJSON_IsString(unk) || strcmp(unk->valuestring, "[UNK]") != 0)) ||
+               (max_chars && (!cJSON_IsNumber(max_chars) ||
+                              max_chars->valuedouble != TOKENIZER_MAX_CHARS_PER_WORD))) {
+        rc = error_set(EXIT_BAD_INPUT, "%s: WordPiece settings other than BERT's (\"##\", "
+                       "[UNK], %d characters) are not supported", path,
+                       TOKENIZER_MAX_CHARS_PER_WORD);
+    } else if (!cJSON_IsObject(vocab) || cJSON_GetArraySize(vocab) == 0) {
+        rc = error_set(EXIT_BAD_INPUT, "%s: model.vocab is missing or empty", path);
+    } else if (!(t = calloc(1, sizeof *t))) {
+        rc = error_set(EXIT_RESOURCES, "%s: out of memory", path);
+    }
+    if (!rc) {
+        t->lowercase = lowercase;
+        t->strip_accents = strip_accents;
+        t->chinese_chars = chinese_chars;
+        t->size = cJSON_GetArraySize(vocab);
+        size_t bytes = 0;
+        const cJSON *entry;
+        cJSON_ArrayForEach(entry, vocab) bytes += strlen(entry->string) + 1;
+        t->tokens = calloc((size_t)t->size, sizeof *t->tokens);
+        t->text = malloc(bytes);
+        if (!t->tokens || !t->text) rc = error_set(EXIT_RESOURCES, "%s: out of memory", path);
+        char *p = t->text;
+        cJSON_ArrayForEach(entry, vocab) {
+            if (rc) break;
+            double id = cJSON_IsNumber(entry) ? entry->valuedouble : -1;
+            size_t n = strlen(entry->string);
+            // Ids must number the tokens 0..size-1, each once, as HF writes them.
+            if (!(id >= 0 && id < t->size && id == (double)(int32_t)id) ||
+                t->tokens[(int32_t)id]) {
+                rc = error_set(EXIT_BAD_INPUT, "%s: token '%s' has a bad or repeated id", path,
+                               entry->string);
+            } else if (n > VOCAB_MAX_TOKEN_BYTES) {
+                rc = error_set(EXIT_BAD_INPUT, "%s: token of %zu bytes (at most %d)", path, n,
+                               VOCAB_MAX_TOKEN_BYTES);
+            } else {
+                memcpy(p, entry->string, n + 1);
+                t->tokens[(int32_t)id] = p;
+                p += n + 1;
+            }
+        }
+    }
+    if (!rc) rc = index_vocab(t, path);
+    cJSON_Delete(root);
+    if (rc) {
+        tokenizer_free(t);
+        return rc;
+    }
+    *out = t;
     return 0;
 }
 
@@ -588,6 +672,14 @@ int tokenizer_load_dir(const char *dir, tokenizer **out) {
         cJSON_Delete(config);
         if (rc) return rc;
     }
+    // Settings always come from tokenizer_config.json (BertTokenizerFast overrides the
+    // normaliser of tokenizer.json with them); the vocabulary from vocab.txt, else from
+    // tokenizer.json.
+    char json_path[4096];
+    if (access(vocab, F_OK) != 0 &&
+        snprintf(json_path, sizeof json_path, "%s/tokenizer.json", dir) < (int)sizeof json_path &&
+        access(json_path, F_OK) == 0)
+        return load_tokenizer_json(json_path, lowercase, strip_accents, chinese, out);
     return load(vocab, lowercase, strip_accents, chinese, out);
 }
 

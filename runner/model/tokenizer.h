@@ -30,9 +30,10 @@ enum { TOKENIZER_MAX_CHARS_PER_WORD = 100 };
 // tokenizer_config.json sets "strip_accents". 0 or EXIT_BAD_INPUT naming the file.
 int tokenizer_load(const char *vocab_txt_path, bool lowercase, bool strip_accents,
                    tokenizer **out);
-// Load a model directory: dir/vocab.txt plus, when present, dir/tokenizer_config.json
-// ("do_lower_case" (default true), "strip_accents" (null = follow do_lower_case),
-// "tokenize_chinese_chars" (default true)). 0 or EXIT_BAD_INPUT.
+// Load a model directory: dir/vocab.txt (or, when there is none, the WordPiece vocabulary
+// of dir/tokenizer.json) plus, when present, dir/tokenizer_config.json ("do_lower_case"
+// (default true), "strip_accents" (null = follow do_lower_case), "tokenize_chinese_chars"
+// (default true)), as BertTokenizerFast applies them. 0 or EXIT_BAD_INPUT.
 int tokenizer_load_dir(const char *dir, tokenizer **out);
 // Write dir/vocab.txt, dir/tokenizer_config.json and dir/special_tokens_map.json so that
 // transformers' AutoTokenizer.from_pretrained(dir) rebuilds the same tokenizer.

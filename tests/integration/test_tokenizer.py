@@ -274,6 +274,32 @@ def test_saved_directory_loads_in_transformers(corpus, tmp_path, lower, strip):
     assert (out / "vocab.txt").read_bytes() == vocab.read_bytes()
 
 
+def test_directory_with_only_tokenizer_json(corpus, tmp_path):
+    """A model directory without vocab.txt: the vocabulary comes from tokenizer.json."""
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / name).write_bytes((MINILM_DIR / name).read_bytes())
+    lines = corpus[:2000]
+    theirs = transformers.AutoTokenizer.from_pretrained(str(tmp_path))(
+        lines, add_special_tokens=False)["input_ids"]
+    ours = [parse_ids(x) for x in run_tool(["dir", tmp_path, "encode"], lines)]
+    assert_same(lines, ours, theirs, "tokenizer.json only")
+
+    # Not a WordPiece tokenizer, or damaged: exit 3 with one line naming the file.
+    import json
+    data = json.loads((MINILM_DIR / "tokenizer.json").read_text(encoding="utf-8"))
+    data["model"]["type"] = "BPE"
+    (tmp_path / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    for bad in (None, b"{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 5}}}",
+                b"\x00garbage"):
+        if bad is not None:
+            (tmp_path / "tokenizer.json").write_bytes(bad)
+        proc = subprocess.run([str(tool_path("tokenize_tool")), "dir", str(tmp_path), "encode"],
+                              input=b"x\n", capture_output=True, timeout=60)
+        assert proc.returncode == 3, proc.stderr
+        assert "tokenizer.json" in proc.stderr.decode()
+        assert len(proc.stderr.decode().strip().splitlines()) == 1
+
+
 def test_every_code_point(tmp_path):
     """Every code point, through a vocabulary holding every code point (and its ##
     form), so the ids spell out exactly what normalisation produced."""
