@@ -18,6 +18,7 @@ static atomic_int reason_claimed;         // 0 until the first reason is stored
 static char stop_reason_text[REASON_MAX]; // written once, by whoever claims it
 static atomic_int watched[WATCHED_MAX];   // worker pids, 0 = free slot
 static atomic_bool installed;
+static bool in_worker; // set after fork: a worker's last line is "worker_exit", not "exit"
 
 // Claim the reason slot once; async-signal-safe (no locks, no stdio).
 static void store_reason(const char *reason) {
@@ -87,8 +88,9 @@ static void exit_at_once(int sig) {
     append_uint(line, &len, (uint64_t)(rem % 60), 2);
     line[len++] = '.';
     append_uint(line, &len, (uint64_t)(now.tv_nsec / 1000000), 3);
-    append_text(line, &len, "Z\",\"level\":\"warn\",\"event\":\"exit\",\"code\":80,"
-                            "\"name\":\"INTERRUPTED\",\"reason\":\"second ");
+    append_text(line, &len, in_worker ? "Z\",\"level\":\"warn\",\"event\":\"worker_exit\""
+                                      : "Z\",\"level\":\"warn\",\"event\":\"exit\"");
+    append_text(line, &len, ",\"code\":80,\"name\":\"INTERRUPTED\",\"reason\":\"second ");
     append_text(line, &len, sig == SIGINT ? "SIGINT" : "SIGTERM");
     append_text(line, &len, ": exiting at once without checkpoint\"}\n");
     ssize_t ignored = write(STDOUT_FILENO, line, len);
@@ -159,6 +161,7 @@ void signals_unwatch_child(pid_t pid) {
 }
 
 void signals_reset_in_child(void) {
+    in_worker = true;
     atomic_store(&stop_count, 0);
     atomic_store(&stop_flag, false);
     atomic_store(&checkpoint_flag, false);

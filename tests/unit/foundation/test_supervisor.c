@@ -92,6 +92,24 @@ static void test_signals(void) {
     }
     cJSON_Delete(line);
 
+    // In a worker (after signals_reset_in_child) the immediate line is a worker_exit.
+    CHECK_INT(pipe(fds), 0);
+    pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        signals_reset_in_child();
+        raise(SIGTERM);
+        raise(SIGTERM);
+        _exit(12);
+    }
+    close(fds[1]);
+    memset(out, 0, sizeof out);
+    n = read(fds[0], out, sizeof out - 1);
+    close(fds[0]);
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == EXIT_INTERRUPTED);
+    CHECK(strstr(out, "\"event\":\"worker_exit\",\"code\":80") != NULL);
+
     // stop from code, e.g. a spot notice
     signals_request_stop("spot interruption notice");
     CHECK(signals_stop_requested());
