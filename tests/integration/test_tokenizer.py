@@ -249,6 +249,16 @@ def test_model_dir_config(tmp_path):
     theirs = hf(lines, add_special_tokens=False)["input_ids"]
     ours = [parse_ids(x) for x in run_tool(["dir", tmp_path, "encode"], lines)]
     assert ours == theirs
+    # tokenize_chinese_chars false: CJK ideographs stay inside their words
+    (tmp_path / "tokenizer_config.json").write_text(
+        '{"do_lower_case": true, "tokenize_chinese_chars": false}')
+    cjk = ["東京大学で中文を学ぶ", "abc東京def 北京大学", "漢字漢字 カタカナ"]
+    hf = transformers.BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True,
+                                        tokenize_chinese_chars=False)
+    theirs = hf(cjk, add_special_tokens=False)["input_ids"]
+    ours = [parse_ids(x) for x in run_tool(["dir", tmp_path, "encode"], cjk)]
+    assert ours == theirs
+    assert ours != hf_tokenizer(vocab, True, True)(cjk, add_special_tokens=False)["input_ids"]
     # and the MiniLM package's own directory (uncased)
     theirs = transformers.AutoTokenizer.from_pretrained(str(MINILM_DIR))(
         lines, add_special_tokens=False)["input_ids"]
