@@ -549,6 +549,7 @@ static void *heartbeat_main(void *arg) {
         return NULL;
     redis_client_set_stop_flag(rc, &coord.stop);
     long long counter = 0, next_beat = 0, unreachable_since = 0;
+    long reconnects = 0;
     int tick = coord.heartbeat_ms / 5 < 200 ? coord.heartbeat_ms / 5 : 200;
     if (tick < 20)
         tick = 20;
@@ -576,10 +577,20 @@ static void *heartbeat_main(void *arg) {
                 unreachable_since = 0;
                 forgive_peers(now_ms());
             }
+            if (redis_client_reconnects(rc) != reconnects) {
+                // Redis came back (perhaps restarted, empty): the others need a period
+                // to write their beats again; their silence meanwhile is not a death.
+                reconnects = redis_client_reconnects(rc);
+                forgive_peers(now_ms());
+            }
             scan_peers(rc, now_ms());
             error_clear();
         } else if (!unreachable_since) {
             scan_peers(rc, now);
+            if (redis_client_reconnects(rc) != reconnects) {
+                reconnects = redis_client_reconnects(rc);
+                forgive_peers(now_ms());
+            }
             flush_metrics(rc);
             if (multi && !coord.self.is_main)
                 coord_metrics_export(rc);

@@ -26,6 +26,7 @@ struct redis_client {
     int command_timeout_ms;
     atomic_bool *stop;
     bool was_connected; // to log "reconnected" once after an outage
+    long reconnects;
 };
 
 static long long now_ms(void) {
@@ -133,6 +134,8 @@ void redis_client_set_command_timeout(redis_client *rc, int timeout_ms) {
 
 redisContext *redis_client_context(redis_client *rc) { return rc->ctx; }
 
+long redis_client_reconnects(const redis_client *rc) { return rc->reconnects; }
+
 // One connection attempt: connect, timeouts, keep-alive, AUTH, PING. Writes the reason
 // of a failure into `why`.
 static bool connect_once(redis_client *rc, char *why, size_t why_len) {
@@ -170,8 +173,10 @@ int redis_client_connect(redis_client *rc) {
     char why[256] = "";
     for (;;) {
         if (connect_once(rc, why, sizeof why)) {
-            if (rc->was_connected)
+            if (rc->was_connected) {
+                rc->reconnects++;
                 log_info("redis_reconnected", "%s:%d", rc->ep.host, rc->ep.port);
+            }
             rc->was_connected = true;
             return 0;
         }

@@ -46,6 +46,9 @@ int redis_client_connect(redis_client *rc);
 // I/O error on it call redis_client_drop().
 redisContext *redis_client_context(redis_client *rc);
 void redis_client_drop(redis_client *rc);
+// How many times this client connected again after losing its connection (a server
+// restart shows here even when the retried command succeeded).
+long redis_client_reconnects(const redis_client *rc);
 // Convenience: run a command whose reply should be a status/integer/string and check
 // it is not an error; 0 or EXIT_COORDINATION.
 int redis_client_ok(redis_client *rc, const char *fmt, ...);

@@ -5,6 +5,7 @@ tools/coord_node: coord_start() as the supervisor calls it, then steps that all-
 through Gloo and stop at step boundaries as the job does.
 """
 import json
+import os
 import signal
 import time
 import urllib.request
@@ -187,3 +188,19 @@ def test_runner_nodes_that_finish_early_are_not_taken_for_dead(net3, runner_bin,
     assert {e["rank"] for p in job.nodes.values() for e in p.events("rendezvous_done")} == {0, 1, 2}
     for p in job.nodes.values():
         assert job.password not in p.output()
+
+
+def test_embedded_redis_killed_on_a_multi_node_job_is_restarted_and_the_job_goes_on(
+        net3, node_bin, port):
+    job = Job(net3, node_args(node_bin, port, "--collective", "--steps", 120, "--step-ms", 25),
+              env={**FAST, "RUNNER_HEARTBEAT_MS": "1000"}).start_all()
+    ready = job.nodes[0].wait_event("node_ready", 30)
+    for p in job.nodes.values():
+        p.wait_event("node_ready", 30)
+    time.sleep(0.5)
+    os.kill(ready["redis_pid"], signal.SIGKILL)
+    codes = finish(job, timeout=60)
+    outputs = {i: p.output()[-3000:] for i, p in job.nodes.items()}
+    assert codes == {0: 0, 1: 0, 2: 0}, outputs
+    assert job.nodes[0].events("redis_server_restarted"), outputs[0]
+    assert all(p.events("redis_reconnected") for p in job.nodes.values()), outputs
