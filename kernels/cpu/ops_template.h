@@ -3,6 +3,9 @@
 //   REAL   the element type (float or double)
 //   OPS(x) the function name for op x (cpu_f32_x or cpu_f64_x)
 //   GEMM   cblas_sgemm or cblas_dgemm
+//   EXP, ERF  the exponential and error function: kernels/cpu/fast_math.h's vectorisable
+//          fp32 versions in the float build, libm in the double build (so the gradient
+//          checks differentiate exact functions; the float build is compared with it)
 // <tgmath.h> picks expf/exp, erff/erf ... from the argument type, so the float build does
 // float math and the double build (used by the finite-difference gradient checks) double.
 // Sums over many elements (LayerNorm statistics, softmax denominators, reductions) are
@@ -22,14 +25,84 @@
 #define OPS_MIN(a, b) ((a) < (b) ? (a) : (b))
 
 static inline REAL OPS(gelu_value)(REAL x) {
-    return (REAL)0.5 * x * ((REAL)1 + erf(x * (REAL)0.70710678118654752440));
+    return (REAL)0.5 * x * ((REAL)1 + ERF(x * (REAL)0.70710678118654752440));
 }
 
 // d/dx of 0.5 x (1 + erf(x/sqrt2)) = Phi(x) + x phi(x)
 static inline REAL OPS(gelu_grad)(REAL x) {
-    REAL cdf = (REAL)0.5 * ((REAL)1 + erf(x * (REAL)0.70710678118654752440));
-    REAL pdf = exp((REAL)-0.5 * x * x) * (REAL)0.39894228040143267794;
+    REAL cdf = (REAL)0.5 * ((REAL)1 + ERF(x * (REAL)0.70710678118654752440));
+    REAL pdf = EXP((REAL)-0.5 * x * x) * (REAL)0.39894228040143267794;
     return cdf + x * pdf;
+}
+
+// ---- row reductions -----------------------------------------------------------------------
+// Sums along a row in double with OPS_LANES interleaved accumulators combined in a fixed
+// order: no serial dependency chain (a single accumulator costs an add latency per
+// element), the same result for any thread count.
+#define OPS_LANES 8
+
+static inline double OPS(lanes_total)(const double acc[OPS_LANES]) {
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+// sum x[i]
+static inline double OPS(row_sum)(const REAL *x, int n) {
+    double acc[OPS_LANES] = {0};
+    int i = 0;
+    for (; i + OPS_LANES <= n; i += OPS_LANES)
+        for (int j = 0; j < OPS_LANES; j++) acc[j] += x[i + j];
+    for (; i < n; i++) acc[i % OPS_LANES] += x[i];
+    return OPS(lanes_total)(acc);
+}
+
+// sum (x[i] - m)^2
+static inline double OPS(row_sum_sq_dev)(const REAL *x, REAL m, int n) {
+    double acc[OPS_LANES] = {0};
+    int i = 0;
+    for (; i + OPS_LANES <= n; i += OPS_LANES)
+        for (int j = 0; j < OPS_LANES; j++) {
+            REAL d = x[i + j] - m;
+            acc[j] += (double)d * d;
+        }
+    for (; i < n; i++) {
+        REAL d = x[i] - m;
+        acc[i % OPS_LANES] += (double)d * d;
+    }
+    return OPS(lanes_total)(acc);
+}
+
+// sum x[i] * y[i]
+static inline double OPS(row_dot)(const REAL *x, const REAL *y, int n) {
+    double acc[OPS_LANES] = {0};
+    int i = 0;
+    for (; i + OPS_LANES <= n; i += OPS_LANES)
+        for (int j = 0; j < OPS_LANES; j++) acc[j] += (double)x[i + j] * y[i + j];
+    for (; i < n; i++) acc[i % OPS_LANES] += (double)x[i] * y[i];
+    return OPS(lanes_total)(acc);
+}
+
+// max (x[i] + bias[i]) (bias may be NULL); branch-free so that it vectorises
+static inline REAL OPS(row_max)(const REAL *x, const REAL *bias, int n) {
+    REAL acc[OPS_LANES];
+    for (int j = 0; j < OPS_LANES; j++) acc[j] = -INFINITY;
+    int i = 0;
+    if (bias) {
+        for (; i + OPS_LANES <= n; i += OPS_LANES)
+            for (int j = 0; j < OPS_LANES; j++) {
+                REAL v = x[i + j] + bias[i + j];
+                acc[j] = v > acc[j] ? v : acc[j];
+            }
+    } else {
+        for (; i + OPS_LANES <= n; i += OPS_LANES)
+            for (int j = 0; j < OPS_LANES; j++) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
+    }
+    for (; i < n; i++) {
+        REAL v = bias ? x[i] + bias[i] : x[i];
+        acc[i % OPS_LANES] = v > acc[i % OPS_LANES] ? v : acc[i % OPS_LANES];
+    }
+    REAL mx = acc[0];
+    for (int j = 1; j < OPS_LANES; j++) mx = acc[j] > mx ? acc[j] : mx;
+    return mx;
 }
 
 // ---- embeddings ------------------------------------------------------------------------
@@ -85,31 +158,28 @@ void OPS(embeddings_backward)(REAL *dwte, REAL *dwpe, REAL *dwtt, const REAL *do
 void OPS(layernorm_forward)(REAL *out, REAL *sum, REAL *mean, REAL *rstd, const REAL *inp,
                             const REAL *residual, const REAL *weight, const REAL *bias, int N,
                             int C, REAL eps) {
-#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
-    for (int i = 0; i < N; i++) {
-        const REAL *x = inp + (size_t)i * C;
-        const REAL *r = residual ? residual + (size_t)i * C : NULL;
-        REAL *s = sum ? sum + (size_t)i * C : NULL;
-        REAL *o = out + (size_t)i * C;
-        double acc = 0;
-        for (int c = 0; c < C; c++) {
-            REAL xi = r ? x[c] + r[c] : x[c];
-            if (s) s[c] = xi;
-            acc += xi;
+#pragma omp parallel num_threads(cpu_ops_threads())
+    {
+        // the residual sum goes to `sum`, or to a row of scratch when it is not kept
+        REAL *scratch = residual && !sum ? malloc(sizeof(REAL) * C) : NULL;
+#pragma omp for schedule(static)
+        for (int i = 0; i < N; i++) {
+            const REAL *x = inp + (size_t)i * C;
+            REAL *o = out + (size_t)i * C;
+            if (residual) {
+                const REAL *r = residual + (size_t)i * C;
+                REAL *xs = sum ? sum + (size_t)i * C : scratch;
+                for (int c = 0; c < C; c++) xs[c] = x[c] + r[c];
+                x = xs;
+            }
+            REAL m = (REAL)(OPS(row_sum)(x, C) / C);
+            double var = OPS(row_sum_sq_dev)(x, m, C);
+            REAL rs = (REAL)1 / sqrt((REAL)(var / C) + eps);
+            for (int c = 0; c < C; c++) o[c] = (x[c] - m) * rs * weight[c] + bias[c];
+            if (mean) mean[i] = m;
+            if (rstd) rstd[i] = rs;
         }
-        REAL m = (REAL)(acc / C);
-        double var = 0;
-        for (int c = 0; c < C; c++) {
-            REAL d = (r ? x[c] + r[c] : x[c]) - m;
-            var += (double)d * d;
-        }
-        REAL rs = (REAL)1 / sqrt((REAL)(var / C) + eps);
-        for (int c = 0; c < C; c++) {
-            REAL xi = r ? x[c] + r[c] : x[c];
-            o[c] = (xi - m) * rs * weight[c] + bias[c];
-        }
-        if (mean) mean[i] = m;
-        if (rstd) rstd[i] = rs;
+        free(scratch);
     }
 }
 
@@ -122,14 +192,14 @@ void OPS(layernorm_backward)(REAL *dinp, REAL *dweight, REAL *dbias, const REAL 
             const REAL *dy = dout + (size_t)i * C, *x = inp + (size_t)i * C;
             REAL *dx = dinp + (size_t)i * C;
             REAL m = mean[i], rs = rstd[i];
-            double dnorm_mean = 0, dnorm_norm_mean = 0;
+            double acc1[OPS_LANES] = {0}, acc2[OPS_LANES] = {0};
             for (int c = 0; c < C; c++) {
                 REAL norm = (x[c] - m) * rs;
                 REAL dnorm = weight[c] * dy[c];
-                dnorm_mean += dnorm;
-                dnorm_norm_mean += (double)dnorm * norm;
+                acc1[c % OPS_LANES] += dnorm;
+                acc2[c % OPS_LANES] += (double)dnorm * norm;
             }
-            REAL a = (REAL)(dnorm_mean / C), b = (REAL)(dnorm_norm_mean / C);
+            REAL a = (REAL)(OPS(lanes_total)(acc1) / C), b = (REAL)(OPS(lanes_total)(acc2) / C);
             for (int c = 0; c < C; c++) {
                 REAL norm = (x[c] - m) * rs;
                 REAL dnorm = weight[c] * dy[c];
@@ -220,24 +290,35 @@ void OPS(gelu_backward)(REAL *dinp, const REAL *inp, const REAL *dout, size_t n)
 // ---- self-attention --------------------------------------------------------------------
 
 // Softmax of each row of P (T,T) in place over the keys the mask lets through; masked
-// keys get probability 0 (the -inf of the scores). A row with no visible key is all 0.
-static void OPS(masked_softmax_rows)(REAL *P, const int32_t *mk, int T) {
+// keys get probability exactly 0 (the -inf of the scores). A head whose keys are all
+// masked gets all-zero rows. `bias` is T elements of scratch. Scores are finite.
+static void OPS(masked_softmax_rows)(REAL *P, const int32_t *mk, int T, REAL *bias) {
+    if (mk) {
+        // -3e38 (finite in float) added before the max keeps masked keys out of it
+        int visible = 0;
+        for (int t2 = 0; t2 < T; t2++) {
+            visible += mk[t2] != 0;
+            bias[t2] = mk[t2] ? (REAL)0 : (REAL)-3.0e38;
+        }
+        if (!visible) {
+            memset(P, 0, sizeof(REAL) * T * T);
+            return;
+        }
+    }
     for (int t1 = 0; t1 < T; t1++) {
         REAL *row = P + (size_t)t1 * T;
-        REAL mx = -INFINITY;
-        for (int t2 = 0; t2 < T; t2++)
-            if ((!mk || mk[t2]) && row[t2] > mx) mx = row[t2];
-        if (mx == -INFINITY) {
-            memset(row, 0, sizeof(REAL) * T);
-            continue;
+        REAL mx = OPS(row_max)(row, mk ? bias : NULL, T);
+        if (mk) {
+            for (int t2 = 0; t2 < T; t2++) {
+                // the mask as a 0/1 factor rather than a branch, so the loop vectorises:
+                // a masked key becomes exp(0) * 0 = 0 exactly
+                REAL keep = (REAL)(mk[t2] != 0);
+                row[t2] = EXP((row[t2] - mx) * keep) * keep;
+            }
+        } else {
+            for (int t2 = 0; t2 < T; t2++) row[t2] = EXP(row[t2] - mx);
         }
-        double s = 0;
-        for (int t2 = 0; t2 < T; t2++) {
-            REAL e = (!mk || mk[t2]) ? exp(row[t2] - mx) : (REAL)0;
-            row[t2] = e;
-            s += e;
-        }
-        REAL inv = (REAL)(1.0 / s);
+        REAL inv = (REAL)(1.0 / OPS(row_sum)(row, T));
         for (int t2 = 0; t2 < T; t2++) row[t2] *= inv;
     }
 }
@@ -265,8 +346,8 @@ void OPS(attention_forward)(REAL *out, REAL *att, const REAL *qkv, const int32_t
     cpu_blas_single(); // the GEMMs below run inside an OpenMP region, one head each
 #pragma omp parallel num_threads(cpu_ops_threads())
     {
-        REAL *tmp = NULL;
-        if (!att || dropout) tmp = malloc(sizeof(REAL) * 2 * (size_t)T * T);
+        // per thread: probabilities when att is NULL, dropped probabilities, mask bias
+        REAL *tmp = malloc(sizeof(REAL) * (2 * (size_t)T * T + T));
 #pragma omp for schedule(dynamic, 1)
         for (long bh = 0; bh < heads; bh++) {
             int b = (int)(bh / NH), h = (int)(bh % NH);
@@ -275,7 +356,8 @@ void OPS(attention_forward)(REAL *out, REAL *att, const REAL *qkv, const int32_t
             REAL *P = att ? att + (size_t)bh * T * T : tmp;
             GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, scale, q, C3, k, C3, 0, P,
                  T);
-            OPS(masked_softmax_rows)(P, mask ? mask + (size_t)b * T : NULL, T);
+            OPS(masked_softmax_rows)(P, mask ? mask + (size_t)b * T : NULL, T,
+                                     tmp + 2 * (size_t)T * T);
             const REAL *A = P;
             if (dropout) {
                 REAL *Ad = tmp + (size_t)T * T;
@@ -331,9 +413,7 @@ void OPS(attention_backward)(REAL *dqkv, REAL *scratch, const REAL *dout, const 
             for (int t1 = 0; t1 < T; t1++) {
                 const REAL *p = P + (size_t)t1 * T;
                 REAL *d = dP + (size_t)t1 * T;
-                double s = 0;
-                for (int t2 = 0; t2 < T; t2++) s += (double)p[t2] * d[t2];
-                REAL sr = (REAL)s;
+                REAL sr = (REAL)OPS(row_dot)(p, d, T);
                 for (int t2 = 0; t2 < T; t2++) d[t2] = p[t2] * (d[t2] - sr) * scale;
             }
             // dq += dS k ; dk += dS^T q
@@ -380,15 +460,9 @@ void OPS(softmax_xent_forward)(REAL *losses, REAL *probs, const REAL *logits,
     for (int i = 0; i < N; i++) {
         const REAL *l = logits + (size_t)i * V;
         REAL *p = probs + (size_t)i * V;
-        REAL mx = l[0];
-        for (int j = 1; j < V; j++)
-            if (l[j] > mx) mx = l[j];
-        double s = 0;
-        for (int j = 0; j < V; j++) {
-            REAL e = exp(l[j] - mx);
-            p[j] = e;
-            s += e;
-        }
+        REAL mx = OPS(row_max)(l, NULL, V);
+        for (int j = 0; j < V; j++) p[j] = EXP(l[j] - mx);
+        double s = OPS(row_sum)(p, V);
         REAL inv = (REAL)(1.0 / s);
         for (int j = 0; j < V; j++) p[j] *= inv;
         int target = targets[i];

@@ -44,12 +44,18 @@ typedef struct {
 typedef struct bert_model bert_model;
 
 // Presets: "bert-tiny" (L2 C128), "bert-mini" (L4 C256), "bert-small" (L4 C512),
-// "bert-base" / "bert" (L12 C768). Returns 0 or EXIT_USAGE.
+// "bert-medium" (L8 C512), "bert-base" / "bert" (L12 C768), "minilm-l6" (L6 C384 NH12),
+// "distil" / "distilbert" (L6 C768), "electra" (base discriminator), "electra-small"
+// (E128 C256). Vocabulary 30522 (set cfg.vocab_size from the job's vocab.txt before
+// bert_create), max_position 512, dropout 0.1. Returns 0 or EXIT_USAGE (lists the names).
 int bert_config_preset(const char *name, bert_config *out);
 // A Hugging Face config.json (BERT, DistilBERT, ELECTRA discriminator); 0 or EXIT_BAD_INPUT.
 int bert_config_load(const char *config_json_path, bert_config *out);
 
-// Allocate a model for batches up to max_batch x max_seq. 0 or an exit code.
+// Allocate a model for batches up to max_batch x max_seq. 0 or an exit code. Gradients
+// and AdamW moments are allocated on the first bert_backward / bert_step, so inference
+// models hold parameters and activations only. DistilBERT and ELECTRA support the token
+// classification and embedding heads; sequence classification and masked LM are BERT's.
 int bert_create(bert_model **out, backend *be, const bert_config *cfg, bert_head head,
                 int num_labels, int max_batch, int max_seq);
 void bert_destroy(bert_model *m);
@@ -84,7 +90,9 @@ int bert_get_state(const bert_model *m, float *params, float *m1, float *v1);
 int bert_set_state(bert_model *m, const float *params, const float *m1, const float *v1);
 // Gradients to the host, in parameter-buffer order (tests compare them with PyTorch).
 int bert_get_grads(const bert_model *m, float *grads);
-// Name, offset and shape of parameter i (0 <= i < bert_num_tensors), for tests and I/O.
+// Name, offset and shape of parameter i (0 <= i < bert_num_tensors), for tests and I/O;
+// shape[1] == 0 for vectors. Names are HF's, with the task prefix ("bert.", none for the
+// embedding head).
 int bert_num_tensors(const bert_model *m);
 const char *bert_tensor_info(const bert_model *m, int i, size_t *offset, int shape[2]);
 const bert_config *bert_get_config(const bert_model *m);

@@ -1,0 +1,55 @@
+#pragma once
+// Branch-free fp32 exp and erf that GCC vectorises (libm's expf/erff are calls, which
+// keep softmax and GELU loops scalar). Used by the fp32 ops only; the double build used by
+// the gradient checks keeps libm (kernels/cpu/ops_f64.c).
+//
+// exp: Cephes' expf — x = n ln2 + r with |r| <= ln2/2, a degree-6 polynomial for e^r,
+//      2^n through the exponent bits; within 1 ulp of expf on [-87.3, 88]. Inputs below
+//      -87.3 are clamped (e^-87.3 ~ 1.2e-38: 0 for every use here). Every caller passes
+//      x <= 0 (softmax after the max shift, GELU's and erf's Gaussians), so there is no
+//      upper clamp.
+// erf: Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7 — the formula PyTorch's vectorised
+//      CPU erf uses, so GELU matches PyTorch's own CPU GELU at least as closely as libm.
+#include <stdint.h>
+#include <string.h>
+
+static inline float fast_expf(float x) {
+    // Clamp below on the bit pattern: a float compare feeding the float-to-int conversion
+    // keeps GCC (-ftrapping-math, the default) from vectorising. Negative floats, read as
+    // int32, grow as the value falls, so "below -87.3" is "negative and above its bits";
+    // -inf lands on -87.3 too.
+    const float lo = -87.3f;
+    int32_t xb, lob;
+    memcpy(&xb, &x, sizeof xb);
+    memcpy(&lob, &lo, sizeof lob);
+    xb = (xb < 0 && xb > lob) ? lob : xb;
+    memcpy(&x, &xb, sizeof x);
+    // n = round(x / ln2): after the clamp fx + 128.5 > 0, so truncation is floor
+    float fx = x * 1.44269504088896341f;
+    int32_t n = (int32_t)(fx + 128.5f) - 128;
+    float nf = (float)n;
+    float r = x - nf * 0.693359375f - nf * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = p * (r * r) + r + 1.0f;
+    int32_t bits = (n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return y * scale;
+}
+
+static inline float fast_erff(float x) {
+    float ax = x < 0.0f ? -x : x;
+    float t = 1.0f / (1.0f + 0.3275911f * ax);
+    float r = 1.061405429f;
+    r = r * t - 1.453152027f;
+    r = r * t + 1.421413741f;
+    r = r * t - 0.284496736f;
+    r = r * t + 0.254829592f;
+    float y = 1.0f - r * t * fast_expf(-ax * ax);
+    return x < 0.0f ? -y : y;
+}
