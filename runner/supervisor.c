@@ -191,40 +191,41 @@ static void signal_alive(worker *workers, int count, int sig) {
         if (workers[i].alive) kill(workers[i].pid, sig);
 }
 
-// Reap every worker that ended; returns how many are still alive.
+// Reap every worker that ended; returns how many are still alive. Only our workers'
+// pids are waited for: other children (the embedded redis-server, the CUDA probe) belong
+// to the modules that started them and wait for them themselves.
 static int reap(worker *workers, int count, worker_result *order, int *order_worker, int *ended) {
-    int status;
-    pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        for (int i = 0; i < count; i++) {
-            worker *w = &workers[i];
-            if (w->pid != pid || !w->alive) continue;
-            w->alive = false;
-            w->result.status = status;
-            order_worker[*ended] = i;
-            order[(*ended)++] = w->result;
-            signals_unwatch_child(pid);
-            read_reason(w);
-            cJSON *fields = cJSON_CreateObject();
-            cJSON_AddNumberToObject(fields, "rank", w->rank);
-            cJSON_AddNumberToObject(fields, "pid", pid);
-            bool normal = false;
-            if (WIFSIGNALED(status)) {
-                cJSON_AddNumberToObject(fields, "signal", WTERMSIG(status));
-                cJSON_AddStringToObject(fields, "signal_name", strsignal(WTERMSIG(status)));
-            } else {
-                int code = WEXITSTATUS(status);
-                normal = code == EXIT_OK || code == EXIT_INTERRUPTED;
-                cJSON_AddNumberToObject(fields, "code", code);
-                cJSON_AddStringToObject(fields, "name", exitcode_name(code));
-            }
-            log_fields(normal ? LOG_INFO : LOG_ERROR, "worker_reaped", fields);
-            // Any abnormal end stops the others: in a collective they would wait forever.
-            if (!normal && !w->result.killed_by_supervisor) {
-                char reason[REASON_MAX + 64];
-                snprintf(reason, sizeof reason, "worker rank %d ended abnormally", w->rank);
-                signals_request_stop(reason);
-            }
+    for (int i = 0; i < count; i++) {
+        worker *w = &workers[i];
+        if (!w->alive) continue;
+        int status;
+        pid_t pid = waitpid(w->pid, &status, WNOHANG);
+        if (pid != w->pid) continue;
+        w->alive = false;
+        w->result.status = status;
+        order_worker[*ended] = i;
+        order[(*ended)++] = w->result;
+        signals_unwatch_child(pid);
+        read_reason(w);
+        cJSON *fields = cJSON_CreateObject();
+        cJSON_AddNumberToObject(fields, "rank", w->rank);
+        cJSON_AddNumberToObject(fields, "pid", pid);
+        bool normal = false;
+        if (WIFSIGNALED(status)) {
+            cJSON_AddNumberToObject(fields, "signal", WTERMSIG(status));
+            cJSON_AddStringToObject(fields, "signal_name", strsignal(WTERMSIG(status)));
+        } else {
+            int code = WEXITSTATUS(status);
+            normal = code == EXIT_OK || code == EXIT_INTERRUPTED;
+            cJSON_AddNumberToObject(fields, "code", code);
+            cJSON_AddStringToObject(fields, "name", exitcode_name(code));
+        }
+        log_fields(normal ? LOG_INFO : LOG_ERROR, "worker_reaped", fields);
+        // Any abnormal end stops the others: in a collective they would wait forever.
+        if (!normal && !w->result.killed_by_supervisor) {
+            char reason[REASON_MAX + 64];
+            snprintf(reason, sizeof reason, "worker rank %d ended abnormally", w->rank);
+            signals_request_stop(reason);
         }
     }
     int alive = 0;
