@@ -327,7 +327,9 @@ int supervisor_run(const runner_config *cfg) {
     // Start steps set `code` when they fail (error_set() naming why); later steps run
     // only while it is 0; the stop steps always run, in reverse order.
     /* HOOK: serve start */
+    if (code == EXIT_OK) code = serve_start(cfg);
     /* HOOK: coord start */
+    if (code == EXIT_OK) code = coord_start(cfg);
 
     if (code == EXIT_OK) {
         if (!signals_stop_requested()) code = run_workers(cfg, workers);
@@ -336,7 +338,13 @@ int supervisor_run(const runner_config *cfg) {
     }
 
     /* HOOK: coord stop */
+    // A stop that coordination asked for (a dead node: 83, Redis lost: 82) is the code.
+    if (code == EXIT_INTERRUPTED && coord_exit_code_hint() > EXIT_INTERRUPTED)
+        code = error_set(coord_exit_code_hint(), "%s",
+                         signals_stop_reason() ? signals_stop_reason() : "coordination");
+    coord_stop();
     /* HOOK: serve stop */
+    serve_stop();
     telemetry_shutdown();
     return code;
 }
