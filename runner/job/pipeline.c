@@ -176,6 +176,8 @@ static int search(job_context *ctx, const pipeline_data *d, trial_spec *best) {
     const runner_config *cfg = ctx->cfg;
     int n = cfg->n_trials;
     if (n <= 0) return 0;
+    // Without a shared queue the other workers would repeat rank 0's trials.
+    if (ctx->world_size > 1 && !trials_get_factory() && ctx->rank != 0) return 0;
     telemetry_phase("search");
     trial_spec *specs = calloc((size_t)n, sizeof *specs);
     trial_result *results = calloc((size_t)n, sizeof *results);
