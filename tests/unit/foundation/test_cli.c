@@ -192,7 +192,28 @@ static void test_precedence(void) {
     rmdir(dir);
 }
 
+extern char **environ;
+
+// The tests set the RUNNER_* variables they need; none may leak in from the caller.
+static void clear_runner_environment(void) {
+    for (bool found = true; found;) {
+        found = false;
+        for (char **env = environ; *env; env++) {
+            if (strncmp(*env, "RUNNER_", 7) != 0) continue;
+            char name[256];
+            size_t len = strcspn(*env, "=");
+            if (len >= sizeof name) continue;
+            memcpy(name, *env, len);
+            name[len] = '\0';
+            unsetenv(name);
+            found = true;
+            break;
+        }
+    }
+}
+
 int main(void) {
+    clear_runner_environment();
     test_original_command();
     test_docker_flags();
     test_bad_values();
