@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,12 +60,27 @@ static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d) {
     *y = (int64_t)yoe + era * 400 + (*m <= 2);
 }
 
-// The second signal: forward it to the workers, write the final exit line with
-// write(2)-safe formatting only, and leave with 80 without running any hook.
+// The second signal: end the workers (SIGKILL: nothing of theirs is worth waiting for
+// now, and their lines must not follow ours), reap them, write the final exit line with
+// async-signal-safe formatting only, and leave with 80 without running any hook.
 static void exit_at_once(int sig) {
     for (int i = 0; i < WATCHED_MAX; i++) {
         pid_t pid = atomic_load(&watched[i]);
-        if (pid > 0) kill(pid, sig);
+        if (pid > 0) kill(pid, SIGKILL);
+    }
+    // SIGKILL cannot be caught, so this is quick; a process stuck in the kernel (a hung
+    // GPU driver call) is given 2 s, then left to PR_SET_PDEATHSIG.
+    for (int waited_ms = 0; waited_ms < 2000; waited_ms += 10) {
+        bool alive = false;
+        for (int i = 0; i < WATCHED_MAX; i++) {
+            pid_t pid = atomic_load(&watched[i]);
+            if (pid <= 0) continue;
+            if (waitpid(pid, NULL, WNOHANG) == 0) alive = true;
+            else atomic_store(&watched[i], 0);
+        }
+        if (!alive) break;
+        struct timespec pause = {0, 10 * 1000 * 1000};
+        nanosleep(&pause, NULL);
     }
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);

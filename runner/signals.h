@@ -1,8 +1,8 @@
 #pragma once
 // Signals of a PID-1 process (DESIGN §4). SIGTERM and SIGINT set one stop flag that the
 // job checks at step boundaries (checkpoint, flush, exit 80); a second SIGTERM/SIGINT
-// exits at once with code 80 and the final exit line, forwarding the signal to the
-// workers first. SIGUSR1 asks for a checkpoint without stopping. SIGPIPE is ignored
+// exits at once with code 80 and the final exit line, after SIGKILLing and reaping the
+// watched workers. SIGUSR1 asks for a checkpoint without stopping. SIGPIPE is ignored
 // (a client that hangs up must not kill a server thread).
 // The handlers only touch sig_atomic_t/atomic flags and call write()/kill()/_exit().
 #include <stdbool.h>
