@@ -475,6 +475,19 @@ static bool parse_v1_cpu(const char *dir, const char *text, uint64_t *value) {
     return true;
 }
 
+// MemTotal and MemAvailable of /proc/meminfo (RUNNER_PROC_MEMINFO for tests), bytes.
+static void read_meminfo(uint64_t *total, uint64_t *available) {
+    FILE *f = fopen(env_or("RUNNER_PROC_MEMINFO", "/proc/meminfo"), "r");
+    if (!f) return;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long kib;
+        if (sscanf(line, "MemTotal: %llu kB", &kib) == 1) *total = kib * 1024;
+        else if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) *available = kib * 1024;
+    }
+    fclose(f);
+}
+
 static void check_cgroup(checks *c, const runner_config *cfg, int workers, int gpus) {
     cJSON *s = section(c->report, "memory");
     const char *root = env_or("RUNNER_CGROUP_ROOT", "/sys/fs/cgroup");
@@ -519,6 +532,12 @@ static void check_cgroup(checks *c, const runner_config *cfg, int workers, int g
     char limit_text[32], need_text[32], message[600];
     size_text(memory, limit_text, sizeof limit_text);
     size_text(need, need_text, sizeof need_text);
+    uint64_t host_total = 0, host_available = 0;
+    read_meminfo(&host_total, &host_available);
+    if (host_total) cJSON_AddNumberToObject(s, "host_total_bytes", (double)host_total);
+    if (host_available) cJSON_AddNumberToObject(s, "host_available_bytes", (double)host_available);
+    char host_text[32];
+    size_text(host_total, host_text, sizeof host_text);
     if (memory != UNLIMITED && memory < need) {
         snprintf(message, sizeof message,
                  "memory limit %s (cgroup v%d) is below the %s that %d worker%s of %s need: raise "
@@ -527,8 +546,22 @@ static void check_cgroup(checks *c, const runner_config *cfg, int workers, int g
                  cfg->architecture, (unsigned long long)((need + MIB - 1) / MIB));
         set_status(s, "fail", "limit %s, need %s", limit_text, need_text);
         fail(c, s, EXIT_RESOURCES, message);
+    } else if (host_total && host_total < need) {
+        snprintf(message, sizeof message,
+                 "the host has %s of memory in all, below the %s that %d worker%s of %s need: "
+                 "choose a larger instance type for the compute environment",
+                 host_text, need_text, workers, workers == 1 ? "" : "s", cfg->architecture);
+        set_status(s, "fail", "host %s, need %s", host_text, need_text);
+        fail(c, s, EXIT_RESOURCES, message);
     } else {
-        set_status(s, "ok", "limit %s (cgroup v%d), need %s", limit_text, version, need_text);
+        set_status(s, "ok", "limit %s (cgroup v%d), host %s, need %s", limit_text, version,
+                   host_text, need_text);
+        if (host_available && host_available < need) {
+            char available_text[32];
+            snprintf(message, sizeof message, "only %s of host memory available, the job needs %s",
+                     size_text(host_available, available_text, sizeof available_text), need_text);
+            warn(c, s, message);
+        }
     }
 
     cJSON *cpu = section(c->report, "cpu");

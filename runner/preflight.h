@@ -11,7 +11,7 @@
 //   batch    AWS_BATCH_JOB_ID, _ATTEMPT, _NODE_INDEX, _NUM_NODES, _MAIN_NODE_INDEX
 // The paths it reads can be moved for tests: RUNNER_SHM_PATH (default /dev/shm),
 // RUNNER_CGROUP_ROOT (default /sys/fs/cgroup), RUNNER_PROC_CGROUP (default
-// /proc/self/cgroup).
+// /proc/self/cgroup), RUNNER_PROC_MEMINFO (default /proc/meminfo).
 #include "runner/config.h"
 
 #include <cjson/cJSON.h>

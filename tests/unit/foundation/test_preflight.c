@@ -225,6 +225,28 @@ static void test_cgroup_v1(void) {
     cJSON_Delete(report);
 }
 
+static void test_host_memory(void) {
+    put("meminfo", "MemTotal:         262144 kB\nMemFree: 1000 kB\nMemAvailable:      131072 kB\n");
+    char path[512];
+    snprintf(path, sizeof path, "%s/meminfo", root);
+    setenv("RUNNER_PROC_MEMINFO", path, 1);
+    runner_config cfg = base(); // bert-tiny: needs a little over 256 MiB
+    int code;
+    cJSON *report = run(&cfg, &code);
+    CHECK_INT(code, EXIT_RESOURCES); // a 256 MiB host cannot hold it, cgroup or not
+    CHECK(strstr(error_message(), "larger instance type") != NULL);
+    CHECK_CLOSE(field(report, "memory", "host_total_bytes")->valuedouble, 256.0 * 1048576, 0, 0);
+    CHECK_CLOSE(field(report, "memory", "host_available_bytes")->valuedouble, 128.0 * 1048576, 0, 0);
+    cJSON_Delete(report);
+
+    put("meminfo", "MemTotal: 67108864 kB\nMemAvailable: 102400 kB\n"); // 64 GiB, 100 MiB free
+    report = run(&cfg, &code);
+    CHECK_INT(code, 0);
+    CHECK_STR(field(report, "memory", "status")->valuestring, "warn");
+    cJSON_Delete(report);
+    unsetenv("RUNNER_PROC_MEMINFO");
+}
+
 static void test_disk_and_batch(void) {
     runner_config cfg = base();
     int code;
@@ -289,6 +311,7 @@ int main(void) {
     test_shm();
     test_cgroup_v2();
     test_cgroup_v1();
+    test_host_memory();
     test_disk_and_batch();
     char command[600];
     snprintf(command, sizeof command, "rm -rf '%s'", root);
