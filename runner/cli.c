@@ -123,8 +123,16 @@ int cli_parse(int argc, char **argv, runner_config *cfg, cli_action *action, cJS
             if (optopt && optopt < 256 && optopt != 'p')
                 rc = error_set(EXIT_USAGE, "unknown option '-%c' (valid: -h %s)", optopt,
                                valid_flags());
-            else
-                rc = error_set(EXIT_USAGE, "unknown option '%s' (valid: %s)", text, valid_flags());
+            else {
+                // "--epocs" or "--epocs=3": suggest the flag it most likely meant.
+                char name[80];
+                snprintf(name, sizeof name, "%s", text + strspn(text, "-"));
+                name[strcspn(name, "=")] = '\0';
+                const char *hint = config_suggest_flag(name);
+                rc = error_set(EXIT_USAGE, "unknown option '%s'%s%s%s (valid: %s)", text,
+                               hint ? "; did you mean --" : "", hint ? hint : "", hint ? "?" : "",
+                               valid_flags());
+            }
             break;
         }
         if (code == ':') {

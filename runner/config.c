@@ -340,6 +340,65 @@ static bool json_key_matches(const config_option *opt, const char *key) {
     return strcmp(snake, key) == 0;
 }
 
+// Lower case without '-' and '_', so "train_batch_size", "TRAIN-BATCH-SIZE" and
+// "trainbatchsize" compare equal.
+static void normalise(const char *in, char *out, size_t size) {
+    size_t n = 0;
+    for (; *in && n < size - 1; in++)
+        if (*in != '-' && *in != '_') out[n++] = (char)tolower((unsigned char)*in);
+    out[n] = '\0';
+}
+
+// Levenshtein distance, capped: names are short.
+static int edit_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63) return 99;
+    int row[64];
+    for (size_t j = 0; j <= lb; j++) row[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        int diagonal = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int above = row[j];
+            int best = diagonal + (a[i - 1] != b[j - 1]);
+            if (row[j] + 1 < best) best = row[j] + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diagonal = above;
+        }
+    }
+    return row[lb];
+}
+
+static const config_option *closest_option(const char *name) {
+    char wanted[80], candidate[80];
+    normalise(name, wanted, sizeof wanted);
+    const config_option *best = NULL;
+    int best_distance = 3; // two edits at most
+    for (size_t i = 0; i < COUNT(OPTIONS); i++) {
+        const char *names[2] = {OPTIONS[i].flag, OPTIONS[i].json_key};
+        for (int k = 0; k < 2; k++) {
+            normalise(names[k], candidate, sizeof candidate);
+            int d = edit_distance(wanted, candidate);
+            if (d < best_distance) {
+                best_distance = d;
+                best = &OPTIONS[i];
+            }
+        }
+    }
+    return best;
+}
+
+const char *config_suggest_key(const char *key) {
+    const config_option *opt = closest_option(key);
+    return opt ? opt->json_key : NULL;
+}
+
+const char *config_suggest_flag(const char *flag) {
+    const config_option *opt = closest_option(flag);
+    return opt ? opt->flag : NULL;
+}
+
 static const char *json_type_name(const cJSON *item) {
     if (cJSON_IsString(item)) return "a string";
     if (cJSON_IsNumber(item)) return "a number";
@@ -414,7 +473,10 @@ int config_load_json(runner_config *cfg, const cJSON *root, const char *origin,
         if (!match) {
             if (warnings) {
                 char text[512];
-                snprintf(text, sizeof text, "%s: unknown key '%s' ignored", origin, item->string);
+                const char *hint = config_suggest_key(item->string);
+                snprintf(text, sizeof text, "%s: unknown key '%s' ignored%s%s%s", origin,
+                         item->string, hint ? " (did you mean '" : "", hint ? hint : "",
+                         hint ? "'?)" : "");
                 cJSON_AddItemToArray(warnings, cJSON_CreateString(text));
             }
             continue;

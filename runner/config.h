@@ -123,5 +123,10 @@ cJSON *config_to_json(const runner_config *cfg);
 const char *config_architecture_names(void);
 const char *config_mode_names(void);
 const char *config_mode_name(run_mode mode);
+// The option a mistyped name most likely meant (flag or --config key, compared without
+// case, dashes or underscores), or NULL when none is within two edits. Returns the
+// spelling of the same kind: a --config key for a key, a flag name for a flag.
+const char *config_suggest_key(const char *key);
+const char *config_suggest_flag(const char *flag);
 // The password inside a redis:// URL (for log_redact), "" when none; into `out`.
 void config_redis_password(const char *url, char *out, size_t size);

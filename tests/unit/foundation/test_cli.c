@@ -94,6 +94,9 @@ static void test_bad_values(void) {
     CHECK_INT(parse(&cfg, &action, 2, unknown), EXIT_USAGE);
     CHECK(strstr(error_message(), "--architectur-typo") != NULL);
     CHECK(strstr(error_message(), "--architecture") != NULL); // the valid ones are listed
+    const char *typo[] = {"runner", "--epocs", "3"};
+    CHECK_INT(parse(&cfg, &action, 3, typo), EXIT_USAGE);
+    CHECK(strstr(error_message(), "did you mean --epochs?") != NULL);
     const char *missing[] = {"runner", "--epochs"};
     CHECK_INT(parse(&cfg, &action, 2, missing), EXIT_USAGE);
     CHECK(strstr(error_message(), "--epochs") != NULL);

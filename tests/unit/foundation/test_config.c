@@ -128,8 +128,26 @@ static void test_redis_password_and_json(void) {
     cJSON_Delete(json);
 }
 
+static void test_suggestions(void) {
+    CHECK_STR(config_suggest_key("EPOCH"), "EPOCHS");
+    CHECK_STR(config_suggest_key("train_batchsize"), "TRAIN_BATCH_SIZE");
+    CHECK_STR(config_suggest_key("LEARNING_RATES"), "LEARNING_RATE");
+    CHECK(config_suggest_key("NUM_GPUS_PER_TRIAL") == NULL);
+    CHECK_STR(config_suggest_flag("epocs"), "epochs");
+    CHECK_STR(config_suggest_flag("architecure"), "architecture");
+    CHECK_STR(config_suggest_flag("metric-port"), "metrics-port");
+    CHECK(config_suggest_flag("bogus") == NULL);
+    runner_config cfg;
+    cJSON *warnings = cJSON_CreateArray();
+    CHECK_INT(load_text(&cfg, "{\"EPOCH\": 3}", warnings), 0);
+    CHECK(strstr(cJSON_GetArrayItem(warnings, 0)->valuestring, "did you mean 'EPOCHS'?") != NULL);
+    CHECK_INT(cfg.epochs, 2); // ignored, not guessed
+    cJSON_Delete(warnings);
+}
+
 int main(void) {
     CHECK(mkdtemp(dir) != NULL);
+    test_suggestions();
     test_original_keys();
     test_wrong_types();
     test_bad_files();
