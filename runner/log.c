@@ -199,6 +199,11 @@ static char *text_line(const cJSON *line) {
         if (cJSON_IsString(item)) value = strdup(item->valuestring);
         else value = cJSON_PrintUnformatted(item);
         if (!value) continue;
+        // Text is for a person at a terminal: long structured values (a whole
+        // configuration, a preflight report) are cut; the JSON lines keep them whole.
+        enum { TEXT_VALUE_MAX = 96 };
+        if (!cJSON_IsString(item) && strlen(value) > TEXT_VALUE_MAX)
+            memcpy(value + TEXT_VALUE_MAX - 3, "...", 4);
         size_t need = len + strlen(item->string) + strlen(value) + 4;
         if (need >= cap) {
             while (need >= cap) cap *= 2;

@@ -43,6 +43,14 @@ static void field_over_label(void) {
 static void text_lines(void) {
     log_init(LOG_FORMAT_TEXT, LOG_DEBUG);
     log_debug("shown", "now visible");
+    cJSON *big = cJSON_CreateObject();
+    cJSON *report = cJSON_AddObjectToObject(big, "report");
+    for (int i = 0; i < 40; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        cJSON_AddNumberToObject(report, key, i);
+    }
+    log_fields(LOG_INFO, "long", big);
     log_fields_json(LOG_INFO, "exit", cJSON_CreateObject()); // JSON whatever the format
 }
 
@@ -96,6 +104,8 @@ int main(void) {
 
     out = capture(text_lines);
     CHECK(strstr(out, "DEBUG shown  now visible") != NULL);
+    CHECK(strstr(out, "INFO  long report={\"k0\":0,") != NULL);
+    CHECK(strstr(out, "...") != NULL && strstr(out, "\"k39\"") == NULL); // cut in text
     CHECK(out[0] != '{');
     CHECK(strstr(out, "{\"ts\"") != NULL && strstr(out, "\"event\":\"exit\"") != NULL);
 
