@@ -12,16 +12,16 @@
 #endif
 
 enum {
-    CODE_TABLE = 1000,    // + index: an option of the table
-    CODE_NEGATED = 2000,  // + index: --no-NAME of a boolean option
+    CODE_TABLE = 1000,   // + index: an option of the table
+    CODE_NEGATED = 2000, // + index: --no-NAME of a boolean option
     CODE_HELP = 3000,
     CODE_VERSION,
     CODE_CHECK,
     CODE_JSON,
     CODE_EXIT_CODES,
     CODE_CONFIG,
-    CODE_SHM_SIZE,   // docker's, refused
-    CODE_PUBLISH,    // docker's -p/--publish, refused
+    CODE_SHM_SIZE, // docker's, refused
+    CODE_PUBLISH,  // docker's -p/--publish, refused
 };
 
 enum { OPTIONS_MAX = 128 };
@@ -79,8 +79,7 @@ static const char *valid_flags(void) {
 
 static bool is_main_py(const char *arg) {
     size_t len = strlen(arg);
-    return len >= 7 && strcmp(arg + len - 7, "main.py") == 0 &&
-           (len == 7 || arg[len - 8] == '/');
+    return len >= 7 && strcmp(arg + len - 7, "main.py") == 0 && (len == 7 || arg[len - 8] == '/');
 }
 
 // Docker's --gpus values ("all", "device=0,1", "count=2") in a job command: GPUs of a
@@ -167,24 +166,32 @@ int cli_parse(int argc, char **argv, runner_config *cfg, cli_action *action, cJS
             int count;
             const config_option *opt = &config_options(&count)[code - CODE_TABLE];
             if (opt->type == OPTION_GPUS && is_docker_gpus_value(optarg)) {
-                rc = error_set(EXIT_USAGE,
-                               "'--gpus %s' is docker's flag: give the job GPUs with "
-                               "resourceRequirements [{\"type\": \"GPU\", \"value\": \"N\"}] in the "
-                               "Batch job definition (or docker run --gpus); runner's --gpus takes "
-                               "N or auto",
-                               optarg);
+                rc =
+                    error_set(EXIT_USAGE,
+                              "'--gpus %s' is docker's flag: give the job GPUs with "
+                              "resourceRequirements [{\"type\": \"GPU\", \"value\": \"N\"}] in the "
+                              "Batch job definition (or docker run --gpus); runner's --gpus takes "
+                              "N or auto",
+                              optarg);
                 break;
             }
         }
-        if (code == CODE_CONFIG) config_path = optarg;
-        else if (code == CODE_CHECK) *action = CLI_CHECK;
-        else if (code == CODE_EXIT_CODES) *action = CLI_EXIT_CODES;
-        else if (code == CODE_JSON) want_json = true;
-        else flags[flag_count++] = (parsed_flag){code, optarg};
+        if (code == CODE_CONFIG)
+            config_path = optarg;
+        else if (code == CODE_CHECK)
+            *action = CLI_CHECK;
+        else if (code == CODE_EXIT_CODES)
+            *action = CLI_EXIT_CODES;
+        else if (code == CODE_JSON)
+            want_json = true;
+        else
+            flags[flag_count++] = (parsed_flag){code, optarg};
     }
     if (!rc && optind < n)
-        rc = error_set(EXIT_USAGE, "unexpected argument '%s' (runner takes flags only; see "
-                                   "runner --help)", args[optind]);
+        rc = error_set(EXIT_USAGE,
+                       "unexpected argument '%s' (runner takes flags only; see "
+                       "runner --help)",
+                       args[optind]);
     if (rc || *action == CLI_EXIT_CODES) goto done;
 
     if (config_path && *config_path) {
@@ -240,8 +247,9 @@ void cli_print_help(FILE *out) {
     const config_option *table = config_options(&count);
     for (size_t g = 0; g < sizeof GROUPS / sizeof GROUPS[0]; g++) {
         fprintf(out, "\n%s:\n", GROUPS[g][1]);
-        if (g == 0) fprintf(out, "  %-34s %s\n", "--config FILE.json",
-                            "settings file (local path); keys as arguments.json");
+        if (g == 0)
+            fprintf(out, "  %-34s %s\n", "--config FILE.json",
+                    "settings file (local path); keys as arguments.json");
         for (int i = 0; i < count; i++) {
             if (strcmp(table[i].group, GROUPS[g][0]) != 0) continue;
             char left[80];
@@ -279,8 +287,10 @@ void cli_print_version(FILE *out) {
     cudaRuntimeGetVersion(&runtime);
     cudaDriverGetVersion(&driver);
     fprintf(out, "CUDA runtime %d.%d\n", runtime / 1000, runtime % 1000 / 10);
-    if (driver) fprintf(out, "CUDA driver %d.%d\n", driver / 1000, driver % 1000 / 10);
-    else fputs("CUDA driver none (no NVIDIA driver loaded)\n", out);
+    if (driver)
+        fprintf(out, "CUDA driver %d.%d\n", driver / 1000, driver % 1000 / 10);
+    else
+        fputs("CUDA driver none (no NVIDIA driver loaded)\n", out);
 #else
     fputs("CUDA not built in (CPU backend only)\n", out);
 #endif

@@ -85,8 +85,8 @@ static const config_option OPTIONS[] = {
      "training", "N", "sequences per training step and worker"},
     {"valid-batch-size", "VALID_BATCH_SIZE", OPTION_INT, FIELD(valid_batch_size), 1, 65536,
      "training", "N", "sequences per validation batch"},
-    {"test-batch-size", "TEST_BATCH_SIZE", OPTION_INT, FIELD(test_batch_size), 1, 65536,
-     "training", "N", "sequences per test batch"},
+    {"test-batch-size", "TEST_BATCH_SIZE", OPTION_INT, FIELD(test_batch_size), 1, 65536, "training",
+     "N", "sequences per test batch"},
     {"epochs", "EPOCHS", OPTION_INT, FIELD(epochs), 1, 100000, "training", "N",
      "passes over the training data"},
     {"learning-rate", "LEARNING_RATE", OPTION_DOUBLE, FIELD(learning_rate), 1e-12, 1, "training",
@@ -110,7 +110,8 @@ static const config_option OPTIONS[] = {
      "hidden and attention dropout probability"},
     {"max-bad-rows", "MAX_BAD_ROWS", OPTION_DOUBLE, FIELD(max_bad_rows), 0, 1, "training", "X",
      "fraction of malformed data rows skipped before exit 3"},
-    {"seed", "SEED", OPTION_U64, FIELD(seed), 0, 0, "training", "N", "random seed (split, init, dropout)"},
+    {"seed", "SEED", OPTION_U64, FIELD(seed), 0, 0, "training", "N",
+     "random seed (split, init, dropout)"},
     // group "resources"
     {"backend", "backend", OPTION_BACKEND, FIELD(backend), 0, 0, "resources", "NAME",
      "cpu, cuda or auto (cuda when a GPU is visible)"},
@@ -138,15 +139,14 @@ static const config_option OPTIONS[] = {
      "embedded (default), off, or redis://[:password@]host:port"},
     {"redis-port", "redis_port", OPTION_INT, FIELD(redis_port), 1, 65535, "coordination", "PORT",
      "port of the embedded redis-server (default 6379)"},
-    {"rendezvous-timeout", "rendezvous_timeout", OPTION_INT, FIELD(rendezvous_timeout_s), 1,
-     86400, "coordination", "SECONDS", "how long nodes wait for each other (default 600)"},
+    {"rendezvous-timeout", "rendezvous_timeout", OPTION_INT, FIELD(rendezvous_timeout_s), 1, 86400,
+     "coordination", "SECONDS", "how long nodes wait for each other (default 600)"},
     {"secret-id", "secret_id", OPTION_STRING, FIELD(secret_id), 0, 0, "coordination", "ID",
      "Secrets Manager secret holding bucket names"},
     // group "logging"
     {"log-format", "log_format", OPTION_LOG_FORMAT, FIELD(log_format), 0, 0, "logging", "FORMAT",
      "json, text or auto (JSON lines unless stdout is a terminal)"},
-    {"verbose", "verbose", OPTION_BOOL, FIELD(verbose), 0, 0, "logging", NULL,
-     "debug lines too"},
+    {"verbose", "verbose", OPTION_BOOL, FIELD(verbose), 0, 0, "logging", NULL, "debug lines too"},
 };
 
 const config_option *config_options(int *count) {
@@ -209,7 +209,8 @@ static bool parse_double(const char *text, double *out) {
 }
 
 static bool parse_bool(const char *text, bool *out) {
-    static const char *const YES[] = {"1", "true", "yes", "on"}, *const NO[] = {"0", "false", "no", "off"};
+    static const char *const YES[] = {"1", "true", "yes", "on"};
+    static const char *const NO[] = {"0", "false", "no", "off"};
     for (size_t i = 0; i < 4; i++) {
         if (strcasecmp(text, YES[i]) == 0) return *out = true, true;
         if (strcasecmp(text, NO[i]) == 0) return *out = false, true;
@@ -220,10 +221,10 @@ static bool parse_bool(const char *text, bool *out) {
 static int range_error(const config_option *opt, const char *origin, const char *value,
                        const char *what) {
     if (opt->type == OPTION_DOUBLE)
-        return error_set(EXIT_USAGE, "%s: '%s' is not %s in %g..%g", origin, value, what,
-                         opt->min, opt->max);
-    return error_set(EXIT_USAGE, "%s: '%s' is not %s in %.0f..%.0f", origin, value, what,
-                     opt->min, opt->max);
+        return error_set(EXIT_USAGE, "%s: '%s' is not %s in %g..%g", origin, value, what, opt->min,
+                         opt->max);
+    return error_set(EXIT_USAGE, "%s: '%s' is not %s in %.0f..%.0f", origin, value, what, opt->min,
+                     opt->max);
 }
 
 static int store_string(runner_config *cfg, const config_option *opt, const char *value,
@@ -251,8 +252,10 @@ int config_set_text(runner_config *cfg, const config_option *opt, const char *va
     case OPTION_LONG:
         if (!parse_long(value, &integer) || integer < opt->min || integer > opt->max)
             return range_error(opt, origin, value, "an integer");
-        if (opt->type == OPTION_INT) *(int *)field = (int)integer;
-        else *(long *)field = (long)integer;
+        if (opt->type == OPTION_INT)
+            *(int *)field = (int)integer;
+        else
+            *(long *)field = (long)integer;
         return 0;
     case OPTION_U64: {
         if (!*value || *value == '-' || !isdigit((unsigned char)*value))
@@ -289,8 +292,8 @@ int config_set_text(runner_config *cfg, const config_option *opt, const char *va
         return store_string(cfg, opt, value, origin);
     case OPTION_ARCHITECTURE:
         if (find_name(ARCHITECTURES, COUNT(ARCHITECTURES), value) < 0)
-            return error_set(EXIT_USAGE, "%s: unknown architecture '%s' (valid: %s)", origin,
-                             value, config_architecture_names());
+            return error_set(EXIT_USAGE, "%s: unknown architecture '%s' (valid: %s)", origin, value,
+                             config_architecture_names());
         return store_string(cfg, opt, value, origin);
     case OPTION_MODE: {
         int i = find_name(MODES, COUNT(MODES), value);
@@ -335,7 +338,8 @@ static bool json_key_matches(const config_option *opt, const char *key) {
     if (strcmp(opt->json_key, key) == 0) return true;
     char snake[64];
     size_t i = 0;
-    for (; opt->flag[i] && i < sizeof snake - 1; i++) snake[i] = opt->flag[i] == '-' ? '_' : opt->flag[i];
+    for (; opt->flag[i] && i < sizeof snake - 1; i++)
+        snake[i] = opt->flag[i] == '-' ? '_' : opt->flag[i];
     snake[i] = '\0';
     return strcmp(snake, key) == 0;
 }
@@ -354,7 +358,8 @@ static int edit_distance(const char *a, const char *b) {
     size_t la = strlen(a), lb = strlen(b);
     if (la > 63 || lb > 63) return 99;
     int row[64];
-    for (size_t j = 0; j <= lb; j++) row[j] = (int)j;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = (int)j;
     for (size_t i = 1; i <= la; i++) {
         int diagonal = row[0];
         row[0] = (int)i;
@@ -461,8 +466,7 @@ static int apply_json_item(runner_config *cfg, const config_option *opt, const c
     }
 }
 
-int config_load_json(runner_config *cfg, const cJSON *root, const char *origin,
-                     cJSON *warnings) {
+int config_load_json(runner_config *cfg, const cJSON *root, const char *origin, cJSON *warnings) {
     if (!cJSON_IsObject(root))
         return error_set(EXIT_USAGE, "%s: the configuration must be a JSON object, not %s", origin,
                          json_type_name(root));
@@ -490,17 +494,19 @@ int config_load_json(runner_config *cfg, const cJSON *root, const char *origin,
 // An s3:// configuration is fetched to a private temporary file and read from there.
 static int load_remote_file(runner_config *cfg, const char *uri, cJSON *warnings) {
     char local[512];
-    snprintf(local, sizeof local, "%s/runner-config-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    snprintf(local, sizeof local, "%s/runner-config-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     int fd = mkstemp(local);
-    if (fd < 0) return error_set(EXIT_OUTPUT, "--config %s: cannot create %s: %s", uri, local, strerror(errno));
+    if (fd < 0)
+        return error_set(EXIT_OUTPUT, "--config %s: cannot create %s: %s", uri, local,
+                         strerror(errno));
     close(fd);
     int rc = cloud_fetch(uri, local);
     if (rc == EXIT_BAD_INPUT) { // missing or forbidden: a wrong --config, not a data problem
         char reason[1024];
         snprintf(reason, sizeof reason, "%s", error_message()); // error_set() overwrites it
         rc = error_set(EXIT_USAGE, "--config %s: %s", uri, reason);
-    }
-    else if (rc == 0)
+    } else if (rc == 0)
         rc = config_load_file(cfg, local, warnings);
     unlink(local);
     if (rc && strstr(error_message(), local)) {
@@ -540,7 +546,8 @@ int config_load_file(runner_config *cfg, const char *path, cJSON *warnings) {
     if (!root) {
         size_t offset = error_at && error_at >= text ? (size_t)(error_at - text) : len;
         int line = 1;
-        for (size_t i = 0; i < offset && i < len; i++) line += text[i] == '\n';
+        for (size_t i = 0; i < offset && i < len; i++)
+            line += text[i] == '\n';
         free(text);
         // cJSON points at the last byte when the input ended inside a value.
         if (offset + 1 >= len)
@@ -552,11 +559,14 @@ int config_load_file(runner_config *cfg, const char *path, cJSON *warnings) {
     for (const char *p = error_at; p && p < text + len; p++) {
         if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') continue;
         int line = 1;
-        for (const char *q = text; q < p; q++) line += *q == '\n';
+        for (const char *q = text; q < p; q++)
+            line += *q == '\n';
         free(text);
         cJSON_Delete(root);
-        return error_set(EXIT_USAGE, "--config %s: malformed JSON: unexpected text after the "
-                         "object at line %d", path, line);
+        return error_set(EXIT_USAGE,
+                         "--config %s: malformed JSON: unexpected text after the "
+                         "object at line %d",
+                         path, line);
     }
     free(text);
     int rc = config_load_json(cfg, root, path, warnings);

@@ -36,14 +36,17 @@ static void parse_one(const char *text) {
     char kind[32] = {0};
     int consumed = 0;
     if (sscanf(text, "%31[^:]:%d:%ld%n", kind, &spec.rank, &spec.step, &consumed) != 3) {
-        log_warn("fault_inject", "ignoring RUNNER_FAULT_INJECT spec '%s' (want KIND:RANK:STEP[:POINT])",
-                 text);
+        log_warn("fault_inject",
+                 "ignoring RUNNER_FAULT_INJECT spec '%s' (want KIND:RANK:STEP[:POINT])", text);
         return;
     }
     if (text[consumed] == ':') snprintf(spec.point, sizeof spec.point, "%s", text + consumed + 1);
-    if (strcmp(kind, "worker_crash") == 0) spec.kind = FAULT_CRASH;
-    else if (strcmp(kind, "worker_hang") == 0) spec.kind = FAULT_HANG;
-    else if (strcmp(kind, "worker_stuck") == 0) spec.kind = FAULT_STUCK;
+    if (strcmp(kind, "worker_crash") == 0)
+        spec.kind = FAULT_CRASH;
+    else if (strcmp(kind, "worker_hang") == 0)
+        spec.kind = FAULT_HANG;
+    else if (strcmp(kind, "worker_stuck") == 0)
+        spec.kind = FAULT_STUCK;
     else if (strncmp(kind, "worker_exit=", 12) == 0) {
         spec.kind = FAULT_EXIT;
         spec.exit_code = atoi(kind + 12);
@@ -60,7 +63,8 @@ static void parse_specs(void) {
     if (!env || !*env) return;
     char copy[512];
     snprintf(copy, sizeof copy, "%s", env);
-    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save))
         parse_one(tok);
 }
 
@@ -82,11 +86,12 @@ void fault_maybe_inject(const char *point, long step) {
         if (fault_rank < 0 || spec->rank != fault_rank || step < spec->step) continue;
         if (spec->point[0] && (!point || strcmp(point, spec->point) != 0)) continue;
         static const char *const NAMES[] = {"worker_crash", "worker_exit", "worker_hang",
-                                             "worker_stuck"};
+                                            "worker_stuck"};
         log_warn("fault_inject", "injected %s at %s step %ld on rank %d", NAMES[spec->kind],
                  point ? point : "?", step, fault_rank);
         if (spec->kind == FAULT_HANG) hang_until_stopped();
-        while (spec->kind == FAULT_STUCK) pause(); // only a signal's default action ends it
+        while (spec->kind == FAULT_STUCK)
+            pause(); // only a signal's default action ends it
         if (spec->kind == FAULT_CRASH) {
             kill(getpid(), SIGKILL);
             pause();

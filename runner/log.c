@@ -15,10 +15,10 @@ static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t log_once = PTHREAD_ONCE_INIT;
 static log_format format_in_use = LOG_FORMAT_AUTO;
 static log_level level_min = LOG_INFO;
-static cJSON *labels;                      // static fields of every line, owned
-static char *secrets[SECRETS_MAX * 2];     // raw and JSON-escaped forms
+static cJSON *labels;                  // static fields of every line, owned
+static char *secrets[SECRETS_MAX * 2]; // raw and JSON-escaped forms
 static size_t secret_count;
-static char *recent[LOG_RECENT_LINES];     // ring of JSON lines, owned
+static char *recent[LOG_RECENT_LINES]; // ring of JSON lines, owned
 static unsigned long recent_seq[LOG_RECENT_LINES];
 static unsigned long next_seq = 1;
 static int log_fd = STDOUT_FILENO;
@@ -98,7 +98,8 @@ void log_redact(const char *secret) {
 // Replace every occurrence of `needle` in `text` (owned) by "***"; returns the new text.
 static char *replace_all(char *text, const char *needle) {
     size_t needle_len = strlen(needle), count = 0;
-    for (const char *p = strstr(text, needle); p; p = strstr(p + needle_len, needle)) count++;
+    for (const char *p = strstr(text, needle); p; p = strstr(p + needle_len, needle))
+        count++;
     if (count == 0) return text;
     size_t len = strlen(text);
     char *out = malloc(len - count * needle_len + count * 3 + 1);
@@ -124,7 +125,8 @@ static char *replace_all(char *text, const char *needle) {
 static char *redact_locked(const char *text) {
     char *out = strdup(text ? text : "");
     if (!out) return NULL;
-    for (size_t i = 0; i < secret_count; i++) out = replace_all(out, secrets[i]);
+    for (size_t i = 0; i < secret_count; i++)
+        out = replace_all(out, secrets[i]);
     return out;
 }
 
@@ -186,8 +188,10 @@ static char *text_line(const cJSON *line) {
     const cJSON *msg = cJSON_GetObjectItemCaseSensitive(line, "msg");
     char head[160], upper[8] = {0};
     const char *lv = cJSON_IsString(level) ? level->valuestring : "";
-    for (int i = 0; lv[i] && i < 7; i++) upper[i] = (char)(lv[i] >= 'a' && lv[i] <= 'z' ? lv[i] - 32 : lv[i]);
-    const char *tsv = cJSON_IsString(ts) && strlen(ts->valuestring) > 11 ? ts->valuestring + 11 : "";
+    for (int i = 0; lv[i] && i < 7; i++)
+        upper[i] = (char)(lv[i] >= 'a' && lv[i] <= 'z' ? lv[i] - 32 : lv[i]);
+    const char *tsv =
+        cJSON_IsString(ts) && strlen(ts->valuestring) > 11 ? ts->valuestring + 11 : "";
     len = (size_t)snprintf(head, sizeof head, "%.12s %-5s %s", tsv, upper,
                            cJSON_IsString(event) ? event->valuestring : "");
     if (len >= sizeof head) len = sizeof head - 1;
@@ -196,8 +200,10 @@ static char *text_line(const cJSON *line) {
         if (item == ts || item == level || item == event || strcmp(item->string, "seq") == 0)
             continue;
         char *value = NULL;
-        if (cJSON_IsString(item)) value = strdup(item->valuestring);
-        else value = cJSON_PrintUnformatted(item);
+        if (cJSON_IsString(item))
+            value = strdup(item->valuestring);
+        else
+            value = cJSON_PrintUnformatted(item);
         if (!value) continue;
         // Text is for a person at a terminal: long structured values (a whole
         // configuration, a preflight report) are cut; the JSON lines keep them whole.
@@ -206,7 +212,8 @@ static char *text_line(const cJSON *line) {
             memcpy(value + TEXT_VALUE_MAX - 3, "...", 4);
         size_t need = len + strlen(item->string) + strlen(value) + 4;
         if (need >= cap) {
-            while (need >= cap) cap *= 2;
+            while (need >= cap)
+                cap *= 2;
             char *grown = realloc(out, cap);
             if (!grown) {
                 free(value);
@@ -214,8 +221,10 @@ static char *text_line(const cJSON *line) {
             }
             out = grown;
         }
-        if (item == msg) len += (size_t)sprintf(out + len, "  %s", value);
-        else len += (size_t)sprintf(out + len, " %s=%s", item->string, value);
+        if (item == msg)
+            len += (size_t)sprintf(out + len, "  %s", value);
+        else
+            len += (size_t)sprintf(out + len, " %s=%s", item->string, value);
         free(value);
     }
     return out;
@@ -248,11 +257,12 @@ static void emit(log_level level, const char *event, cJSON *fields, bool force_j
                 // A field wins over a label of the same name. cJSON frees the
                 // replacement's own key before copying `string`: pass a copy.
                 char *key = strdup(item->string);
-                if (key) cJSON_ReplaceItemInObjectCaseSensitive(line, key, item);
-                else cJSON_Delete(item);
+                if (key)
+                    cJSON_ReplaceItemInObjectCaseSensitive(line, key, item);
+                else
+                    cJSON_Delete(item);
                 free(key);
-            }
-            else
+            } else
                 cJSON_Delete(item);
         }
         cJSON_Delete(fields);
@@ -260,7 +270,8 @@ static void emit(log_level level, const char *event, cJSON *fields, bool force_j
     // ts/level/event stay as set above even if a field tried to replace them.
     cJSON_ReplaceItemInObjectCaseSensitive(line, "ts", cJSON_CreateString(ts));
     cJSON_ReplaceItemInObjectCaseSensitive(line, "level", cJSON_CreateString(LEVEL_NAMES[level]));
-    cJSON_ReplaceItemInObjectCaseSensitive(line, "event", cJSON_CreateString(event ? event : "log"));
+    cJSON_ReplaceItemInObjectCaseSensitive(line, "event",
+                                           cJSON_CreateString(event ? event : "log"));
     unsigned long seq = next_seq++;
     cJSON_AddNumberToObject(line, "seq", (double)seq);
 
@@ -328,7 +339,8 @@ void log_reset(void) {
     pthread_mutex_lock(&log_lock);
     cJSON_Delete(labels);
     labels = NULL;
-    for (size_t i = 0; i < secret_count; i++) free(secrets[i]);
+    for (size_t i = 0; i < secret_count; i++)
+        free(secrets[i]);
     secret_count = 0;
     for (size_t i = 0; i < LOG_RECENT_LINES; i++) {
         free(recent[i]);

@@ -22,8 +22,8 @@ extern char **environ;
 // *SECRET*, *_KEY, *CREDENTIALS* (AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
 // REDIS_PASSWORD, ...). Identifiers (*_ID, e.g. AWS_ACCESS_KEY_ID) are not secret.
 static void redact_environment(void) {
-    static const char *const MARKERS[] = {"PASSWORD", "PASSWD", "TOKEN", "SECRET", "_KEY",
-                                          "CREDENTIAL", "AUTH"};
+    static const char *const MARKERS[] = {"PASSWORD", "PASSWD",     "TOKEN", "SECRET",
+                                          "_KEY",     "CREDENTIAL", "AUTH"};
     for (char **env = environ; env && *env; env++) {
         const char *eq = strchr(*env, '=');
         if (!eq) continue;
@@ -72,7 +72,8 @@ int main(int argc, char **argv) {
     if (action == CLI_RUN) log_set_fd(STDOUT_FILENO);
     log_init((log_format)cfg.log_format, cfg.verbose ? LOG_DEBUG : LOG_INFO);
     log_set_labels(supervisor_log_labels(-1));
-    for (const cJSON *w = warnings->child; w; w = w->next) log_warn("config_warning", "%s", w->valuestring);
+    for (const cJSON *w = warnings->child; w; w = w->next)
+        log_warn("config_warning", "%s", w->valuestring);
     cJSON_Delete(warnings);
 
     switch (action) {

@@ -69,8 +69,8 @@ static void set_status(cJSON *s, const char *status, const char *fmt, ...) {
 
 typedef struct {
     cJSON *report, *problems, *warnings;
-    int code;            // first failing check's code
-    char message[1400];  // its message
+    int code;           // first failing check's code
+    char message[1400]; // its message
 } checks;
 
 static void fail(checks *c, cJSON *s, int code, const char *message) {
@@ -109,7 +109,7 @@ static double parameter_count(const char *architecture) {
     static const struct {
         const char *name;
         double millions;
-    } SIZES[] = {{"bert", 110}, {"bert-base", 110}, {"electra", 110},   {"roberta", 125},
+    } SIZES[] = {{"bert", 110},  {"bert-base", 110}, {"electra", 110},    {"roberta", 125},
                  {"distil", 66}, {"bert-tiny", 4.4}, {"bert-mini", 11.2}, {"bert-small", 28.8}};
     for (size_t i = 0; i < sizeof SIZES / sizeof SIZES[0]; i++)
         if (strcmp(SIZES[i].name, architecture) == 0) return SIZES[i].millions * 1e6;
@@ -212,8 +212,8 @@ static void probe_gpus(gpu_probe *probe) {
     if (got < sizeof *probe) {
         memset(probe, 0, sizeof *probe);
         probe->status = 2;
-        snprintf(probe->error, sizeof probe->error,
-                 "the CUDA probe process %s", WIFSIGNALED(status) ? "crashed" : "did not answer");
+        snprintf(probe->error, sizeof probe->error, "the CUDA probe process %s",
+                 WIFSIGNALED(status) ? "crashed" : "did not answer");
     }
 #else
     probe->status = 1;
@@ -255,8 +255,10 @@ static void check_gpus(checks *c, const runner_config *cfg, int *visible_out) {
     // --backend cuda means at least one GPU, whatever --gpus says.
     int wanted = cfg->gpus;
     if (wanted < 0 && cfg->backend == BACKEND_CUDA) wanted = 1;
-    if (wanted < 0) cJSON_AddStringToObject(s, "wanted", "auto");
-    else cJSON_AddNumberToObject(s, "wanted", wanted);
+    if (wanted < 0)
+        cJSON_AddStringToObject(s, "wanted", "auto");
+    else
+        cJSON_AddNumberToObject(s, "wanted", wanted);
     char version[32];
     if (probe.driver) {
         snprintf(version, sizeof version, "%d.%d", probe.driver / 1000, probe.driver % 1000 / 10);
@@ -362,8 +364,8 @@ static void check_shm(checks *c, const runner_config *cfg, int workers) {
                  "linuxParameters.sharedMemorySize to at least %llu (MiB) in the job definition "
                  "(docker run --shm-size=%llum); --min-shm overrides the computed need",
                  path, free_text, total_text, need_text, workers, workers == 1 ? "" : "s",
-                 cfg->train_batch_size, cfg->max_length,
-                 cfg->min_shm_bytes ? ", --min-shm" : "", ask_mib, ask_mib);
+                 cfg->train_batch_size, cfg->max_length, cfg->min_shm_bytes ? ", --min-shm" : "",
+                 ask_mib, ask_mib);
         set_status(s, "fail", "%s free of %s, need %s", free_text, total_text, need_text);
         fail(c, s, EXIT_RESOURCES, message);
         return;
@@ -482,8 +484,10 @@ static void read_meminfo(uint64_t *total, uint64_t *available) {
     char line[256];
     while (fgets(line, sizeof line, f)) {
         unsigned long long kib;
-        if (sscanf(line, "MemTotal: %llu kB", &kib) == 1) *total = kib * 1024;
-        else if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) *available = kib * 1024;
+        if (sscanf(line, "MemTotal: %llu kB", &kib) == 1)
+            *total = kib * 1024;
+        else if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
+            *available = kib * 1024;
     }
     fclose(f);
 }
@@ -509,20 +513,23 @@ static void check_cgroup(checks *c, const runner_config *cfg, int workers, int g
             memory = tightest_limit(controller_root, relative, "memory.limit_in_bytes",
                                     parse_v1_memory, &found_memory);
         }
-        for (const char *name = "cpu"; name; name = strcmp(name, "cpu") == 0 ? "cpu,cpuacct" : NULL) {
+        for (const char *name = "cpu"; name;
+             name = strcmp(name, "cpu") == 0 ? "cpu,cpuacct" : NULL) {
             snprintf(controller_root, sizeof controller_root, "%s/%s", root, name);
             if (!file_exists(controller_root)) continue;
             version = 1;
             own_cgroup_path("cpu", relative, sizeof relative);
-            millicpus = tightest_limit(controller_root, relative, "cpu.cfs_quota_us",
-                                       parse_v1_cpu, &found_cpu);
+            millicpus = tightest_limit(controller_root, relative, "cpu.cfs_quota_us", parse_v1_cpu,
+                                       &found_cpu);
             break;
         }
     }
     cJSON_AddNumberToObject(s, "cgroup_version", version);
     cJSON_AddStringToObject(s, "cgroup_root", root);
-    if (memory == UNLIMITED) cJSON_AddNullToObject(s, "limit_bytes");
-    else cJSON_AddNumberToObject(s, "limit_bytes", (double)memory);
+    if (memory == UNLIMITED)
+        cJSON_AddNullToObject(s, "limit_bytes");
+    else
+        cJSON_AddNumberToObject(s, "limit_bytes", (double)memory);
     // The smallest host memory a run can live in: the weights loaded and saved (two
     // fp32 copies per worker; on the CPU backend also gradients and AdamW moments).
     double params = parameter_count(cfg->architecture);
@@ -570,8 +577,10 @@ static void check_cgroup(checks *c, const runner_config *cfg, int workers, int g
     int affinity = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)online;
     cJSON_AddNumberToObject(cpu, "online", (double)online);
     cJSON_AddNumberToObject(cpu, "affinity", affinity);
-    if (millicpus == UNLIMITED) cJSON_AddNullToObject(cpu, "quota");
-    else cJSON_AddNumberToObject(cpu, "quota", (double)millicpus / 1000.0);
+    if (millicpus == UNLIMITED)
+        cJSON_AddNullToObject(cpu, "quota");
+    else
+        cJSON_AddNumberToObject(cpu, "quota", (double)millicpus / 1000.0);
     if (millicpus == UNLIMITED)
         set_status(cpu, "ok", "%d usable of %ld online, no quota", affinity, online);
     else
@@ -632,7 +641,8 @@ static void check_disk(checks *c, const runner_config *cfg) {
         return;
     }
     if (statvfs(dir, &vfs) != 0) {
-        snprintf(message, sizeof message, "output %.256s: %.256s: %s", output, dir, strerror(errno));
+        snprintf(message, sizeof message, "output %.256s: %.256s: %s", output, dir,
+                 strerror(errno));
         set_status(s, "fail", "%s: %s", dir, strerror(errno));
         fail(c, s, EXIT_OUTPUT, message);
         return;
@@ -651,13 +661,14 @@ static void check_disk(checks *c, const runner_config *cfg) {
     size_text(available, free_text, sizeof free_text);
     size_text(need, need_text, sizeof need_text);
     if (!writable) {
-        snprintf(message, sizeof message, "output %.256s: %.256s is not writable by uid %d", output, dir,
-                 (int)geteuid());
+        snprintf(message, sizeof message, "output %.256s: %.256s is not writable by uid %d", output,
+                 dir, (int)geteuid());
         set_status(s, "fail", "%s not writable", dir);
         fail(c, s, EXIT_OUTPUT, message);
     } else if (available < floor_need) {
         snprintf(message, sizeof message,
-                 "output %.256s: %.256s free at %.256s, the model alone needs %s: give the job more disk "
+                 "output %.256s: %.256s free at %.256s, the model alone needs %s: give the job "
+                 "more disk "
                  "(a larger volume in the launch template) or use an s3:// output",
                  output, free_text, dir, need_text);
         set_status(s, "fail", "%s free, need %s", free_text, need_text);
@@ -684,10 +695,14 @@ static void check_memlock(checks *c, int gpus) {
     }
     uint64_t soft = limit.rlim_cur == RLIM_INFINITY ? UNLIMITED : (uint64_t)limit.rlim_cur;
     uint64_t hard = limit.rlim_max == RLIM_INFINITY ? UNLIMITED : (uint64_t)limit.rlim_max;
-    if (soft == UNLIMITED) cJSON_AddNullToObject(s, "soft_bytes");
-    else cJSON_AddNumberToObject(s, "soft_bytes", (double)soft);
-    if (hard == UNLIMITED) cJSON_AddNullToObject(s, "hard_bytes");
-    else cJSON_AddNumberToObject(s, "hard_bytes", (double)hard);
+    if (soft == UNLIMITED)
+        cJSON_AddNullToObject(s, "soft_bytes");
+    else
+        cJSON_AddNumberToObject(s, "soft_bytes", (double)soft);
+    if (hard == UNLIMITED)
+        cJSON_AddNullToObject(s, "hard_bytes");
+    else
+        cJSON_AddNumberToObject(s, "hard_bytes", (double)hard);
     char soft_text[32];
     size_text(soft, soft_text, sizeof soft_text);
     set_status(s, "ok", "%s", soft_text);
@@ -727,7 +742,8 @@ static void check_batch(checks *c) {
         set_status(s, "skip", "not on AWS Batch (no AWS_BATCH_JOB_ID)");
         return;
     }
-    const char *node = getenv("AWS_BATCH_JOB_NODE_INDEX"), *nodes = getenv("AWS_BATCH_JOB_NUM_NODES");
+    const char *node = getenv("AWS_BATCH_JOB_NODE_INDEX"),
+               *nodes = getenv("AWS_BATCH_JOB_NUM_NODES");
     set_status(s, "ok", "job %s attempt %s%s%s%s%s", job, env_or("AWS_BATCH_JOB_ATTEMPT", "?"),
                node ? ", node " : "", node ? node : "", nodes ? " of " : "", nodes ? nodes : "");
 }
@@ -756,7 +772,8 @@ int preflight_run(const runner_config *cfg, cJSON **report_out) {
     cJSON_AddItemToObject(c.report, "config", config_to_json(cfg));
 
     clock_gettime(CLOCK_MONOTONIC, &end);
-    double ms = (double)(end.tv_sec - start.tv_sec) * 1e3 + (double)(end.tv_nsec - start.tv_nsec) / 1e6;
+    double ms =
+        (double)(end.tv_sec - start.tv_sec) * 1e3 + (double)(end.tv_nsec - start.tv_nsec) / 1e6;
     cJSON_AddNumberToObject(c.report, "elapsed_ms", ms);
     cJSON_ReplaceItemInObjectCaseSensitive(c.report, "ok", cJSON_CreateBool(c.code == 0));
     cJSON_ReplaceItemInObjectCaseSensitive(c.report, "code", cJSON_CreateNumber(c.code));
@@ -766,8 +783,10 @@ int preflight_run(const runner_config *cfg, cJSON **report_out) {
     cJSON_Delete(last_report);
     last_report = cJSON_Duplicate(c.report, true);
     pthread_mutex_unlock(&report_lock);
-    if (report_out) *report_out = c.report;
-    else cJSON_Delete(c.report);
+    if (report_out)
+        *report_out = c.report;
+    else
+        cJSON_Delete(c.report);
     return c.code;
 }
 
@@ -788,7 +807,8 @@ void preflight_print(const cJSON *report, bool json) {
         fflush(stdout);
         return;
     }
-    static const char *const SECTIONS[] = {"gpus", "shm", "memory", "cpu", "disk", "memlock", "batch"};
+    static const char *const SECTIONS[] = {"gpus", "shm",     "memory", "cpu",
+                                           "disk", "memlock", "batch"};
     printf("%-8s  %-6s  %s\n", "check", "status", "detail");
     for (size_t i = 0; i < sizeof SECTIONS / sizeof SECTIONS[0]; i++) {
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(report, SECTIONS[i]);
@@ -804,6 +824,7 @@ void preflight_print(const cJSON *report, bool json) {
             printf("%s: %s\n", k == 0 ? "problem" : "warning", item->valuestring);
     const cJSON *code = cJSON_GetObjectItemCaseSensitive(report, "code");
     int value = cJSON_IsNumber(code) ? code->valueint : 1;
-    printf("%-8s  %-6s  exit %d %s\n", "result", value ? "fail" : "ok", value, exitcode_name(value));
+    printf("%-8s  %-6s  exit %d %s\n", "result", value ? "fail" : "ok", value,
+           exitcode_name(value));
     fflush(stdout);
 }

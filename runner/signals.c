@@ -26,7 +26,8 @@ static void store_reason(const char *reason) {
     int expected = 0;
     if (!atomic_compare_exchange_strong(&reason_claimed, &expected, 1)) return;
     size_t i = 0;
-    for (; reason && reason[i] && i < REASON_MAX - 1; i++) stop_reason_text[i] = reason[i];
+    for (; reason && reason[i] && i < REASON_MAX - 1; i++)
+        stop_reason_text[i] = reason[i];
     stop_reason_text[i] = '\0';
     atomic_store(&reason_claimed, 2);
 }
@@ -39,12 +40,15 @@ static void append_uint(char *buf, size_t *len, uint64_t v, int width) {
         digits[n++] = (char)('0' + v % 10);
         v /= 10;
     } while (v && n < 24);
-    while (n < width && n < 24) digits[n++] = '0';
-    while (n) buf[(*len)++] = digits[--n];
+    while (n < width && n < 24)
+        digits[n++] = '0';
+    while (n)
+        buf[(*len)++] = digits[--n];
 }
 
 static void append_text(char *buf, size_t *len, const char *text) {
-    while (*text) buf[(*len)++] = *text++;
+    while (*text)
+        buf[(*len)++] = *text++;
 }
 
 // civil_from_days (Howard Hinnant): days since 1970-01-01 -> y, m, d.
@@ -75,8 +79,10 @@ static void exit_at_once(int sig) {
         for (int i = 0; i < WATCHED_MAX; i++) {
             pid_t pid = atomic_load(&watched[i]);
             if (pid <= 0) continue;
-            if (waitpid(pid, NULL, WNOHANG) == 0) alive = true;
-            else atomic_store(&watched[i], 0);
+            if (waitpid(pid, NULL, WNOHANG) == 0)
+                alive = true;
+            else
+                atomic_store(&watched[i], 0);
         }
         if (!alive) break;
         struct timespec pause = {0, 10 * 1000 * 1000};
@@ -104,8 +110,9 @@ static void exit_at_once(int sig) {
     append_uint(line, &len, (uint64_t)(rem % 60), 2);
     line[len++] = '.';
     append_uint(line, &len, (uint64_t)(now.tv_nsec / 1000000), 3);
-    append_text(line, &len, in_worker ? "Z\",\"level\":\"warn\",\"event\":\"worker_exit\""
-                                      : "Z\",\"level\":\"warn\",\"event\":\"exit\"");
+    append_text(line, &len,
+                in_worker ? "Z\",\"level\":\"warn\",\"event\":\"worker_exit\""
+                          : "Z\",\"level\":\"warn\",\"event\":\"exit\"");
     append_text(line, &len, ",\"code\":80,\"name\":\"INTERRUPTED\",\"reason\":\"second ");
     append_text(line, &len, sig == SIGINT ? "SIGINT" : "SIGTERM");
     append_text(line, &len, ": exiting at once without checkpoint\"}\n");
@@ -183,7 +190,8 @@ void signals_reset_in_child(void) {
     atomic_store(&checkpoint_flag, false);
     atomic_store(&reason_claimed, 0);
     stop_reason_text[0] = '\0';
-    for (int i = 0; i < WATCHED_MAX; i++) atomic_store(&watched[i], 0);
+    for (int i = 0; i < WATCHED_MAX; i++)
+        atomic_store(&watched[i], 0);
 }
 
 int signals_received(void) {

@@ -27,7 +27,7 @@ enum { WORKERS_MAX = 256, REASON_MAX = 512 };
 typedef struct {
     pid_t pid;
     int rank, local_rank;
-    int reason_fd;   // read end: the worker's error message, written before it exits
+    int reason_fd; // read end: the worker's error message, written before it exits
     bool alive;
     worker_result result;
     char reason[REASON_MAX];
@@ -69,8 +69,8 @@ int worker_main(const runner_config *cfg, int local_rank, int rank, int world_si
     cJSON_AddNumberToObject(fields, "world_size", world_size);
     cJSON_AddNumberToObject(fields, "pid", getpid());
     cJSON *env = cJSON_AddObjectToObject(fields, "env");
-    static const char *const NAMES[] = {"LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE",
-                                        "MASTER_ADDR", "MASTER_PORT"};
+    static const char *const NAMES[] = {"LOCAL_RANK",       "RANK",        "WORLD_SIZE",
+                                        "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
     for (size_t i = 0; i < sizeof NAMES / sizeof NAMES[0]; i++)
         cJSON_AddStringToObject(env, NAMES[i], getenv(NAMES[i]) ? getenv(NAMES[i]) : "");
     log_fields(LOG_INFO, "worker_start", fields);
@@ -94,7 +94,8 @@ int supervisor_combine(const worker_result *results, int count, int *culprit) {
             return EXIT_PEER_LOST;
         }
         int code = WIFEXITED(status) ? WEXITSTATUS(status) : EXIT_INTERNAL;
-        if (code == EXIT_INTERRUPTED) interrupted = true;
+        if (code == EXIT_INTERRUPTED)
+            interrupted = true;
         else if (code != EXIT_OK) {
             if (culprit) *culprit = i;
             return code;
@@ -163,7 +164,8 @@ static pid_t spawn_worker(const runner_config *cfg, worker *w, int local_world, 
         cJSON *fields = cJSON_CreateObject();
         cJSON_AddNumberToObject(fields, "code", rc);
         cJSON_AddStringToObject(fields, "name", exitcode_name(rc));
-        if (rc != EXIT_OK && *error_message()) cJSON_AddStringToObject(fields, "reason", error_message());
+        if (rc != EXIT_OK && *error_message())
+            cJSON_AddStringToObject(fields, "reason", error_message());
         log_fields(rc == EXIT_OK || rc == EXIT_INTERRUPTED ? LOG_INFO : LOG_ERROR, "worker_exit",
                    fields);
         fflush(NULL);
@@ -229,7 +231,8 @@ static int reap(worker *workers, int count, worker_result *order, int *order_wor
         }
     }
     int alive = 0;
-    for (int i = 0; i < count; i++) alive += workers[i].alive;
+    for (int i = 0; i < count; i++)
+        alive += workers[i].alive;
     return alive;
 }
 
@@ -332,9 +335,11 @@ int supervisor_run(const runner_config *cfg) {
     if (code == EXIT_OK) code = coord_start(cfg);
 
     if (code == EXIT_OK) {
-        if (!signals_stop_requested()) code = run_workers(cfg, workers);
-        else code = error_set(EXIT_INTERRUPTED, "%s before the workers started",
-                              signals_stop_reason() ? signals_stop_reason() : "stop");
+        if (!signals_stop_requested())
+            code = run_workers(cfg, workers);
+        else
+            code = error_set(EXIT_INTERRUPTED, "%s before the workers started",
+                             signals_stop_reason() ? signals_stop_reason() : "stop");
     }
 
     /* HOOK: coord stop */

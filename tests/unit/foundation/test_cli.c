@@ -148,7 +148,7 @@ static void test_precedence(void) {
     CHECK_INT(cfg.train_batch_size, 32);
     CHECK_CLOSE(cfg.learning_rate, 5e-5, 0, 1e-12);
     CHECK_STR(cfg.architecture, "electra");
-    CHECK_INT(cfg.max_length, 64); // the flag name with underscores works too
+    CHECK_INT(cfg.max_length, 64);       // the flag name with underscores works too
     CHECK_INT(cfg.valid_batch_size, 16); // untouched: default
 
     // env over config

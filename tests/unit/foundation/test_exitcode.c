@@ -43,7 +43,8 @@ static int child_exit(int code, const char *reason, bool reenter, char *out, siz
     close(fds[1]);
     size_t len = 0;
     ssize_t n;
-    while ((n = read(fds[0], out + len, size - 1 - len)) > 0) len += (size_t)n;
+    while ((n = read(fds[0], out + len, size - 1 - len)) > 0)
+        len += (size_t)n;
     out[len] = '\0';
     close(fds[0]);
     int status;
@@ -59,10 +60,10 @@ int main(void) {
         int code;
         const char *name;
         bool retry;
-    } DESIGN[] = {{0, "OK", false},           {1, "INTERNAL", false},     {2, "USAGE", false},
-                  {3, "BAD_INPUT", false},    {4, "OUTPUT", false},       {5, "RESOURCES", false},
-                  {6, "GPU_OOM", false},      {7, "DIVERGED", false},     {80, "INTERRUPTED", true},
-                  {81, "GPU_FAULT", true},    {82, "COORDINATION", true}, {83, "PEER_LOST", true},
+    } DESIGN[] = {{0, "OK", false},        {1, "INTERNAL", false},     {2, "USAGE", false},
+                  {3, "BAD_INPUT", false}, {4, "OUTPUT", false},       {5, "RESOURCES", false},
+                  {6, "GPU_OOM", false},   {7, "DIVERGED", false},     {80, "INTERRUPTED", true},
+                  {81, "GPU_FAULT", true}, {82, "COORDINATION", true}, {83, "PEER_LOST", true},
                   {84, "REMOTE_IO", true}};
     for (int i = 0; i < n && i < 13; i++) {
         CHECK_INT(table[i].code, DESIGN[i].code);
@@ -76,9 +77,11 @@ int main(void) {
     CHECK(exitcode_lookup(137) == NULL);
 
     char out[4096];
-    CHECK_INT(child_exit(EXIT_INTERRUPTED, "SIGTERM: checkpoint written", false, out, sizeof out), 80);
+    CHECK_INT(child_exit(EXIT_INTERRUPTED, "SIGTERM: checkpoint written", false, out, sizeof out),
+              80);
     // b registered last runs first; the exit line comes after the hooks, as JSON.
-    const char *a = strstr(out, "hook a"), *b = strstr(out, "hook b"), *line = strstr(out, "{\"ts\"");
+    const char *a = strstr(out, "hook a"), *b = strstr(out, "hook b"),
+               *line = strstr(out, "{\"ts\"");
     CHECK(a && b && line && b < a && a < line);
     CHECK(strstr(out, "\"event\":\"exit\",\"code\":80,\"name\":\"INTERRUPTED\","
                       "\"reason\":\"SIGTERM: checkpoint written\"") != NULL);
@@ -93,7 +96,8 @@ int main(void) {
     CHECK_INT(child_exit(EXIT_OK, "done", true, out, sizeof out), 3);
     CHECK(strstr(out, "hook b") && strstr(out, "hook a") && strstr(out, "hook reenter"));
     CHECK(strstr(strstr(out, "hook a") + 1, "hook a") == NULL);
-    CHECK(strstr(out, "\"event\":\"exit\"") && !strstr(strstr(out, "\"event\":\"exit\"") + 1, "\"event\":\"exit\""));
+    CHECK(strstr(out, "\"event\":\"exit\"") &&
+          !strstr(strstr(out, "\"event\":\"exit\"") + 1, "\"event\":\"exit\""));
     // codes outside 0..255 cannot be an exit status: INTERNAL
     CHECK_INT(child_exit(300, "odd", false, out, sizeof out), 1);
     return check_summary();

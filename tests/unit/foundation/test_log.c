@@ -18,7 +18,8 @@ static const char *capture(void (*body)(void)) {
     close(fds[1]);
     size_t len = 0;
     ssize_t n;
-    while ((n = read(fds[0], captured + len, sizeof captured - 1 - len)) > 0) len += (size_t)n;
+    while ((n = read(fds[0], captured + len, sizeof captured - 1 - len)) > 0)
+        len += (size_t)n;
     captured[len] = '\0';
     close(fds[0]);
     return captured;
@@ -148,11 +149,13 @@ int main(void) {
     // the ring keeps the last LOG_RECENT_LINES only
     int null_fd = open("/dev/null", O_WRONLY);
     log_set_fd(null_fd);
-    for (int i = 0; i < LOG_RECENT_LINES + 20; i++) log_info("flood", "line %d", i);
+    for (int i = 0; i < LOG_RECENT_LINES + 20; i++)
+        log_info("flood", "line %d", i);
     n = log_recent(recent, LOG_RECENT_LINES, 0);
     CHECK_INT(n, LOG_RECENT_LINES);
     CHECK(strstr(recent[n - 1], "line 531") != NULL);
-    for (size_t i = 0; i < n; i++) free(recent[i]);
+    for (size_t i = 0; i < n; i++)
+        free(recent[i]);
     log_set_fd(STDOUT_FILENO);
     close(null_fd);
     log_reset();

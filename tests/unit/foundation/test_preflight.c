@@ -49,11 +49,12 @@ static cJSON *run(const runner_config *cfg, int *code) {
 }
 
 static const cJSON *field(const cJSON *report, const char *section, const char *name) {
-    return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(report, section), name);
+    return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(report, section),
+                                            name);
 }
 
 static void test_gpu_rules(void) {
-    CHECK_INT(preflight_check_gpu_count(-1, 0), 0);  // auto: none required
+    CHECK_INT(preflight_check_gpu_count(-1, 0), 0); // auto: none required
     CHECK_INT(preflight_check_gpu_count(0, 0), 0);
     CHECK_INT(preflight_check_gpu_count(1, 0), EXIT_GPU_FAULT);
     CHECK_INT(preflight_check_gpu_count(8, 4), EXIT_RESOURCES);
@@ -236,7 +237,8 @@ static void test_host_memory(void) {
     CHECK_INT(code, EXIT_RESOURCES); // a 256 MiB host cannot hold it, cgroup or not
     CHECK(strstr(error_message(), "larger instance type") != NULL);
     CHECK_CLOSE(field(report, "memory", "host_total_bytes")->valuedouble, 256.0 * 1048576, 0, 0);
-    CHECK_CLOSE(field(report, "memory", "host_available_bytes")->valuedouble, 128.0 * 1048576, 0, 0);
+    CHECK_CLOSE(field(report, "memory", "host_available_bytes")->valuedouble, 128.0 * 1048576, 0,
+                0);
     cJSON_Delete(report);
 
     put("meminfo", "MemTotal: 67108864 kB\nMemAvailable: 102400 kB\n"); // 64 GiB, 100 MiB free

@@ -25,7 +25,7 @@ int main(void) {
     CHECK_INT(parsed("gb"), 0xdead);
     CHECK_INT(parsed("-1g"), 0xdead);
     CHECK_INT(parsed("15 parsecs"), 0xdead);
-    CHECK_INT(parsed("1.5"), 0xdead); // half a byte
+    CHECK_INT(parsed("1.5"), 0xdead);          // half a byte
     CHECK_INT(parsed("99999999999t"), 0xdead); // overflows 64 bits
     CHECK_INT(parsed("nan"), 0xdead);
     CHECK_INT(parsed("inf"), 0xdead);
