@@ -5,7 +5,7 @@
 //   serve_demo [--bind ADDR] [--metrics-port N] [--api-port N] [--dashboard-port N]
 //              [--workers W] [--trials K] [--epochs E] [--steps N] [--step-ms MS]
 //              [--work N] [--logdir DIR] [--duration S] [--no-serve] [--preflight]
-//              [--worker-cpu N]
+//              [--worker-cpu N] [--trace FILE]
 //
 // Phases: preflight -> search (K trials, E epochs each, as runs "trial-<i>") -> prime
 // (N steps, run "prime") -> done, then it keeps serving until SIGTERM/SIGINT or
@@ -14,7 +14,8 @@
 // scalar), as in the real job; without it, in-process. --work N does N x N x N
 // multiply-adds per step (a CPU stand-in for a training step); at the end one JSON line
 // gives the step times: {"event":"demo_steps","steps":..,"mean_ms":..,"p50_ms":..,
-// "p90_ms":..,"cpu_p50_ms":..} (cpu: the step's thread CPU time, immune to other load).
+// "p90_ms":..,"cpu_p50_ms":..} (cpu: the step's thread CPU time, immune to other load);
+// --trace FILE also writes one line per prime step: "unix_start wall_s cpu_s".
 #include "runner/config.h"
 #include "runner/log.h"
 #include "runner/preflight.h"
@@ -62,6 +63,7 @@ typedef struct {
     int trials, epochs, steps, work;
     double step_ms;
     const char *logdir;
+    const char *trace;
 } demo_plan;
 
 static float *work_a, *work_b, *work_c; // (work, work) each
@@ -114,14 +116,20 @@ static void demo_loop(const demo_plan *p) {
     run_dir(p, "prime");
     double *times = calloc((size_t)(p->steps > 0 ? p->steps : 1), sizeof *times);
     double *cpu_times = calloc((size_t)(p->steps > 0 ? p->steps : 1), sizeof *cpu_times);
+    FILE *trace = p->trace ? fopen(p->trace, "w") : NULL;
     int done = 0;
     for (int s = 1; s <= p->steps && !stop_flag; s++) {
+        struct timespec start;
+        clock_gettime(CLOCK_REALTIME, &start);
         double t0 = now_s(), c0 = thread_cpu_s();
         do_work(p->work);
         sleep_ms(p->step_ms);
         double dt = now_s() - t0;
         if (times) times[done] = dt;
         if (cpu_times) cpu_times[done] = thread_cpu_s() - c0;
+        if (trace)
+            fprintf(trace, "%.6f %.9f %.9f\n", (double)start.tv_sec + start.tv_nsec * 1e-9, dt,
+                    cpu_times ? cpu_times[done] : 0.0);
         done++;
         telemetry_scalar("prime", "train/loss", s, 2.0 * exp(-s / 50.0) + 0.1);
         telemetry_scalar("prime", "train/learning_rate", s, 5e-5 * (1.0 - (double)s / (p->steps + 1)));
@@ -137,6 +145,7 @@ static void demo_loop(const demo_plan *p) {
         }
         telemetry_progress(s, p->steps);
     }
+    if (trace) fclose(trace);
     telemetry_phase("done");
     if (times && cpu_times && done > 0) {
         double sum = 0;
@@ -179,6 +188,7 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--no-serve") == 0) cfg.serve = false;
         else if (strcmp(a, "--preflight") == 0) preflight = true;
         else if (strcmp(a, "--worker-cpu") == 0) worker_cpu = atoi(v), i++;
+        else if (strcmp(a, "--trace") == 0) plan.trace = v, i++;
         else {
             fprintf(stderr, "serve_demo: unknown argument %s\n", a);
             return 2;
