@@ -79,7 +79,7 @@ int main(void) {
         pids[r] = fork();
         if (pids[r] == 0) {
             if (telemetry_worker_attach(r) != 0) _exit(3);
-            char run[16];
+            char run[32];
             snprintf(run, sizeof run, "rank-%d", r);
             if (r == 0) telemetry_phase("prime");
             for (int i = 1; i <= per_worker; i++) {
