@@ -429,6 +429,8 @@ static int rendezvous(redis_client *rc) {
     code = redis_client_ok(rc, "HSET %snodes %d %s", coord.prefix, coord.self.node_index,
                            json ? json : "{}");
     free(json);
+    if (code == 0)
+        code = redis_client_ok(rc, "EXPIRE %snodes %d", coord.prefix, KEY_TTL_S);
     return code;
 }
 
