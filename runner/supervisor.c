@@ -305,7 +305,13 @@ static int run_workers(const runner_config *cfg, int local_world) {
                       exitcode_name(code));
     } else if (code == EXIT_INTERRUPTED) {
         const char *why = signals_stop_reason();
-        error_set(code, "%s: workers stopped after their checkpoint", why ? why : "stopped");
+        if (killed)
+            error_set(code,
+                      "%s: workers killed after %.0f s without stopping; the last "
+                      "checkpoint stands",
+                      why ? why : "stopped", grace);
+        else
+            error_set(code, "%s: workers stopped after their checkpoint", why ? why : "stopped");
     } else {
         error_set(code, "job finished");
     }

@@ -116,6 +116,22 @@ def test_second_signal_exits_at_once(runner_bin, tmp_path):
     assert not r.events("worker_exit")
 
 
+def test_worker_that_does_not_stop_is_killed_after_the_grace(runner_bin, tmp_path):
+    r = start(runner_bin, tmp_path, "--workers", "1", RUNNER_STOP_GRACE_S="1",
+              RUNNER_FAULT_INJECT="worker_stuck:0:0:worker_start")
+    try:
+        assert r.wait_event("fault_inject", timeout=30)
+        sent = time.monotonic()
+        r.proc.send_signal(signal.SIGTERM)
+        code, out = r.finish(timeout=10)
+        elapsed = time.monotonic() - sent
+    finally:
+        r.kill()
+    assert code == 80 and 1 <= elapsed < 4, (code, elapsed)
+    assert r.events("stop_timeout")
+    assert "killed after 1 s" in exit_line(out)["reason"]
+
+
 def test_crashing_worker_stops_the_others_and_exits_83(runner_bin, asan_bin, tmp_path):
     for binary in (runner_bin, asan_bin):
         r = start(binary, tmp_path, "--workers", "3",
