@@ -248,16 +248,23 @@
     }
     const body = table.createTBody();
     const checks = Array.isArray(report.checks) ? report.checks
-      : Object.keys(report).filter((k) => typeof report[k] === "object" && report[k] !== null)
-          .map((k) => Object.assign({ name: k }, report[k]));
+      : Object.keys(report).filter((k) => typeof report[k] === "object" && report[k] !== null &&
+                                         !Array.isArray(report[k]))
+          .map((k) => Object.assign({ name: k }, report[k]))
+          .filter((c) => c.status != null || c.ok != null || c.passed != null);
     for (const c of checks) {
       const tr = body.insertRow();
       cell(tr, c.name || c.check || "");
-      const ok = c.ok != null ? c.ok : c.passed != null ? c.passed : c.status ? c.status === "ok" || c.status === "pass" : null;
-      cell(tr, ok == null ? (c.status || "") : ok ? "ok" : "failed", ok == null ? "" : ok ? "check-ok" : "check-bad");
+      // A check says ok/passed, or a status: "ok"/"pass" good, "fail"/"error" bad, any
+      // other status (e.g. "skipped") shown as it is.
+      const status = c.status != null ? String(c.status) : null;
+      const ok = c.ok != null ? c.ok : c.passed != null ? c.passed
+        : ["ok", "pass", "passed"].includes(status) ? true
+        : ["fail", "failed", "error"].includes(status) ? false : null;
+      cell(tr, ok == null ? (status || "") : ok ? "ok" : "failed", ok == null ? "" : ok ? "check-ok" : "check-bad");
       const detail = Object.assign({}, c);
       delete detail.name; delete detail.check; delete detail.ok; delete detail.passed; delete detail.status;
-      cell(tr, c.message || c.detail || JSON.stringify(detail));
+      cell(tr, c.summary || c.message || c.detail || JSON.stringify(detail));
     }
     if (!checks.length) {
       const pre = document.createElement("pre");
@@ -265,6 +272,13 @@
       box.appendChild(pre);
       return;
     }
+    // The verdict and what to change, above the table.
+    const lines = [].concat(report.problems || [], report.warnings || []).map((x) =>
+      typeof x === "string" ? x : x.message || x.summary || JSON.stringify(x));
+    const verdict = document.createElement("p");
+    verdict.className = report.ok === false ? "check-bad" : "check-ok";
+    verdict.textContent = (report.ok === false ? "failed" : "passed") + (lines.length ? ": " + lines.join("; ") : "");
+    box.appendChild(verdict);
     box.appendChild(table);
   }
 

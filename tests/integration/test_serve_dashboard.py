@@ -101,7 +101,8 @@ def chart_points(browser, canvas):
 def test_dashboard_shows_the_api_data_live(demo_factory, tmp_path):  # noqa: F811
     # A loop slow enough that the page loads while the prime run is still training, so
     # the last points reach the charts only through the event stream.
-    demo = demo_factory("--trials", 3, "--epochs", 3, "--steps", 150, "--step-ms", 40)
+    demo = demo_factory("--trials", 3, "--epochs", 3, "--steps", 150, "--step-ms", 40,
+                        "--preflight")
     demo.wait_phase("prime")
     profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp_path)
     browser = Browser(profile)
@@ -147,6 +148,10 @@ def test_dashboard_shows_the_api_data_live(demo_factory, tmp_path):  # noqa: F81
         assert rows == ["trial-0", "trial-1", "trial-2"]
         log = browser.evaluate("document.getElementById('log').textContent")
         assert "trial_done" in log and "step 140 evaluated" in log
+        preflight = browser.evaluate(
+            "Array.from(document.querySelectorAll('#preflight tbody tr'))"
+            ".map(r => [r.cells[0].textContent, r.cells[1].textContent])")
+        assert ["shm", "ok"] in preflight, preflight
         gpu_rows = browser.evaluate("document.querySelector('#gpus tbody').textContent")
         assert "no GPU reported" in gpu_rows  # no NVML on the test machines
 
