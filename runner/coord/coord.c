@@ -601,8 +601,7 @@ static void *heartbeat_main(void *arg) {
         nap(tick);
     }
     // The last points of a node that ends normally still reach the main node.
-    if (!unreachable_since) {
-        redis_client_set_stop_flag(rc, NULL);
+    if (!unreachable_since) { // one try each: never hold the exit up when Redis is gone
         flush_metrics(rc);
         if (multi && !coord.self.is_main)
             coord_metrics_export(rc);
@@ -816,7 +815,11 @@ int coord_start(const runner_config *cfg) {
     if (!rc)
         return error_set(EXIT_INTERNAL, "coord: out of memory");
     redis_client_set_stop_flag(rc, &coord.stop);
+    redis_client_set_stop_check(rc, signals_stop_requested);
     code = redis_client_connect(rc);
+    if (code && signals_stop_requested())
+        code = error_set(EXIT_INTERRUPTED, "%s while waiting for Redis",
+                         signals_stop_reason() ? signals_stop_reason() : "stop");
     if (code == 0)
         code = rendezvous(rc);
     redis_client_free(rc);

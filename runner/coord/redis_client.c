@@ -25,6 +25,7 @@ struct redis_client {
     int retry_ms;
     int command_timeout_ms;
     atomic_bool *stop;
+    bool (*should_stop)(void);
     bool was_connected; // to log "reconnected" once after an outage
     long reconnects;
 };
@@ -126,6 +127,14 @@ void redis_client_free(redis_client *rc) {
 
 void redis_client_set_stop_flag(redis_client *rc, atomic_bool *stop) { rc->stop = stop; }
 
+void redis_client_set_stop_check(redis_client *rc, bool (*should_stop)(void)) {
+    rc->should_stop = should_stop;
+}
+
+static bool stopping(const redis_client *rc) {
+    return (rc->stop && atomic_load(rc->stop)) || (rc->should_stop && rc->should_stop());
+}
+
 void redis_client_set_command_timeout(redis_client *rc, int timeout_ms) {
     rc->command_timeout_ms = timeout_ms;
     if (rc->ctx)
@@ -185,7 +194,7 @@ int redis_client_connect(redis_client *rc) {
             strstr(why, "NOAUTH"))
             break;
         long long left = deadline - now_ms();
-        if (left <= 0 || (rc->stop && atomic_load(rc->stop)))
+        if (left <= 0 || stopping(rc))
             break;
         sleep_ms(backoff < left ? backoff : (int)left);
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
@@ -209,7 +218,7 @@ static redisReply *command_with_retry(redis_client *rc, redisReply *(*send)(redi
             redis_client_drop(rc);
         }
         long long left = deadline - now_ms();
-        if (left <= 0 || (rc->stop && atomic_load(rc->stop)))
+        if (left <= 0 || stopping(rc))
             break;
         sleep_ms(backoff < left ? backoff : (int)left);
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;

@@ -28,6 +28,8 @@ redis_client *redis_client_new(const redis_endpoint *ep, int retry_ms);
 void redis_client_free(redis_client *rc);
 // Commands give up early (between retries) once *stop becomes true (may be NULL).
 void redis_client_set_stop_flag(redis_client *rc, atomic_bool *stop);
+// The same with a function (e.g. "a stop was requested"); may be NULL.
+void redis_client_set_stop_check(redis_client *rc, bool (*should_stop)(void));
 // Socket read/write timeout of one command (default 5000 ms); for blocking commands.
 void redis_client_set_command_timeout(redis_client *rc, int timeout_ms);
 

@@ -38,7 +38,7 @@ def redis_pid(proc):
 def test_single_node_keeps_training_through_a_redis_restart(runner_bin, port, tmp_path):
     import os
     import signal
-    proc = start(runner_bin, train_args(port, tmp_path / "out"))
+    proc = start(runner_bin, train_args(port, tmp_path / "out", instances=250, epochs=1))
     pid = redis_pid(proc)
     proc.wait_event("train_progress", 60)
     os.kill(pid, signal.SIGKILL)
@@ -122,3 +122,18 @@ def test_single_node_goes_on_when_the_embedded_port_is_taken(runner_bin, tmp_pat
     warnings = [json.loads(l) for l in r.stdout.splitlines()
                 if '"coord_redis_unavailable"' in l]
     assert warnings and str(taken) in warnings[0]["msg"]
+
+
+def test_sigterm_while_waiting_for_the_main_node_exits_80_at_once(runner_bin, tmp_path):
+    import signal
+    proc = start(runner_bin, [*TINY, "--mode", "train", "--redis-port", free_port(),
+                              "--rendezvous-timeout", 120, "--output", tmp_path / "out"],
+                 AWS_BATCH_JOB_ID="j#1", AWS_BATCH_JOB_NUM_NODES=2, AWS_BATCH_JOB_NODE_INDEX=1,
+                 AWS_BATCH_JOB_MAIN_NODE_INDEX=0, REDIS_PASSWORD="pw",
+                 AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS="127.0.0.1")
+    time.sleep(1.5)  # connecting to a main node that never comes
+    sent = time.monotonic()
+    proc.kill(signal.SIGTERM)
+    code = proc.wait(30)
+    assert code == 80, proc.output()[-2000:]
+    assert time.monotonic() - sent < 5
