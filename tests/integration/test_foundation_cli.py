@@ -212,3 +212,14 @@ def test_empty_environment(runner_bin, asan_bin, tmp_path):
         proc = subprocess.run([str(binary), "--epochs", "x"], env={}, capture_output=True,
                               text=True, timeout=60)
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_docs_describe_every_flag(runner_bin):
+    """docs/cli.md stays true to the code: every flag of --help is documented."""
+    import re
+    from conftest import ROOT
+    docs = (ROOT / "docs" / "cli.md").read_text()
+    flags = set(re.findall(r"--[a-z][a-z0-9-]+", run(runner_bin, "--help", timeout=30).stdout))
+    missing = sorted(f for f in flags if f not in docs)
+    assert not missing, f"docs/cli.md does not mention {missing}"
+    assert len(flags) > 40
