@@ -12,8 +12,10 @@ from conftest import base_env, exit_line, run
 
 pytestmark = pytest.mark.timeout(900)
 
-ARGS = ["--architecture", "bert", "--instances", 240, "--trials", 2, "--epochs", 2,
-        "--no-serve", "--redis", "off", "--log-format", "json"]
+# Three epochs, no early stopping: after the first evaluation of a run there are two
+# more epochs (a second or so) for the SIGTERM to land in.
+ARGS = ["--architecture", "bert", "--instances", 480, "--trials", 2, "--epochs", 3,
+        "--early-stopping-patience", 0, "--no-serve", "--redis", "off", "--log-format", "json"]
 
 
 def run_until(runner_bin, out, predicate):
