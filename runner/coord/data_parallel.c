@@ -5,7 +5,60 @@
 // pointer, which bert.h does not expose).
 #include "runner/model/bert_internal.h"
 
+#include "runner/coord/coord.h"
+#include "runner/coord/coord_store.h"
 #include "runner/error.h"
+
+#include <stdlib.h>
+
+enum { GROUP_TIMEOUT_MS = 120000 };
+
+// The store lives as long as the group: the handle keeps both.
+typedef struct {
+    collective *group;
+    collective_store_ops store;
+} open_group;
+
+static open_group groups[8];
+
+int data_parallel_open(int rank, int world, bool gpu, int device, collective **out) {
+    *out = NULL;
+    if (world <= 1)
+        return 0;
+    open_group *g = NULL;
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0] && !g; i++)
+        if (!groups[i].group)
+            g = &groups[i];
+    if (!g)
+        return error_set(EXIT_INTERNAL, "data_parallel_open: too many groups");
+    int code = coord_store_open(&g->store);
+    if (code)
+        return code;
+    char prefix[COORD_PREFIX_MAX + 32];
+    coord_store_prefix("dp", prefix, sizeof prefix);
+    code = gpu ? collective_init_gpu(&g->store, prefix, rank, world, device, GROUP_TIMEOUT_MS,
+                                     &g->group)
+               : collective_init_cpu(&g->store, prefix, coord_self()->node_address, rank, world,
+                                     GROUP_TIMEOUT_MS, &g->group);
+    if (code) {
+        coord_store_close(&g->store);
+        g->group = NULL;
+        return code;
+    }
+    *out = g->group;
+    return 0;
+}
+
+void data_parallel_close(collective *group) {
+    if (!group)
+        return;
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
+        if (groups[i].group == group) {
+            collective_destroy(group);
+            coord_store_close(&groups[i].store);
+            groups[i].group = NULL;
+        }
+}
 
 int data_parallel_sync(collective *c, bert_model *m, long labelled, float *loss) {
     if (collective_world(c) == 1)

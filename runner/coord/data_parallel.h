@@ -9,6 +9,17 @@
 #include "kernels/collectives/collectives.h"
 #include "runner/model/bert.h"
 
+#include <stdbool.h>
+
+// Join the job's data-parallel group as `rank` of `world` (global ranks, as the
+// supervisor numbers workers): Gloo over TCP on this node's address for CPU workers,
+// NCCL on CUDA `device` when `gpu`; bootstrapped through the job's Redis (coord_start()
+// ran in the supervisor before the fork). *out = NULL and 0 when world == 1. 0,
+// EXIT_USAGE (Redis off), EXIT_COORDINATION or EXIT_PEER_LOST.
+int data_parallel_open(int rank, int world, bool gpu, int device, collective **out);
+// Leave the group (NULL is fine).
+void data_parallel_close(collective *group);
+
 // `labelled`: this rank's labelled positions in its slice (labels != -100; the loss's
 // denominator); `*loss`: this rank's mean loss in, the global batch's mean loss out.
 // 0 or EXIT_PEER_LOST (a peer died) with error_set().

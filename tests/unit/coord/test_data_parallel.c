@@ -4,6 +4,8 @@
 #include "check.h"
 #include "kernels/backend.h"
 #include "kernels/collectives/collectives.h"
+#include "runner/config.h"
+#include "runner/coord/coord.h"
 #include "runner/coord/coord_store.h"
 #include "runner/coord/data_parallel.h"
 #include "runner/coord/redis_server.h"
@@ -68,7 +70,13 @@ static int train_rank(int rank, int world, const char *group, const char *path) 
         return 12;
     collective_store_ops store = {0};
     collective *c = NULL;
-    if (world > 1) {
+    if (world == 3) {
+        // The job's way: the group through coord_start()'s Redis (inherited by fork).
+        if (data_parallel_open(rank, world, false, 0, &c) != 0) {
+            fprintf(stderr, "rank %d: %s\n", rank, error_message());
+            return 13;
+        }
+    } else if (world > 1) {
         char prefix[128];
         snprintf(prefix, sizeof prefix, "runner:dp:1:collective:%s:", group);
         if (coord_store_open_endpoint(&endpoint, &store) != 0 ||
@@ -106,9 +114,12 @@ static int train_rank(int rank, int world, const char *group, const char *path) 
     fclose(f);
     free(grads1);
     free(params);
-    collective_destroy(c);
-    if (store.ctx)
+    if (store.ctx) {
+        collective_destroy(c);
         coord_store_close(&store);
+    } else {
+        data_parallel_close(c);
+    }
     bert_destroy(m);
     be->destroy(be);
     return 0;
@@ -200,7 +211,15 @@ int main(void) {
     snprintf(three, sizeof three, "/tmp/dp-three-%d", (int)getpid());
     CHECK(run_group(1, "one", ref));
     CHECK(run_group(2, "two", two));
+    // The three-rank group comes from coordination as the job would open it.
+    unsetenv("AWS_BATCH_JOB_NUM_NODES");
+    setenv("AWS_BATCH_JOB_ID", "dp-test", 1);
+    runner_config cfg;
+    config_defaults(&cfg);
+    snprintf(cfg.redis, sizeof cfg.redis, "redis://:dp-pw@127.0.0.1:%d", port);
+    CHECK_INT(coord_start(&cfg), 0);
     CHECK(run_group(3, "three", three));
+    coord_stop();
     compare(ref, two, 2);
     compare(ref, three, 3);
     char extra[80];
