@@ -37,8 +37,18 @@ def evaluation_of(run_name):
     return lambda line: '"event":"evaluation"' in line and f"run={run_name} epoch=1" in line
 
 
+def first_step_of(run_name):
+    # The first progress line of a run comes after its first step: the stop then lands
+    # in the middle of an epoch, so the data position is part of what is resumed.
+    return lambda line: '"event":"train_progress"' in line and f'"run":"{run_name}"' in line
+
+
 def newest_checkpoint(run_dir):
     return max(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+
+
+def trainer_state(checkpoint):
+    return json.loads((checkpoint / "trainer_state.json").read_text())
 
 
 def test_sigterm_and_restart_end_with_identical_weights(runner_bin, tmp_path):
@@ -49,24 +59,30 @@ def test_sigterm_and_restart_end_with_identical_weights(runner_bin, tmp_path):
 
     resumed = tmp_path / "resumed"
     art = resumed / "artefacts" / "bert"
-    # 1. Stopped inside the search, after trial-0's first epoch.
-    code, log, sent = run_until(runner_bin, resumed, evaluation_of("trial-0"))
+    # 1. Stopped inside the search, in the middle of trial-0's first epoch.
+    code, log, sent = run_until(runner_bin, resumed, first_step_of("trial-0"))
     assert sent and code == 80, log[-3000:]
     assert exit_line(log)["name"] == "INTERRUPTED"
-    assert (newest_checkpoint(art / "hyperparameters" / "trial-0") / "manifest.json").exists()
+    state = trainer_state(newest_checkpoint(art / "hyperparameters" / "trial-0"))
+    assert state["batch_in_epoch"] > 0 and state["epoch"] == 0
 
-    # 2. Restarted: resumes trial-0; stopped again inside the prime run.
+    # 2. Restarted: trial-0 resumes mid-epoch; stopped again in the prime run's first epoch.
+    code, log, sent = run_until(runner_bin, resumed, first_step_of("prime"))
+    assert sent and code == 80, log[-3000:]
+    resumed_lines = [l for l in log.splitlines() if '"event":"checkpoint_resumed"' in l]
+    assert resumed_lines and "trial-0" in resumed_lines[0]
+    assert trainer_state(newest_checkpoint(art / "prime"))["batch_in_epoch"] > 0
+
+    # 3. Restarted: the prime run resumes mid-epoch; stopped after its first evaluation.
     code, log, sent = run_until(runner_bin, resumed, evaluation_of("prime"))
     assert sent and code == 80, log[-3000:]
-    assert '"event":"checkpoint_resumed"' in log
-    assert "trial-0" in log.split('"event":"checkpoint_resumed"')[1].split("\n")[0]
 
-    # 3. The newest prime checkpoint is damaged: the restart warns, takes the one before.
+    # 4. The newest prime checkpoint is damaged: the restart warns, takes the one before.
     damaged = newest_checkpoint(art / "prime")
-    state = damaged / "state.bin"
-    data = bytearray(state.read_bytes())
+    state_bin = damaged / "state.bin"
+    data = bytearray(state_bin.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    state.write_bytes(bytes(data))
+    state_bin.write_bytes(bytes(data))
     proc = run(runner_bin, *ARGS, "--output", resumed, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:]
     skipped = [json.loads(line) for line in proc.stdout.splitlines()
@@ -75,6 +91,7 @@ def test_sigterm_and_restart_end_with_identical_weights(runner_bin, tmp_path):
     assert "checksum mismatch" in skipped[0]["msg"]
 
     for path in ("prime/model/model.safetensors", "hyperparameters/best.json",
+                 "hyperparameters/trial-0/curve.json", "prime/curve.json",
                  "prime/metrics/testing/fine.txt", "prime/metrics/testing/score.json"):
         assert (art / path).read_bytes() == (art_straight / path).read_bytes(), path
 
