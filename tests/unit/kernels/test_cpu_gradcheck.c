@@ -15,6 +15,7 @@
 
 #include "check.h"
 #include "kernels/backend.h"
+#include "kernels/cpu/fast_math.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/rng.h"
 #include "runner/error.h"
@@ -488,6 +489,26 @@ static void test_thread_independence(void) {
     free(x), free(wt), free(dout), free(qkv), free(datt);
 }
 
+// ---- the fp32 build's exp and erf against libm ---------------------------------------------
+
+static void test_fast_math(void) {
+    double worst_exp = 0, worst_erf = 0;
+    for (float x = -87.0f; x <= 0.0f; x += 0.0137f) { // callers pass x <= 0
+        double e = exp((double)x);
+        worst_exp = fmax(worst_exp, fabs(fast_expf(x) - e) / e);
+    }
+    for (float x = -6.0f; x <= 6.0f; x += 0.00071f)
+        worst_erf = fmax(worst_erf, fabs(fast_erff(x) - erf((double)x)));
+    printf("fast_expf worst relative error %.2e, fast_erff worst absolute error %.2e\n",
+           worst_exp, worst_erf);
+    CHECK(worst_exp < 1.2e-7); // one fp32 ulp
+    CHECK(worst_erf < 6e-7);   // Abramowitz-Stegun 7.1.26 plus fp32 rounding
+    CHECK(fast_expf(0.0f) == 1.0f);
+    CHECK(fast_expf(-1000.0f) >= 0.0f && fast_expf(-1000.0f) < 1e-37f);
+    CHECK(fast_expf(-INFINITY) < 1e-37f);
+    CHECK(fast_erff(0.0f) == 0.0f && fast_erff(9.0f) == 1.0f && fast_erff(-9.0f) == -1.0f);
+}
+
 // ---- the backend vtable reaches these ops ---------------------------------------------------
 
 static void test_backend(void) {
@@ -528,6 +549,7 @@ int main(void) {
     test_optimizer();
     test_schedule();
     test_thread_independence();
+    test_fast_math();
     test_backend();
     return check_summary();
 }
