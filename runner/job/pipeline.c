@@ -1,6 +1,7 @@
 // The original job end to end (DESIGN §2, §8): read the data, split 80/15/5, search the
 // hyper-parameters (ASHA over N_TRIALS seeded trials), train the prime model with the
 // best trial's settings, evaluate it on the validation and test splits, export it.
+#include "runner/coord/data_parallel.h"
 #include "runner/error.h"
 #include "runner/job/checkpoint.h"
 #include "runner/job/encode.h"
@@ -314,8 +315,20 @@ int job_pipeline(job_context *ctx, bool with_search) {
                        .weight_decay = cfg->weight_decay,
                        .batch_size = cfg->train_batch_size > 0 ? cfg->train_batch_size : 16};
     if (rc == 0 && with_search) rc = search(ctx, &d, &best);
-    if (rc == 0 && ctx->rank != 0) {
-        // Other workers helped with the search; the prime run is rank 0's.
+    // Several workers train the prime model data-parallel; without coordination (Redis
+    // off) rank 0 trains alone.
+    collective *group = NULL;
+    if (rc == 0 && ctx->world_size > 1) {
+        const char *local_rank = getenv("LOCAL_RANK");
+        rc = data_parallel_open(ctx->rank, ctx->world_size, ctx->on_gpu,
+                                local_rank ? atoi(local_rank) : 0, &group);
+        if (rc == EXIT_USAGE) {
+            log_warn("data_parallel", "%s: rank 0 trains the prime model alone", error_message());
+            error_clear();
+            rc = 0;
+        }
+    }
+    if (rc == 0 && ctx->rank != 0 && !group) {
         pipeline_data_free(&d);
         return 0;
     }
@@ -334,8 +347,13 @@ int job_pipeline(job_context *ctx, bool with_search) {
         opt.batch_size = best.batch_size;
         rc = files_join(dir, sizeof dir, "%s/prime", ctx->artefacts);
         opt.dir = dir;
-        log_info("prime_start", "learning_rate %.3g, weight_decay %.3g, batch %d, %d epochs",
-                 opt.learning_rate, opt.weight_decay, opt.batch_size, opt.epochs);
+        opt.group = group;
+        opt.rank = ctx->rank;
+        opt.world = ctx->world_size;
+        opt.be = ctx->be;
+        log_info("prime_start", "learning_rate %.3g, weight_decay %.3g, batch %d x %d workers, %d "
+                 "epochs", opt.learning_rate, opt.weight_decay, opt.batch_size,
+                 group ? ctx->world_size : 1, opt.epochs);
     }
     int max_batch = 0;
     if (rc == 0) {
@@ -345,6 +363,15 @@ int job_pipeline(job_context *ctx, bool with_search) {
                               cfg->seed, &m);
     }
     if (rc == 0) rc = train_run(m, &d.train, &d.valid, &opt, &outcome);
+    if (group) {
+        data_parallel_close(group);
+        opt.group = NULL;
+        if (ctx->rank != 0) { // rank 0 evaluates and exports
+            if (m) bert_destroy(m);
+            pipeline_data_free(&d);
+            return rc;
+        }
+    }
     // The best model by evaluation loss, as load_best_model_at_end does.
     if (rc == 0 && outcome.best_step >= 0) rc = checkpoint_load_weights(dir, outcome.best_step, m);
 

@@ -2,6 +2,7 @@
 #include "runner/job/train.h"
 
 #include "kernels/rng.h"
+#include "runner/coord/data_parallel.h"
 #include "runner/error.h"
 #include "runner/fault.h"
 #include "runner/job/checkpoint.h"
@@ -178,8 +179,35 @@ static void log_step(const train_options *opt, const train_state *st, long total
     log_fields(LOG_INFO, "train_progress", f);
 }
 
+static bool writes_files(const train_options *opt) { return !opt->group || opt->rank == 0; }
+
 static int save(const train_options *opt, bert_model *m, const train_state *st) {
+    if (!writes_files(opt)) return 0;
     return checkpoint_save(opt->dir, m, st, opt->save_total_limit);
+}
+
+// Stop and checkpoint requests, agreed by every rank of the group (a sum over ranks), so
+// that all of them stop or save at the same step and none waits in an all-reduce alone.
+static int agree_on_requests(const train_options *opt, bool *stop, bool *checkpoint) {
+    float flags[2] = {signals_stop_requested() ? 1.0f : 0.0f,
+                      signals_take_checkpoint_request() ? 1.0f : 0.0f};
+    if (opt->group) {
+        int rc;
+        if (opt->be && strcmp(opt->be->name, "cpu") != 0) {
+            float *device = opt->be->alloc(opt->be, sizeof flags);
+            if (!device) return error_code() ? error_code() : EXIT_GPU_OOM;
+            rc = opt->be->copy_to_device(opt->be, device, flags, sizeof flags);
+            if (rc == 0) rc = collective_allreduce_sum_f32(opt->group, device, 2);
+            if (rc == 0) rc = opt->be->copy_to_host(opt->be, flags, device, sizeof flags);
+            opt->be->free(opt->be, device);
+        } else {
+            rc = collective_allreduce_sum_f32(opt->group, flags, 2);
+        }
+        if (rc) return rc;
+    }
+    *stop = flags[0] > 0;
+    *checkpoint = flags[1] > 0;
+    return 0;
 }
 
 // Evaluate after an epoch: scalars, curve entry, best/early-stopping bookkeeping.
@@ -259,7 +287,11 @@ int train_run(bert_model *m, const encoded_set *train, const encoded_set *valid,
     bool resumed;
     rc = checkpoint_resume(opt->dir, m, &st, &resumed);
     int B = opt->batch_size;
-    long per_epoch = (train->n + B - 1) / B;
+    int world = opt->group ? opt->world : 1;
+    long global_batch = (long)B * world;
+    long per_epoch = (train->n + global_batch - 1) / global_batch;
+    // Ranks draw different dropout masks; one rank alone keeps the seed as it is.
+    uint64_t dropout_seed = opt->group ? rng_mix64(opt->seed + (uint64_t)opt->rank) : opt->seed;
     long total_steps = per_epoch * opt->epochs;
     long warmup = (long)ceil(opt->warmup_ratio * (double)total_steps);
     batch_buffers bb = {0};
@@ -275,7 +307,9 @@ int train_run(bert_model *m, const encoded_set *train, const encoded_set *valid,
                       0.0, order, &a, &b_, &c);
         for (long b = st.batch_in_epoch; rc == 0 && b < per_epoch; b++) {
             st.batch_in_epoch = (int)b;
-            if (signals_stop_requested()) {
+            bool stop, checkpoint;
+            if ((rc = agree_on_requests(opt, &stop, &checkpoint))) break;
+            if (stop) {
                 rc = save(opt, m, &st);
                 if (rc == 0)
                     rc = error_set(EXIT_INTERRUPTED, "stopped (%s) at step %ld of %s; checkpoint "
@@ -283,26 +317,34 @@ int train_run(bert_model *m, const encoded_set *train, const encoded_set *valid,
                                    st.step, opt->run);
                 break;
             }
-            if (signals_take_checkpoint_request() && (rc = save(opt, m, &st))) break;
+            if (checkpoint && (rc = save(opt, m, &st))) break;
             fault_maybe_inject("step", st.step);
 
-            int nb = (int)(train->n - b * B < B ? train->n - b * B : B);
-            memcpy(bb.rows, order + b * B, (size_t)nb * sizeof(int));
-            long tokens;
-            int T = encoded_batch(train, bb.rows, nb, bb.ids, bb.mask, bb.labels, &tokens);
-            if (opt->mask_id >= 0)
+            // This rank's rows of the global batch.
+            long start = b * global_batch;
+            int global = (int)(train->n - start < global_batch ? train->n - start : global_batch);
+            int first = 0, nb = global;
+            if (opt->group) data_parallel_slice(global, opt->rank, world, &first, &nb);
+            memcpy(bb.rows, order + start + first, (size_t)nb * sizeof(int));
+            long tokens = 0, labelled = 0;
+            int T = nb > 0 ? encoded_batch(train, bb.rows, nb, bb.ids, bb.mask, bb.labels, &tokens) : 0;
+            if (opt->mask_id >= 0 && nb > 0)
                 mlm_mask(opt, rng_mix64(opt->seed + 0xa5a5ULL * (uint64_t)(st.epoch + 1)), bb.rows,
                          nb, T, bb.ids, bb.mask, bb.labels);
+            for (int i = 0; i < nb * T; i++) labelled += bb.labels[i] != -100;
             bert_batch batch = {.B = nb, .T = T, .ids = bb.ids, .token_types = bb.types,
                                 .mask = bb.mask, .labels = bb.labels};
             float loss = 0, grad_norm = 0;
             float lr = schedule_lr((float)opt->learning_rate, st.step, warmup, total_steps);
             bert_zero_grad(m);
-            rc = bert_forward(m, &batch, true, opt->seed, (uint64_t)st.step, &loss);
+            if (nb > 0 && labelled > 0) { // a rank may get no rows of a short last batch
+                rc = bert_forward(m, &batch, true, dropout_seed, (uint64_t)st.step, &loss);
+                if (rc == 0) rc = bert_backward(m);
+            }
+            if (rc == 0 && opt->group) rc = data_parallel_sync(opt->group, m, labelled, &loss);
             if (rc == 0 && !isfinite(loss))
                 rc = error_set(EXIT_DIVERGED, "%s: training loss became %g at step %ld", opt->run,
                                loss, st.step);
-            if (rc == 0) rc = bert_backward(m);
             if (rc == 0)
                 rc = bert_step(m, lr, (float)opt->weight_decay, (float)opt->max_grad_norm,
                                (int)(st.step + 1), &grad_norm);
@@ -367,7 +409,7 @@ int train_run(bert_model *m, const encoded_set *train, const encoded_set *valid,
         char *text = cJSON_Print(curve);
         cJSON_Delete(curve);
         snprintf(path, sizeof path, "%s/curve.json", opt->dir);
-        if (text) rc = files_write_text(path, text);
+        if (text && writes_files(opt)) rc = files_write_text(path, text);
         free(text);
     }
     free(order);

@@ -7,6 +7,7 @@
 // handed to telemetry. Stop requests are honoured at step boundaries: checkpoint, then
 // EXIT_INTERRUPTED. A run that finds checkpoints in its directory resumes from the newest
 // valid one and ends with the same weights as an uninterrupted run.
+#include "kernels/collectives/collectives.h"
 #include "runner/job/encode.h"
 #include "runner/job/trials.h"
 #include "runner/model/bert.h"
@@ -33,6 +34,13 @@ typedef struct {
     int32_t mask_id;
     int vocab_size;
     int32_t special_ids[4]; // never masked ([CLS], [SEP], [PAD], [UNK])
+    // Data parallelism (runner/coord/data_parallel.h): with a group, a step takes
+    // batch_size rows per rank (the global batch is batch_size x world), gradients are
+    // summed across ranks, every rank evaluates, only rank 0 writes files, and a stop
+    // request anywhere stops every rank at the same step. NULL: this worker alone.
+    collective *group;
+    int rank, world;
+    backend *be;           // for the GPU group's device-side flags
 } train_options;
 
 typedef struct {
