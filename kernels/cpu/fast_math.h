@@ -4,31 +4,41 @@
 // the gradient checks keeps libm (kernels/cpu/ops_f64.c).
 //
 // exp: Cephes' expf — x = n ln2 + r with |r| <= ln2/2, a degree-6 polynomial for e^r,
-//      2^n through the exponent bits; within 1 ulp of expf on [-87.3, 88]. Inputs below
-//      -87.3 are clamped (e^-87.3 ~ 1.2e-38: 0 for every use here). Every caller passes
-//      x <= 0 (softmax after the max shift, GELU's and erf's Gaussians), so there is no
-//      upper clamp.
+//      2^n through the exponent bits; within 1 ulp of expf on [-87.3, 88]. Inputs are
+//      clamped to that range (e^-87.3 ~ 1.2e-38: 0 for every use here; every caller
+//      passes x <= 0: softmax after the max shift, GELU's and erf's Gaussians); NaN
+//      stays NaN so a diverged model still shows in the loss.
 // erf: Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7 — the formula PyTorch's vectorised
 //      CPU erf uses, so GELU matches PyTorch's own CPU GELU at least as closely as libm.
 #include <stdint.h>
 #include <string.h>
 
 static inline float fast_expf(float x) {
-    // Clamp below on the bit pattern: a float compare feeding the float-to-int conversion
-    // keeps GCC (-ftrapping-math, the default) from vectorising. Negative floats, read as
-    // int32, grow as the value falls, so "below -87.3" is "negative and above its bits";
-    // -inf lands on -87.3 too.
-    const float lo = -87.3f;
-    int32_t xb, lob;
+    // Range handling on the bit pattern, not with float compares: a float compare feeding
+    // the float-to-int conversion keeps GCC (-ftrapping-math, the default) from
+    // vectorising. Read as int32, negative floats grow as the value falls and positive
+    // ones grow with the value, so the clamps to [-87.3, 88] are integer compares
+    // (-inf and +inf included). NaN takes a harmless path and is passed through.
+    const float lo = -87.3f, hi = 88.0f;
+    int32_t xb, lob, hib;
     memcpy(&xb, &x, sizeof xb);
     memcpy(&lob, &lo, sizeof lob);
-    xb = (xb < 0 && xb > lob) ? lob : xb;
-    memcpy(&x, &xb, sizeof x);
-    // n = round(x / ln2): after the clamp fx + 128.5 > 0, so truncation is floor
-    float fx = x * 1.44269504088896341f;
+    memcpy(&hib, &hi, sizeof hib);
+    int32_t xin = xb;
+    // selects as bit masks (all ones where the condition holds): no branch to if-convert
+    int32_t nan = -(int32_t)((xb & 0x7fffffff) > 0x7f800000);
+    xb &= ~nan;
+    int32_t below = -(int32_t)((xb < 0) & (xb > lob));
+    xb = (xb & ~below) | (lob & below);
+    int32_t above = -(int32_t)(xb > hib);
+    xb = (xb & ~above) | (hib & above);
+    float xc;
+    memcpy(&xc, &xb, sizeof xc);
+    // n = round(xc / ln2): fx + 128.5 > 0, so truncation is floor
+    float fx = xc * 1.44269504088896341f;
     int32_t n = (int32_t)(fx + 128.5f) - 128;
     float nf = (float)n;
-    float r = x - nf * 0.693359375f - nf * -2.12194440e-4f;
+    float r = xc - nf * 0.693359375f - nf * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
@@ -39,7 +49,12 @@ static inline float fast_expf(float x) {
     int32_t bits = (n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return y * scale;
+    float e = y * scale;
+    int32_t eb;
+    memcpy(&eb, &e, sizeof eb);
+    eb = (eb & ~nan) | (xin & nan);
+    memcpy(&e, &eb, sizeof e);
+    return e;
 }
 
 static inline float fast_erff(float x) {

@@ -506,6 +506,8 @@ static void test_fast_math(void) {
     CHECK(fast_expf(0.0f) == 1.0f);
     CHECK(fast_expf(-1000.0f) >= 0.0f && fast_expf(-1000.0f) < 1e-37f);
     CHECK(fast_expf(-INFINITY) < 1e-37f);
+    CHECK(isnan(fast_expf(NAN)));                               // divergence stays visible
+    CHECK(isfinite(fast_expf(INFINITY)) && fast_expf(1000.0f) > 1e38f); // clamped at e^88
     CHECK(fast_erff(0.0f) == 0.0f && fast_erff(9.0f) == 1.0f && fast_erff(-9.0f) == -1.0f);
 }
 
