@@ -10,6 +10,7 @@
 #include "runner/log.h"
 
 #include <omp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,9 +37,17 @@ static int find_demo_data(char *out, size_t cap) {
                      "(set RUNNER_DATA_DIR to the directory holding demo/)");
 }
 
-static int staging_dir(char *out, size_t cap, const char *what) {
-    const char *base = getenv("RUNNER_WORK_DIR");
-    int rc = files_join(out, cap, "%s/%s", base && base[0] ? base : "/tmp/runner-work", what);
+// A local directory for an s3:// location: $RUNNER_WORK_DIR (else $TMPDIR/runner-work)
+// /<what>-<hash of the URI>, so two locations never share one (a retried attempt of the
+// same job finds its own again).
+static int staging_dir(char *out, size_t cap, const char *what, const char *uri) {
+    const char *base = getenv("RUNNER_WORK_DIR"), *tmp = getenv("TMPDIR");
+    char fallback[PATH_MAX];
+    snprintf(fallback, sizeof fallback, "%s/runner-work", tmp && tmp[0] ? tmp : "/tmp");
+    uint64_t hash = 0xcbf29ce484222325ULL; // FNV-1a
+    for (const char *p = uri; *p; p++) hash = (hash ^ (unsigned char)*p) * 0x100000001b3ULL;
+    int rc = files_join(out, cap, "%s/%s-%016llx", base && base[0] ? base : fallback, what,
+                        (unsigned long long)hash);
     if (rc == 0) rc = files_mkdirs(out);
     return rc;
 }
@@ -46,7 +55,7 @@ static int staging_dir(char *out, size_t cap, const char *what) {
 // A local copy of an input that may be an s3:// URI (a prefix for directories).
 static int local_input(const char *uri, const char *what, bool prefix, char *out, size_t cap) {
     if (!cloud_is_remote(uri)) return files_join(out, cap, "%s", uri);
-    int rc = staging_dir(out, cap, what);
+    int rc = staging_dir(out, cap, what, uri);
     if (rc) return rc;
     if (prefix) return cloud_fetch_prefix(uri, out);
     const char *base = strrchr(uri, '/');
@@ -116,7 +125,7 @@ int job_context_open(job_context *ctx, const runner_config *cfg, int rank, int w
 
     // Output: local, or a staging directory uploaded at the end (and resumed from).
     if (cloud_is_remote(cfg->output_path)) {
-        rc = staging_dir(ctx->output, sizeof ctx->output, "output");
+        rc = staging_dir(ctx->output, sizeof ctx->output, "output", cfg->output_path);
         if (rc == 0) rc = cloud_fetch_prefix(cfg->output_path, ctx->output);
     } else {
         rc = files_join(ctx->output, sizeof ctx->output, "%s",
