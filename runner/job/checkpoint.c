@@ -311,3 +311,15 @@ int checkpoint_load_weights(const char *dir, long step, bert_model *m) {
     if (rc == 0) rc = load_state_bin(ck, m, false);
     return rc;
 }
+
+int checkpoint_remove_all(const char *dir) {
+    long *steps;
+    int n = list_checkpoints(dir, &steps), rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        char ck[PATH_MAX];
+        rc = files_join(ck, sizeof ck, "%s/checkpoint-%ld", dir, steps[i]);
+        if (rc == 0) rc = files_remove_tree(ck, dir);
+    }
+    free(steps);
+    return rc;
+}

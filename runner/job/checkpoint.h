@@ -42,6 +42,8 @@ int checkpoint_save(const char *dir, const bert_model *m, const train_state *st,
 int checkpoint_resume(const char *dir, bert_model *m, train_state *st, bool *found);
 // Load only the weights of <dir>/checkpoint-<step> (the best model at the end).
 int checkpoint_load_weights(const char *dir, long step, bert_model *m);
+// Delete every checkpoint-* under `dir` (a finished trial's: its result is recorded).
+int checkpoint_remove_all(const char *dir);
 // Verify a checkpoint directory against its manifest; 0 or EXIT_BAD_INPUT (why in
 // error_message()).
 int checkpoint_verify(const char *checkpoint_dir);

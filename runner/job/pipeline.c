@@ -169,6 +169,9 @@ static int run_trial(job_context *ctx, const pipeline_data *d, trial_source *sou
              outcome.epochs_run, outcome.halted ? " (halted by ASHA)" : "", outcome.best_eval_loss,
              outcome.best_eval_f1);
     if (rc == 0) rc = source->complete(source, &result);
+    // The search state now records the trial: its checkpoints are no longer needed (and
+    // would otherwise be uploaded with the artefacts).
+    if (rc == 0) rc = checkpoint_remove_all(dir);
     return rc;
 }
 
