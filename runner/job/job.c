@@ -190,6 +190,10 @@ int job_context_open(job_context *ctx, const runner_config *cfg, int rank, int w
     // No pretrained model: train from scratch. On a CPU the full-size shapes would take
     // hours, so "bert" (and the other full-size names) map to bert-tiny (L2 C128); with a
     // GPU they keep their size. Named small presets are used as given.
+    if (cfg->pretrained_model_name[0])
+        log_warn("model", "pretrained_model_name \"%s\": nothing is downloaded; pass --model DIR "
+                 "or s3://... with its files to start from it (training from scratch now)",
+                 cfg->pretrained_model_name);
     snprintf(ctx->shape, sizeof ctx->shape, "%s", cfg->architecture);
     if (!ctx->on_gpu && is_big_shape(cfg->architecture)) {
         snprintf(ctx->shape, sizeof ctx->shape, "bert-tiny");
