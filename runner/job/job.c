@@ -100,8 +100,9 @@ static int pick_backend(job_context *ctx) {
 
 // Threads = cores, except for the smallest shapes on the CPU: at hidden size 128 every
 // op is a few microseconds of work, and OpenMP's fork/join and spin-waiting cost more than
-// a second core saves; on a loaded 2-core machine the default pipeline measured 27 s with
-// one thread against 4 min 50 s with two. --threads N overrides.
+// a second core saves: on the 2-core build machine the default pipeline took 17 s with one
+// thread against 83 s with two (4 min 50 s with two when the machine was busy).
+// --threads N overrides.
 static int fit_threads(job_context *ctx) {
     if (ctx->on_gpu || ctx->cfg->threads > 0 || ctx->bcfg.hidden_size > 128 ||
         omp_get_num_procs() == 1)

@@ -307,7 +307,7 @@ int train_run(bert_model *m, const encoded_set *train, const encoded_set *valid,
                       0.0, order, &a, &b_, &c);
         for (long b = st.batch_in_epoch; rc == 0 && b < per_epoch; b++) {
             st.batch_in_epoch = (int)b;
-            bool stop, checkpoint;
+            bool stop = false, checkpoint = false;
             if ((rc = agree_on_requests(opt, &stop, &checkpoint))) break;
             if (stop) {
                 rc = save(opt, m, &st);
