@@ -2,6 +2,7 @@
 // vectors) and pretrain (masked language modelling on plain text).
 #include "runner/error.h"
 #include "runner/cloud/cloud.h"
+#include "runner/coord/data_parallel.h"
 #include "runner/job/checkpoint.h"
 #include "runner/job/encode.h"
 #include "runner/job/files.h"
@@ -59,7 +60,16 @@ static int require_input(const job_context *ctx) {
     return 0;
 }
 
+// Inference writes one output file: with several workers, rank 0 does it.
+static bool other_rank(const job_context *ctx) {
+    if (ctx->rank == 0) return false;
+    log_info("job_skip", "rank %d: %s runs on rank 0", ctx->rank,
+             ctx->cfg->mode == MODE_PREDICT ? "predict" : "embed");
+    return true;
+}
+
 int job_predict(job_context *ctx) {
+    if (other_rank(ctx)) return 0;
     int rc = require_input(ctx);
     if (rc == 0) rc = model_for_inference(ctx);
     char **labels = NULL, **texts = NULL;
@@ -154,6 +164,7 @@ static int write_npy(const char *path, const float *data, int rows, int cols) {
 }
 
 int job_embed(job_context *ctx) {
+    if (other_rank(ctx)) return 0;
     int rc = require_input(ctx);
     if (rc == 0) rc = model_for_inference(ctx);
     char **texts = NULL;
@@ -297,9 +308,37 @@ int job_pretrain(job_context *ctx) {
         opt.special_ids[3] = tokenizer_unk_id(ctx->tok);
     }
     int max_batch = opt.batch_size > opt.eval_batch_size ? opt.batch_size : opt.eval_batch_size;
-    if (rc == 0) rc = job_model_create(ctx, HEAD_MASKED_LM, 0, max_batch, T, cfg->seed, &m);
-    train_outcome outcome;
-    if (rc == 0) rc = train_run(m, &train, &valid, &opt, &outcome);
+    // Several workers pretrain data-parallel (as the prime run); rank 0 writes.
+    collective *group = NULL;
+    if (rc == 0 && ctx->world_size > 1) {
+        const char *local_rank = getenv("LOCAL_RANK");
+        rc = data_parallel_open(ctx->rank, ctx->world_size, ctx->on_gpu,
+                                local_rank ? atoi(local_rank) : 0, &group);
+        if (rc == EXIT_USAGE) { // coordination off: rank 0 alone
+            log_warn("data_parallel", "%s: rank 0 pretrains alone", error_message());
+            error_clear();
+            rc = 0;
+        }
+        opt.group = group;
+        opt.rank = ctx->rank;
+        opt.world = ctx->world_size;
+        opt.be = ctx->be;
+    }
+    bool takes_part = ctx->rank == 0 || group;
+    if (rc == 0 && takes_part)
+        rc = job_model_create(ctx, HEAD_MASKED_LM, 0, max_batch, T, cfg->seed, &m);
+    train_outcome outcome = {.best_step = -1};
+    if (rc == 0 && takes_part) rc = train_run(m, &train, &valid, &opt, &outcome);
+    if (group) data_parallel_close(group);
+    if (ctx->rank != 0) {
+        if (m) bert_destroy(m);
+        encoded_free(&train);
+        encoded_free(&valid);
+        free(order);
+        free(shuffled);
+        text_free(texts, n);
+        return rc;
+    }
     if (rc == 0 && outcome.best_step >= 0) rc = checkpoint_load_weights(dir, outcome.best_step, m);
     if (rc == 0) {
         char model_dir[PATH_MAX];

@@ -254,9 +254,13 @@ static int end_of_epoch(bert_model *m, const encoded_set *valid, const train_opt
         cJSON_AddNumberToObject(point, "eval_accuracy", accuracy);
     }
     cJSON_AddItemToArray(st->curve, point);
-    log_info("evaluation", "run=%s epoch=%d step=%ld train_loss=%.4f eval_loss=%.4f eval_f1=%.4f "
-             "eval_accuracy=%.4f", opt->run, st->epoch + 1, st->step, train_loss, eval_loss, f1,
-             accuracy);
+    if (opt->mask_id >= 0)
+        log_info("evaluation", "run=%s epoch=%d step=%ld train_loss=%.4f eval_loss=%.4f (masked LM)",
+                 opt->run, st->epoch + 1, st->step, train_loss, eval_loss);
+    else
+        log_info("evaluation", "run=%s epoch=%d step=%ld train_loss=%.4f eval_loss=%.4f "
+                 "eval_f1=%.4f eval_accuracy=%.4f", opt->run, st->epoch + 1, st->step, train_loss,
+                 eval_loss, f1, accuracy);
     if (!isfinite(eval_loss))
         return error_set(EXIT_DIVERGED, "%s: evaluation loss is %g after epoch %d", opt->run,
                          eval_loss, st->epoch + 1);
