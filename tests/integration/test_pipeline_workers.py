@@ -74,3 +74,15 @@ def test_sigterm_stops_both_workers_and_the_restart_matches(runner_bin, tmp_path
     for path in ("prime/model/model.safetensors", "prime/metrics/testing/fine.txt"):
         assert (resumed / "artefacts/bert" / path).read_bytes() == \
             (straight / "artefacts/bert" / path).read_bytes(), path
+
+
+def test_two_workers_pretrain_data_parallel(runner_bin, tmp_path, port):
+    out = tmp_path / "out"
+    proc = run(runner_bin, "--mode", "pretrain", "--architecture", "bert-tiny", "--workers", 2,
+               "--instances", 200, "--epochs", 2, "--learning-rate", 1e-3, "--no-serve",
+               "--redis-port", port, "--log-format", "json", "--output", out, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    evaluations = events(proc.stdout, "evaluation")
+    by_rank = {r: [e["msg"] for e in evaluations if e["rank"] == r] for r in (0, 1)}
+    assert by_rank[0] == by_rank[1] and len(by_rank[0]) == 2
+    assert (out / "artefacts/bert-tiny/pretrain/model/model.safetensors").exists()
