@@ -149,9 +149,12 @@ int job_context_open(job_context *ctx, const runner_config *cfg, int rank, int w
 
     // Inputs.
     if (need_data || cfg->data_path[0]) {
-        if (cfg->data_path[0]) rc = local_input(cfg->data_path, "data", !strstr(cfg->data_path, ".csv") &&
-                                                !strstr(cfg->data_path, ".json"), ctx->data, sizeof ctx->data);
-        else rc = find_demo_data(ctx->data, sizeof ctx->data);
+        // An s3:// location naming a .csv/.json(l) file is one object, else a prefix.
+        bool prefix = !strstr(cfg->data_path, ".csv") && !strstr(cfg->data_path, ".json");
+        if (cfg->data_path[0])
+            rc = local_input(cfg->data_path, "data", prefix, ctx->data, sizeof ctx->data);
+        else
+            rc = find_demo_data(ctx->data, sizeof ctx->data);
         if (rc == 0 && !files_exists(ctx->data))
             rc = error_set(EXIT_BAD_INPUT, "%s: no such file or directory (--data)", ctx->data);
         if (rc) return rc;
@@ -186,6 +189,7 @@ int job_context_open(job_context *ctx, const runner_config *cfg, int rank, int w
         if (rc == 0)
             log_info("model", "%s: L%d C%d from %s", cfg->architecture, ctx->bcfg.num_layers,
                      ctx->bcfg.hidden_size, ctx->model_dir);
+        if (rc == 0) rc = fit_threads(ctx);
         return rc;
     }
     // No pretrained model: train from scratch. On a CPU the full-size shapes would take
