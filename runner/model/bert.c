@@ -525,6 +525,7 @@ int bert_forward(bert_model *m, const bert_batch *batch, bool training, uint64_t
     m->training = training;
     m->step_seed = s;
     m->have_labels = batch->labels != NULL && m->num_labels > 0;
+    m->have_types = batch->token_types != NULL;
     const float *P = m->params;
     void *W = m->params_act;
     const int32_t *types = batch->token_types ? m->types : NULL;
@@ -703,7 +704,9 @@ int bert_backward(bert_model *m) {
     float *G = m->grads;
     void *W = m->params_act;
     const float *P = m->params;
-    const int32_t *types = m->wtt != ABSENT ? m->types : NULL;
+    // Only what forward saw: without token types both passes use type 0 for every
+    // token, and m->types holds nothing of this batch.
+    const int32_t *types = m->wtt != ABSENT && m->have_types ? m->types : NULL;
     void *x = final_hidden(m);
     size_t NC = (size_t)N * C * a;
 

@@ -86,6 +86,7 @@ struct bert_model {
     // ---- the last forward -----------------------------------------------------------
     int B, T;
     bool have_labels, training;
+    bool have_types; // the last forward's batch carried token types (m->types is valid)
     int label_count;
     uint64_t step_seed;
 };

@@ -195,6 +195,35 @@ static void test_training_threads_and_learning(void) {
     free(p1), free(p2);
 }
 
+// A batch without token types trains exactly as one with explicit type 0, even when
+// the previous batch left other types in the model's device buffer (regression: the
+// backward pass once read that stale buffer).
+static void test_missing_token_types_mean_type_zero(backend *be) {
+    bert_config c = tiny_config();
+    bert_model *m = NULL;
+    CHECK(!bert_create(&m, be, &c, HEAD_TOKEN_CLASSIFICATION, 3, TB, TT) && !bert_init_random(m, 9));
+    if (!m) return;
+    static const int32_t zeros[TB * TT] = {0};
+    size_t n = bert_num_parameters(m);
+    float *without = calloc(n, sizeof(float)), *explicit_zero = calloc(n, sizeof(float));
+    bert_batch typed = test_batch();
+    bert_batch untyped = typed, zero_typed = typed;
+    untyped.token_types = NULL;
+    zero_typed.token_types = zeros;
+    float loss_a, loss_b, loss_c;
+    CHECK(!bert_forward(m, &typed, false, 1, 1, &loss_a)); // leaves types 1 on the device
+    bert_zero_grad(m);
+    CHECK(!bert_forward(m, &untyped, false, 1, 1, &loss_b) && !bert_backward(m));
+    CHECK(!bert_get_grads(m, without));
+    bert_zero_grad(m);
+    CHECK(!bert_forward(m, &zero_typed, false, 1, 1, &loss_c) && !bert_backward(m));
+    CHECK(!bert_get_grads(m, explicit_zero));
+    CHECK(loss_b == loss_c);
+    CHECK(memcmp(without, explicit_zero, n * sizeof(float)) == 0);
+    free(without), free(explicit_zero);
+    bert_destroy(m);
+}
+
 static void test_dropout_and_masks(backend *be) {
     bert_config c = tiny_config();
     bert_model *m = NULL;
@@ -364,6 +393,7 @@ int main(void) {
     test_presets_and_layout(be);
     test_config_load();
     test_dropout_and_masks(be);
+    test_missing_token_types_mean_type_zero(be);
     test_embedding_head(be);
     test_safetensors_round_trip(be);
     test_training_threads_and_learning();
