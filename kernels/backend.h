@@ -161,9 +161,23 @@ struct backend {
 backend *backend_cpu_create(int threads);
 #ifdef RUNNER_HAVE_CUDA
 // The CUDA backend on `device`; NULL + error (EXIT_GPU_FAULT) when CUDA cannot start.
+// Defined in the module librunner_cuda.so, not in the executable: call it through
+// backend_create("cuda", ...), which loads the module first.
 backend *backend_cuda_create(int device);
+// Load librunner_cuda.so once (it links cuBLAS/cuBLASLt, too costly to load at every
+// start). Tried in order: $RUNNER_CUDA_MODULE (a file path), the directory of the
+// running executable, ../lib/runner beside it, then the build directory this program
+// was built in. 0, or EXIT_GPU_FAULT + error naming the path and dlerror().
+int backend_cuda_module_load(void);
+// A function of the module by name (e.g. "backend_cuda_comm_stream"), loading the module
+// first; NULL + error (EXIT_GPU_FAULT) when the module or the symbol is missing.
+void *backend_cuda_module_symbol(const char *name);
+// backend_cuda_device_count() of the module: CUDA devices visible to this process, 0 when
+// there are none; -1 + error when the module cannot be loaded.
+int backend_cuda_module_device_count(void);
 #endif
-// "cpu" or "cuda" (NULL for a name this build lacks); device and threads as above.
+// "cpu" or "cuda" (NULL for a name this build lacks; NULL + error when a backend cannot
+// start, e.g. the CUDA module is missing); device and threads as above.
 backend *backend_create(const char *name, int device, int threads);
 // Size in bytes of one activation element.
 static inline size_t backend_act_size(const backend *be) {

@@ -14,7 +14,6 @@
 #include <time.h>
 
 #include "kernels/backend.h"
-#include "kernels/cuda/backend_cuda.h"
 #include "runner/error.h"
 #include "runner/model/bert.h"
 
@@ -229,11 +228,13 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--batch") == 0) B = atoi(argv[++i]);
     }
     if (steps < 3) steps = 3;
-    if (backend_cuda_device_count() == 0) {
+    int devices = backend_cuda_module_device_count(); // loads librunner_cuda.so
+    if (devices < 0) die("backend_cuda_module_device_count");
+    if (devices == 0) {
         printf("bench_gpu: skipped: no CUDA device visible\n");
         return 77;
     }
-    real = backend_cuda_create(0);
+    real = backend_create("cuda", 0, 0);
     if (!real) die("backend_cuda_create");
     struct cudaDeviceProp prop;
     if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) memset(&prop, 0, sizeof prop);

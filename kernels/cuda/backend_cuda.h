@@ -3,7 +3,9 @@
 // preflight, and the two-stream hand-off that lets a gradient all-reduce (NCCL, in
 // kernels/collectives) overlap the rest of the backward pass. See docs/cuda.md.
 //
-// Only meaningful in builds with RUNNER_HAVE_CUDA; plain C, usable from runner/ and tests.
+// Only meaningful in builds with RUNNER_HAVE_CUDA; plain C. These live in the module
+// librunner_cuda.so: code outside kernels/cuda reaches them through
+// backend_cuda_module_symbol() / backend_cuda_module_device_count() (kernels/backend.h).
 #include "kernels/backend.h"
 
 #ifdef __cplusplus

@@ -20,6 +20,7 @@ add_executable(test_gpu_ops ${CMAKE_CURRENT_LIST_DIR}/test_gpu_ops.c
 target_compile_options(test_gpu_ops PRIVATE ${RUNNER_WARNINGS})
 target_include_directories(test_gpu_ops PRIVATE ${CMAKE_CURRENT_LIST_DIR}/../unit)
 target_link_libraries(test_gpu_ops PRIVATE runner_lib)
+add_dependencies(test_gpu_ops runner_cuda)  # the CUDA backend module it loads at run time
 # The model part joins once runner/model/bert.c exists (it is written in parallel).
 if(EXISTS ${CMAKE_SOURCE_DIR}/runner/model/bert.c)
   target_compile_definitions(test_gpu_ops PRIVATE GPU_TEST_MODEL=1)

@@ -20,7 +20,6 @@
 
 #include "check.h"
 #include "kernels/backend.h"
-#include "kernels/cuda/backend_cuda.h"
 #include "runner/error.h"
 #include "tests/gpu/gpu_test.h"
 
@@ -569,11 +568,13 @@ static void test_optimiser(void) {
 }
 
 int main(void) {
-    int devices = backend_cuda_device_count();
+    // The CUDA backend is the module librunner_cuda.so (kernels/backend.c loads it).
+    int devices = backend_cuda_module_device_count();
+    if (devices < 0) die("backend_cuda_module_device_count");
     if (devices == 0) {
         // What CI can check without a GPU: creation fails cleanly, as GPU_FAULT (81),
         // with a reason (the runner then falls back to the CPU or exits 81).
-        backend *none = backend_cuda_create(0);
+        backend *none = backend_create("cuda", 0, 0);
         CHECK(none == NULL);
         CHECK_INT(error_code(), EXIT_GPU_FAULT);
         CHECK(strstr(error_message(), "cuda: ") != NULL);
@@ -586,7 +587,7 @@ int main(void) {
     }
     gt_cpu = backend_cpu_create(0);
     if (!gt_cpu) die("backend_cpu_create");
-    gt_gpu = backend_cuda_create(0);
+    gt_gpu = backend_create("cuda", 0, 0);
     if (!gt_gpu) die("backend_cuda_create");
     printf("gpu tests on %d device(s); measure ||gpu-cpu||/||cpu||\n", devices);
 
@@ -625,7 +626,7 @@ int main(void) {
     // cuBLAS fallback and the unfused attention, on the shapes the defaults take fused.
     setenv("RUNNER_CUDA_GEMM", "cublas", 1);
     setenv("RUNNER_CUDA_ATTENTION", "unfused", 1);
-    backend *alt = backend_cuda_create(0);
+    backend *alt = backend_create("cuda", 0, 0);
     unsetenv("RUNNER_CUDA_GEMM");
     unsetenv("RUNNER_CUDA_ATTENTION");
     if (!alt) die("backend_cuda_create (RUNNER_CUDA_GEMM=cublas RUNNER_CUDA_ATTENTION=unfused)");
