@@ -16,8 +16,10 @@ RUN scripts/setup && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cmake --preset release -DCMAKE_CUDA_ARCHITECTURES="80;90" \
  && cmake --build --preset release --target runner \
- && scripts/runtime-packages build/release/runner > /runtime-packages.txt \
+ && { scripts/runtime-packages build/release/runner \
+      && scripts/runtime-packages build/release/librunner_cuda.so; } | sort -u > /runtime-packages.txt \
  && install -D -m 0755 build/release/runner /out/usr/local/bin/runner \
+ && install -m 0644 build/release/librunner_cuda.so /out/usr/local/bin/ \
  && mkdir -p /out/usr/local/share/runner && cp -r data /out/usr/local/share/runner/
 
 # ---- runtime -------------------------------------------------------------------------
