@@ -514,7 +514,7 @@ static void test_fast_math(void) {
 // ---- the backend vtable reaches these ops ---------------------------------------------------
 
 static void test_backend(void) {
-    error_clear(); // the backend reports through runner/error.h (and links it in here)
+    error_clear(); // a stale reason from an earlier check must not read as this one
     backend *be = backend_cpu_create(2);
     CHECK(be != NULL);
     if (!be) return;
