@@ -3,6 +3,7 @@
 // line, logging, and either an action (--check, --exit-codes, --help, --version) or
 // the supervisor. Every path ends in runner_exit(), which logs the final exit line.
 #include "runner/cli.h"
+#include "runner/cloud/cloud.h"
 #include "runner/error.h"
 #include "runner/exitcode.h"
 #include "runner/log.h"
@@ -79,6 +80,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "runner: %s\n", line ? line : error_message());
         free(line);
         cJSON_Delete(warnings);
+        cloud_sfn_finish(rc, error_message(), NULL); // [aws] a waiting Step Functions task learns it
         runner_exit(rc, error_message());
     }
     redact_config(&cfg);
@@ -105,11 +107,20 @@ int main(int argc, char **argv) {
         rc = preflight_run(&cfg, &report);
         preflight_print(report, cfg.json || !isatty(STDOUT_FILENO));
         cJSON_Delete(report);
+        cloud_sfn_finish(rc, rc ? error_message() : "preflight passed", NULL); // [aws]
         runner_exit(rc, rc ? error_message() : "preflight passed");
     }
     case CLI_RUN:
         break;
     }
+
+    // [aws] Locations from --secret-id (explicit settings win), then Step Functions
+    // heartbeats (SFN_TASK_TOKEN) for the life of the job.
+    if ((rc = cloud_apply_secret(&cfg))) {
+        cloud_sfn_finish(rc, error_message(), NULL);
+        runner_exit(rc, error_message());
+    }
+    cloud_sfn_start();
 
     cJSON *fields = cJSON_CreateObject();
     cJSON_AddStringToObject(fields, "version", RUNNER_VERSION);
@@ -122,5 +133,10 @@ int main(int argc, char **argv) {
 
     error_clear();
     rc = supervisor_run(&cfg);
-    runner_exit(rc, error_code() == rc ? error_message() : NULL);
+    // [aws] SendTaskSuccess (artefact URIs, metrics) or SendTaskFailure (exit name, reason).
+    const char *reason = error_code() == rc ? error_message() : NULL;
+    cJSON *summary = rc == EXIT_OK && cloud_sfn_wanted() ? cloud_job_summary(&cfg) : NULL;
+    cloud_sfn_finish(rc, reason && *reason ? reason : exitcode_name(rc), summary);
+    cJSON_Delete(summary);
+    runner_exit(rc, reason);
 }

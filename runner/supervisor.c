@@ -1,5 +1,6 @@
 #include "runner/supervisor.h"
 
+#include "runner/cloud/cloud.h"
 #include "runner/coord/coord.h"
 #include "runner/error.h"
 #include "runner/exitcode.h"
@@ -56,7 +57,21 @@ cJSON *supervisor_log_labels(int rank) {
     if (attempt) cJSON_AddStringToObject(labels, "attempt", attempt);
     if (node) cJSON_AddStringToObject(labels, "node", node);
     if (rank >= 0) cJSON_AddNumberToObject(labels, "rank", rank);
+    // [aws] ECS task metadata (task ARN, cluster, AZ, log group/stream): asked once per
+    // process, inherited by the workers.
+    cJSON *ecs = cloud_ecs_labels();
+    for (const cJSON *item = ecs ? ecs->child : NULL; item; item = item->next)
+        if (cJSON_IsString(item)) cJSON_AddStringToObject(labels, item->string, item->valuestring);
+    cJSON_Delete(ecs);
     return labels;
+}
+
+// [aws] A spot interruption notice stops the job as SIGTERM does: workers checkpoint,
+// the output is uploaded, exit 80; the next attempt resumes.
+static void on_spot_notice(const char *action, const char *time) {
+    char reason[160];
+    snprintf(reason, sizeof reason, "spot notice: %s at %s", action, time);
+    signals_request_stop(reason);
 }
 
 int worker_main(const runner_config *cfg, int local_rank, int rank, int world_size) {
@@ -323,6 +338,8 @@ int supervisor_run(const runner_config *cfg) {
     int code = preflight_run(cfg, &report);
     log_fields(code ? LOG_ERROR : LOG_INFO, "preflight", report);
     if (code) return code;
+    // [aws] An s3:// output that cannot be written fails now (4), not after training.
+    if ((code = cloud_check_output(cfg->output_path))) return code;
     int workers = preflight_worker_count(cfg, preflight_gpu_count());
     if (workers > WORKERS_MAX)
         return error_set(EXIT_USAGE, "--workers %d: at most %d per node", workers, WORKERS_MAX);
@@ -340,6 +357,7 @@ int supervisor_run(const runner_config *cfg) {
     /* HOOK: coord start */
     if (code == EXIT_OK) code = coord_start(cfg);
 
+    if (code == EXIT_OK) cloud_spot_watcher_start(on_spot_notice); // [aws] IMDSv2, every 5 s
     if (code == EXIT_OK) {
         if (!signals_stop_requested())
             code = run_workers(cfg, workers);
@@ -348,6 +366,7 @@ int supervisor_run(const runner_config *cfg) {
                              signals_stop_reason() ? signals_stop_reason() : "stop");
     }
 
+    cloud_spot_watcher_stop(); // [aws]
     /* HOOK: coord stop */
     // A stop that coordination asked for (a dead node: 83, Redis lost: 82) is the code.
     if (code == EXIT_INTERRUPTED && coord_exit_code_hint() > EXIT_INTERRUPTED)

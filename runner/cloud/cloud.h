@@ -70,6 +70,8 @@ void cloud_spot_watcher_stop(void);
 // object whose fields (metrics summary, artefact URIs) are copied into the output.
 // Call it once, from runner_exit().
 int cloud_sfn_start(void);
+// True when SFN_TASK_TOKEN is set (whether a summary for cloud_sfn_finish is wanted).
+bool cloud_sfn_wanted(void);
 void cloud_sfn_finish(int code, const char *reason, const cJSON *output);
 
 // ECS task metadata v4 as log/metric labels: {"task_arn","cluster","availability_zone",

@@ -74,6 +74,8 @@ static void *heartbeat_main(void *arg) {
     }
 }
 
+bool cloud_sfn_wanted(void) { return task_token() != NULL; }
+
 int cloud_sfn_start(void) {
     const char *token = task_token();
     if (!token) return 0;
