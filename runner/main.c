@@ -12,6 +12,7 @@
 #include "runner/supervisor.h"
 #include "version.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,8 +58,14 @@ static void redact_config(const runner_config *cfg) {
 // open descriptors survive exec. If exec fails we carry on with the default.
 static void omp_policy_reexec(char **argv) {
     if (getenv("OMP_WAIT_POLICY")) return;
+    // The binary's real path, not /proc/self/exe: exec names the process after the
+    // file it ran, and `ps` should keep saying "runner".
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return;
+    self[n] = '\0';
     if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
-    execv("/proc/self/exe", argv);
+    execv(self, argv);
 }
 
 int main(int argc, char **argv) {
