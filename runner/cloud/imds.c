@@ -98,60 +98,76 @@ static bool spot_wait(long ms) {
     return stop;
 }
 
+typedef struct {
+    long poll_ms;
+    char token[256];
+    time_t token_at;
+} spot_state;
+
+typedef enum { POLL_WAIT, POLL_DONE } poll_next;
+
+// One poll: a token when needed, then spot/instance-action.
+static poll_next spot_poll(spot_state *st) {
+    time_t now = time(NULL);
+    if (!st->token[0] || now - st->token_at > IMDS_TOKEN_TTL_S / 2) {
+        if (imds_token(st->token, sizeof st->token) != 0) {
+            if (!st->token_at) { // never reached IMDS: not on EC2
+                log_info("spot_watcher", "off: no instance metadata service (%s)",
+                         error_message());
+                error_clear();
+                return POLL_DONE;
+            }
+            log_warn("spot_watcher", "token refresh failed: %s", error_message());
+            error_clear();
+            st->token[0] = '\0';
+            return POLL_WAIT;
+        }
+        if (!st->token_at) log_info("spot_watcher", "on: polling every %ld ms", st->poll_ms);
+        st->token_at = now;
+    }
+    aws_buffer body = {0};
+    long status = 0;
+    bool announced = false;
+    int rc = imds_get(st->token, "/latest/meta-data/spot/instance-action", &body, &status);
+    if (rc) {
+        error_clear();
+    } else if (status == 401) {
+        st->token[0] = '\0'; // expired token: take a new one next time
+    } else if (status == 200 && body.data) {
+        cJSON *json = cJSON_Parse(body.data);
+        const cJSON *action = cJSON_GetObjectItemCaseSensitive(json, "action");
+        const cJSON *when = cJSON_GetObjectItemCaseSensitive(json, "time");
+        if (cJSON_IsString(action)) {
+            announced = true;
+            const char *t = cJSON_IsString(when) ? when->valuestring : "";
+            cJSON *f = cJSON_CreateObject();
+            cJSON_AddStringToObject(f, "action", action->valuestring);
+            cJSON_AddStringToObject(f, "time", t);
+            log_fields(LOG_WARN, "spot_notice", f);
+            if (spot.on_notice) spot.on_notice(action->valuestring, t);
+        }
+        cJSON_Delete(json);
+    }
+    aws_buffer_free(&body);
+    return announced ? POLL_DONE : POLL_WAIT; // one notice is all a job needs
+}
+
 static void *spot_main(void *arg) {
     (void)arg;
-    long poll_ms = SPOT_POLL_MS;
+    spot_state st = {.poll_ms = SPOT_POLL_MS};
     const char *v = getenv("RUNNER_SPOT_POLL_MS"); // tests only
-    if (v && atol(v) > 0) poll_ms = atol(v);
-    char token[256] = "";
-    time_t token_at = 0;
-    bool announced = false;
+    if (v && atol(v) > 0) st.poll_ms = atol(v);
     for (;;) {
-        time_t now = time(NULL);
-        if (!token[0] || now - token_at > IMDS_TOKEN_TTL_S / 2) {
-            if (imds_token(token, sizeof token) != 0) {
-                if (!token_at) { // never reached IMDS: not on EC2
-                    log_info("spot_watcher", "off: no instance metadata service (%s)",
-                             error_message());
-                    error_clear();
-                    return NULL;
-                }
-                log_warn("spot_watcher", "token refresh failed: %s", error_message());
-                error_clear();
-                token[0] = '\0';
-                if (spot_wait(poll_ms)) return NULL;
-                continue;
-            }
-            if (!token_at) log_info("spot_watcher", "on: polling every %ld ms", poll_ms);
-            token_at = now;
-        }
-        aws_buffer body = {0};
-        long status = 0;
-        int rc = imds_get(token, "/latest/meta-data/spot/instance-action", &body, &status);
-        if (rc) {
-            error_clear();
-        } else if (status == 401) {
-            token[0] = '\0'; // expired token: take a new one at once
-        } else if (status == 200 && body.data && !announced) {
-            cJSON *json = cJSON_Parse(body.data);
-            const cJSON *action = cJSON_GetObjectItemCaseSensitive(json, "action");
-            const cJSON *when = cJSON_GetObjectItemCaseSensitive(json, "time");
-            if (cJSON_IsString(action)) {
-                announced = true;
-                const char *t = cJSON_IsString(when) ? when->valuestring : "";
-                cJSON *f = cJSON_CreateObject();
-                cJSON_AddStringToObject(f, "action", action->valuestring);
-                cJSON_AddStringToObject(f, "time", t);
-                log_fields(LOG_WARN, "spot_notice", f);
-                if (spot.on_notice) spot.on_notice(action->valuestring, t);
-            }
-            cJSON_Delete(json);
-        }
-        aws_buffer_free(&body);
-        if (announced) return NULL; // one notice is all a job needs
-        if (spot_wait(poll_ms)) return NULL;
+        // No fork() while a poll is in flight (see aws_background_begin).
+        aws_background_begin();
+        poll_next next = spot_poll(&st);
+        aws_background_end();
+        if (next == POLL_DONE || spot_wait(st.poll_ms)) return NULL;
     }
 }
+
+// In a forked worker the watcher thread does not exist.
+static void spot_forget_in_child(void) { spot.running = false; }
 
 int cloud_spot_watcher_start(void (*on_notice)(const char *action, const char *time)) {
     if (imds_disabled()) return 0;
@@ -160,6 +176,7 @@ int cloud_spot_watcher_start(void (*on_notice)(const char *action, const char *t
         pthread_mutex_unlock(&spot.lock);
         return 0;
     }
+    aws_fork_guard_install(spot_forget_in_child);
     spot.on_notice = on_notice;
     spot.stop = false;
     spot.running = pthread_create(&spot.thread, NULL, spot_main, NULL) == 0;

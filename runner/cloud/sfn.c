@@ -58,6 +58,7 @@ static void *heartbeat_main(void *arg) {
         bool stop = sfn.stop;
         pthread_mutex_unlock(&sfn.lock);
         if (stop) return NULL;
+        aws_background_begin(); // no fork() while the heartbeat is in flight
         cJSON *payload = cJSON_CreateObject();
         cJSON_AddStringToObject(payload, "taskToken", task_token());
         char code[128];
@@ -66,12 +67,20 @@ static void *heartbeat_main(void *arg) {
         if (rc) {
             log_warn("sfn_heartbeat", "%s", error_message());
             error_clear();
-            // The task is gone (timed out, finished, bad token): nobody listens any more.
-            if (strcmp(code, "TaskTimedOut") == 0 || strcmp(code, "TaskDoesNotExist") == 0 ||
-                strcmp(code, "InvalidToken") == 0)
-                return NULL;
         }
+        aws_background_end();
+        // The task is gone (timed out, finished, bad token): nobody listens any more.
+        if (rc && (strcmp(code, "TaskTimedOut") == 0 || strcmp(code, "TaskDoesNotExist") == 0 ||
+                   strcmp(code, "InvalidToken") == 0))
+            return NULL;
     }
+}
+
+// In a forked worker the heartbeat thread does not exist, and the supervisor, not the
+// worker, reports the outcome.
+static void sfn_forget_in_child(void) {
+    sfn.running = false;
+    sfn.finished = true;
 }
 
 bool cloud_sfn_wanted(void) { return task_token() != NULL; }
@@ -87,6 +96,7 @@ int cloud_sfn_start(void) {
     }
     const char *v = getenv("RUNNER_SFN_HEARTBEAT_S");
     sfn.interval_s = (v && atol(v) > 0) ? atol(v) : 60;
+    aws_fork_guard_install(sfn_forget_in_child);
     sfn.stop = false;
     sfn.running = pthread_create(&sfn.thread, NULL, heartbeat_main, NULL) == 0;
     pthread_mutex_unlock(&sfn.lock);
