@@ -338,8 +338,6 @@ int supervisor_run(const runner_config *cfg) {
     int code = preflight_run(cfg, &report);
     log_fields(code ? LOG_ERROR : LOG_INFO, "preflight", report);
     if (code) return code;
-    // [aws] An s3:// output that cannot be written fails now (4), not after training.
-    if ((code = cloud_check_output(cfg->output_path))) return code;
     int workers = preflight_worker_count(cfg, preflight_gpu_count());
     if (workers > WORKERS_MAX)
         return error_set(EXIT_USAGE, "--workers %d: at most %d per node", workers, WORKERS_MAX);
