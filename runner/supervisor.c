@@ -183,8 +183,13 @@ static pid_t spawn_worker(const runner_config *cfg, worker *w, int local_world, 
             cJSON_AddStringToObject(fields, "reason", error_message());
         log_fields(rc == EXIT_OK || rc == EXIT_INTERRUPTED ? LOG_INFO : LOG_ERROR, "worker_exit",
                    fields);
+        // Leave through _exit: the atexit handlers and library destructors this child
+        // inherited belong to the supervisor and its threads, which do not exist here
+        // (and under ASan the exit-time leak check can hang on an allocator lock another
+        // supervisor thread held at fork). What the worker owns is flushed first.
+        telemetry_flush();
         fflush(NULL);
-        exit(rc);
+        _exit(rc);
     }
     close(fds[1]);
     fcntl(fds[0], F_SETFL, O_NONBLOCK);

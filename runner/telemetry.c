@@ -139,9 +139,13 @@ static void tb_close_all(void) {
     pthread_mutex_unlock(&tel.tb_lock);
 }
 
-static void telemetry_atexit(void) {
+void telemetry_flush(void) {
     ship_logs(true);
     tb_flush_all();
+}
+
+static void telemetry_atexit(void) {
+    telemetry_flush();
 }
 
 void telemetry_run_dir(const char *run, const char *logdir) {

@@ -21,5 +21,8 @@ void telemetry_run_dir(const char *run, const char *logdir);
 int telemetry_supervisor_init(int workers);
 // in a worker right after fork, attach as `rank` (its scalars go to its own ring);
 int telemetry_worker_attach(int rank);
+// write out what is buffered (event files, log lines for the supervisor): also run at
+// exit, and called by a worker before it leaves through _exit();
+void telemetry_flush(void);
 // at exit of the supervisor, unlink the segment.
 void telemetry_shutdown(void);
