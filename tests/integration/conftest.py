@@ -68,6 +68,34 @@ def exit_line(output):
     raise AssertionError(f"no exit line in output:\n{output[-2000:]}")
 
 
+@pytest.fixture(scope="module")
+def moto():
+    """moto_server (S3, Secrets Manager, Step Functions...) on a free loopback port, one
+    per test module; yields its endpoint URL."""
+    import sys
+    import time
+    import urllib.request
+    port = free_port()
+    exe = Path(sys.executable).parent / "moto_server"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "moto.server"]
+    proc = subprocess.Popen(cmd + ["-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1)
+            break
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail("moto_server did not start")
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
 # Under scripts/test every tool is built and every peer installed, so a skip there is a
 # failure in disguise (a missing build step, a job that no longer runs). Only skips for
 # facts about the machine itself stay skips.

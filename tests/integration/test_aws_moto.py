@@ -9,16 +9,13 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from conftest import base_env, free_port
+from conftest import base_env
 
 boto3 = pytest.importorskip("boto3")
 
@@ -32,30 +29,6 @@ def aws_tool(runner_bin):
     if not path.exists():
         pytest.skip(f"{path} is not built")
     return path
-
-
-@pytest.fixture(scope="module")
-def moto():
-    """moto_server on a free loopback port for this module's tests."""
-    port = free_port()
-    exe = Path(sys.executable).parent / "moto_server"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "moto.server"]
-    proc = subprocess.Popen(cmd + ["-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1)
-            break
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("moto_server did not start")
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 def client(moto, service):

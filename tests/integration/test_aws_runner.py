@@ -1,15 +1,11 @@
 """The runner binary with s3:// locations, against moto on loopback: inputs are fetched,
 artefacts uploaded in the original's layout, and S3 failures end in the documented
 exit codes (3 for a missing input, 84 when S3 cannot be reached)."""
-import json
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, base_env, exit_line, free_port, run
-from test_aws_moto import REGION, SECRET_KEY, client, moto  # noqa: F401  (fixture)
+from test_aws_moto import REGION, SECRET_KEY, client
 
 DEMO = ROOT / "data" / "demo"
 JOB = ["--architecture", "bert-tiny", "--mode", "train", "--no-serve", "--redis", "off",

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT, base_env, exit_line, run
 from imds_responder import Responder
-from test_aws_moto import REGION, SECRET_KEY, client, moto  # noqa: F401  (fixture)
+from test_aws_moto import REGION, SECRET_KEY, client
 
 DEMO = ROOT / "data" / "demo"
 QUICK = ["--architecture", "bert-tiny", "--no-serve", "--redis", "off", "--workers", "1",

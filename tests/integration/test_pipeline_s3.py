@@ -3,43 +3,15 @@ artefacts uploaded under the output prefix, and a later predict reads the model 
 import csv
 import io
 import json
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, base_env, free_port, run
+from conftest import ROOT, base_env, run
 
 boto3 = pytest.importorskip("boto3")
 pytestmark = pytest.mark.timeout(300)
 REGION = "eu-west-1"
 BUCKET = "pipeline"
-
-
-@pytest.fixture(scope="module")
-def moto():
-    port = free_port()
-    exe = Path(sys.executable).parent / "moto_server"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "moto.server"]
-    proc = subprocess.Popen(cmd + ["-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1)
-            break
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("moto_server did not start")
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
