@@ -81,9 +81,12 @@ static void security_headers(struct MHD_Response *r, serve_server which, bool pa
     MHD_add_response_header(r, "Cache-Control", page ? "no-cache" : "no-store");
 }
 
-static enum MHD_Result send_buffer(struct MHD_Connection *c, serve_server which, unsigned status,
-                                   const char *type, char *body, size_t len, bool must_free,
-                                   bool page) {
+// One response: body, Content-Type, the security headers and at most one more header
+// (`extra_name` NULL for none: Allow on 405, WWW-Authenticate on 401).
+static enum MHD_Result send_response(struct MHD_Connection *c, serve_server which,
+                                     unsigned status, const char *type, char *body, size_t len,
+                                     bool must_free, bool page, const char *extra_name,
+                                     const char *extra_value) {
     struct MHD_Response *r = MHD_create_response_from_buffer(
         len, body, must_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!r) {
@@ -91,14 +94,23 @@ static enum MHD_Result send_buffer(struct MHD_Connection *c, serve_server which,
         return MHD_NO;
     }
     MHD_add_response_header(r, "Content-Type", type);
+    if (extra_name) MHD_add_response_header(r, extra_name, extra_value);
     security_headers(r, which, page);
     enum MHD_Result ok = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ok;
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *c, serve_server which, unsigned status,
-                                 cJSON *json) {
+static enum MHD_Result send_buffer(struct MHD_Connection *c, serve_server which, unsigned status,
+                                   const char *type, char *body, size_t len, bool must_free,
+                                   bool page) {
+    return send_response(c, which, status, type, body, len, must_free, page, NULL, NULL);
+}
+
+// `json` (taken) as the body, with an optional extra header as send_response has.
+static enum MHD_Result send_json_header(struct MHD_Connection *c, serve_server which,
+                                        unsigned status, cJSON *json, const char *extra_name,
+                                        const char *extra_value) {
     char *text = json ? cJSON_PrintUnformatted(json) : NULL;
     cJSON_Delete(json);
     if (!text) {
@@ -106,7 +118,13 @@ static enum MHD_Result send_json(struct MHD_Connection *c, serve_server which, u
         return send_buffer(c, which, MHD_HTTP_INTERNAL_SERVER_ERROR, "application/json", oom,
                            strlen(oom), false, false);
     }
-    return send_buffer(c, which, status, "application/json", text, strlen(text), true, false);
+    return send_response(c, which, status, "application/json", text, strlen(text), true, false,
+                         extra_name, extra_value);
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, serve_server which, unsigned status,
+                                 cJSON *json) {
+    return send_json_header(c, which, status, json, NULL, NULL);
 }
 
 static enum MHD_Result send_error(struct MHD_Connection *c, serve_server which, unsigned status,
@@ -122,21 +140,7 @@ static enum MHD_Result send_method_not_allowed(struct MHD_Connection *c, serve_s
     cJSON *e = cJSON_CreateObject();
     cJSON_AddStringToObject(e, "error", "method not allowed");
     cJSON_AddStringToObject(e, "allow", allow);
-    char *text = cJSON_PrintUnformatted(e);
-    cJSON_Delete(e);
-    if (!text) return MHD_NO;
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, "Content-Type", "application/json");
-    MHD_add_response_header(r, "Allow", allow);
-    security_headers(r, which, false);
-    enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
-    MHD_destroy_response(r);
-    return ok;
+    return send_json_header(c, which, MHD_HTTP_METHOD_NOT_ALLOWED, e, "Allow", allow);
 }
 
 // ---- /metrics ---------------------------------------------------------------------------
@@ -344,24 +348,11 @@ static enum MHD_Result handle_control(struct MHD_Connection *c, const char *acti
     const char *given = "";
     if (auth && strncasecmp(auth, "Bearer ", 7) == 0) given = auth + 7;
     if (!token_equal(given, srv.token)) {
+        log_warn("control_refused", "POST /api/v1/control/%s without a valid token", action);
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "error", "a valid bearer token is required");
-        char *text = cJSON_PrintUnformatted(e);
-        cJSON_Delete(e);
-        if (!text) return MHD_NO;
-        struct MHD_Response *r =
-            MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-        if (!r) {
-            free(text);
-            return MHD_NO;
-        }
-        MHD_add_response_header(r, "Content-Type", "application/json");
-        MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"runner\"");
-        security_headers(r, SERVE_API, false);
-        enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_UNAUTHORIZED, r);
-        MHD_destroy_response(r);
-        log_warn("control_refused", "POST /api/v1/control/%s without a valid token", action);
-        return ok;
+        return send_json_header(c, SERVE_API, MHD_HTTP_UNAUTHORIZED, e, "WWW-Authenticate",
+                                "Bearer realm=\"runner\"");
     }
     if (strcmp(action, "stop") == 0)
         signals_request_stop("api");
