@@ -36,13 +36,15 @@ static void register_atfork(void) {
     pthread_atfork(before_fork, after_fork, after_fork);
 }
 
+void log_install_fork_handlers(void) { pthread_once(&log_once, register_atfork); }
+
 static log_format resolve_format(log_format format) {
     if (format != LOG_FORMAT_AUTO) return format;
     return isatty(log_fd) ? LOG_FORMAT_TEXT : LOG_FORMAT_JSON;
 }
 
 void log_init(log_format format, log_level min_level) {
-    pthread_once(&log_once, register_atfork);
+    log_install_fork_handlers();
     pthread_mutex_lock(&log_lock);
     format_in_use = resolve_format(format);
     level_min = min_level;

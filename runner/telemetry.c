@@ -11,6 +11,7 @@
 #include "runner/telemetry.h"
 
 #include "runner/error.h"
+#include "runner/fork_guard.h"
 #include "runner/log.h"
 #include "runner/serve/telemetry_store.h"
 #include "runner/serve/tfevents.h"
@@ -393,8 +394,10 @@ static void drain_ring(int w) {
 static void *reader_main(void *arg) {
     (void)arg;
     while (!atomic_load(&tel.reader_stop)) {
+        fork_guard_enter(); // draining allocates: no worker forked meanwhile
         for (uint32_t w = 0; w < tel.seg->workers; w++) drain_ring((int)w);
         telemetry_store_pull_local_logs();
+        fork_guard_leave();
         struct timespec ts = {0, READER_PERIOD_MS * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -454,7 +457,7 @@ int telemetry_supervisor_init(int workers) {
     memset(tel.log_index, 0, sizeof tel.log_index);
     memset(tel.state_seen, 0, sizeof tel.state_seen);
     atomic_store(&tel.reader_stop, false);
-    if (pthread_create(&tel.reader, NULL, reader_main, NULL) != 0) {
+    if (fork_guard_thread_start(&tel.reader, reader_main, NULL) != 0) {
         telemetry_shutdown();
         return error_set(EXIT_RESOURCES, "telemetry: cannot start the reader thread");
     }

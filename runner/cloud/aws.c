@@ -384,31 +384,6 @@ static bool curl_code_retryable(CURLcode cc) {
     }
 }
 
-static pthread_rwlock_t fork_guard = PTHREAD_RWLOCK_INITIALIZER;
-static pthread_mutex_t fork_hooks_lock = PTHREAD_MUTEX_INITIALIZER;
-static void (*fork_children[4])(void);
-static int fork_child_count;
-
-void aws_background_begin(void) { pthread_rwlock_rdlock(&fork_guard); }
-void aws_background_end(void) { pthread_rwlock_unlock(&fork_guard); }
-
-static void fork_prepare(void) { pthread_rwlock_wrlock(&fork_guard); }
-static void fork_parent(void) { pthread_rwlock_unlock(&fork_guard); }
-static void fork_child(void) {
-    pthread_rwlock_unlock(&fork_guard);
-    for (int i = 0; i < fork_child_count; i++) fork_children[i]();
-}
-
-void aws_fork_guard_install(void (*child)(void)) {
-    static bool installed;
-    pthread_mutex_lock(&fork_hooks_lock);
-    if (!installed) installed = pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
-    bool known = false;
-    for (int i = 0; i < fork_child_count; i++) known = known || fork_children[i] == child;
-    if (child && !known && fork_child_count < 4) fork_children[fork_child_count++] = child;
-    pthread_mutex_unlock(&fork_hooks_lock);
-}
-
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 

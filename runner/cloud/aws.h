@@ -97,14 +97,6 @@ char *aws_uri_encode(const char *s, bool keep_slash);
 // Retry delay for attempt n (0-based): uniform in [0, min(cap, base * 2^n)] ms.
 long aws_backoff_ms(int attempt);
 
-// Background threads (spot watcher, Step Functions heartbeat) wrap each request in
-// begin/end. fork() waits until none is in flight (pthread_atfork), so a worker never
-// inherits a half-done transfer: curl's and OpenSSL's state, a held lock, or memory
-// that only the parent's thread could free. `child` (may be NULL) runs in the child,
-// to forget threads that do not exist there.
-void aws_background_begin(void);
-void aws_background_end(void);
-void aws_fork_guard_install(void (*child)(void));
 
 // Instance metadata service (IMDSv2). Base URL from AWS_EC2_METADATA_SERVICE_ENDPOINT
 // or http://169.254.169.254; disabled by AWS_EC2_METADATA_DISABLED=true.

@@ -5,6 +5,7 @@
 #include "runner/cloud/cloud.h"
 
 #include "runner/error.h"
+#include "runner/fork_guard.h"
 #include "runner/log.h"
 
 #include <errno.h>
@@ -158,10 +159,10 @@ static void *spot_main(void *arg) {
     const char *v = getenv("RUNNER_SPOT_POLL_MS"); // tests only
     if (v && atol(v) > 0) st.poll_ms = atol(v);
     for (;;) {
-        // No fork() while a poll is in flight (see aws_background_begin).
-        aws_background_begin();
+        // No fork() while a poll is in flight (see runner/fork_guard.h).
+        fork_guard_enter();
         poll_next next = spot_poll(&st);
-        aws_background_end();
+        fork_guard_leave();
         if (next == POLL_DONE || spot_wait(st.poll_ms)) return NULL;
     }
 }
@@ -176,10 +177,10 @@ int cloud_spot_watcher_start(void (*on_notice)(const char *action, const char *t
         pthread_mutex_unlock(&spot.lock);
         return 0;
     }
-    aws_fork_guard_install(spot_forget_in_child);
+    fork_guard_install(spot_forget_in_child);
     spot.on_notice = on_notice;
     spot.stop = false;
-    spot.running = pthread_create(&spot.thread, NULL, spot_main, NULL) == 0;
+    spot.running = fork_guard_thread_start(&spot.thread, spot_main, NULL) == 0;
     pthread_mutex_unlock(&spot.lock);
     if (!spot.running) log_warn("spot_watcher", "cannot start its thread");
     return 0;

@@ -12,6 +12,7 @@
 #include "runner/coord/redis_server.h"
 #include "runner/coord/trials_redis.h"
 #include "runner/error.h"
+#include "runner/fork_guard.h"
 #include "runner/exitcode.h"
 #include "runner/log.h"
 #include "runner/serve/serve.h"
@@ -556,6 +557,8 @@ static void *heartbeat_main(void *arg) {
     if (tick < 20)
         tick = 20;
     while (!atomic_load(&coord.stop)) {
+        // Each beat allocates in hiredis: no fork() meanwhile (runner/fork_guard.h).
+        fork_guard_enter();
         long long now = now_ms();
         if (now >= next_beat) {
             next_beat = now + coord.heartbeat_ms;
@@ -570,8 +573,10 @@ static void *heartbeat_main(void *arg) {
                 error_clear();
                 if (multi && now_ms() - unreachable_since >= retry_ms) {
                     request_stop(EXIT_COORDINATION, "Redis unreachable on a multi-node job");
+                    fork_guard_leave();
                     break;
                 }
+                fork_guard_leave();
                 continue;
             }
             if (unreachable_since) {
@@ -598,6 +603,7 @@ static void *heartbeat_main(void *arg) {
                 coord_metrics_export(rc);
             error_clear();
         }
+        fork_guard_leave();
         nap(tick);
     }
     // The last points of a node that ends normally still reach the main node.
@@ -647,23 +653,30 @@ static void *control_main(void *arg) {
     char channel[COORD_PREFIX_MAX + 16];
     snprintf(channel, sizeof channel, "%scontrol", coord.prefix);
     while (!atomic_load(&coord.stop)) {
-        if (redis_client_connect(rc) != 0) {
+        fork_guard_enter();
+        int connected = redis_client_connect(rc);
+        fork_guard_leave();
+        if (connected != 0) {
             error_clear();
             nap(500);
             continue;
         }
         redisContext *c = redis_client_context(rc);
+        fork_guard_enter();
         redisReply *r = redisCommand(c, "SUBSCRIBE %s", channel);
+        if (r)
+            freeReplyObject(r);
+        fork_guard_leave();
         if (!r) {
             redis_client_drop(rc);
             continue;
         }
-        freeReplyObject(r);
         // A subscribed connection only reads: poll its socket so stop is noticed.
+        // Parsing and reading allocate (guarded); the wait for data does not.
         while (!atomic_load(&coord.stop)) {
             void *reply = NULL;
-            if (redisGetReplyFromReader(c, &reply) != REDIS_OK)
-                break;
+            fork_guard_enter();
+            int status = redisGetReplyFromReader(c, &reply);
             if (reply) {
                 redisReply *m = reply;
                 if (m->type == REDIS_REPLY_ARRAY && m->elements == 3 &&
@@ -671,16 +684,27 @@ static void *control_main(void *arg) {
                     strcmp(m->element[0]->str, "message") == 0)
                     handle_control(m->element[2]->str, m->element[2]->len);
                 freeReplyObject(m);
-                continue;
             }
+            fork_guard_leave();
+            if (status != REDIS_OK)
+                break;
+            if (reply)
+                continue;
             struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
             int ready = poll(&pfd, 1, 200);
             if (ready < 0 && errno != EINTR)
                 break;
-            if (ready > 0 && redisBufferRead(c) != REDIS_OK)
-                break;
+            if (ready > 0) {
+                fork_guard_enter();
+                status = redisBufferRead(c);
+                fork_guard_leave();
+                if (status != REDIS_OK)
+                    break;
+            }
         }
+        fork_guard_enter();
         redis_client_drop(rc);
+        fork_guard_leave();
     }
     redis_client_free(rc);
     return NULL;
@@ -828,12 +852,12 @@ int coord_start(const runner_config *cfg) {
 
     trials_set_factory(redis_trials_factory);
     publish_nodes();
-    if (pthread_create(&coord.heartbeat_thread, NULL, heartbeat_main, NULL) == 0)
+    if (fork_guard_thread_start(&coord.heartbeat_thread, heartbeat_main, NULL) == 0)
         coord.heartbeat_running = true;
-    if (pthread_create(&coord.control_thread, NULL, control_main, NULL) == 0)
+    if (fork_guard_thread_start(&coord.control_thread, control_main, NULL) == 0)
         coord.control_running = true;
     if (coord.self.is_main && coord.self.num_nodes > 1 &&
-        pthread_create(&coord.fanin_thread, NULL, coord_fanin_main, NULL) == 0)
+        fork_guard_thread_start(&coord.fanin_thread, coord_fanin_main, NULL) == 0)
         coord.fanin_running = true;
     if (!coord.heartbeat_running || !coord.control_running)
         return error_set(EXIT_INTERNAL, "coord: cannot start its threads");

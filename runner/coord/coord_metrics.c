@@ -4,6 +4,7 @@
 // its API and dashboard show every node.
 #include "runner/coord/coord_internal.h"
 #include "runner/error.h"
+#include "runner/fork_guard.h"
 #include "runner/log.h"
 #include "runner/serve/telemetry_store.h"
 
@@ -94,16 +95,19 @@ void *coord_fanin_main(void *arg) {
     char last_id[64] = "0-0";
     int self_index = coord_self()->node_index;
     while (!coord_stopping()) {
+        // Guarded through the blocking read (hiredis allocates on both sides of it): a
+        // fork waits at most FANIN_BLOCK_MS.
+        fork_guard_enter();
         redisReply *r = redis_client_command(rc, "XREAD COUNT %d BLOCK %d STREAMS %smetrics %s",
                                              EXPORT_BATCH, FANIN_BLOCK_MS, coord_prefix(),
                                              last_id);
-        if (!r) {
-            error_clear();
-            continue; // the heartbeat thread decides what an outage means
-        }
-        if (r->type == REDIS_REPLY_ARRAY)
+        if (r && r->type == REDIS_REPLY_ARRAY)
             ingest(r, last_id, sizeof last_id, self_index);
-        freeReplyObject(r);
+        if (r)
+            freeReplyObject(r);
+        else
+            error_clear(); // the heartbeat thread decides what an outage means
+        fork_guard_leave();
     }
     redis_client_free(rc);
     return NULL;

@@ -3,6 +3,7 @@
 
 #include "runner/coord/redis_client.h"
 #include "runner/error.h"
+#include "runner/fork_guard.h"
 #include "runner/log.h"
 
 #include <errno.h>
@@ -154,16 +155,28 @@ static void *supervise(void *arg) {
         if (atomic_load(&server.stopping) || pid <= 0 || !server_died(pid, &status))
             continue;
         atomic_store(&server.pid, 0);
+        // Logging and the readiness check allocate: guarded (runner/fork_guard.h). The
+        // spawn itself forks, so it must stay outside.
+        fork_guard_enter();
         log_warn("redis_server_died", "pid %d, status %d; starting it again", (int)pid,
                  WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status));
-        if (spawn_server() == 0 && wait_ready() == 0) {
+        fork_guard_leave();
+        int code = spawn_server();
+        fork_guard_enter();
+        if (code == 0)
+            code = wait_ready();
+        if (code == 0) {
             atomic_fetch_add(&server.restarts, 1);
             log_info("redis_server_restarted", "port %d, pid %d", server.port,
                      atomic_load(&server.pid));
-            backoff = 100;
         } else {
             log_error("redis_server_restart_failed", "%s", error_message());
             error_clear();
+        }
+        fork_guard_leave();
+        if (code == 0) {
+            backoff = 100;
+        } else {
             sleep_ms(backoff);
             backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
         }
@@ -185,7 +198,7 @@ int redis_server_start(const char *bind, int port, const char *password) {
         redis_server_stop();
         return code;
     }
-    if (pthread_create(&server.thread, NULL, supervise, NULL) != 0) {
+    if (fork_guard_thread_start(&server.thread, supervise, NULL) != 0) {
         redis_server_stop();
         return error_set(EXIT_INTERNAL, "redis-server: cannot start its supervisor thread");
     }
