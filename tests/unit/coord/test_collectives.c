@@ -2,29 +2,17 @@
 // processes run the ring all-reduce, a broadcast and a barrier on loopback; then a rank
 // that dies makes the others' next collective fail with EXIT_PEER_LOST, not hang.
 #include "check.h"
+#include "coord/redis_keeper.h"
 #include "kernels/collectives/collectives.h"
 #include "runner/coord/coord_store.h"
-#include "runner/coord/redis_server.h"
 #include "runner/error.h"
 
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 enum { WORLD = 3, N = 10007 }; // odd length: ring chunks of unequal size
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 static redis_endpoint endpoint;
 
@@ -87,9 +75,9 @@ static void run_group(const char *prefix, bool die, int *statuses) {
 }
 
 int main(void) {
-    int port = free_port();
+    int port = test_free_port();
     const char *password = "collectives-test-pw";
-    CHECK_INT(redis_server_start("127.0.0.1", port, password), 0);
+    CHECK_INT(redis_keeper_start(port, password), 0);
     snprintf(endpoint.host, sizeof endpoint.host, "127.0.0.1");
     endpoint.port = port;
     snprintf(endpoint.password, sizeof endpoint.password, "%s", password);
@@ -117,6 +105,6 @@ int main(void) {
     CHECK_INT(store.wait(store.ctx, keys, 1, 200), EXIT_COORDINATION);
     coord_store_close(&store);
 
-    redis_server_stop();
+    redis_keeper_stop();
     return check_summary();
 }

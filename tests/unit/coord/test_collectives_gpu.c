@@ -2,33 +2,21 @@
 // store): one rank per visible GPU (at most 4), all-reduce, broadcast, barrier and the
 // asynchronous all-reduce. Passes with a note when built without NCCL or without a GPU.
 #include "check.h"
+#include "coord/redis_keeper.h"
 
 #ifdef RUNNER_HAVE_NCCL
 #include "kernels/collectives/collectives.h"
 #include "runner/coord/coord_store.h"
-#include "runner/coord/redis_server.h"
 #include "runner/error.h"
 
 #include <cuda_runtime.h>
-#include <netinet/in.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 enum { N = 4099 };
 
 static redis_endpoint endpoint;
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 // CUDA must not start in the parent (children fork after): ask a child.
 static int gpu_count(void) {
@@ -93,8 +81,8 @@ int main(void) {
         printf("skipped: no GPU visible\n");
         return check_summary();
     }
-    int port = free_port();
-    CHECK_INT(redis_server_start("127.0.0.1", port, "gpu-pw"), 0);
+    int port = test_free_port();
+    CHECK_INT(redis_keeper_start(port, "gpu-pw"), 0);
     snprintf(endpoint.host, sizeof endpoint.host, "127.0.0.1");
     endpoint.port = port;
     snprintf(endpoint.password, sizeof endpoint.password, "gpu-pw");
@@ -111,7 +99,7 @@ int main(void) {
         waitpid(pids[r], &st, 0);
         CHECK_INT(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), 0);
     }
-    redis_server_stop();
+    redis_keeper_stop();
     return check_summary();
 }
 #else

@@ -2,21 +2,19 @@
 // the global batch, Gloo all-reduce through a real redis-server, train bert-tiny to the
 // same weights as one process with the whole batch (up to fp32 summation order).
 #include "check.h"
+#include "coord/redis_keeper.h"
 #include "kernels/backend.h"
 #include "kernels/collectives/collectives.h"
 #include "runner/config.h"
 #include "runner/coord/coord.h"
 #include "runner/coord/coord_store.h"
 #include "runner/coord/data_parallel.h"
-#include "runner/coord/redis_server.h"
 #include "runner/error.h"
 #include "runner/model/bert.h"
 
 #include <math.h>
-#include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,16 +23,6 @@ static const float LR = 1e-3f;
 
 static redis_endpoint endpoint;
 static int32_t ids[B * T], types[B * T], mask[B * T], labels[B * T]; // (B,T), types all 0
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 // A fixed batch with padding and unlabelled positions, so ranks' token counts differ.
 static void make_batch(void) {
@@ -200,8 +188,8 @@ static void compare(const char *ref_path, const char *path, int world) {
 
 int main(void) {
     make_batch();
-    int port = free_port();
-    CHECK_INT(redis_server_start("127.0.0.1", port, "dp-pw"), 0);
+    int port = test_free_port();
+    CHECK_INT(redis_keeper_start(port, "dp-pw"), 0);
     snprintf(endpoint.host, sizeof endpoint.host, "127.0.0.1");
     endpoint.port = port;
     snprintf(endpoint.password, sizeof endpoint.password, "dp-pw");
@@ -241,6 +229,6 @@ int main(void) {
             unlink(extra);
         }
     }
-    redis_server_stop();
+    redis_keeper_stop();
     return check_summary();
 }

@@ -2,27 +2,16 @@
 // reconnection after the server was killed and restarted by its supervisor, refusal of
 // a wrong password, Batch variables.
 #include "check.h"
+#include "coord/redis_keeper.h"
 #include "runner/coord/coord_internal.h"
 #include "runner/coord/redis_client.h"
 #include "runner/coord/redis_server.h"
 #include "runner/error.h"
 
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 static double seconds(void) {
     struct timespec ts;
@@ -91,7 +80,7 @@ static void test_identity(void) {
 }
 
 static void test_server_restart(void) {
-    int port = free_port();
+    int port = test_free_port();
     const char *password = "restart-test-pw";
     CHECK_INT(redis_server_start("127.0.0.1", port, password), 0);
     redis_endpoint ep = {.port = port};
@@ -150,12 +139,12 @@ static void test_server_failures(void) {
     snprintf(saved, sizeof saved, "%s", path ? path : "/usr/bin:/bin");
     setenv("PATH", "/nonexistent", 1);
     double t0 = seconds();
-    CHECK_INT(redis_server_start("127.0.0.1", free_port(), "pw"), EXIT_COORDINATION);
+    CHECK_INT(redis_server_start("127.0.0.1", test_free_port(), "pw"), EXIT_COORDINATION);
     CHECK(strstr(error_message(), "PATH") != NULL);
     CHECK(seconds() - t0 < 2.0);
     setenv("PATH", saved, 1);
     // The port is taken: EXIT_COORDINATION naming the port.
-    int port = free_port();
+    int port = test_free_port();
     CHECK_INT(redis_server_start("127.0.0.1", port, "pw1"), 0);
     int first = redis_server_pid();
     redis_server_stop();

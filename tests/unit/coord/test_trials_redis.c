@@ -2,7 +2,7 @@
 // eight trials, one is killed (SIGKILL) while it holds a trial; the trial is taken over
 // and finished by another; every trial is completed exactly once and none is pending.
 #include "check.h"
-#include "runner/coord/redis_server.h"
+#include "coord/redis_keeper.h"
 #include "runner/coord/trials_redis.h"
 #include "runner/error.h"
 
@@ -21,16 +21,6 @@ static redis_endpoint endpoint;
 static trial_spec specs[N_TRIALS];
 static const asha_config asha = {.min_epochs = 1, .eta = 2};
 static const trials_redis_options fast = {.claim_ms = 600, .poll_ms = 50};
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 static void nap_ms(int ms) {
     struct timespec ts = {0, (long)ms * 1000000L};
@@ -220,7 +210,7 @@ static void test_search_survives_a_redis_restart(void) {
         if (!have)
             break;
         if (done == 3 && !killed) {
-            kill(redis_server_pid(), SIGKILL); // trial t is in flight
+            kill(redis_keeper_server, SIGKILL); // trial t is in flight; the keeper restarts it
             killed = true;
             nap_ms(400);
         }
@@ -244,8 +234,8 @@ int main(void) {
     for (int i = 0; i < N_TRIALS; i++)
         specs[i] = (trial_spec){.id = i, .seed = 100u + (unsigned)i, .learning_rate = 1e-4,
                                 .batch_size = 8, .max_epochs = 1};
-    int port = free_port();
-    CHECK_INT(redis_server_start("127.0.0.1", port, "trials-pw"), 0);
+    int port = test_free_port();
+    CHECK_INT(redis_keeper_start(port, "trials-pw"), 0);
     snprintf(endpoint.host, sizeof endpoint.host, "127.0.0.1");
     endpoint.port = port;
     snprintf(endpoint.password, sizeof endpoint.password, "trials-pw");
@@ -253,6 +243,6 @@ int main(void) {
     test_asha_records_are_shared();
     test_state_file_carries_over_attempts();
     test_search_survives_a_redis_restart();
-    redis_server_stop();
+    redis_keeper_stop();
     return check_summary();
 }
