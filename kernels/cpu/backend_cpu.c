@@ -21,9 +21,23 @@ static void cpu_free(backend *be, void *ptr) {
     free(ptr);
 }
 
+// Gradients are zeroed every step (bert-base: 436 MB): one thread's stores do not reach
+// the memory bandwidth, so large buffers are split across the op threads.
 static int cpu_memset_zero(backend *be, void *ptr, size_t bytes) {
     (void)be;
-    memset(ptr, 0, bytes);
+    enum { PARALLEL_FROM = 4 << 20, PIECE_ALIGN = 4096 };
+    int threads = cpu_ops_threads();
+    if (bytes < PARALLEL_FROM || threads < 2) {
+        memset(ptr, 0, bytes);
+        return 0;
+    }
+    size_t piece = (bytes / (size_t)threads + PIECE_ALIGN - 1) / PIECE_ALIGN * PIECE_ALIGN;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int t = 0; t < threads; t++) {
+        size_t start = (size_t)t * piece;
+        if (start < bytes)
+            memset((char *)ptr + start, 0, bytes - start < piece ? bytes - start : piece);
+    }
     return 0;
 }
 
