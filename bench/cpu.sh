@@ -9,6 +9,10 @@
 # faster). Takes several minutes on 2 cores: not part of the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Both sides wait passively in OpenMP, as the runner makes its workers do (main.c):
+# libgomp's active waiting lets idle OpenMP threads spin beside OpenBLAS's and costs
+# either side 10-40 % on two cores. Override with OMP_WAIT_POLICY=active to compare.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 threads=${1:-$(nproc)}
 iters=${2:-3}
 bin=${BUILD:-build/release}/bench/bench_cpu_bert
@@ -20,7 +24,7 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 echo "# $(date -u +%FT%TZ) $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# threads=$threads iters=$iters (after one warm-up iteration)"
+echo "# threads=$threads iters=$iters OMP_WAIT_POLICY=$OMP_WAIT_POLICY (after one warm-up iteration)"
 for case in train infer; do
   "$bin" --threads "$threads" --iters "$iters" --only "$case" --profile | tee -a "$log"
   "$py" bench/pytorch_bert.py --threads "$threads" --iters "$iters" --only "$case" | tee -a "$log"
