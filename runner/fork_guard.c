@@ -15,13 +15,18 @@ static void (*child_hooks[CHILD_HOOKS_MAX])(void);
 static int child_hook_count;
 static bool installed;
 
-static void prepare(void) { pthread_rwlock_wrlock(&guard); }
-static void parent(void) { pthread_rwlock_unlock(&guard); }
+static void prepare(void) {
+    pthread_rwlock_wrlock(&guard);
+}
+static void parent(void) {
+    pthread_rwlock_unlock(&guard);
+}
 static void child(void) {
     // The forking thread took the write lock: it is this child's only thread, so it may
     // release it.
     pthread_rwlock_unlock(&guard);
-    for (int i = 0; i < child_hook_count; i++) child_hooks[i]();
+    for (int i = 0; i < child_hook_count; i++)
+        child_hooks[i]();
 }
 
 void fork_guard_install(void (*child_hook)(void)) {
@@ -34,14 +39,19 @@ void fork_guard_install(void (*child_hook)(void)) {
         installed = pthread_atfork(prepare, parent, child) == 0;
     }
     bool known = false;
-    for (int i = 0; i < child_hook_count; i++) known = known || child_hooks[i] == child_hook;
+    for (int i = 0; i < child_hook_count; i++)
+        known = known || child_hooks[i] == child_hook;
     if (child_hook && !known && child_hook_count < CHILD_HOOKS_MAX)
         child_hooks[child_hook_count++] = child_hook;
     pthread_mutex_unlock(&hooks_lock);
 }
 
-void fork_guard_enter(void) { pthread_rwlock_rdlock(&guard); }
-void fork_guard_leave(void) { pthread_rwlock_unlock(&guard); }
+void fork_guard_enter(void) {
+    pthread_rwlock_rdlock(&guard);
+}
+void fork_guard_leave(void) {
+    pthread_rwlock_unlock(&guard);
+}
 
 typedef struct {
     void *(*main)(void *);
@@ -70,7 +80,8 @@ int fork_guard_thread_start(pthread_t *thread, void *(*main)(void *), void *arg)
     int rc = pthread_create(thread, NULL, trampoline, &start);
     if (rc == 0) {
         pthread_mutex_lock(&start.lock);
-        while (!start.started) pthread_cond_wait(&start.started_cond, &start.lock);
+        while (!start.started)
+            pthread_cond_wait(&start.started_cond, &start.lock);
         pthread_mutex_unlock(&start.lock);
     }
     pthread_cond_destroy(&start.started_cond);

@@ -11,6 +11,7 @@
 #include "runner/serve/serve.h"
 #include "runner/signals.h"
 #include "runner/telemetry.h"
+#include "runner/timing.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,12 +34,6 @@ typedef struct {
     worker_result result;
     char reason[REASON_MAX];
 } worker;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int env_int(const char *name, int fallback) {
     const char *value = getenv(name);
@@ -288,7 +283,7 @@ static int run_workers(const runner_config *cfg, int local_world) {
     while (reap(workers, spawned, order, order_worker, &ended) > 0) {
         if (signals_stop_requested() && !stop_sent) {
             stop_sent = true;
-            stop_deadline = now_s() + grace;
+            stop_deadline = timing_now_s() + grace;
             const char *why = signals_stop_reason();
             log_info("stop", "stopping %d worker%s: %s", spawned - ended,
                      spawned - ended == 1 ? "" : "s", why ? why : "stop requested");
@@ -298,7 +293,7 @@ static int run_workers(const runner_config *cfg, int local_world) {
             log_info("checkpoint_request", "forwarding a checkpoint request to the workers");
             signal_alive(workers, spawned, SIGUSR1);
         }
-        if (stop_sent && !killed && now_s() > stop_deadline) {
+        if (stop_sent && !killed && timing_now_s() > stop_deadline) {
             killed = true;
             log_error("stop_timeout", "workers did not stop within %.0f s: killing them", grace);
             for (int i = 0; i < spawned; i++)

@@ -15,6 +15,7 @@
 #include "runner/log.h"
 #include "runner/serve/telemetry_store.h"
 #include "runner/serve/tfevents.h"
+#include "runner/timing.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -209,12 +210,6 @@ static worker_ring *my_ring(void) {
     return &tel.seg->rings[tel.rank];
 }
 
-static double monotonic_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 // The "seq" of a log.h line (they end with ..."seq":N}).
 static unsigned long log_line_seq(const char *line) {
     const char *p = NULL;
@@ -228,7 +223,7 @@ static unsigned long log_line_seq(const char *line) {
 static void ship_logs(bool force) {
     worker_ring *ring = my_ring();
     if (!ring) return;
-    double now = monotonic_now();
+    double now = timing_now_s();
     if (!force && (now - tel.log_shipped_at) * 1000 < LOG_SHIP_MS) return;
     tel.log_shipped_at = now;
     char *lines[32];

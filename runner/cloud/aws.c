@@ -5,6 +5,7 @@
 
 #include "runner/error.h"
 #include "runner/log.h"
+#include "runner/timing.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -139,12 +140,6 @@ long aws_backoff_ms(int attempt) {
     for (int i = 0; i < attempt && ceiling < cap; i++) ceiling *= 2;
     if (ceiling > cap) ceiling = cap;
     return ceiling ? (long)(rand_r(&seed) % (ceiling + 1)) : 0;
-}
-
-static void sleep_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
 }
 
 // ---- the AWS error code of a failed answer: S3's XML <Code>, or JSON "__type" ----
@@ -448,7 +443,7 @@ int aws_send(const aws_request *req, aws_response *resp, const char *what) {
             cJSON_AddStringToObject(f, "reason", reason);
             cJSON_AddNumberToObject(f, "delay_ms", (double)delay);
             log_fields(LOG_WARN, "aws_retry", f);
-            sleep_ms(delay);
+            timing_sleep_ms(delay);
         }
     }
     return error_set(EXIT_REMOTE_IO, "%s: failed after %d attempts: %s", what, max_attempts,

@@ -17,6 +17,7 @@
 #include "runner/log.h"
 #include "runner/serve/serve.h"
 #include "runner/signals.h"
+#include "runner/timing.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -85,22 +86,10 @@ static struct {
     bool heartbeat_running, control_running, fanin_running;
 } coord = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-static long long now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 // Sleep up to `ms`, waking early when coordination stops.
 static void nap(int ms) {
     for (int slept = 0; slept < ms && !atomic_load(&coord.stop); slept += 50)
-        sleep_ms(ms - slept < 50 ? ms - slept : 50);
+        timing_sleep_ms(ms - slept < 50 ? ms - slept : 50);
 }
 
 // Ask the job to stop with `code` as the exit code; the first request wins.
@@ -242,7 +231,7 @@ static void generate_password(char *out, size_t out_len) {
     unsigned char raw[24];
     if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
         // getrandom never fails for 24 bytes after boot; mix the clock in as a fallback.
-        long long t = now_ms() ^ ((long long)getpid() << 20);
+        long long t = timing_now_ms() ^ ((long long)getpid() << 20);
         for (size_t i = 0; i < sizeof raw; i++)
             raw[i] = (unsigned char)(t >> (i % 8 * 8)) ^ (unsigned char)(i * 131);
     }
@@ -351,7 +340,7 @@ static int rendezvous(redis_client *rc) {
     char state_key[COORD_PREFIX_MAX + 16], members_key[COORD_PREFIX_MAX + 24];
     snprintf(state_key, sizeof state_key, "%srdzv", coord.prefix);
     snprintf(members_key, sizeof members_key, "%srdzv:members", coord.prefix);
-    long long deadline = now_ms() + (long long)coord.rendezvous_timeout_s * 1000;
+    long long deadline = timing_now_ms() + (long long)coord.rendezvous_timeout_s * 1000;
     log_info("rendezvous_join", "node %d of %d (min %d), timeout %d s", coord.self.node_index,
              coord.self.num_nodes, min_nodes, coord.rendezvous_timeout_s);
     for (;;) {
@@ -378,11 +367,11 @@ static int rendezvous(redis_client *rc) {
             break;
         if (atomic_load(&coord.stop) || signals_stop_requested())
             return error_set(EXIT_INTERRUPTED, "rendezvous: stop requested while joining");
-        if (now_ms() >= deadline)
+        if (timing_now_ms() >= deadline)
             return error_set(EXIT_COORDINATION,
                              "rendezvous: timed out after %d s waiting for %d nodes "
                              "(--rendezvous-timeout)", coord.rendezvous_timeout_s, min_nodes);
-        sleep_ms(RENDEZVOUS_POLL_MS);
+        timing_sleep_ms(RENDEZVOUS_POLL_MS);
     }
 
     redisReply *r = redis_client_command(rc, "HGETALL %s", members_key);
@@ -399,7 +388,7 @@ static int rendezvous(redis_client *rc) {
         memset(p, 0, sizeof *p);
         p->node_index = atoi(r->element[i]->str);
         snprintf(p->address, sizeof p->address, "%s", r->element[i + 1]->str);
-        p->last_seen_ms = now_ms();
+        p->last_seen_ms = timing_now_ms();
         p->last_beat = -1;
     }
     freeReplyObject(r);
@@ -559,7 +548,7 @@ static void *heartbeat_main(void *arg) {
     while (!atomic_load(&coord.stop)) {
         // Each beat allocates in hiredis: no fork() meanwhile (runner/fork_guard.h).
         fork_guard_enter();
-        long long now = now_ms();
+        long long now = timing_now_ms();
         if (now >= next_beat) {
             next_beat = now + coord.heartbeat_ms;
             int code = redis_client_ok(rc, "SET %shb:%d %lld PX %d", coord.prefix,
@@ -571,7 +560,7 @@ static void *heartbeat_main(void *arg) {
                     log_warn("redis_unreachable", "%s", error_message());
                 }
                 error_clear();
-                if (multi && now_ms() - unreachable_since >= retry_ms) {
+                if (multi && timing_now_ms() - unreachable_since >= retry_ms) {
                     request_stop(EXIT_COORDINATION, "Redis unreachable on a multi-node job");
                     fork_guard_leave();
                     break;
@@ -580,23 +569,23 @@ static void *heartbeat_main(void *arg) {
                 continue;
             }
             if (unreachable_since) {
-                log_info("redis_reachable", "after %lld ms", now_ms() - unreachable_since);
+                log_info("redis_reachable", "after %lld ms", timing_now_ms() - unreachable_since);
                 unreachable_since = 0;
-                forgive_peers(now_ms());
+                forgive_peers(timing_now_ms());
             }
             if (redis_client_reconnects(rc) != reconnects) {
                 // Redis came back (perhaps restarted, empty): the others need a period
                 // to write their beats again; their silence meanwhile is not a death.
                 reconnects = redis_client_reconnects(rc);
-                forgive_peers(now_ms());
+                forgive_peers(timing_now_ms());
             }
-            scan_peers(rc, now_ms());
+            scan_peers(rc, timing_now_ms());
             error_clear();
         } else if (!unreachable_since) {
             scan_peers(rc, now);
             if (redis_client_reconnects(rc) != reconnects) {
                 reconnects = redis_client_reconnects(rc);
-                forgive_peers(now_ms());
+                forgive_peers(timing_now_ms());
             }
             flush_metrics(rc);
             if (multi && !coord.self.is_main)
@@ -762,7 +751,7 @@ int coord_publish_control(const char *command) {
 
 cJSON *coord_nodes_json(void) {
     cJSON *arr = cJSON_CreateArray();
-    long long now = now_ms();
+    long long now = timing_now_ms();
     pthread_mutex_lock(&coord.lock);
     for (int i = 0; i < coord.n_peers; i++) {
         const peer *p = &coord.peers[i];
@@ -881,8 +870,8 @@ static void leave(void) {
             freeReplyObject(r);
     }
     if (clean && coord.embedded && coord.self.is_main && coord.n_peers > 1) {
-        long long deadline = now_ms() + LEAVE_WAIT_MS;
-        while (now_ms() < deadline) {
+        long long deadline = timing_now_ms() + LEAVE_WAIT_MS;
+        while (timing_now_ms() < deadline) {
             int gone = 0;
             for (int i = 0; i < coord.n_peers; i++) {
                 redisReply *r = redis_client_command(rc, "GET %shb:%d", coord.prefix,
@@ -896,7 +885,7 @@ static void leave(void) {
             }
             if (gone == coord.n_peers)
                 break;
-            sleep_ms(100);
+            timing_sleep_ms(100);
         }
     }
     redis_client_free(rc);

@@ -3,6 +3,7 @@
 
 #include "runner/coord/coord_internal.h"
 #include "runner/error.h"
+#include "runner/timing.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -22,18 +23,6 @@ typedef struct {
     redis_client *rc;
     pthread_mutex_t lock; // a hiredis context is not thread-safe
 } redis_store;
-
-static long long now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
 
 static int store_set(void *ctx, const char *key, const void *data, size_t len) {
     redis_store *s = ctx;
@@ -58,7 +47,7 @@ static int store_get(void *ctx, const char *key, void **data, size_t *len) {
     *len = 0;
     // Gloo reads other ranks' keys without waiting first: get blocks until the key
     // exists, as Gloo's own stores do.
-    long long deadline = now_ms() + STORE_GET_WAIT_MS;
+    long long deadline = timing_now_ms() + STORE_GET_WAIT_MS;
     int poll_ms = 5;
     redisReply *r;
     for (;;) {
@@ -67,10 +56,10 @@ static int store_get(void *ctx, const char *key, void **data, size_t *len) {
         pthread_mutex_unlock(&s->lock);
         if (!r)
             return EXIT_COORDINATION;
-        if (r->type != REDIS_REPLY_NIL || now_ms() >= deadline)
+        if (r->type != REDIS_REPLY_NIL || timing_now_ms() >= deadline)
             break;
         freeReplyObject(r);
-        sleep_ms(poll_ms);
+        timing_sleep_ms(poll_ms);
         poll_ms = poll_ms * 2 > WAIT_POLL_MAX_MS ? WAIT_POLL_MAX_MS : poll_ms * 2;
     }
     int code = 0;
@@ -107,7 +96,7 @@ static int store_wait(void *ctx, const char *const *keys, size_t n, int timeout_
         argv[i + 1] = keys[i];
         lens[i + 1] = strlen(keys[i]);
     }
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = timing_now_ms() + timeout_ms;
     int poll_ms = 5, code = 0;
     for (;;) {
         pthread_mutex_lock(&s->lock);
@@ -121,12 +110,12 @@ static int store_wait(void *ctx, const char *const *keys, size_t n, int timeout_
         freeReplyObject(r);
         if (all)
             break;
-        if (now_ms() >= deadline) {
+        if (timing_now_ms() >= deadline) {
             code = error_set(EXIT_COORDINATION, "store wait: %zu key(s) (first %s) not set within %d ms",
                              n, keys[0], timeout_ms);
             break;
         }
-        sleep_ms(poll_ms);
+        timing_sleep_ms(poll_ms);
         poll_ms = poll_ms * 2 > WAIT_POLL_MAX_MS ? WAIT_POLL_MAX_MS : poll_ms * 2;
     }
     free(argv);

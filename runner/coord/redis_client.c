@@ -3,6 +3,7 @@
 
 #include "runner/error.h"
 #include "runner/log.h"
+#include "runner/timing.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -29,18 +30,6 @@ struct redis_client {
     bool was_connected; // to log "reconnected" once after an outage
     long reconnects;
 };
-
-static long long now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
 
 static struct timeval timeval_ms(int ms) {
     return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
@@ -177,7 +166,7 @@ static bool connect_once(redis_client *rc, char *why, size_t why_len) {
 int redis_client_connect(redis_client *rc) {
     if (rc->ctx)
         return 0;
-    long long deadline = now_ms() + rc->retry_ms;
+    long long deadline = timing_now_ms() + rc->retry_ms;
     int backoff = BACKOFF_FIRST_MS;
     char why[256] = "";
     for (;;) {
@@ -193,10 +182,10 @@ int redis_client_connect(redis_client *rc) {
         if (strstr(why, "WRONGPASS") || strstr(why, "invalid password") ||
             strstr(why, "NOAUTH"))
             break;
-        long long left = deadline - now_ms();
+        long long left = deadline - timing_now_ms();
         if (left <= 0 || stopping(rc))
             break;
-        sleep_ms(backoff < left ? backoff : (int)left);
+        timing_sleep_ms(backoff < left ? backoff : (int)left);
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
     return error_set(EXIT_COORDINATION, "redis %s:%d unreachable: %s", rc->ep.host,
@@ -206,7 +195,7 @@ int redis_client_connect(redis_client *rc) {
 // Send through `send` until a reply arrives or the retry window closes.
 static redisReply *command_with_retry(redis_client *rc, redisReply *(*send)(redis_client *, void *),
                                       void *arg) {
-    long long deadline = now_ms() + rc->retry_ms;
+    long long deadline = timing_now_ms() + rc->retry_ms;
     int backoff = BACKOFF_FIRST_MS;
     for (;;) {
         if (redis_client_connect(rc) == 0) {
@@ -217,10 +206,10 @@ static redisReply *command_with_retry(redis_client *rc, redisReply *(*send)(redi
                      rc->ctx->errstr);
             redis_client_drop(rc);
         }
-        long long left = deadline - now_ms();
+        long long left = deadline - timing_now_ms();
         if (left <= 0 || stopping(rc))
             break;
-        sleep_ms(backoff < left ? backoff : (int)left);
+        timing_sleep_ms(backoff < left ? backoff : (int)left);
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
     if (error_code() != EXIT_COORDINATION)

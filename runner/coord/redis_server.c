@@ -5,6 +5,7 @@
 #include "runner/error.h"
 #include "runner/fork_guard.h"
 #include "runner/log.h"
+#include "runner/timing.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,12 +32,6 @@ static struct {
     bool thread_running;
     pthread_t thread;
 } server;
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
 
 // Start redis-server reading its configuration from a pipe on stdin ("redis-server -").
 // It gets its own process group (a terminal's ^C or `timeout` hitting the job's group
@@ -134,7 +129,7 @@ static int wait_ready(void) {
                              exit_status, server.port);
             break;
         }
-        sleep_ms(20);
+        timing_sleep_ms(20);
     }
     redis_client_free(rc);
     if (code == EXIT_COORDINATION && error_code() != EXIT_COORDINATION)
@@ -149,7 +144,7 @@ static void *supervise(void *arg) {
     (void)arg;
     int backoff = 100;
     while (!atomic_load(&server.stopping)) {
-        sleep_ms(SUPERVISE_PERIOD_MS);
+        timing_sleep_ms(SUPERVISE_PERIOD_MS);
         pid_t pid = atomic_load(&server.pid);
         int status = 0;
         if (atomic_load(&server.stopping) || pid <= 0 || !server_died(pid, &status))
@@ -177,7 +172,7 @@ static void *supervise(void *arg) {
         if (code == 0) {
             backoff = 100;
         } else {
-            sleep_ms(backoff);
+            timing_sleep_ms(backoff);
             backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
         }
     }
@@ -224,7 +219,7 @@ void redis_server_stop(void) {
                 pid = 0;
                 break;
             }
-            sleep_ms(20);
+            timing_sleep_ms(20);
         }
         if (pid > 0) {
             kill(pid, SIGKILL);

@@ -6,6 +6,7 @@
 #include "runner/job/files.h"
 #include "runner/log.h"
 #include "runner/signals.h"
+#include "runner/timing.h"
 
 #include <errno.h>
 #include <math.h>
@@ -46,12 +47,6 @@ typedef struct {
     bool thread_running;
 } redis_source;
 
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 // ---- claims ---------------------------------------------------------------------------
 
 static void hold(redis_source *rs, int trial_id, const char *entry_id) {
@@ -83,7 +78,7 @@ static void *keep_claims(void *arg) {
     int period = rs->opt.claim_ms / 6 > 20 ? rs->opt.claim_ms / 6 : 20;
     while (!atomic_load(&rs->stop)) {
         for (int slept = 0; slept < period && !atomic_load(&rs->stop); slept += 20)
-            sleep_ms(20);
+            timing_sleep_ms(20);
         char ids[MAX_HELD][48];
         pthread_mutex_lock(&rs->lock);
         int n = rs->n_held;
@@ -255,7 +250,7 @@ static int redis_next(trial_source *s, trial_spec *out, bool *have) {
             return 0;
         if (signals_stop_requested())
             return error_set(EXIT_INTERRUPTED, "trials: stop requested while waiting for a trial");
-        sleep_ms(rs->opt.poll_ms);
+        timing_sleep_ms(rs->opt.poll_ms);
     }
 }
 

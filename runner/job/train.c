@@ -13,18 +13,13 @@
 #include "runner/model/schedule.h"
 #include "runner/signals.h"
 #include "runner/telemetry.h"
+#include "runner/timing.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void eval_result_free(eval_result *r) {
     free(r->lengths);
@@ -302,7 +297,7 @@ int train_run(bert_model *m, const encoded_set *train, const encoded_set *valid,
     int *order = malloc((size_t)train->n * sizeof *order);
     if (rc == 0) rc = buffers_alloc(&bb, B, train->T, 0);
     if (rc == 0 && !order) rc = error_set(EXIT_RESOURCES, "out of memory");
-    double started = now_s(), last_log = 0;
+    double started = timing_now_s(), last_log = 0;
     long steps_here = 0, tokens_since = 0;
     double tokens_clock = started;
     while (rc == 0 && !st.finished && st.epoch < opt->epochs) {
@@ -358,7 +353,7 @@ int train_run(bert_model *m, const encoded_set *train, const encoded_set *valid,
             st.loss_sum += loss;
             st.loss_count++;
             tokens_since += tokens;
-            double now = now_s();
+            double now = timing_now_s();
             double tps = now > tokens_clock ? (double)tokens_since / (now - tokens_clock) : 0;
             telemetry_scalar(opt->run, "train/loss", st.step, loss);
             telemetry_scalar(opt->run, "train/learning_rate", st.step, lr);

@@ -1,4 +1,5 @@
 #include "runner/serve/nvml.h"
+#include "runner/timing.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -38,12 +39,6 @@ static struct {
     int cached;
     double cache_time;
 } nv = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-static double monotonic_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 // dlsym returns void*; converting it to a function pointer is what POSIX specifies.
 #define NVML_SYM(field, symbol, required)                                                  \
@@ -139,7 +134,7 @@ static void read_gpu(unsigned i, nvml_gpu *g) {
 int nvml_read(nvml_gpu *out, int max) {
     if (!nvml_open(NULL)) return 0;
     pthread_mutex_lock(&nv.lock);
-    double now = monotonic_now();
+    double now = timing_now_s();
     if (nv.ok && (nv.cache_time == 0 || now - nv.cache_time >= 1.0)) {
         unsigned count = 0;
         if (nv.count(&count) != 0) count = 0;

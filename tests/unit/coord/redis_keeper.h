@@ -23,8 +23,7 @@
 // programs, acceptable in tests).
 static inline int test_free_port(void) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
+    if (fd < 0) return -1;
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof a;
     int port = -1;
@@ -49,8 +48,7 @@ typedef struct {
 // reports its result; returns redis_server_start()'s code (0 when the server answers).
 static inline int redis_keeper_start(int port, const char *password) {
     int ready[2], hold[2];
-    if (pipe(ready) != 0)
-        return -1;
+    if (pipe(ready) != 0) return -1;
     if (pipe(hold) != 0) {
         close(ready[0]);
         close(ready[1]);
@@ -58,8 +56,7 @@ static inline int redis_keeper_start(int port, const char *password) {
     }
     fflush(NULL);
     pid_t pid = fork();
-    if (pid < 0)
-        return -1;
+    if (pid < 0) return -1;
     if (pid == 0) {
         close(ready[0]);
         close(hold[1]);
@@ -88,8 +85,7 @@ static inline int redis_keeper_start(int port, const char *password) {
 
 // Stop the server and wait for the keeper.
 static inline void redis_keeper_stop(void) {
-    if (redis_keeper_pid <= 0)
-        return;
+    if (redis_keeper_pid <= 0) return;
     close(redis_keeper_fd);
     int status;
     waitpid(redis_keeper_pid, &status, 0);

@@ -48,8 +48,7 @@ static void test_fork_waits_for_a_guarded_stretch(void) {
     while (!atomic_load(&inside))
         nap_ms(1);
     pid_t pid = fork();
-    if (pid == 0)
-        _exit(0);
+    if (pid == 0) _exit(0);
     double forked_at = now_s();
     CHECK(pid > 0);
     CHECK(atomic_load(&left_at) > 0 && forked_at >= atomic_load(&left_at));
@@ -72,8 +71,7 @@ static void test_child_hook_runs_in_the_child_only(void) {
     fork_guard_install(child_hook);
     fork_guard_install(child_hook); // twice: still one hook
     pid_t pid = fork();
-    if (pid == 0)
-        _exit(0);
+    if (pid == 0) _exit(0);
     int status;
     waitpid(pid, &status, 0);
     close(fds[1]);
