@@ -83,15 +83,6 @@ static int state_from_json(const cJSON *o, train_state *st, const char *path) {
     return 0;
 }
 
-static int write_json(const char *path, cJSON *json) {
-    char *text = cJSON_Print(json);
-    cJSON_Delete(json);
-    if (!text) return error_set(EXIT_RESOURCES, "out of memory");
-    int rc = files_write_text(path, text);
-    free(text);
-    return rc;
-}
-
 // Steps of the complete-looking checkpoint directories (with a manifest), newest first.
 static int list_checkpoints(const char *dir, long **steps) {
     *steps = NULL;
@@ -143,7 +134,7 @@ int checkpoint_save(const char *dir, const bert_model *m, const train_state *st,
     if (rc == 0) rc = files_join(path, sizeof path, "%s/model.safetensors", ck);
     if (rc == 0) rc = bert_save_safetensors(m, path);
     if (rc == 0) rc = files_join(path, sizeof path, "%s/trainer_state.json", ck);
-    if (rc == 0) rc = write_json(path, state_to_json(st));
+    if (rc == 0) rc = files_write_json(path, state_to_json(st));
     if (rc) return rc;
 
     cJSON *manifest = cJSON_CreateObject();
@@ -169,7 +160,7 @@ int checkpoint_save(const char *dir, const bert_model *m, const train_state *st,
         cJSON_Delete(manifest);
         return rc;
     }
-    if ((rc = write_json(path, manifest))) return rc;
+    if ((rc = files_write_json(path, manifest))) return rc;
     log_info("checkpoint_saved", "%s", ck);
 
     if (keep <= 0) return 0;

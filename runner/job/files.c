@@ -3,6 +3,7 @@
 
 #include "runner/error.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -97,6 +98,15 @@ int files_write_atomic_parts(const char *path, const void *const *parts, const s
 
 int files_write_text(const char *path, const char *text) {
     return files_write_atomic(path, text, strlen(text));
+}
+
+int files_write_json(const char *path, cJSON *json) {
+    char *text = cJSON_Print(json);
+    cJSON_Delete(json);
+    if (!text) return error_set(EXIT_RESOURCES, "%s: out of memory", path);
+    int rc = files_write_text(path, text);
+    free(text);
+    return rc;
 }
 
 int files_read_all(const char *path, char **out, size_t *len) {

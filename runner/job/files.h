@@ -2,6 +2,7 @@
 // Files of the job's output: directories made as needed, whole files written
 // atomically (temporary name, fsync, rename, fsync of the directory) so a crash never
 // leaves half a file under a final name, and CRC-32 checksums for checkpoint manifests.
+#include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +15,9 @@ int files_write_atomic(const char *path, const void *data, size_t len);
 int files_write_atomic_parts(const char *path, const void *const *parts, const size_t *lens, int n);
 // Write a NUL-terminated string atomically.
 int files_write_text(const char *path, const char *text);
+// Write `json` (pretty-printed) atomically; takes ownership of it. 0, EXIT_OUTPUT or
+// EXIT_RESOURCES.
+int files_write_json(const char *path, cJSON *json);
 // Read a whole file into a malloc'd buffer (NUL-terminated); *len may be NULL.
 // 0 or EXIT_BAD_INPUT (naming the file).
 int files_read_all(const char *path, char **out, size_t *len);

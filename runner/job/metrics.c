@@ -347,13 +347,12 @@ cJSON *metrics_fundamental_json(const metrics_report *r) {
 
 static int write_json(const char *dir, const char *name, cJSON *json) {
     char path[PATH_MAX];
-    char *text = cJSON_Print(json);
-    cJSON_Delete(json);
-    int rc = text ? files_join(path, sizeof path, "%s/%s", dir, name)
-                  : error_set(EXIT_RESOURCES, "out of memory");
-    if (rc == 0) rc = files_write_text(path, text);
-    free(text);
-    return rc;
+    int rc = files_join(path, sizeof path, "%s/%s", dir, name);
+    if (rc) {
+        cJSON_Delete(json);
+        return rc;
+    }
+    return files_write_json(path, json);
 }
 
 int metrics_write(const metrics_report *r, double eval_loss, const char *dir) {

@@ -95,15 +95,6 @@ static void base_options(const job_context *ctx, const pipeline_data *d, train_o
     opt->mask_id = -1;
 }
 
-static int write_json_file(const char *path, cJSON *json) {
-    char *text = cJSON_Print(json);
-    cJSON_Delete(json);
-    if (!text) return error_set(EXIT_RESOURCES, "out of memory");
-    int rc = files_write_text(path, text);
-    free(text);
-    return rc;
-}
-
 static cJSON *spec_json(const trial_spec *t) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "trial", t->id);
@@ -124,7 +115,7 @@ static int run_trial(job_context *ctx, const pipeline_data *d, trial_source *sou
     int rc = files_join(dir, sizeof dir, "%s/hyperparameters/trial-%d", ctx->artefacts, t->id);
     if (rc == 0) rc = files_mkdirs(dir);
     if (rc == 0) rc = files_join(path, sizeof path, "%s/settings.json", dir);
-    if (rc == 0) rc = write_json_file(path, spec_json(t));
+    if (rc == 0) rc = files_write_json(path, spec_json(t));
     if (rc) return rc;
     snprintf(run, sizeof run, "trial-%d", t->id);
     log_info("trial_start", "%s: learning_rate %.3g, weight_decay %.3g, batch %d, seed %llu", run,
@@ -162,7 +153,7 @@ static int run_trial(job_context *ctx, const pipeline_data *d, trial_source *sou
     cJSON_AddBoolToObject(r, "halted", outcome.halted);
     cJSON_AddBoolToObject(r, "early_stopped", outcome.early_stopped);
     rc = files_join(path, sizeof path, "%s/result.json", dir);
-    if (rc == 0) rc = write_json_file(path, r);
+    if (rc == 0) rc = files_write_json(path, r);
     else cJSON_Delete(r);
     telemetry_scalar(run, "trial/best_eval_loss", outcome.steps, outcome.best_eval_loss);
     log_info("trial_done", "%s: %d epochs%s, best eval_loss %.4f, eval_f1 %.4f", run,
@@ -227,7 +218,7 @@ static int search(job_context *ctx, const pipeline_data *d, trial_spec *best) {
         cJSON_AddNumberToObject(o, "best_eval_loss", results[b].best_eval_loss);
         cJSON_AddNumberToObject(o, "best_eval_f1", results[b].best_eval_f1);
         rc = files_join(path, sizeof path, "%s/best.json", dir);
-        if (rc == 0) rc = write_json_file(path, o);
+        if (rc == 0) rc = files_write_json(path, o);
         else cJSON_Delete(o);
         log_info("search_done", "best: trial-%d (eval_loss %.4f, eval_f1 %.4f): learning_rate "
                  "%.3g, weight_decay %.3g, batch %d", w->id, results[b].best_eval_loss,
