@@ -52,6 +52,7 @@ void aws_copy(char *dst, size_t n, const char *src) {
 const char *aws_region(void) {
     const char *r = getenv("AWS_REGION");
     if (!r || !*r) r = getenv("AWS_DEFAULT_REGION");
+    if (!r || !*r) r = aws_profile_region();
     return (r && *r) ? r : "us-east-1";
 }
 

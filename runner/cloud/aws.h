@@ -28,14 +28,35 @@ typedef struct {
     time_t expiration; // 0 = does not expire
 } aws_credentials;
 
-// The current credentials (environment, then ECS container credentials, then the
-// IMDSv2 instance role), cached and refreshed five minutes before they expire.
+// The current credentials, in the SDKs' order: environment, the shared files' profile
+// (below), ECS container credentials, the IMDSv2 instance role; cached and refreshed
+// five minutes before they expire.
 // Secret and token are registered with log_redact(). Thread-safe.
 int aws_credentials_get(aws_credentials *out);
 // Drop the cache (after an ExpiredToken answer) so the next call asks again.
 void aws_credentials_invalidate(void);
 
-// AWS_REGION, else AWS_DEFAULT_REGION, else "us-east-1".
+// The AWS CLI's shared files for the profile AWS_PROFILE names (else "default"):
+// AWS_SHARED_CREDENTIALS_FILE (default ~/.aws/credentials, section [NAME]) and
+// AWS_CONFIG_FILE (default ~/.aws/config, [default] or [profile NAME]). Static keys
+// (aws_access_key_id, aws_secret_access_key, aws_session_token; the credentials file
+// first) and the config file's region.
+typedef struct {
+    char name[128];
+    bool found;                  // a section for the profile exists in either file
+    aws_credentials credentials; // access_key "" when neither file has both keys
+    char keys_from[4096];        // the file the keys came from
+    char region[64];             // "" when the config file names none
+    char unsupported_key[32];    // role_arn, sso_session, credential_process... ("" if none)
+    char credentials_file[4096], config_file[4096]; // "" when there is no path (no HOME)
+} aws_profile;
+// 0; EXIT_USAGE for a file that cannot be read or parsed (file:line) and for an
+// AWS_PROFILE that neither file has. Missing files are no error.
+int aws_profile_load(aws_profile *out);
+// The config file's region for the profile, read once; NULL when there is none.
+const char *aws_profile_region(void);
+
+// AWS_REGION, else AWS_DEFAULT_REGION, else the profile's region, else "us-east-1".
 const char *aws_region(void);
 // Base URL (no trailing slash) for a service: AWS_ENDPOINT_URL_<SERVICE>, else
 // AWS_ENDPOINT_URL, else https://<host_prefix>.<region>.amazonaws.com. `env_suffix`

@@ -1,5 +1,6 @@
-// The credentials chain, in the order the AWS SDKs use: environment variables, ECS
-// container credentials (the Batch job role), then the EC2 instance role over IMDSv2.
+// The credentials chain, in the order the AWS SDKs use: environment variables, the
+// shared files' profile (~/.aws/credentials, ~/.aws/config: profile.c), ECS container
+// credentials (the Batch job role), then the EC2 instance role over IMDSv2.
 // Temporary credentials are cached and refreshed five minutes before they expire.
 // Secrets never reach a log line: each new secret key and token goes to log_redact().
 #include "runner/cloud/aws.h"
@@ -163,16 +164,34 @@ static int resolve(aws_credentials *out, const char **source) {
         *source = "environment";
         return 0;
     }
+    aws_profile profile;
+    int rc = aws_profile_load(&profile);
+    if (rc) return rc;
+    if (profile.credentials.access_key[0]) {
+        *out = profile.credentials;
+        memset(&profile.credentials, 0, sizeof profile.credentials);
+        *source = "profile";
+        return 0;
+    }
+    if (profile.unsupported_key[0])
+        return error_set(EXIT_USAGE,
+                         "AWS profile %s (%s): %s is not supported; give the profile "
+                         "aws_access_key_id/aws_secret_access_key, or export credentials "
+                         "(aws configure export-credentials --format env)",
+                         profile.name, profile.config_file[0] ? profile.config_file
+                                                              : profile.credentials_file,
+                         profile.unsupported_key);
     if (env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") || env("AWS_CONTAINER_CREDENTIALS_FULL_URI")) {
         *source = "container";
         return from_container(out);
     }
     *source = "instance-role";
-    int rc = from_instance_role(out);
+    rc = from_instance_role(out);
     if (rc == 1)
         return error_set(EXIT_USAGE,
-                         "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or "
-                         "give the job a role (jobRoleArn) or the instance a profile");
+                         "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
+                         "AWS_PROFILE, or give the job a role (jobRoleArn) or the instance a "
+                         "profile");
     return rc;
 }
 

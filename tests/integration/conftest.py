@@ -46,6 +46,9 @@ def base_env(**extra):
     """A minimal environment: no RUNNER_* or AWS_* leaking in from the caller."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("RUNNER_", "AWS_", "REDIS_", "SFN_"))}
+    # Nor the caller's ~/.aws files: a test that wants them names its own.
+    env["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent/aws-credentials"
+    env["AWS_CONFIG_FILE"] = "/nonexistent/aws-config"
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

@@ -164,7 +164,8 @@ def test_instance_role_and_chain_order(aws_tool, responder):
                          AWS_EC2_METADATA_SERVICE_ENDPOINT=responder.url)
     before = len(responder.requests)
     got, _ = creds(aws_tool, env_first)
-    assert got == {"access_key": "AKIAENVKEY", "token_len": 0, "expires_in": -1}
+    assert got == {"access_key": "AKIAENVKEY", "token_len": 0, "expires_in": -1,
+                   "region": "us-east-1"}
     assert len(responder.requests) == before
 
     container_first = base_env(AWS_CONTAINER_CREDENTIALS_FULL_URI=responder.url + "/creds/x",
@@ -176,6 +177,100 @@ def test_instance_role_and_chain_order(aws_tool, responder):
     # None at all: a configuration error naming what to set.
     r = tool(aws_tool, "credentials", env=base_env(AWS_EC2_METADATA_DISABLED="true"))
     assert r.returncode == 2 and "AWS_ACCESS_KEY_ID" in r.stderr
+
+
+def shared_files(tmp_path, credentials, config):
+    (tmp_path / "credentials").write_text(credentials)
+    (tmp_path / "config").write_text(config)
+    return {"AWS_SHARED_CREDENTIALS_FILE": tmp_path / "credentials",
+            "AWS_CONFIG_FILE": tmp_path / "config"}
+
+
+CREDENTIALS_FILE = """\
+# written by `aws configure`
+[default]
+aws_access_key_id = AKIAFILEDEFAULT
+aws_secret_access_key = file-default-secret-do-not-log
+
+[dev]
+aws_access_key_id=AKIAFILEDEV
+aws_secret_access_key=file-dev-secret-do-not-log
+aws_session_token = file-dev-token-do-not-log
+"""
+CONFIG_FILE = """\
+[default]
+region = eu-central-1
+s3 =
+  max_concurrent_requests = 4
+
+[profile dev]
+region = ap-southeast-2
+output = json
+
+[profile cfgonly]
+aws_access_key_id = AKIACONFIGONLY
+aws_secret_access_key = config-only-secret-do-not-log
+
+[profile assumer]
+role_arn = arn:aws:iam::123456789012:role/trainer
+source_profile = default
+"""
+
+
+def test_shared_credentials_and_config_files(aws_tool, responder, tmp_path):
+    files = shared_files(tmp_path, CREDENTIALS_FILE, CONFIG_FILE)
+    # The default profile: keys from the credentials file, region from the config file;
+    # it comes before container credentials (the endpoint is never asked).
+    before = len(responder.requests)
+    got, r = creds(aws_tool, base_env(**files, AWS_EC2_METADATA_DISABLED="true",
+                                      AWS_CONTAINER_CREDENTIALS_FULL_URI=responder.url + "/creds/x"))
+    assert got == {"access_key": "AKIAFILEDEFAULT", "token_len": 0, "expires_in": -1,
+                   "region": "eu-central-1"}
+    assert len(responder.requests) == before
+    assert "do-not-log" not in r.stdout + r.stderr
+
+    # AWS_PROFILE picks a section; the session token comes along; AWS_REGION still wins.
+    got, r = creds(aws_tool, base_env(**files, AWS_PROFILE="dev", AWS_EC2_METADATA_DISABLED="true"))
+    assert got["access_key"] == "AKIAFILEDEV" and got["region"] == "ap-southeast-2"
+    assert got["token_len"] == len("file-dev-token-do-not-log")
+    assert "do-not-log" not in r.stdout + r.stderr
+    got, _ = creds(aws_tool, base_env(**files, AWS_PROFILE="dev", AWS_REGION="us-west-2",
+                                      AWS_EC2_METADATA_DISABLED="true"))
+    assert got["region"] == "us-west-2"
+
+    # Keys may stand in the config file's [profile NAME] section too.
+    got, _ = creds(aws_tool, base_env(**files, AWS_PROFILE="cfgonly",
+                                      AWS_EC2_METADATA_DISABLED="true"))
+    assert got["access_key"] == "AKIACONFIGONLY" and got["region"] == "us-east-1"
+
+    # Environment variables still come first.
+    got, _ = creds(aws_tool, base_env(**files, AWS_ACCESS_KEY_ID="AKIAENVKEY",
+                                      AWS_SECRET_ACCESS_KEY="env-secret-x"))
+    assert got["access_key"] == "AKIAENVKEY"
+
+
+def test_shared_files_errors_name_the_profile_or_the_line(aws_tool, tmp_path):
+    files = shared_files(tmp_path, CREDENTIALS_FILE, CONFIG_FILE)
+    r = tool(aws_tool, "credentials", env=base_env(**files, AWS_PROFILE="nope",
+                                                   AWS_EC2_METADATA_DISABLED="true"))
+    assert r.returncode == 2
+    assert "AWS_PROFILE nope: no such profile" in r.stderr and str(tmp_path / "config") in r.stderr
+
+    # A profile that assumes a role is refused by name, never replaced by other keys.
+    r = tool(aws_tool, "credentials", env=base_env(**files, AWS_PROFILE="assumer",
+                                                   AWS_EC2_METADATA_DISABLED="true"))
+    assert r.returncode == 2 and "role_arn is not supported" in r.stderr
+
+    # A line that is not INI: file and line.
+    broken = shared_files(tmp_path, "[default]\naws_access_key_id = AKIA\nthis is not ini\n", "")
+    r = tool(aws_tool, "credentials", env=base_env(**broken, AWS_EC2_METADATA_DISABLED="true"))
+    assert r.returncode == 2 and f"{tmp_path / 'credentials'}:3:" in r.stderr
+
+    # Missing files are no error: the chain goes on (here to "no credentials at all").
+    r = tool(aws_tool, "credentials", env=base_env(AWS_EC2_METADATA_DISABLED="true",
+                                                   AWS_SHARED_CREDENTIALS_FILE=tmp_path / "none",
+                                                   AWS_CONFIG_FILE=tmp_path / "none2"))
+    assert r.returncode == 2 and "no AWS credentials" in r.stderr
 
 
 # ---- Step Functions callbacks ----

@@ -9,7 +9,8 @@
 //   aws_tool head URI                        -> {"exists":bool,"size":N}
 //   aws_tool list URI                        -> one "key size" line per object
 //   aws_tool secret SECRET_ID                -> the secret as JSON
-//   aws_tool credentials                     -> {"access_key":..,"token_len":N,"expires_in":N}
+//   aws_tool credentials                     -> {"access_key":..,"token_len":N,"expires_in":N,
+//                                               "region":..}
 //   aws_tool spot WAIT_S                     -> {"action":..,"time":..}, or exit 1 on timeout
 //   aws_tool sfn CODE REASON [OUTPUT_JSON] [RUN_S]
 //   aws_tool ecs                             -> the labels as JSON ("null" when none)
@@ -112,9 +113,10 @@ int main(int argc, char **argv) {
         aws_credentials c;
         int rc = aws_credentials_get(&c);
         if (rc == 0)
-            printf("{\"access_key\":\"%s\",\"token_len\":%zu,\"expires_in\":%lld}\n",
+            printf("{\"access_key\":\"%s\",\"token_len\":%zu,\"expires_in\":%lld,"
+                   "\"region\":\"%s\"}\n",
                    c.access_key, strlen(c.token),
-                   c.expiration ? (long long)(c.expiration - time(NULL)) : -1LL);
+                   c.expiration ? (long long)(c.expiration - time(NULL)) : -1LL, aws_region());
         return finish(rc);
     }
     if (strcmp(op, "spot") == 0 && argc == 3) {

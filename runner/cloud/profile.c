@@ -1,0 +1,154 @@
+// The AWS CLI's shared files for one profile (see aws.h): static keys from the
+// credentials file, else from the config file, and the config file's region. Read with
+// inih, the INI reader Debian ships; the lookup rules are the SDKs':
+//   credentials file   [NAME]                       aws_access_key_id, ...
+//   config file        [default] / [profile NAME]   the same keys, and region
+// A key the runner cannot act on (a role to assume, SSO, a credential process) is
+// refused by name rather than skipped, so a job never runs with other credentials than
+// the ones its profile asks for.
+#include "runner/cloud/aws.h"
+
+#include "runner/error.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *section;  // the section that holds the profile in this file
+    aws_profile *profile; // filled as keys are met
+    bool seen;            // the section exists
+    char access_key[sizeof(((aws_credentials *)0)->access_key)];
+    char secret_key[sizeof(((aws_credentials *)0)->secret_key)];
+    char token[sizeof(((aws_credentials *)0)->token)];
+} file_scan;
+
+// Keys that ask for credentials the runner does not fetch itself.
+static const char *const UNSUPPORTED[] = {
+    "role_arn",    "source_profile", "credential_source",       "credential_process",
+    "sso_session", "sso_start_url",  "web_identity_token_file",
+};
+
+static int on_key(void *user, const char *section, const char *name, const char *value) {
+    file_scan *scan = user;
+    if (strcmp(section, scan->section) != 0) return 1;
+    scan->seen = true;
+    if (strcmp(name, "aws_access_key_id") == 0)
+        aws_copy(scan->access_key, sizeof scan->access_key, value);
+    else if (strcmp(name, "aws_secret_access_key") == 0)
+        aws_copy(scan->secret_key, sizeof scan->secret_key, value);
+    else if (strcmp(name, "aws_session_token") == 0)
+        aws_copy(scan->token, sizeof scan->token, value);
+    else if (strcmp(name, "region") == 0 && !scan->profile->region[0])
+        aws_copy(scan->profile->region, sizeof scan->profile->region, value);
+    for (size_t i = 0; i < sizeof UNSUPPORTED / sizeof UNSUPPORTED[0]; i++)
+        if (strcmp(name, UNSUPPORTED[i]) == 0 && !scan->profile->unsupported_key[0])
+            aws_copy(scan->profile->unsupported_key, sizeof scan->profile->unsupported_key, name);
+    return 1;
+}
+
+// `variable`, else $HOME/.aws/<name>; false when neither gives a path.
+static bool file_path(const char *variable, const char *name, char *out, size_t cap) {
+    const char *set = getenv(variable);
+    if (set && *set) return (size_t)snprintf(out, cap, "%s", set) < cap;
+    const char *home = getenv("HOME");
+    return home && *home && (size_t)snprintf(out, cap, "%s/.aws/%s", home, name) < cap;
+}
+
+// Why reading the files failed, for the caller to report (or not).
+typedef struct {
+    const char *path;
+    int ini_rc; // inih's: -1 cannot open (errno), -2 no memory, N > 0 first bad line
+    int saved_errno;
+} read_failure;
+
+// Scan one file for the profile's section; a missing file is no failure.
+static bool scan_file(const char *path, file_scan *scan, read_failure *why) {
+    errno = 0;
+    int rc = ini_parse(path, on_key, scan);
+    if (rc == 0 || (rc == -1 && (errno == ENOENT || errno == ENOTDIR))) return true;
+    *why = (read_failure){.path = path, .ini_rc = rc, .saved_errno = errno};
+    return false;
+}
+
+static void take_keys(const file_scan *scan, aws_profile *out, const char *path) {
+    if (out->credentials.access_key[0] || !scan->access_key[0] || !scan->secret_key[0]) return;
+    aws_copy(out->credentials.access_key, sizeof out->credentials.access_key, scan->access_key);
+    aws_copy(out->credentials.secret_key, sizeof out->credentials.secret_key, scan->secret_key);
+    aws_copy(out->credentials.token, sizeof out->credentials.token, scan->token);
+    aws_copy(out->keys_from, sizeof out->keys_from, path);
+}
+
+// Fill `out` from the files; false (with `why`) when one cannot be read or parsed.
+static bool profile_read(aws_profile *out, read_failure *why) {
+    memset(out, 0, sizeof *out);
+    const char *named = getenv("AWS_PROFILE");
+    aws_copy(out->name, sizeof out->name, named && *named ? named : "default");
+
+    char config_section[sizeof out->name + 8];
+    if (strcmp(out->name, "default") == 0)
+        snprintf(config_section, sizeof config_section, "default");
+    else
+        snprintf(config_section, sizeof config_section, "profile %s", out->name);
+
+    bool have_credentials = file_path("AWS_SHARED_CREDENTIALS_FILE", "credentials",
+                                      out->credentials_file, sizeof out->credentials_file);
+    bool have_config =
+        file_path("AWS_CONFIG_FILE", "config", out->config_file, sizeof out->config_file);
+    if (!have_credentials) out->credentials_file[0] = '\0';
+    if (!have_config) out->config_file[0] = '\0';
+
+    file_scan credentials = {.section = out->name, .profile = out};
+    file_scan config = {.section = config_section, .profile = out};
+    bool ok = (!have_credentials || scan_file(out->credentials_file, &credentials, why)) &&
+              (!have_config || scan_file(out->config_file, &config, why));
+    if (ok) {
+        // The credentials file wins over the config file, as in the SDKs.
+        take_keys(&credentials, out, out->credentials_file);
+        take_keys(&config, out, out->config_file);
+        out->found = credentials.seen || config.seen;
+    }
+    // The scans hold keys in buffers of their own: clear them (the copies in `out` are
+    // the caller's, which registers them with log_redact()).
+    memset(&credentials, 0, sizeof credentials);
+    memset(&config, 0, sizeof config);
+    return ok;
+}
+
+int aws_profile_load(aws_profile *out) {
+    read_failure why = {0};
+    if (!profile_read(out, &why)) {
+        if (why.ini_rc == -2) return error_set(EXIT_RESOURCES, "%s: out of memory", why.path);
+        if (why.ini_rc > 0)
+            return error_set(EXIT_USAGE, "%s:%d: not a line of an AWS config file", why.path,
+                             why.ini_rc);
+        return error_set(EXIT_USAGE, "%s: cannot read: %s", why.path, strerror(why.saved_errno));
+    }
+    const char *named = getenv("AWS_PROFILE");
+    if (named && *named && !out->found)
+        return error_set(EXIT_USAGE, "AWS_PROFILE %s: no such profile in %s or %s", out->name,
+                         out->credentials_file[0] ? out->credentials_file : "(no credentials file)",
+                         out->config_file[0] ? out->config_file : "(no config file)");
+    return 0;
+}
+
+// The region of the profile, read once (the first caller pays for the two small files).
+static pthread_once_t region_once = PTHREAD_ONCE_INIT;
+static char profile_region[64];
+
+// Quietly: a file the region cannot be read from is reported by the credentials chain,
+// which reads the same files, and a region lookup must not overwrite the caller's error.
+static void load_region(void) {
+    aws_profile p;
+    read_failure why;
+    if (profile_read(&p, &why)) aws_copy(profile_region, sizeof profile_region, p.region);
+    memset(&p.credentials, 0, sizeof p.credentials);
+}
+
+const char *aws_profile_region(void) {
+    pthread_once(&region_once, load_region);
+    return profile_region[0] ? profile_region : NULL;
+}
