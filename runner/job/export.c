@@ -9,17 +9,20 @@
 #include <string.h>
 
 static const char *architecture_name(bert_arch arch, bert_head head) {
-    static const char *const names[3][3] = {
+    static const char *const names[4][3] = {
         {"BertForTokenClassification", "BertForSequenceClassification", "BertForMaskedLM"},
         {"DistilBertForTokenClassification", "DistilBertForSequenceClassification",
          "DistilBertForMaskedLM"},
         {"ElectraForTokenClassification", "ElectraForSequenceClassification",
          "ElectraForMaskedLM"},
+        {"RobertaForTokenClassification", "RobertaForSequenceClassification",
+         "RobertaForMaskedLM"},
     };
-    int a = arch == ARCH_DISTILBERT ? 1 : arch == ARCH_ELECTRA ? 2 : 0;
+    int a = arch == ARCH_DISTILBERT ? 1 : arch == ARCH_ELECTRA ? 2 : arch == ARCH_ROBERTA ? 3 : 0;
     int h = head == HEAD_SEQUENCE_CLASSIFICATION ? 1 : head == HEAD_MASKED_LM ? 2 : 0;
     if (head == HEAD_EMBEDDING) return arch == ARCH_DISTILBERT ? "DistilBertModel"
                                        : arch == ARCH_ELECTRA  ? "ElectraModel"
+                                       : arch == ARCH_ROBERTA  ? "RobertaModel"
                                                                : "BertModel";
     return names[a][h];
 }
@@ -40,7 +43,9 @@ static cJSON *config_json(const job_context *ctx, const bert_config *c, bert_hea
         cJSON_AddNumberToObject(o, "attention_dropout", c->attention_dropout);
         cJSON_AddBoolToObject(o, "sinusoidal_pos_embds", false);
     } else {
-        cJSON_AddStringToObject(o, "model_type", c->arch == ARCH_ELECTRA ? "electra" : "bert");
+        cJSON_AddStringToObject(o, "model_type", c->arch == ARCH_ELECTRA   ? "electra"
+                                                 : c->arch == ARCH_ROBERTA ? "roberta"
+                                                                           : "bert");
         cJSON_AddNumberToObject(o, "hidden_size", c->hidden_size);
         cJSON_AddNumberToObject(o, "num_hidden_layers", c->num_layers);
         cJSON_AddNumberToObject(o, "num_attention_heads", c->num_heads);
@@ -57,6 +62,10 @@ static cJSON *config_json(const job_context *ctx, const bert_config *c, bert_hea
     cJSON_AddNumberToObject(o, "max_position_embeddings", c->max_position);
     cJSON_AddNumberToObject(o, "initializer_range", 0.02);
     cJSON_AddNumberToObject(o, "pad_token_id", ctx->tok ? tokenizer_pad_id(ctx->tok) : 0);
+    if (c->arch == ARCH_ROBERTA && ctx->tok) { // <s>, </s>: what generation code looks for
+        cJSON_AddNumberToObject(o, "bos_token_id", tokenizer_cls_id(ctx->tok));
+        cJSON_AddNumberToObject(o, "eos_token_id", tokenizer_sep_id(ctx->tok));
+    }
     cJSON_AddStringToObject(o, "torch_dtype", "float32");
     if (labels) {
         cJSON *id2label = cJSON_AddObjectToObject(o, "id2label");

@@ -238,8 +238,6 @@ static int check_config(const bert_config *c, bert_head head, int num_labels, in
     if (c->hidden_size % c->num_heads)
         return error_set(EXIT_USAGE, "bert: hidden_size %d is not a multiple of num_heads %d",
                          c->hidden_size, c->num_heads);
-    if (c->arch == ARCH_ROBERTA)
-        return error_set(EXIT_USAGE, "bert: roberta needs a byte-level BPE tokenizer, not built");
     if (c->embedding_size != c->hidden_size && c->arch != ARCH_ELECTRA)
         return error_set(EXIT_USAGE, "bert: embedding_size != hidden_size needs ELECTRA");
     if (c->arch != ARCH_BERT &&
@@ -249,9 +247,12 @@ static int check_config(const bert_config *c, bert_head head, int num_labels, in
     if ((head == HEAD_TOKEN_CLASSIFICATION || head == HEAD_SEQUENCE_CLASSIFICATION) &&
         num_labels < 1)
         return error_set(EXIT_USAGE, "bert: a classification head needs num_labels >= 1");
-    if (B < 1 || T < 1 || T > c->max_position)
-        return error_set(EXIT_USAGE, "bert: batch %dx%d outside 1..max_position %d", B, T,
-                         c->max_position);
+    if (c->position_offset < 0 || c->position_offset >= c->max_position)
+        return error_set(EXIT_USAGE, "bert: position offset %d outside 0..max_position %d",
+                         c->position_offset, c->max_position);
+    if (B < 1 || T < 1 || T > c->max_position - c->position_offset)
+        return error_set(EXIT_USAGE, "bert: batch %dx%d outside 1..%d positions", B, T,
+                         c->max_position - c->position_offset);
     return 0;
 }
 
@@ -273,6 +274,7 @@ int bert_create(bert_model **out, backend *be, const bert_config *cfg, bert_head
     m->prefix = head == HEAD_EMBEDDING ? ""
                 : cfg->arch == ARCH_DISTILBERT ? "distilbert."
                 : cfg->arch == ARCH_ELECTRA ? "electra."
+                : cfg->arch == ARCH_ROBERTA ? "roberta."
                                             : "bert.";
     int L = cfg->num_layers;
     m->layer = calloc(L ? L : 1, sizeof *m->layer);
@@ -532,7 +534,7 @@ int bert_forward(bert_model *m, const bert_batch *batch, bool training, uint64_t
 
     // embeddings: LN(word + type + position), dropout, ELECTRA's projection
     be->embeddings_forward(be, m->emb, m->ids, types, P + m->wte, P + m->wpe,
-                           m->wtt != ABSENT ? P + m->wtt : NULL, B, T, E, 0);
+                           m->wtt != ABSENT ? P + m->wtt : NULL, B, T, E, c->position_offset);
     be->layernorm_forward(be, m->emb_ln, NULL, m->emb_mean, m->emb_rstd, m->emb, NULL,
                           P + m->emb_ln_w, P + m->emb_ln_b, N, E, eps);
     be->dropout_forward(be, m->emb_drop, m->emb_ln, (size_t)N * E, p_hidden, s,
@@ -814,7 +816,7 @@ int bert_backward(bert_model *m) {
     be->layernorm_backward(be, demb, G + m->emb_ln_w, G + m->emb_ln_b, m->demb_b, m->emb,
                            P + m->emb_ln_w, m->emb_mean, m->emb_rstd, N, E);
     be->embeddings_backward(be, G + m->wte, G + m->wpe, m->wtt != ABSENT ? G + m->wtt : NULL,
-                            demb, m->ids, types, B, T, E, c->vocab_size, 0);
+                            demb, m->ids, types, B, T, E, c->vocab_size, c->position_offset);
     return be->synchronize(be);
 }
 

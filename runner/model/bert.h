@@ -23,6 +23,8 @@ typedef struct {
     float hidden_dropout; // 0.1
     float attention_dropout; // 0.1
     int embedding_size;   // ELECTRA may project embeddings; == hidden_size otherwise
+    int position_offset;  // RoBERTa: pad_token_id + 1 (its positions start after the
+                          // padding index, so P - offset tokens fit); 0 otherwise
 } bert_config;
 
 typedef enum {
@@ -49,7 +51,8 @@ typedef struct bert_model bert_model;
 // (E128 C256). Vocabulary 30522 (set cfg.vocab_size from the job's vocab.txt before
 // bert_create), max_position 512, dropout 0.1. Returns 0 or EXIT_USAGE (lists the names).
 int bert_config_preset(const char *name, bert_config *out);
-// A Hugging Face config.json (BERT, DistilBERT, ELECTRA discriminator); 0 or EXIT_BAD_INPUT.
+// A Hugging Face config.json (BERT, DistilBERT, ELECTRA discriminator, RoBERTa); 0 or
+// EXIT_BAD_INPUT.
 int bert_config_load(const char *config_json_path, bert_config *out);
 
 // Allocate a model for batches up to max_batch x max_seq. 0 or an exit code. Gradients

@@ -103,15 +103,23 @@ int bert_config_load(const char *path, bert_config *out) {
     bert_config c = {.layer_norm_eps = 1e-12f};
     if (!type) {
         rc = error_set(EXIT_BAD_INPUT, "%s: missing \"model_type\"", path);
-    } else if (strcmp(type, "bert") == 0 || strcmp(type, "electra") == 0) {
-        c.arch = type[0] == 'b' ? ARCH_BERT : ARCH_ELECTRA;
+    } else if (strcmp(type, "bert") == 0 || strcmp(type, "electra") == 0 ||
+               strcmp(type, "roberta") == 0) {
+        // RoBERTa is BERT's encoder with one token type and positions counted from
+        // pad_token_id + 1 (transformers' create_position_ids_from_input_ids).
+        bool roberta = type[0] == 'r';
+        c.arch = roberta ? ARCH_ROBERTA : type[0] == 'b' ? ARCH_BERT : ARCH_ELECTRA;
         rc = json_int(root, path, "vocab_size", -1, &c.vocab_size);
         if (!rc) rc = json_int(root, path, "hidden_size", -1, &c.hidden_size);
         if (!rc) rc = json_int(root, path, "num_hidden_layers", -1, &c.num_layers);
         if (!rc) rc = json_int(root, path, "num_attention_heads", -1, &c.num_heads);
         if (!rc) rc = json_int(root, path, "intermediate_size", -1, &c.intermediate_size);
         if (!rc) rc = json_int(root, path, "max_position_embeddings", 512, &c.max_position);
-        if (!rc) rc = json_int(root, path, "type_vocab_size", 2, &c.type_vocab_size);
+        if (!rc)
+            rc = json_int(root, path, "type_vocab_size", roberta ? 1 : 2, &c.type_vocab_size);
+        int pad_token_id = 1;
+        if (!rc && roberta) rc = json_int(root, path, "pad_token_id", 1, &pad_token_id);
+        c.position_offset = roberta ? pad_token_id + 1 : 0;
         if (!rc) rc = json_int(root, path, "embedding_size", c.hidden_size, &c.embedding_size);
         if (!rc) rc = json_float(root, path, "layer_norm_eps", 1e-12f, &c.layer_norm_eps);
         if (!rc) rc = json_float(root, path, "hidden_dropout_prob", 0.1f, &c.hidden_dropout);
@@ -137,7 +145,7 @@ int bert_config_load(const char *path, bert_config *out) {
         c.embedding_size = c.hidden_size;
     } else {
         rc = error_set(EXIT_BAD_INPUT,
-                       "%s: model_type \"%s\" not supported (bert, distilbert, electra)", path,
+                       "%s: model_type \"%s\" not supported (bert, distilbert, electra, roberta)", path,
                        type);
     }
     cJSON_Delete(root);
@@ -155,7 +163,7 @@ int bert_config_load(const char *path, bert_config *out) {
 // The file's tensor for one of ours: its own name, then without the task prefix, then
 // under another model's prefix, and the TF-era LayerNorm names (gamma, beta).
 static const st_tensor_info *find_tensor(const safetensors_file *f, const bert_tensor *t) {
-    static const char *const prefixes[] = {"", "bert.", "distilbert.", "electra."};
+    static const char *const prefixes[] = {"", "bert.", "distilbert.", "electra.", "roberta."};
     char name[BERT_NAME_MAX + 16];
     const st_tensor_info *ti = safetensors_find(f, t->name);
     if (ti) return ti;

@@ -1,8 +1,9 @@
 """The C BERT model against transformers on the same random 2-layer model.
 
 BertFor{TokenClassification,SequenceClassification,MaskedLM},
-DistilBertForTokenClassification and ElectraForTokenClassification (embedding_size !=
-hidden_size, so the embeddings_project path runs) with random weights (every
+DistilBertForTokenClassification, ElectraForTokenClassification (embedding_size !=
+hidden_size, so the embeddings_project path runs) and RobertaForTokenClassification
+(positions counted from pad_token_id + 1, one token type) with random weights (every
 parameter, LayerNorm and biases included, drawn non-zero) is saved with save_pretrained
 (config.json + model.safetensors). tests/tools/bert_torch_tool loads it through
 bert_config_load / bert_load_safetensors, runs one forward/backward on a batch with
@@ -54,6 +55,14 @@ def make_model(arch, head):
         cfg = transformers.DistilBertConfig(dim=64, n_layers=2, n_heads=4, hidden_dim=128,
                                             dropout=0.0, attention_dropout=0.0, **common)
         cls = transformers.DistilBertForTokenClassification
+    elif arch == "roberta":
+        cfg = transformers.RobertaConfig(hidden_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, intermediate_size=128,
+                                         type_vocab_size=1, pad_token_id=1,
+                                         hidden_dropout_prob=0.0,
+                                         attention_probs_dropout_prob=0.0,
+                                         **dict(common, max_position_embeddings=42))
+        cls = transformers.RobertaForTokenClassification
     elif arch == "electra":
         cfg = transformers.ElectraConfig(embedding_size=32, hidden_size=64,
                                          num_hidden_layers=2, num_attention_heads=4,
@@ -87,15 +96,18 @@ def no_decay(name):
     return "bias" in name or "LayerNorm" in name or "layer_norm" in name
 
 
-def make_batch(head, B=3, T=12, V=97):
+def make_batch(head, B=3, T=12, V=97, arch="bert"):
     g = torch.Generator().manual_seed(2)
-    ids = torch.randint(1, V, (B, T), generator=g)
-    types = torch.randint(0, 2, (B, T), generator=g)
+    # RoBERTa pads with id 1 and derives positions from ids != 1: real tokens avoid it
+    roberta = arch == "roberta"
+    pad = 1 if roberta else 0
+    ids = torch.randint(2 if roberta else 1, V, (B, T), generator=g)
+    types = torch.randint(0, 1 if roberta else 2, (B, T), generator=g)
     lengths = [T, T - 4, 5]  # padding in two rows
     mask = torch.zeros(B, T, dtype=torch.long)
     for b, n in enumerate(lengths):
         mask[b, :n] = 1
-        ids[b, n:] = 0
+        ids[b, n:] = pad
         types[b, n:] = 0
     if head == "sequence":
         labels = torch.tensor([3, -100, 4])
@@ -133,14 +145,14 @@ def forward(model, arch, ids, types, mask, labels):
 KEY_BIAS = "attention.self.key.bias"
 
 CASES = [("bert", "token"), ("bert", "sequence"), ("bert", "mlm"), ("distilbert", "token"),
-         ("electra", "token")]
+         ("electra", "token"), ("roberta", "token")]
 
 
 @pytest.mark.parametrize("arch,head", CASES, ids=[f"{a}-{h}" for a, h in CASES])
 def test_matches_transformers(tmp_path, tool, arch, head):
     model = make_model(arch, head)
     model.save_pretrained(tmp_path)  # config.json + model.safetensors, HF names
-    ids, types, mask, labels = make_batch(head)
+    ids, types, mask, labels = make_batch(head, arch=arch)
     assert (mask == 0).any() and (labels == -100).any()
 
     # torch reference: one forward/backward
@@ -179,6 +191,12 @@ def test_matches_transformers(tmp_path, tool, arch, head):
 
     # logits and loss
     logits = got["logits"].reshape(ref_logits.shape)
+    if arch == "roberta":
+        # transformers gives padding the padding index's position; the C side numbers
+        # every slot. Padding is masked out of attention and loss, so only its own
+        # logits differ: compare the real tokens'.
+        real = mask.numpy().astype(bool)
+        logits, ref_logits = logits[real], ref_logits[real]
     scale = np.abs(ref_logits).max()
     err = np.abs(logits - ref_logits)
     print(f"{arch}-{head}: logits max error {err.max():.2e} (scale {scale:.2e}), "
