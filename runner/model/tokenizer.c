@@ -2,6 +2,7 @@
 #include "runner/model/tokenizer.h"
 
 #include "runner/error.h"
+#include "runner/model/tokenizer_internal.h"
 #include "runner/model/tokenizer_unicode.h"
 
 #include <cjson/cJSON.h>
@@ -14,36 +15,13 @@
 #include <unistd.h>
 #include <utf8proc.h>
 
-enum {
-    VOCAB_MAX_BYTES = 256 * 1024 * 1024, // a vocabulary is a few MB; refuse absurd files
-    VOCAB_MAX_TOKEN_BYTES = 1024,
-    SPECIAL_COUNT = 5,
-};
-
 // The special tokens BertTokenizerFast registers, in the order HF lists them.
-static const char *const SPECIAL_NAMES[SPECIAL_COUNT] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]",
-                                                         "[MASK]"};
-enum { SPECIAL_PAD, SPECIAL_UNK, SPECIAL_CLS, SPECIAL_SEP, SPECIAL_MASK };
-
-struct tokenizer {
-    char *text;        // the vocabulary file, lines NUL-terminated in place
-    const char **tokens; // (size) id -> token
-    int size;
-    int32_t *slots;    // open-addressing hash table of ids (-1 empty), token -> id
-    size_t slot_mask;  // table size - 1 (a power of two)
-    bool lowercase, strip_accents, chinese_chars;
-    int32_t special[SPECIAL_COUNT]; // ids, -1 when absent
-};
+static const char *const WORDPIECE_SPECIALS[SPECIAL_COUNT] = {"[PAD]", "[UNK]", "[CLS]",
+                                                              "[SEP]", "[MASK]"};
 
 // ------------------------------------------------------------------ growable arrays
 
-typedef struct {
-    int32_t *ids;   // (n) token ids
-    int32_t *words; // (n) source word of each token
-    int n, cap;
-} token_list;
-
-static bool token_list_push(token_list *l, int32_t id, int32_t word) {
+bool token_list_push(token_list *l, int32_t id, int32_t word) {
     if (l->n == l->cap) {
         int cap = l->cap ? 2 * l->cap : 64;
         int32_t *ids = realloc(l->ids, (size_t)cap * sizeof *ids);
@@ -90,7 +68,7 @@ static uint64_t hash_bytes(const char *s, size_t len) {
     return h;
 }
 
-static int32_t vocab_lookup(const tokenizer *t, const char *s, size_t len) {
+int32_t tokenizer_vocab_lookup(const tokenizer *t, const char *s, size_t len) {
     for (size_t i = hash_bytes(s, len) & t->slot_mask;; i = (i + 1) & t->slot_mask) {
         int32_t id = t->slots[i];
         if (id < 0) return -1;
@@ -291,7 +269,7 @@ static bool wordpiece(const tokenizer *t, const int32_t *cps, size_t n, int32_t 
         int32_t id = -1;
         size_t end = n;
         for (; end > start; end--) {
-            id = vocab_lookup(t, piece, (size_t)(buf + offset[end] - piece));
+            id = tokenizer_vocab_lookup(t, piece, (size_t)(buf + offset[end] - piece));
             if (id >= 0) break;
         }
         if (id < 0) { // some part matches nothing: the whole word is unknown
@@ -324,30 +302,66 @@ static bool encode_plain(const tokenizer *t, const char *text, size_t len, int32
     return true;
 }
 
+// The text between special tokens: WordPiece's normalise + split + WordPiece, or the
+// byte-level BPE (tokenizer_bpe.c).
+static bool encode_segment(const tokenizer *t, const char *text, size_t len, int32_t word,
+                           bool prefix_space, codepoints scratch[2], token_list *out) {
+    if (t->bpe) return tokenizer_bpe_encode(t, text, len, word, prefix_space, out);
+    return encode_plain(t, text, len, word, scratch, out);
+}
+
+// Unicode's White_Space property (Rust's char::is_whitespace, what `tokenizers` strips).
+static bool is_white_space(int32_t cp) {
+    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 ||
+           cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
+           cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
+
+// The end of text[begin..end) once the whitespace characters at its end are dropped.
+static size_t lstrip_end(const char *text, size_t begin, size_t end) {
+    while (end > begin) {
+        size_t start = end - 1; // back to the first byte of the last character
+        while (start > begin && ((unsigned char)text[start] & 0xC0) == 0x80) start--;
+        utf8proc_int32_t cp;
+        if (utf8proc_iterate((const utf8proc_uint8_t *)text + start,
+                             (utf8proc_ssize_t)(end - start), &cp) != (utf8proc_ssize_t)(end - start) ||
+            !is_white_space(cp))
+            break;
+        end = start;
+    }
+    return end;
+}
+
 // The whole text: special tokens written literally are matched first (leftmost, longest),
-// the text between them is encoded normally.
-static int encode_into(const tokenizer *t, const char *text, int32_t word, token_list *out) {
+// the text between them is encoded normally. RoBERTa's <mask> strips the whitespace on
+// its left, as its AddedToken(lstrip=True) does. `prefix_space` (byte-level BPE only):
+// every segment is encoded as if it began with a space.
+static int encode_into(const tokenizer *t, const char *text, int32_t word, bool prefix_space,
+                       token_list *out) {
     codepoints scratch[2] = {{0}, {0}};
     size_t len = strlen(text), plain = 0;
     bool ok = true;
     for (size_t i = 0; ok && i < len; i++) {
-        if (text[i] != '[') continue;
+        if (text[i] != t->special_names[SPECIAL_PAD][0]) continue; // '[' or '<'
         int best = -1;
         size_t best_len = 0;
         for (int s = 0; s < SPECIAL_COUNT; s++) {
-            size_t n = strlen(SPECIAL_NAMES[s]);
-            if (t->special[s] >= 0 && n > best_len && strncmp(text + i, SPECIAL_NAMES[s], n) == 0) {
+            size_t n = strlen(t->special_names[s]);
+            if (t->special[s] >= 0 && n > best_len &&
+                strncmp(text + i, t->special_names[s], n) == 0) {
                 best = s;
                 best_len = n;
             }
         }
         if (best < 0) continue;
-        ok = encode_plain(t, text + plain, i - plain, word, scratch, out) &&
+        size_t end = i;
+        if (t->bpe && best == SPECIAL_MASK) end = lstrip_end(text, plain, end);
+        ok = encode_segment(t, text + plain, end - plain, word, prefix_space, scratch, out) &&
              token_list_push(out, t->special[best], word);
         i += best_len - 1;
         plain = i + 1;
     }
-    ok = ok && encode_plain(t, text + plain, len - plain, word, scratch, out);
+    ok = ok && encode_segment(t, text + plain, len - plain, word, prefix_space, scratch, out);
     free(scratch[0].cps);
     free(scratch[1].cps);
     return ok ? 0 : error_set(EXIT_RESOURCES, "tokenizer: out of memory");
@@ -355,7 +369,7 @@ static int encode_into(const tokenizer *t, const char *text, int32_t word, token
 
 int tokenizer_encode(const tokenizer *t, const char *text, int32_t **ids, int *n) {
     token_list list = {0};
-    int rc = encode_into(t, text, -1, &list);
+    int rc = encode_into(t, text, -1, t->add_prefix_space, &list);
     if (!rc && list.n > 0) {
         int32_t *grown = realloc(*ids, (size_t)(*n + list.n) * sizeof *grown);
         if (!grown) {
@@ -405,7 +419,9 @@ int tokenizer_encode_words(const tokenizer *t, const char *const *words, int nwo
     int rc = 0;
     // Words past the point where max_len is reached are not needed.
     for (int w = 0; !rc && w < nwords && list.n < max_len; w++)
-        rc = encode_into(t, words[w] ? words[w] : "", w, &list);
+        // Pre-split words each begin a word: RoBERTa sees " word" (HF needs
+        // add_prefix_space=True for is_split_into_words); WordPiece is unaffected.
+        rc = encode_into(t, words[w] ? words[w] : "", w, true, &list);
     if (!rc) pack_sequence(t, &list, max_len, ids, mask, word_of_token, ntokens);
     token_list_free(&list);
     return rc;
@@ -417,7 +433,7 @@ int tokenizer_encode_text(const tokenizer *t, const char *text, int max_len, int
         return error_set(EXIT_USAGE, "tokenizer: max length %d leaves no room for [CLS] and "
                          "[SEP]", max_len);
     token_list list = {0};
-    int rc = encode_into(t, text, 0, &list);
+    int rc = encode_into(t, text, 0, t->add_prefix_space, &list);
     if (!rc) pack_sequence(t, &list, max_len, ids, mask, NULL, ntokens);
     token_list_free(&list);
     return rc;
@@ -437,13 +453,14 @@ void tokenizer_align_labels(const int32_t *word_of_token, int max_len,
 
 void tokenizer_free(tokenizer *t) {
     if (!t) return;
+    tokenizer_bpe_free(t->bpe);
     free(t->text);
     free(t->tokens);
     free(t->slots);
     free(t);
 }
 
-static int read_file(const char *path, size_t limit, char **out, size_t *len) {
+int tokenizer_read_file(const char *path, size_t limit, char **out, size_t *len) {
     *out = NULL;
     FILE *fp = fopen(path, "rb");
     if (!fp) return error_set(EXIT_BAD_INPUT, "%s: cannot open: %s", path, strerror(errno));
@@ -470,7 +487,7 @@ static int read_file(const char *path, size_t limit, char **out, size_t *len) {
 }
 
 // Hash t->tokens[0..size) (a repeated token maps to its last id) and find the specials.
-static int index_vocab(tokenizer *t, const char *path) {
+int tokenizer_index_vocab(tokenizer *t, const char *path) {
     size_t slots = 16;
     while (slots < 2 * (size_t)t->size) slots *= 2;
     t->slots = malloc(slots * sizeof *t->slots);
@@ -480,10 +497,11 @@ static int index_vocab(tokenizer *t, const char *path) {
     t->slot_mask = slots - 1;
     for (int32_t id = 0; id < t->size; id++) vocab_insert(t, id);
     for (int s = 0; s < SPECIAL_COUNT; s++) {
-        t->special[s] = vocab_lookup(t, SPECIAL_NAMES[s], strlen(SPECIAL_NAMES[s]));
+        const char *name = t->special_names[s];
+        t->special[s] = tokenizer_vocab_lookup(t, name, strlen(name));
         if (t->special[s] < 0 && s != SPECIAL_MASK)
-            return error_set(EXIT_BAD_INPUT, "%s: the vocabulary has no %s token (not a BERT "
-                             "vocabulary?)", path, SPECIAL_NAMES[s]);
+            return error_set(EXIT_BAD_INPUT, "%s: the vocabulary has no %s token (not a %s "
+                             "vocabulary?)", path, name, t->bpe ? "RoBERTa" : "BERT");
     }
     return 0;
 }
@@ -496,8 +514,9 @@ static int load(const char *path, bool lowercase, bool strip_accents, bool chine
     t->lowercase = lowercase;
     t->strip_accents = strip_accents;
     t->chinese_chars = chinese_chars;
+    t->special_names = WORDPIECE_SPECIALS;
     size_t len = 0;
-    int rc = read_file(path, VOCAB_MAX_BYTES, &t->text, &len);
+    int rc = tokenizer_read_file(path, VOCAB_MAX_BYTES, &t->text, &len);
     if (rc) goto fail;
     if (len == 0) {
         rc = error_set(EXIT_BAD_INPUT, "%s: empty vocabulary", path);
@@ -542,7 +561,7 @@ static int load(const char *path, bool lowercase, bool strip_accents, bool chine
         line = next;
     }
     t->size = (int)lines;
-    rc = index_vocab(t, path);
+    rc = tokenizer_index_vocab(t, path);
     if (rc) goto fail;
     *out = t;
     return 0;
@@ -576,7 +595,7 @@ static int load_tokenizer_json(const char *path, bool lowercase, bool strip_acce
     *out = NULL;
     char *text = NULL;
     size_t len = 0;
-    int rc = read_file(path, VOCAB_MAX_BYTES, &text, &len);
+    int rc = tokenizer_read_file(path, VOCAB_MAX_BYTES, &text, &len);
     if (rc) return rc;
     cJSON *root = cJSON_ParseWithLength(text, len);
     free(text);
@@ -609,6 +628,7 @@ static int load_tokenizer_json(const char *path, bool lowercase, bool strip_acce
         t->lowercase = lowercase;
         t->strip_accents = strip_accents;
         t->chinese_chars = chinese_chars;
+        t->special_names = WORDPIECE_SPECIALS;
         t->size = cJSON_GetArraySize(vocab);
         size_t bytes = 0;
         const cJSON *entry;
@@ -636,7 +656,7 @@ static int load_tokenizer_json(const char *path, bool lowercase, bool strip_acce
             }
         }
     }
-    if (!rc) rc = index_vocab(t, path);
+    if (!rc) rc = tokenizer_index_vocab(t, path);
     cJSON_Delete(root);
     if (rc) {
         tokenizer_free(t);
@@ -653,11 +673,11 @@ int tokenizer_load_dir(const char *dir, tokenizer **out) {
         snprintf(config_path, sizeof config_path, "%s/tokenizer_config.json", dir) >=
             (int)sizeof config_path)
         return error_set(EXIT_BAD_INPUT, "%s: path too long", dir);
-    bool lowercase = true, strip_accents = true, chinese = true;
+    bool lowercase = true, strip_accents = true, chinese = true, prefix_space = false;
     if (access(config_path, F_OK) == 0) {
         char *text = NULL;
         size_t len = 0;
-        int rc = read_file(config_path, 16 * 1024 * 1024, &text, &len);
+        int rc = tokenizer_read_file(config_path, 16 * 1024 * 1024, &text, &len);
         if (rc) return rc;
         cJSON *config = cJSON_ParseWithLength(text, len);
         free(text);
@@ -669,13 +689,19 @@ int tokenizer_load_dir(const char *dir, tokenizer **out) {
         if (!rc) rc = config_bool(config, "strip_accents", lowercase, &strip_accents, config_path);
         if (!rc)
             rc = config_bool(config, "tokenize_chinese_chars", true, &chinese, config_path);
+        if (!rc) rc = config_bool(config, "add_prefix_space", false, &prefix_space, config_path);
         cJSON_Delete(config);
         if (rc) return rc;
     }
     // Settings always come from tokenizer_config.json (BertTokenizerFast overrides the
     // normaliser of tokenizer.json with them); the vocabulary from vocab.txt, else from
     // tokenizer.json.
+    // RoBERTa's files: vocab.json + merges.txt (byte-level BPE).
     char json_path[4096];
+    if (access(vocab, F_OK) != 0 &&
+        snprintf(json_path, sizeof json_path, "%s/merges.txt", dir) < (int)sizeof json_path &&
+        access(json_path, F_OK) == 0)
+        return tokenizer_bpe_load(dir, prefix_space, out);
     if (access(vocab, F_OK) != 0 &&
         snprintf(json_path, sizeof json_path, "%s/tokenizer.json", dir) < (int)sizeof json_path &&
         access(json_path, F_OK) == 0)
@@ -685,7 +711,7 @@ int tokenizer_load_dir(const char *dir, tokenizer **out) {
 
 // ------------------------------------------------------------------ saving
 
-static int write_atomic(const char *path, const char *data, size_t len) {
+int tokenizer_write_atomic(const char *path, const char *data, size_t len) {
     char tmp[4200];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp)
         return error_set(EXIT_OUTPUT, "%s: path too long", path);
@@ -721,7 +747,7 @@ static int write_json(const char *dir, const char *name, cJSON *json) {
     char *text = cJSON_Print(json);
     cJSON_Delete(json);
     if (!text) return error_set(EXIT_RESOURCES, "%s: out of memory", path);
-    int rc = write_atomic(path, text, strlen(text));
+    int rc = tokenizer_write_atomic(path, text, strlen(text));
     free(text);
     return rc;
 }
@@ -730,10 +756,28 @@ static void add_special_names(const tokenizer *t, cJSON *json) {
     static const char *const KEYS[SPECIAL_COUNT] = {"pad_token", "unk_token", "cls_token",
                                                     "sep_token", "mask_token"};
     for (int s = 0; s < SPECIAL_COUNT; s++)
-        if (t->special[s] >= 0) cJSON_AddStringToObject(json, KEYS[s], SPECIAL_NAMES[s]);
+        if (t->special[s] >= 0) cJSON_AddStringToObject(json, KEYS[s], t->special_names[s]);
 }
 
 int tokenizer_save_dir(const tokenizer *t, const char *dir, int model_max_length) {
+    if (t->bpe) {
+        int rc = tokenizer_bpe_save(t, dir);
+        if (rc) return rc;
+        // Saved for pre-split words, as the job tokenizes them: transformers accepts
+        // is_split_into_words=True only with add_prefix_space=True.
+        cJSON *config = cJSON_CreateObject();
+        cJSON_AddBoolToObject(config, "add_prefix_space", true);
+        cJSON_AddNumberToObject(config, "model_max_length", model_max_length);
+        cJSON_AddStringToObject(config, "tokenizer_class", "RobertaTokenizer");
+        add_special_names(t, config);
+        cJSON_AddStringToObject(config, "bos_token", t->special_names[SPECIAL_CLS]);
+        cJSON_AddStringToObject(config, "eos_token", t->special_names[SPECIAL_SEP]);
+        rc = write_json(dir, "tokenizer_config.json", config);
+        if (rc) return rc;
+        cJSON *map = cJSON_CreateObject();
+        add_special_names(t, map);
+        return write_json(dir, "special_tokens_map.json", map);
+    }
     size_t total = 0;
     for (int i = 0; i < t->size; i++) total += strlen(t->tokens[i]) + 1;
     char *vocab = malloc(total + 1), *p = vocab;
@@ -747,7 +791,7 @@ int tokenizer_save_dir(const tokenizer *t, const char *dir, int model_max_length
     char path[4096];
     int rc = snprintf(path, sizeof path, "%s/vocab.txt", dir) >= (int)sizeof path
                  ? error_set(EXIT_OUTPUT, "%s: path too long", dir)
-                 : write_atomic(path, vocab, total);
+                 : tokenizer_write_atomic(path, vocab, total);
     free(vocab);
     if (rc) return rc;
 
@@ -770,7 +814,7 @@ int tokenizer_save_dir(const tokenizer *t, const char *dir, int model_max_length
 int tokenizer_vocab_size(const tokenizer *t) { return t->size; }
 
 int32_t tokenizer_token_id(const tokenizer *t, const char *token) {
-    return vocab_lookup(t, token, strlen(token));
+    return tokenizer_vocab_lookup(t, token, strlen(token));
 }
 
 const char *tokenizer_token(const tokenizer *t, int32_t id) {

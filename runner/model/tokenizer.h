@@ -1,5 +1,6 @@
 #pragma once
-// The BERT WordPiece tokenizer, giving the same ids as Hugging Face's BertTokenizerFast
+// The BERT WordPiece tokenizer (and RoBERTa's byte-level BPE: tokenizer_bpe.c, loaded by
+// tokenizer_load_dir), giving the same ids as Hugging Face's BertTokenizerFast
 // (the `tokenizers` BertNormalizer + BertPreTokenizer + WordPiece + BERT post-processor):
 //   1. special tokens ([CLS], [SEP], [PAD], [MASK], [UNK]) written literally in the text
 //      are kept whole, as the fast tokenizer's added-token matching does;
@@ -30,7 +31,9 @@ enum { TOKENIZER_MAX_CHARS_PER_WORD = 100 };
 // tokenizer_config.json sets "strip_accents". 0 or EXIT_BAD_INPUT naming the file.
 int tokenizer_load(const char *vocab_txt_path, bool lowercase, bool strip_accents,
                    tokenizer **out);
-// Load a model directory: dir/vocab.txt (or, when there is none, the WordPiece vocabulary
+// Load a model directory: dir/vocab.json + dir/merges.txt, RoBERTa's byte-level BPE
+// (tokenizer_bpe.c; "add_prefix_space" from tokenizer_config.json, default false; pre-split
+// words always get one), or dir/vocab.txt (or, when there is none, the WordPiece vocabulary
 // of dir/tokenizer.json) plus, when present, dir/tokenizer_config.json ("do_lower_case"
 // (default true), "strip_accents" (null = follow do_lower_case), "tokenize_chinese_chars"
 // (default true)), as BertTokenizerFast applies them. 0 or EXIT_BAD_INPUT.

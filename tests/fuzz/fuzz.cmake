@@ -14,7 +14,8 @@ if(RUNNER_FUZZ AND NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
 endif()
 
 set(FUZZ_SOURCES_fuzz_safetensors ${CMAKE_SOURCE_DIR}/runner/model/safetensors.c)
-set(FUZZ_SOURCES_fuzz_tokenizer ${CMAKE_SOURCE_DIR}/runner/model/tokenizer.c)
+set(FUZZ_SOURCES_fuzz_tokenizer ${CMAKE_SOURCE_DIR}/runner/model/tokenizer.c
+  ${CMAKE_SOURCE_DIR}/runner/model/tokenizer_bpe.c)
 foreach(name fuzz_safetensors fuzz_tokenizer)
   add_executable(${name} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/${name}.c ${FUZZ_SOURCES_${name}}
     ${CMAKE_SOURCE_DIR}/runner/error.c)
@@ -26,6 +27,6 @@ foreach(name fuzz_safetensors fuzz_tokenizer)
   endif()
   target_compile_options(${name} PRIVATE ${RUNNER_WARNINGS})
   target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR} ${CJSON_INCLUDE_DIR})
-  target_link_libraries(${name} PRIVATE PkgConfig::UTF8PROC ${CJSON_LIBRARY} m)
+  target_link_libraries(${name} PRIVATE PkgConfig::UTF8PROC PkgConfig::PCRE2 ${CJSON_LIBRARY} m)
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz)
 endforeach()

@@ -8,6 +8,7 @@
 //                                                    (labels: word index as its tag)
 //   tokenize_tool dir    MODEL_DIR MODE [MAX_LEN]    as above, tokenizer_load_dir()
 //   tokenize_tool save   VOCAB LOWER STRIP OUT_DIR   tokenizer_save_dir() (no stdin)
+//   tokenize_tool dir    MODEL_DIR save OUT_DIR      the same for a loaded directory
 // LOWER, STRIP: 0 or 1. Errors: the one-line reason on stderr, exit with its code.
 #include "runner/error.h"
 #include "runner/model/tokenizer.h"
@@ -92,7 +93,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (!rc && strcmp(mode, "save") == 0)
-        rc = tokenizer_save_dir(t, argc > 5 ? argv[5] : ".", 512);
+        rc = tokenizer_save_dir(t, argv[argc - 1], 512); // OUT_DIR: the last argument
     else if (!rc)
         rc = run(t, mode, max_len);
     if (rc && error_message()[0]) fprintf(stderr, "%s\n", error_message());
