@@ -198,14 +198,19 @@ static int bert_layout(bert_model *m) {
         layout_linear(&lo, p, "pooler.dense", C, C, &m->pool_w, &m->pool_b, true);
         layout_linear(&lo, "", "classifier", m->num_labels, C, &m->cls_w, &m->cls_b, true);
         break;
-    case HEAD_MASKED_LM:
-        layout_linear(&lo, "", "cls.predictions.transform.dense", C, C, &m->mlm_w, &m->mlm_b,
-                      true);
-        layout_layernorm(&lo, "", "cls.predictions.transform.LayerNorm", C, &m->mlm_ln_w,
-                         &m->mlm_ln_b, true);
+    case HEAD_MASKED_LM: {
+        // BERT's cls.predictions and RoBERTa's lm_head compute the same thing (dense,
+        // GELU, LayerNorm, tied decoder + bias) under different names.
+        bool roberta = c->arch == ARCH_ROBERTA;
+        const char *dense = roberta ? "lm_head.dense" : "cls.predictions.transform.dense";
+        const char *norm = roberta ? "lm_head.layer_norm" : "cls.predictions.transform.LayerNorm";
+        const char *bias = roberta ? "lm_head.bias" : "cls.predictions.bias";
+        layout_linear(&lo, "", dense, C, C, &m->mlm_w, &m->mlm_b, true);
+        layout_layernorm(&lo, "", norm, C, &m->mlm_ln_w, &m->mlm_ln_b, true);
         // the decoder weight is the word embedding matrix (tied), only its bias is new
-        m->mlm_bias = layout_add(&lo, "", "cls.predictions.bias", c->vocab_size, 0, false, true);
+        m->mlm_bias = layout_add(&lo, "", bias, c->vocab_size, 0, false, true);
         break;
+    }
     case HEAD_EMBEDDING:
         break;
     }
@@ -240,10 +245,10 @@ static int check_config(const bert_config *c, bert_head head, int num_labels, in
                          c->hidden_size, c->num_heads);
     if (c->embedding_size != c->hidden_size && c->arch != ARCH_ELECTRA)
         return error_set(EXIT_USAGE, "bert: embedding_size != hidden_size needs ELECTRA");
-    if (c->arch != ARCH_BERT &&
-        (head == HEAD_SEQUENCE_CLASSIFICATION || head == HEAD_MASKED_LM))
-        return error_set(EXIT_USAGE,
-                         "bert: sequence classification and masked LM heads are BERT-only");
+    if ((c->arch != ARCH_BERT && head == HEAD_SEQUENCE_CLASSIFICATION) ||
+        (c->arch != ARCH_BERT && c->arch != ARCH_ROBERTA && head == HEAD_MASKED_LM))
+        return error_set(EXIT_USAGE, "bert: the sequence classification head is BERT-only, the "
+                                     "masked LM head BERT's and RoBERTa's");
     if ((head == HEAD_TOKEN_CLASSIFICATION || head == HEAD_SEQUENCE_CLASSIFICATION) &&
         num_labels < 1)
         return error_set(EXIT_USAGE, "bert: a classification head needs num_labels >= 1");

@@ -2,8 +2,8 @@
 
 BertFor{TokenClassification,SequenceClassification,MaskedLM},
 DistilBertForTokenClassification, ElectraForTokenClassification (embedding_size !=
-hidden_size, so the embeddings_project path runs) and RobertaForTokenClassification
-(positions counted from pad_token_id + 1, one token type) with random weights (every
+hidden_size, so the embeddings_project path runs) and RobertaFor{TokenClassification,
+MaskedLM} (positions counted from pad_token_id + 1, one token type) with random weights (every
 parameter, LayerNorm and biases included, drawn non-zero) is saved with save_pretrained
 (config.json + model.safetensors). tests/tools/bert_torch_tool loads it through
 bert_config_load / bert_load_safetensors, runs one forward/backward on a batch with
@@ -62,7 +62,8 @@ def make_model(arch, head):
                                          hidden_dropout_prob=0.0,
                                          attention_probs_dropout_prob=0.0,
                                          **dict(common, max_position_embeddings=42))
-        cls = transformers.RobertaForTokenClassification
+        cls = {"token": transformers.RobertaForTokenClassification,
+               "mlm": transformers.RobertaForMaskedLM}[head]
     elif arch == "electra":
         cfg = transformers.ElectraConfig(embedding_size=32, hidden_size=64,
                                          num_hidden_layers=2, num_attention_heads=4,
@@ -145,7 +146,7 @@ def forward(model, arch, ids, types, mask, labels):
 KEY_BIAS = "attention.self.key.bias"
 
 CASES = [("bert", "token"), ("bert", "sequence"), ("bert", "mlm"), ("distilbert", "token"),
-         ("electra", "token"), ("roberta", "token")]
+         ("electra", "token"), ("roberta", "token"), ("roberta", "mlm")]
 
 
 @pytest.mark.parametrize("arch,head", CASES, ids=[f"{a}-{h}" for a, h in CASES])

@@ -73,7 +73,10 @@ def test_roberta_pipeline_exports_a_model_transformers_loads(roberta_dir, runner
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     ours = [json.loads(line) for line in predictions.read_text().splitlines()]
 
-    model = transformers.AutoModelForTokenClassification.from_pretrained(model_dir).eval()
+    model, info = transformers.AutoModelForTokenClassification.from_pretrained(
+        model_dir, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    model.eval()
     tok = transformers.AutoTokenizer.from_pretrained(model_dir)
     assert type(tok).__name__ == "RobertaTokenizerFast"
     for words, row in zip(sentences, ours):
@@ -94,3 +97,28 @@ def test_roberta_without_model_names_what_is_missing(runner_bin, tmp_path):
                "--redis", "off")
     assert proc.returncode == 2
     assert "--architecture roberta needs --model DIR" in proc.stdout + proc.stderr
+
+
+def test_roberta_pretrain_exports_a_masked_lm(roberta_dir, runner_bin, tmp_path):
+    """--mode pretrain on RoBERTa: <mask> masking, the lm_head names, RobertaForMaskedLM."""
+    out = tmp_path / "out"
+    proc = run(runner_bin, "--mode", "pretrain", "--architecture", "roberta", "--model",
+               roberta_dir, "--instances", 300, "--epochs", 2, "--learning-rate", "1e-3",
+               "--output", out, "--no-serve", "--redis", "off", "--log-format", "json",
+               timeout=500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    curve = json.loads((out / "artefacts/roberta/pretrain/curve.json").read_text())
+    assert len(curve) == 2 and curve[1]["eval_loss"] < curve[0]["eval_loss"]
+    model_dir = out / "artefacts/roberta/pretrain/model"
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["architectures"] == ["RobertaForMaskedLM"]
+    model, info = transformers.AutoModelForMaskedLM.from_pretrained(model_dir,
+                                                                    output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    model.eval()
+    tok = transformers.AutoTokenizer.from_pretrained(model_dir)
+    enc = tok("The World Bank <mask> in Nairobi .", return_tensors="pt")
+    assert tok.mask_token_id in enc["input_ids"][0].tolist()
+    with torch.no_grad():
+        logits = model(**enc).logits
+    assert logits.shape == (1, enc["input_ids"].shape[1], config["vocab_size"])
