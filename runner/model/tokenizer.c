@@ -62,14 +62,14 @@ static bool codepoints_push(codepoints *c, int32_t cp) {
 
 // ------------------------------------------------------------------ vocabulary
 
-static uint64_t hash_bytes(const char *s, size_t len) {
+uint64_t tokenizer_hash_bytes(const char *s, size_t len) {
     uint64_t h = 1469598103934665603ull; // FNV-1a
     for (size_t i = 0; i < len; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
     return h;
 }
 
 int32_t tokenizer_vocab_lookup(const tokenizer *t, const char *s, size_t len) {
-    for (size_t i = hash_bytes(s, len) & t->slot_mask;; i = (i + 1) & t->slot_mask) {
+    for (size_t i = tokenizer_hash_bytes(s, len) & t->slot_mask;; i = (i + 1) & t->slot_mask) {
         int32_t id = t->slots[i];
         if (id < 0) return -1;
         const char *tok = t->tokens[id];
@@ -81,7 +81,7 @@ int32_t tokenizer_vocab_lookup(const tokenizer *t, const char *s, size_t len) {
 static void vocab_insert(tokenizer *t, int32_t id) {
     const char *tok = t->tokens[id];
     size_t len = strlen(tok);
-    for (size_t i = hash_bytes(tok, len) & t->slot_mask;; i = (i + 1) & t->slot_mask) {
+    for (size_t i = tokenizer_hash_bytes(tok, len) & t->slot_mask;; i = (i + 1) & t->slot_mask) {
         if (t->slots[i] < 0 || strcmp(t->tokens[t->slots[i]], tok) == 0) {
             t->slots[i] = id;
             return;
@@ -588,6 +588,32 @@ static int config_bool(const cJSON *config, const char *key, bool fallback, bool
     return 0;
 }
 
+int tokenizer_vocab_from_json(tokenizer *t, const cJSON *vocab, const char *path) {
+    t->size = cJSON_GetArraySize(vocab);
+    size_t bytes = 0;
+    const cJSON *entry;
+    cJSON_ArrayForEach(entry, vocab) bytes += strlen(entry->string) + 1;
+    t->tokens = calloc((size_t)t->size, sizeof *t->tokens);
+    t->text = malloc(bytes ? bytes : 1);
+    if (!t->tokens || !t->text) return error_set(EXIT_RESOURCES, "%s: out of memory", path);
+    char *p = t->text;
+    cJSON_ArrayForEach(entry, vocab) {
+        double id = cJSON_IsNumber(entry) ? entry->valuedouble : -1;
+        size_t n = strlen(entry->string);
+        // Ids must number the tokens 0..size-1, each once, as HF writes them.
+        if (!(id >= 0 && id < t->size && id == (double)(int32_t)id) || t->tokens[(int32_t)id])
+            return error_set(EXIT_BAD_INPUT, "%s: token '%s' has a bad or repeated id (ids must "
+                             "number the tokens 0..%d)", path, entry->string, t->size - 1);
+        if (n > VOCAB_MAX_TOKEN_BYTES)
+            return error_set(EXIT_BAD_INPUT, "%s: token of %zu bytes (at most %d)", path, n,
+                             VOCAB_MAX_TOKEN_BYTES);
+        memcpy(p, entry->string, n + 1);
+        t->tokens[(int32_t)id] = p;
+        p += n + 1;
+    }
+    return 0;
+}
+
 // The vocabulary of a `tokenizers` tokenizer.json (model.type "WordPiece", the BERT
 // settings), for model directories that ship no vocab.txt.
 static int load_tokenizer_json(const char *path, bool lowercase, bool strip_accents,
@@ -629,32 +655,7 @@ static int load_tokenizer_json(const char *path, bool lowercase, bool strip_acce
         t->strip_accents = strip_accents;
         t->chinese_chars = chinese_chars;
         t->special_names = WORDPIECE_SPECIALS;
-        t->size = cJSON_GetArraySize(vocab);
-        size_t bytes = 0;
-        const cJSON *entry;
-        cJSON_ArrayForEach(entry, vocab) bytes += strlen(entry->string) + 1;
-        t->tokens = calloc((size_t)t->size, sizeof *t->tokens);
-        t->text = malloc(bytes);
-        if (!t->tokens || !t->text) rc = error_set(EXIT_RESOURCES, "%s: out of memory", path);
-        char *p = t->text;
-        cJSON_ArrayForEach(entry, vocab) {
-            if (rc) break;
-            double id = cJSON_IsNumber(entry) ? entry->valuedouble : -1;
-            size_t n = strlen(entry->string);
-            // Ids must number the tokens 0..size-1, each once, as HF writes them.
-            if (!(id >= 0 && id < t->size && id == (double)(int32_t)id) ||
-                t->tokens[(int32_t)id]) {
-                rc = error_set(EXIT_BAD_INPUT, "%s: token '%s' has a bad or repeated id", path,
-                               entry->string);
-            } else if (n > VOCAB_MAX_TOKEN_BYTES) {
-                rc = error_set(EXIT_BAD_INPUT, "%s: token of %zu bytes (at most %d)", path, n,
-                               VOCAB_MAX_TOKEN_BYTES);
-            } else {
-                memcpy(p, entry->string, n + 1);
-                t->tokens[(int32_t)id] = p;
-                p += n + 1;
-            }
-        }
+        rc = tokenizer_vocab_from_json(t, vocab, path);
     }
     if (!rc) rc = tokenizer_index_vocab(t, path);
     cJSON_Delete(root);

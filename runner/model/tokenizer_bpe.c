@@ -38,15 +38,8 @@ struct tokenizer_bpe {
     unsigned char byte_char_len[256];
 };
 
-static uint64_t hash_bytes(const char *s, size_t len) {
-    uint64_t h = 1469598103934665603ull; // FNV-1a
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
-    return h;
-}
-
 static int32_t merge_rank(const tokenizer_bpe *b, const char *key, size_t len) {
-    for (size_t i = hash_bytes(key, len) & b->slot_mask;; i = (i + 1) & b->slot_mask) {
+    for (size_t i = tokenizer_hash_bytes(key, len) & b->slot_mask;; i = (i + 1) & b->slot_mask) {
         int32_t r = b->slots[i];
         if (r < 0) return -1;
         if (strncmp(b->merges[r], key, len) == 0 && b->merges[r][len] == '\0') return r;
@@ -88,32 +81,7 @@ static int load_vocab_json(tokenizer *t, const char *path) {
         cJSON_Delete(root);
         return error_set(EXIT_BAD_INPUT, "%s: not a JSON object of token -> id", path);
     }
-    t->size = cJSON_GetArraySize(root);
-    size_t bytes = 0;
-    const cJSON *entry;
-    cJSON_ArrayForEach(entry, root) bytes += strlen(entry->string) + 1;
-    t->tokens = calloc((size_t)t->size, sizeof *t->tokens);
-    t->text = malloc(bytes);
-    if (!t->tokens || !t->text) rc = error_set(EXIT_RESOURCES, "%s: out of memory", path);
-    char *p = t->text;
-    cJSON_ArrayForEach(entry, root) {
-        if (rc) break;
-        double id = cJSON_IsNumber(entry) ? entry->valuedouble : -1;
-        size_t n = strlen(entry->string);
-        if (!(id >= 0 && id < t->size && id == (double)(int32_t)id) || t->tokens[(int32_t)id]) {
-            rc = error_set(EXIT_BAD_INPUT,
-                           "%s: token '%s' has a bad or repeated id (ids must "
-                           "number the tokens 0..%d)",
-                           path, entry->string, t->size - 1);
-        } else if (n > VOCAB_MAX_TOKEN_BYTES) {
-            rc = error_set(EXIT_BAD_INPUT, "%s: token of %zu bytes (at most %d)", path, n,
-                           VOCAB_MAX_TOKEN_BYTES);
-        } else {
-            memcpy(p, entry->string, n + 1);
-            t->tokens[(int32_t)id] = p;
-            p += n + 1;
-        }
-    }
+    rc = tokenizer_vocab_from_json(t, root, path);
     cJSON_Delete(root);
     return rc;
 }
@@ -152,7 +120,7 @@ static int load_merges(tokenizer_bpe *b, const char *path) {
     b->slot_mask = slots - 1;
     for (int32_t r = 0; r < b->count; r++) { // a repeated pair keeps its first (best) rank
         size_t n = strlen(b->merges[r]);
-        size_t i = hash_bytes(b->merges[r], n) & b->slot_mask;
+        size_t i = tokenizer_hash_bytes(b->merges[r], n) & b->slot_mask;
         while (b->slots[i] >= 0 && strcmp(b->merges[b->slots[i]], b->merges[r]) != 0)
             i = (i + 1) & b->slot_mask;
         if (b->slots[i] < 0) b->slots[i] = r;

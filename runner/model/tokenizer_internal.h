@@ -3,6 +3,7 @@
 // model inputs) and tokenizer_bpe.c (RoBERTa's byte-level BPE). Not for other modules.
 #include "runner/model/tokenizer.h"
 
+#include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -38,11 +39,16 @@ typedef struct {
 } token_list;
 
 bool token_list_push(token_list *l, int32_t id, int32_t word);
+// FNV-1a of `len` bytes: the hash of the vocabulary and merge tables.
+uint64_t tokenizer_hash_bytes(const char *s, size_t len);
 // The id of `len` bytes at s, or -1.
 int32_t tokenizer_vocab_lookup(const tokenizer *t, const char *s, size_t len);
 // Hash tokens[0..size) (a repeated token maps to its last id) and find the specials by
 // special_names. 0 or EXIT_BAD_INPUT naming `path`.
 int tokenizer_index_vocab(tokenizer *t, const char *path);
+// tokens/text/size from a JSON object of token -> id whose ids number the tokens 0..n-1
+// (vocab.json, tokenizer.json's model.vocab). 0, EXIT_BAD_INPUT or EXIT_RESOURCES.
+int tokenizer_vocab_from_json(tokenizer *t, const cJSON *vocab, const char *path);
 // A whole regular file of at most `limit` bytes, NUL-terminated. 0 or EXIT_BAD_INPUT.
 int tokenizer_read_file(const char *path, size_t limit, char **out, size_t *len);
 // Temporary name, fsync, rename. 0 or EXIT_OUTPUT.

@@ -99,6 +99,47 @@ def moto():
     proc.wait(timeout=10)
 
 
+def assert_predict_matches_transformers(runner_bin, model_dir, sentences, tmp_path):
+    """`runner --mode predict` on pre-split sentences against transformers' own
+    AutoModelForTokenClassification + AutoTokenizer of the same directory: the logits of
+    each word's first sub-token (atol 2e-4), and the tags their argmax names. The model
+    must load with no missing or unexpected key. Returns the tokenizer's class name."""
+    import numpy as np
+    import torch
+    import transformers
+
+    inputs = tmp_path / "sentences.jsonl"
+    inputs.write_text("".join(json.dumps({"tokens": s}) + "\n" for s in sentences))
+    predictions = tmp_path / "predictions.jsonl"
+    proc = run(runner_bin, "--mode", "predict", "--model", model_dir, "--input", inputs,
+               "--output", predictions, "--no-serve", "--redis", "off", "--log-format", "json")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    ours = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert len(ours) == len(sentences)
+
+    model, info = transformers.AutoModelForTokenClassification.from_pretrained(
+        model_dir, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    model.eval()
+    id2label = model.config.id2label
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+    for words, row in zip(sentences, ours):
+        assert row["tokens"] == words
+        enc = tokenizer(words, is_split_into_words=True, return_tensors="pt")
+        with torch.no_grad():
+            logits = model(**enc).logits[0].numpy()
+        first = {}
+        for position, word in enumerate(enc.word_ids()):
+            if word is not None and word not in first:
+                first[word] = position
+        expected = np.stack([logits[first[w]] for w in range(len(words))])
+        np.testing.assert_allclose(np.array(row["logits"]), expected, atol=2e-4, rtol=1e-4)
+        assert row["tags"] == [id2label[int(i)] for i in expected.argmax(-1)]
+        probs = torch.softmax(torch.tensor(expected), -1).max(-1).values.numpy()
+        np.testing.assert_allclose(row["scores"], probs, atol=1e-5)
+    return type(tokenizer).__name__
+
+
 # Under scripts/test every tool is built and every peer installed, so a skip there is a
 # failure in disguise (a missing build step, a job that no longer runs). Only skips for
 # facts about the machine itself stay skips.

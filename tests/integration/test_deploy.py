@@ -4,7 +4,6 @@ in moto's Step Functions interpreter against moto's Batch (library mode)."""
 import email
 import fnmatch
 import json
-import os
 import shutil
 import stat
 import subprocess

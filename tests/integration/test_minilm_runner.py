@@ -4,7 +4,6 @@ and a damaged model directory (safetensors or vocab.txt) exits 3 with one reason
 names the file, under AddressSanitizer too, instead of crashing.
 """
 import os
-import shutil
 import struct
 from pathlib import Path
 

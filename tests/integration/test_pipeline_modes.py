@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import ROOT, exit_line, run
+from conftest import exit_line, run
 
 pytestmark = pytest.mark.timeout(300)
 

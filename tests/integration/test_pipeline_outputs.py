@@ -3,12 +3,10 @@ reports equal to scikit-learn's and seqeval's on the same predictions, and a pri
 that transformers loads and that gives the logits `runner --mode predict` gives."""
 import csv
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conftest import ROOT, base_env, exit_line, run
+from conftest import ROOT, assert_predict_matches_transformers, run
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -97,9 +95,6 @@ def test_reports_equal_sklearn_and_seqeval(pipeline):
 
 
 def test_prime_model_loads_in_transformers_and_matches_predict(pipeline, runner_bin, tmp_path):
-    import torch
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
-
     art, _ = pipeline
     model_dir = art / "prime" / "model"
     for name in ("config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json",
@@ -112,30 +107,8 @@ def test_prime_model_loads_in_transformers_and_matches_predict(pipeline, runner_
     sentences = [["Kofi", "Annan", "arrived", "in", "Nairobi", "on", "Monday", "."],
                  ["The", "World", "Bank", "says", "Iraqi", "oil", "exports", "rose", "."],
                  ["Zyxwv", "qqq", "met", "President", "Mugabe", "in", "the", "Balkans", "."]]
-    inputs = tmp_path / "sentences.jsonl"
-    inputs.write_text("".join(json.dumps({"tokens": s}) + "\n" for s in sentences))
-    out = tmp_path / "predictions.jsonl"
-    proc = run(runner_bin, "--mode", "predict", "--model", model_dir, "--input", inputs,
-               "--output", out, "--no-serve", "--redis", "off", "--log-format", "json")
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    ours = [json.loads(line) for line in out.read_text().splitlines()]
-
-    model = AutoModelForTokenClassification.from_pretrained(model_dir).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    for words, row in zip(sentences, ours):
-        assert row["tokens"] == words
-        enc = tokenizer(words, is_split_into_words=True, return_tensors="pt")
-        with torch.no_grad():
-            logits = model(**enc).logits[0].numpy()
-        first = {}
-        for position, word in enumerate(enc.word_ids()):
-            if word is not None and word not in first:
-                first[word] = position
-        expected = np.stack([logits[first[w]] for w in range(len(words))])
-        np.testing.assert_allclose(np.array(row["logits"]), expected, atol=2e-4, rtol=1e-4)
-        assert row["tags"] == [config["id2label"][str(i)] for i in expected.argmax(-1)]
-        probs = torch.softmax(torch.tensor(expected), -1).max(-1).values.numpy()
-        np.testing.assert_allclose(row["scores"], probs, atol=1e-5)
+    tokenizer = assert_predict_matches_transformers(runner_bin, model_dir, sentences, tmp_path)
+    assert tokenizer == "BertTokenizerFast"
 
 
 def test_prime_checkpoints_respect_save_total_limit(pipeline):

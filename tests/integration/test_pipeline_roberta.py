@@ -7,10 +7,9 @@ model it exports loads in transformers and gives the logits `--mode predict` giv
 import csv
 import json
 
-import numpy as np
 import pytest
 
-from conftest import ROOT, exit_line, run
+from conftest import ROOT, assert_predict_matches_transformers, exit_line, run
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -65,31 +64,8 @@ def test_roberta_pipeline_exports_a_model_transformers_loads(roberta_dir, runner
     sentences = [["Kofi", "Annan", "arrived", "in", "Nairobi", "on", "Monday", "."],
                  ["The", "World", "Bank", "says", "Iraqi", "oil", "exports", "rose", "."],
                  ["Zyxwv", "qqq", "met", "Président", "Mugabe", "in", "the", "Balkans", "."]]
-    inputs = tmp_path / "sentences.jsonl"
-    inputs.write_text("".join(json.dumps({"tokens": s}) + "\n" for s in sentences))
-    predictions = tmp_path / "predictions.jsonl"
-    proc = run(runner_bin, "--mode", "predict", "--model", model_dir, "--input", inputs,
-               "--output", predictions, "--no-serve", "--redis", "off", "--log-format", "json")
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    ours = [json.loads(line) for line in predictions.read_text().splitlines()]
-
-    model, info = transformers.AutoModelForTokenClassification.from_pretrained(
-        model_dir, output_loading_info=True)
-    assert not info["missing_keys"] and not info["unexpected_keys"], info
-    model.eval()
-    tok = transformers.AutoTokenizer.from_pretrained(model_dir)
-    assert type(tok).__name__ == "RobertaTokenizerFast"
-    for words, row in zip(sentences, ours):
-        enc = tok(words, is_split_into_words=True, return_tensors="pt")
-        with torch.no_grad():
-            logits = model(**enc).logits[0].numpy()
-        first = {}
-        for position, word in enumerate(enc.word_ids()):
-            if word is not None and word not in first:
-                first[word] = position
-        expected = np.stack([logits[first[w]] for w in range(len(words))])
-        np.testing.assert_allclose(np.array(row["logits"]), expected, atol=2e-4, rtol=1e-4)
-        assert row["tags"] == [config["id2label"][str(i)] for i in expected.argmax(-1)]
+    tokenizer = assert_predict_matches_transformers(runner_bin, model_dir, sentences, tmp_path)
+    assert tokenizer == "RobertaTokenizerFast"
 
 
 def test_roberta_without_model_names_what_is_missing(runner_bin, tmp_path):
