@@ -1,12 +1,12 @@
 # Fuzz targets for the parsers of untrusted files: the safetensors header and the
-# tokenizer (vocabulary and text). Always built (CI checks they compile); not run by CTest.
+# tokenizers (WordPiece: vocab.txt and text; byte-level BPE: vocab.json, merges.txt, text). Always built (CI checks they compile); not run by CTest.
 # They compile only the code under test (plus runner/error.c), not all of runner_lib,
 # so a fuzzing build with clang does not depend on the rest of the tree.
 #   - default: linked with tests/fuzz/fuzz_main.c, a driver that replays files or runs
 #     N mutations of built-in seeds:  build/<dir>/fuzz/fuzz_tokenizer --random 100000
 #   - RUNNER_FUZZ=ON with clang: real libFuzzer with coverage, ASan and UBSan:
 #     CC=clang CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DRUNNER_FUZZ=ON -DRUNNER_CUDA=OFF
-#     cmake --build build/fuzz --target fuzz_safetensors fuzz_tokenizer
+#     cmake --build build/fuzz --target fuzz_safetensors fuzz_tokenizer fuzz_tokenizer_bpe
 #     build/fuzz/fuzz/fuzz_safetensors -max_total_time=600 corpus_dir/
 option(RUNNER_FUZZ "Link the fuzz targets with libFuzzer (clang only)" OFF)
 if(RUNNER_FUZZ AND NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
@@ -16,7 +16,8 @@ endif()
 set(FUZZ_SOURCES_fuzz_safetensors ${CMAKE_SOURCE_DIR}/runner/model/safetensors.c)
 set(FUZZ_SOURCES_fuzz_tokenizer ${CMAKE_SOURCE_DIR}/runner/model/tokenizer.c
   ${CMAKE_SOURCE_DIR}/runner/model/tokenizer_bpe.c)
-foreach(name fuzz_safetensors fuzz_tokenizer)
+set(FUZZ_SOURCES_fuzz_tokenizer_bpe ${FUZZ_SOURCES_fuzz_tokenizer})
+foreach(name fuzz_safetensors fuzz_tokenizer fuzz_tokenizer_bpe)
   add_executable(${name} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/${name}.c ${FUZZ_SOURCES_${name}}
     ${CMAKE_SOURCE_DIR}/runner/error.c)
   if(RUNNER_FUZZ)
