@@ -193,6 +193,14 @@ static int bert_layout(bert_model *m) {
         layout_linear(&lo, "", "classifier", m->num_labels, C, &m->cls_w, &m->cls_b, true);
         break;
     case HEAD_SEQUENCE_CLASSIFICATION:
+        if (c->arch == ARCH_ROBERTA) {
+            // RobertaClassificationHead: dropout, dense + tanh, dropout, out_proj on <s>:
+            // BERT's pooler + classifier with one more dropout, under the head's names.
+            layout_linear(&lo, "", "classifier.dense", C, C, &m->pool_w, &m->pool_b, true);
+            layout_linear(&lo, "", "classifier.out_proj", m->num_labels, C, &m->cls_w,
+                          &m->cls_b, true);
+            break;
+        }
         // The pooler belongs to the base model (bert.pooler...), but a checkpoint saved
         // from a model without it lacks it: treated as part of the head when loading.
         layout_linear(&lo, p, "pooler.dense", C, C, &m->pool_w, &m->pool_b, true);
@@ -245,10 +253,10 @@ static int check_config(const bert_config *c, bert_head head, int num_labels, in
                          c->hidden_size, c->num_heads);
     if (c->embedding_size != c->hidden_size && c->arch != ARCH_ELECTRA)
         return error_set(EXIT_USAGE, "bert: embedding_size != hidden_size needs ELECTRA");
-    if ((c->arch != ARCH_BERT && head == HEAD_SEQUENCE_CLASSIFICATION) ||
-        (c->arch != ARCH_BERT && c->arch != ARCH_ROBERTA && head == HEAD_MASKED_LM))
-        return error_set(EXIT_USAGE, "bert: the sequence classification head is BERT-only, the "
-                                     "masked LM head BERT's and RoBERTa's");
+    if (c->arch != ARCH_BERT && c->arch != ARCH_ROBERTA &&
+        (head == HEAD_SEQUENCE_CLASSIFICATION || head == HEAD_MASKED_LM))
+        return error_set(EXIT_USAGE, "bert: sequence classification and masked LM heads are "
+                                     "BERT's and RoBERTa's only");
     if ((head == HEAD_TOKEN_CLASSIFICATION || head == HEAD_SEQUENCE_CLASSIFICATION) &&
         num_labels < 1)
         return error_set(EXIT_USAGE, "bert: a classification head needs num_labels >= 1");
@@ -337,6 +345,7 @@ int bert_create(bert_model **out, backend *be, const bert_config *cfg, bert_head
         break;
     case HEAD_SEQUENCE_CLASSIFICATION:
         m->cls_rows = dev_alloc(m, B * C * a, &rc);
+        if (cfg->arch == ARCH_ROBERTA) m->cls_drop = dev_alloc(m, B * C * a, &rc);
         m->pool_pre = dev_alloc(m, B * C * a, &rc);
         m->pooled = dev_alloc(m, B * C * a, &rc);
         m->pooled_drop = dev_alloc(m, B * C * a, &rc);
@@ -384,7 +393,7 @@ void bert_destroy(bert_model *m) {
     dev_free(m, m->v);
     void *bufs[] = {m->ids, m->types, m->mask, m->labels, m->emb, m->emb_ln, m->emb_mean,
                     m->emb_rstd, m->emb_drop, m->proj, m->head_in, m->head_mid, m->head_ln,
-                    m->head_mean, m->head_rstd, m->cls_rows, m->pool_pre, m->pooled,
+                    m->head_mean, m->head_rstd, m->cls_rows, m->cls_drop, m->pool_pre, m->pooled,
                     m->pooled_drop, m->logits, m->probs, m->losses, m->pool_out,
                     m->f32_scratch, m->dx, m->dres, m->dproj, m->dln1, m->datty, m->dqkv,
                     m->dfc_gelu, m->dfc_pre, m->datt_scratch, m->dlogits, m->dhead_a,
@@ -593,8 +602,12 @@ int bert_forward(bert_model *m, const bert_batch *batch, bool training, uint64_t
                                  bert_act_at(m, x, (size_t)b * T * C),
                                  (size_t)C * backend_act_size(be));
         if (rc) return rc;
-        be->matmul_forward(be, m->pool_pre, NULL, m->cls_rows, bert_act_at(m, W, m->pool_w),
-                           bert_act_at(m, W, m->pool_b), B, C, C, EPILOGUE_NONE);
+        if (m->cls_drop) // RoBERTa's head drops out the <s> rows first
+            be->dropout_forward(be, m->cls_drop, m->cls_rows, (size_t)B * C, p_hidden, s,
+                                dropout_offset(2 + 3 * L));
+        be->matmul_forward(be, m->pool_pre, NULL, m->cls_drop ? m->cls_drop : m->cls_rows,
+                           bert_act_at(m, W, m->pool_w), bert_act_at(m, W, m->pool_b), B, C, C,
+                           EPILOGUE_NONE);
         rc = pooler_tanh(m, B);
         if (rc) return rc;
         be->dropout_forward(be, m->pooled_drop, m->pooled, (size_t)B * C, p_hidden, s,
@@ -743,10 +756,18 @@ int bert_backward(bert_model *m) {
         if (rc) return rc;
         be->memset_zero(be, m->dhead_b, BC);
         be->matmul_backward(be, m->dhead_b, G + m->pool_w, G + m->pool_b, m->dhead_a,
-                            m->cls_rows, bert_act_at(m, W, m->pool_w), B, C, C);
+                            m->cls_drop ? m->cls_drop : m->cls_rows,
+                            bert_act_at(m, W, m->pool_w), B, C, C);
+        void *dcls = m->dhead_b; // (B,C) gradient of the <s> / [CLS] rows
+        if (m->cls_drop) {       // through RoBERTa's first dropout; dhead_a is free again
+            be->memset_zero(be, m->dhead_a, BC);
+            be->dropout_backward(be, m->dhead_a, m->dhead_b, (size_t)B * C, p_hidden, s,
+                                 dropout_offset(2 + 3 * L));
+            dcls = m->dhead_a;
+        }
         for (int b = 0; b < B && !rc; b++)
             rc = be->copy_device(be, bert_act_at(m, m->dx, (size_t)b * T * C),
-                                 bert_act_at(m, m->dhead_b, (size_t)b * C), (size_t)C * a);
+                                 bert_act_at(m, dcls, (size_t)b * C), (size_t)C * a);
         if (rc) return rc;
         break;
     }

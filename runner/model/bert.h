@@ -58,14 +58,15 @@ int bert_config_load(const char *config_json_path, bert_config *out);
 // Allocate a model for batches up to max_batch x max_seq. 0 or an exit code. Gradients
 // and AdamW moments are allocated on the first bert_backward / bert_step, so inference
 // models hold parameters and activations only. DistilBERT and ELECTRA support the token
-// classification and embedding heads; sequence classification and masked LM are BERT's.
+// classification and embedding heads; sequence classification and masked LM are BERT's
+// and RoBERTa's (RoBERTa's under its own names: classifier.dense/out_proj, lm_head).
 int bert_create(bert_model **out, backend *be, const bert_config *cfg, bert_head head,
                 int num_labels, int max_batch, int max_seq);
 void bert_destroy(bert_model *m);
 // Hugging Face initialisation: normal(0, 0.02) weights, zero biases, LayerNorm 1 and 0.
 int bert_init_random(bert_model *m, uint64_t seed);
-// Load weights by HF name (with or without the "bert." / "distilbert." / "electra."
-// prefix); a head missing from the file keeps its random init (as HF warns). Validates
+// Load weights by HF name (with or without the "bert." / "distilbert." / "electra." /
+// "roberta." prefix); a head missing from the file keeps its random init (as HF warns). Validates
 // shapes against the config; a bad file exits 3 naming the tensor.
 int bert_load_safetensors(bert_model *m, const char *path);
 // Write every parameter under its HF name with the task model's prefix.

@@ -71,6 +71,7 @@ struct bert_model {
     void *head_ln;        // (N,C) MLM: LayerNorm(gelu)
     float *head_mean, *head_rstd;
     void *cls_rows;       // (B,C) [CLS] hidden states
+    void *cls_drop;       // (B,C) RoBERTa: the <s> rows after its head's first dropout
     void *pool_pre, *pooled, *pooled_drop; // (B,C)
     float *host_pool;     // (B,C) host copy of tanh(pool_pre), kept for backward
     void *logits;         // (rows, num_labels)

@@ -3,7 +3,7 @@
 BertFor{TokenClassification,SequenceClassification,MaskedLM},
 DistilBertForTokenClassification, ElectraForTokenClassification (embedding_size !=
 hidden_size, so the embeddings_project path runs) and RobertaFor{TokenClassification,
-MaskedLM} (positions counted from pad_token_id + 1, one token type) with random weights (every
+SequenceClassification,MaskedLM} (positions counted from pad_token_id + 1, one token type) with random weights (every
 parameter, LayerNorm and biases included, drawn non-zero) is saved with save_pretrained
 (config.json + model.safetensors). tests/tools/bert_torch_tool loads it through
 bert_config_load / bert_load_safetensors, runs one forward/backward on a batch with
@@ -63,6 +63,7 @@ def make_model(arch, head):
                                          attention_probs_dropout_prob=0.0,
                                          **dict(common, max_position_embeddings=42))
         cls = {"token": transformers.RobertaForTokenClassification,
+               "sequence": transformers.RobertaForSequenceClassification,
                "mlm": transformers.RobertaForMaskedLM}[head]
     elif arch == "electra":
         cfg = transformers.ElectraConfig(embedding_size=32, hidden_size=64,
@@ -146,7 +147,8 @@ def forward(model, arch, ids, types, mask, labels):
 KEY_BIAS = "attention.self.key.bias"
 
 CASES = [("bert", "token"), ("bert", "sequence"), ("bert", "mlm"), ("distilbert", "token"),
-         ("electra", "token"), ("roberta", "token"), ("roberta", "mlm")]
+         ("electra", "token"), ("roberta", "token"), ("roberta", "sequence"),
+         ("roberta", "mlm")]
 
 
 @pytest.mark.parametrize("arch,head", CASES, ids=[f"{a}-{h}" for a, h in CASES])
@@ -192,7 +194,7 @@ def test_matches_transformers(tmp_path, tool, arch, head):
 
     # logits and loss
     logits = got["logits"].reshape(ref_logits.shape)
-    if arch == "roberta":
+    if arch == "roberta" and head != "sequence":
         # transformers gives padding the padding index's position; the C side numbers
         # every slot. Padding is masked out of attention and loss, so only its own
         # logits differ: compare the real tokens'.
