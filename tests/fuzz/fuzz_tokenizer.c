@@ -3,6 +3,7 @@
 // TAB, and packed to a length taken from the first byte) must never crash or overrun.
 #include "runner/error.h"
 #include "runner/model/tokenizer.h"
+#include "tests/fuzz/fuzz_encode_checks.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -55,43 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         tokenizer_free(t);
         return 0;
     }
-    int max_len = 2 + data[0] % 64;
-    char *text = malloc(size + 1);
-    memcpy(text, data, size);
-    text[size] = '\0';
-
-    int32_t *ids = NULL;
-    int n = 0;
-    if (tokenizer_encode(t, text, &ids, &n) != 0) abort();
-    for (int i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= tokenizer_vocab_size(t)) abort();
-    free(ids);
-
-    int32_t *buf = malloc(4 * (size_t)max_len * sizeof *buf);
-    int32_t *seq = buf, *mask = buf + max_len, *words = buf + 2 * max_len, *labels = buf + 3 * max_len;
-    if (tokenizer_encode_text(t, text, max_len, seq, mask, &n) != 0 || n < 2 || n > max_len) abort();
-    int nwords = 1;
-    for (char *p = text; *p; p++) nwords += *p == '\t';
-    const char **list = malloc((size_t)nwords * sizeof *list);
-    int32_t *tags = malloc((size_t)nwords * sizeof *tags);
-    char *p = text;
-    for (int w = 0; w < nwords; w++) {
-        list[w] = p;
-        tags[w] = w;
-        char *tab = strchr(p, '\t');
-        if (tab) {
-            *tab = '\0';
-            p = tab + 1;
-        }
-    }
-    if (tokenizer_encode_words(t, list, nwords, max_len, seq, mask, words, &n) != 0) abort();
-    tokenizer_align_labels(words, max_len, tags, labels);
-    for (int i = 0; i < max_len; i++)
-        if (words[i] < -1 || words[i] >= nwords || (mask[i] != 0 && mask[i] != 1)) abort();
-    free(list);
-    free(tags);
-    free(buf);
-    free(text);
+    fuzz_check_encodings(t, data, size);
     tokenizer_free(t);
     return 0;
 }

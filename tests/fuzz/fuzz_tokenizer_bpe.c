@@ -6,6 +6,7 @@
 // encoder is fuzzed whatever the loader makes of them.
 #include "runner/error.h"
 #include "runner/model/tokenizer.h"
+#include "tests/fuzz/fuzz_encode_checks.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -98,42 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         tokenizer_free(t);
         return 0;
     }
-    int max_len = 2 + data[0] % 64;
-    char *text = malloc(size + 1);
-    memcpy(text, data, size);
-    text[size] = '\0';
-
-    int32_t *ids = NULL;
-    int n = 0;
-    if (tokenizer_encode(t, text, &ids, &n) != 0) abort();
-    for (int i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= tokenizer_vocab_size(t)) abort();
-    free(ids);
-
-    int32_t *buf = malloc(3 * (size_t)max_len * sizeof *buf);
-    int32_t *seq = buf, *mask = buf + max_len, *words = buf + 2 * max_len;
-    if (tokenizer_encode_text(t, text, max_len, seq, mask, &n) != 0 || n < 2 || n > max_len)
-        abort();
-    int nwords = 1;
-    for (char *p = text; *p; p++)
-        nwords += *p == '\t';
-    const char **list = malloc((size_t)nwords * sizeof *list);
-    char *p = text;
-    for (int w = 0; w < nwords; w++) {
-        list[w] = p;
-        char *tab = strchr(p, '\t');
-        if (tab) {
-            *tab = '\0';
-            p = tab + 1;
-        }
-    }
-    if (tokenizer_encode_words(t, list, nwords, max_len, seq, mask, words, &n) != 0) abort();
-    for (int i = 0; i < max_len; i++)
-        if (words[i] < -1 || words[i] >= nwords || seq[i] < 0 || seq[i] >= tokenizer_vocab_size(t))
-            abort();
-    free(list);
-    free(buf);
-    free(text);
+    fuzz_check_encodings(t, data, size);
     tokenizer_free(t);
     return 0;
 }
