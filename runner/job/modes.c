@@ -330,17 +330,11 @@ int job_pretrain(job_context *ctx) {
     train_outcome outcome = {.best_step = -1};
     if (rc == 0 && takes_part) rc = train_run(m, &train, &valid, &opt, &outcome);
     if (group) data_parallel_close(group);
-    if (ctx->rank != 0) {
-        if (m) bert_destroy(m);
-        encoded_free(&train);
-        encoded_free(&valid);
-        free(order);
-        free(shuffled);
-        text_free(texts, n);
-        return rc;
-    }
-    if (rc == 0 && outcome.best_step >= 0) rc = checkpoint_load_weights(dir, outcome.best_step, m);
-    if (rc == 0) {
+    // Rank 0 alone reloads the best weights and exports them; every rank frees its own.
+    bool exports = ctx->rank == 0;
+    if (exports && rc == 0 && outcome.best_step >= 0)
+        rc = checkpoint_load_weights(dir, outcome.best_step, m);
+    if (exports && rc == 0) {
         char model_dir[PATH_MAX];
         rc = files_join(model_dir, sizeof model_dir, "%s/pretrain/model", ctx->artefacts);
         if (rc == 0) rc = export_model_dir(ctx, m, HEAD_MASKED_LM, NULL, 0, model_dir);
