@@ -486,6 +486,22 @@ int tokenizer_read_file(const char *path, size_t limit, char **out, size_t *len)
     return 0;
 }
 
+int tokenizer_read_json_object(const char *path, size_t limit, cJSON **out) {
+    *out = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    int rc = tokenizer_read_file(path, limit, &text, &len);
+    if (rc) return rc;
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return error_set(EXIT_BAD_INPUT, "%s: not a JSON object", path);
+    }
+    *out = root;
+    return 0;
+}
+
 // Hash t->tokens[0..size) (a repeated token maps to its last id) and find the specials.
 int tokenizer_index_vocab(tokenizer *t, const char *path) {
     size_t slots = 16;
@@ -619,12 +635,9 @@ int tokenizer_vocab_from_json(tokenizer *t, const cJSON *vocab, const char *path
 static int load_tokenizer_json(const char *path, bool lowercase, bool strip_accents,
                                bool chinese_chars, tokenizer **out) {
     *out = NULL;
-    char *text = NULL;
-    size_t len = 0;
-    int rc = tokenizer_read_file(path, VOCAB_MAX_BYTES, &text, &len);
+    cJSON *root = NULL;
+    int rc = tokenizer_read_json_object(path, VOCAB_MAX_BYTES, &root);
     if (rc) return rc;
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
     const cJSON *prefix = cJSON_GetObjectItemCaseSensitive(model, "continuing_subword_prefix");
@@ -632,7 +645,7 @@ static int load_tokenizer_json(const char *path, bool lowercase, bool strip_acce
     const cJSON *max_chars = cJSON_GetObjectItemCaseSensitive(model, "max_input_chars_per_word");
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     tokenizer *t = NULL;
-    if (!cJSON_IsObject(root) || !cJSON_IsObject(model)) {
+    if (!cJSON_IsObject(model)) {
         rc = error_set(EXIT_BAD_INPUT, "%s: not a tokenizers JSON file (no \"model\" object)",
                        path);
     } else if (!cJSON_IsString(type) || strcmp(type->valuestring, "WordPiece") != 0) {
@@ -676,16 +689,9 @@ int tokenizer_load_dir(const char *dir, tokenizer **out) {
         return error_set(EXIT_BAD_INPUT, "%s: path too long", dir);
     bool lowercase = true, strip_accents = true, chinese = true, prefix_space = false;
     if (access(config_path, F_OK) == 0) {
-        char *text = NULL;
-        size_t len = 0;
-        int rc = tokenizer_read_file(config_path, 16 * 1024 * 1024, &text, &len);
+        cJSON *config = NULL;
+        int rc = tokenizer_read_json_object(config_path, 16 * 1024 * 1024, &config);
         if (rc) return rc;
-        cJSON *config = cJSON_ParseWithLength(text, len);
-        free(text);
-        if (!cJSON_IsObject(config)) {
-            cJSON_Delete(config);
-            return error_set(EXIT_BAD_INPUT, "%s: not a JSON object", config_path);
-        }
         rc = config_bool(config, "do_lower_case", true, &lowercase, config_path);
         if (!rc) rc = config_bool(config, "strip_accents", lowercase, &strip_accents, config_path);
         if (!rc)

@@ -71,17 +71,12 @@ void tokenizer_bpe_free(tokenizer_bpe *b) {
 // ------------------------------------------------------------------ loading
 
 static int load_vocab_json(tokenizer *t, const char *path) {
-    char *text = NULL;
-    size_t len = 0;
-    int rc = tokenizer_read_file(path, VOCAB_MAX_BYTES, &text, &len);
+    cJSON *root = NULL;
+    int rc = tokenizer_read_json_object(path, VOCAB_MAX_BYTES, &root);
     if (rc) return rc;
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!cJSON_IsObject(root) || cJSON_GetArraySize(root) == 0) {
-        cJSON_Delete(root);
-        return error_set(EXIT_BAD_INPUT, "%s: not a JSON object of token -> id", path);
-    }
-    rc = tokenizer_vocab_from_json(t, root, path);
+    rc = cJSON_GetArraySize(root) == 0
+             ? error_set(EXIT_BAD_INPUT, "%s: an empty vocabulary", path)
+             : tokenizer_vocab_from_json(t, root, path);
     cJSON_Delete(root);
     return rc;
 }

@@ -51,6 +51,8 @@ int tokenizer_index_vocab(tokenizer *t, const char *path);
 int tokenizer_vocab_from_json(tokenizer *t, const cJSON *vocab, const char *path);
 // A whole regular file of at most `limit` bytes, NUL-terminated. 0 or EXIT_BAD_INPUT.
 int tokenizer_read_file(const char *path, size_t limit, char **out, size_t *len);
+// The same, parsed: a JSON object (caller frees with cJSON_Delete), else EXIT_BAD_INPUT.
+int tokenizer_read_json_object(const char *path, size_t limit, cJSON **out);
 // Temporary name, fsync, rename. 0 or EXIT_OUTPUT.
 int tokenizer_write_atomic(const char *path, const char *data, size_t len);
 
