@@ -320,7 +320,7 @@ void log_msg(log_level level, const char *event, const char *fmt, ...) {
     emit(level, event, fields, false);
 }
 
-size_t log_recent(char **out, size_t max, unsigned long since) {
+size_t log_recent(char **out, unsigned long *seqs, size_t max, unsigned long since) {
     size_t count = 0;
     pthread_mutex_lock(&log_lock);
     unsigned long last = next_seq - 1;
@@ -331,7 +331,9 @@ size_t log_recent(char **out, size_t max, unsigned long since) {
         size_t slot = seq % LOG_RECENT_LINES;
         if (recent_seq[slot] != seq || !recent[slot]) continue;
         char *copy = strdup(recent[slot]);
-        if (copy) out[count++] = copy;
+        if (!copy) continue;
+        if (seqs) seqs[count] = seq;
+        out[count++] = copy;
     }
     pthread_mutex_unlock(&log_lock);
     return count;

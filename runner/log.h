@@ -25,8 +25,9 @@ void log_fields(log_level level, const char *event, cJSON *fields);
 // Never print `secret` (passwords, tokens, keys): every occurrence becomes "***".
 void log_redact(const char *secret);
 // Copy up to `max` of the most recent JSON lines (oldest first) into `out` as
-// malloc'd strings; returns how many. Lines carry a sequence number "seq" >= since.
-size_t log_recent(char **out, size_t max, unsigned long since);
+// malloc'd strings, and their sequence numbers (the lines' "seq", all >= since) into
+// `seqs` when it is not NULL; returns how many.
+size_t log_recent(char **out, unsigned long *seqs, size_t max, unsigned long since);
 // As log_fields, but always one JSON line whatever the format (the final exit line).
 void log_fields_json(log_level level, const char *event, cJSON *fields);
 // The format in use after resolving LOG_FORMAT_AUTO (LOG_FORMAT_JSON or LOG_FORMAT_TEXT).

@@ -210,13 +210,6 @@ static worker_ring *my_ring(void) {
     return &tel.seg->rings[tel.rank];
 }
 
-// The "seq" of a log.h line (they end with ..."seq":N}).
-static unsigned long log_line_seq(const char *line) {
-    const char *p = NULL;
-    for (const char *q = line; (q = strstr(q, "\"seq\":")); q++) p = q;
-    return p ? strtoul(p + 6, NULL, 10) : 0;
-}
-
 // A worker's log lines live in its own process; copy the new ones into its ring so the
 // supervisor's /api/v1/logs and dashboard show them. Called from the telemetry calls
 // (at most every LOG_SHIP_MS unless `force`) and at exit, so log.h needs no hook.
@@ -227,10 +220,11 @@ static void ship_logs(bool force) {
     if (!force && (now - tel.log_shipped_at) * 1000 < LOG_SHIP_MS) return;
     tel.log_shipped_at = now;
     char *lines[32];
+    unsigned long seqs[32];
     for (int round = 0; round < 8; round++) {
-        size_t n = log_recent(lines, 32, tel.log_next);
+        size_t n = log_recent(lines, seqs, 32, tel.log_next);
         for (size_t i = 0; i < n; i++) {
-            unsigned long seq = log_line_seq(lines[i]);
+            unsigned long seq = seqs[i];
             if (seq >= tel.log_next) {
                 uint64_t index = atomic_load_explicit(&ring->log_head, memory_order_relaxed);
                 log_slot *slot = &ring->logs[index % LOG_SLOTS];
@@ -495,7 +489,8 @@ int telemetry_worker_attach(int rank) {
     // Lines before this point are the supervisor's (inherited across fork): ship only
     // what this worker logs from now on.
     char *last = NULL;
-    tel.log_next = log_recent(&last, 1, 0) ? log_line_seq(last) + 1 : 0;
+    unsigned long last_seq = 0;
+    tel.log_next = log_recent(&last, &last_seq, 1, 0) ? last_seq + 1 : 0;
     free(last);
     tel.log_shipped_at = 0;
     if (!tel.atexit_registered) {

@@ -317,20 +317,14 @@ void telemetry_store_log(const char *json_line, int rank) {
     free(old);
 }
 
-// The "seq" number of a log.h line (they end with ..."seq":N}).
-static unsigned long line_seq(const char *line) {
-    const char *p = NULL;
-    for (const char *q = line; (q = strstr(q, "\"seq\":")); q++) p = q;
-    return p ? strtoul(p + 6, NULL, 10) : 0;
-}
-
 void telemetry_store_pull_local_logs(void) {
     pthread_mutex_lock(&store.pull_lock);
     char *lines[64];
+    unsigned long seqs[64];
     for (int round = 0; round < 16; round++) {
-        size_t n = log_recent(lines, 64, store.local_next);
+        size_t n = log_recent(lines, seqs, 64, store.local_next);
         for (size_t i = 0; i < n; i++) {
-            unsigned long seq = line_seq(lines[i]);
+            unsigned long seq = seqs[i];
             if (seq >= store.local_next) {
                 telemetry_store_log(lines[i], -1);
                 store.local_next = seq + 1;

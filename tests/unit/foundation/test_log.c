@@ -122,7 +122,8 @@ int main(void) {
 
     // the ring: every line, oldest first, with seq, and nothing secret
     char *recent[LOG_RECENT_LINES];
-    size_t n = log_recent(recent, LOG_RECENT_LINES, 0);
+    unsigned long seqs[LOG_RECENT_LINES];
+    size_t n = log_recent(recent, seqs, LOG_RECENT_LINES, 0);
     CHECK(n >= 8);
     unsigned long last_seq = 0;
     for (size_t i = 0; i < n; i++) {
@@ -130,13 +131,14 @@ int main(void) {
         CHECK(r != NULL);
         unsigned long seq = (unsigned long)cJSON_GetObjectItem(r, "seq")->valuedouble;
         CHECK(seq > last_seq);
+        CHECK_INT(seqs[i], seq); // the sequence numbers handed back are the lines' own
         last_seq = seq;
         CHECK(strstr(recent[i], "hunter2") == NULL);
         cJSON_Delete(r);
         free(recent[i]);
     }
     // since: only newer lines; max: the most recent ones
-    n = log_recent(recent, 2, 0);
+    n = log_recent(recent, NULL, 2, 0);
     CHECK_INT(n, 2);
     CHECK(strstr(recent[1], "\"seq\":") != NULL);
     cJSON *r = cJSON_Parse(recent[1]);
@@ -144,14 +146,14 @@ int main(void) {
     cJSON_Delete(r);
     free(recent[0]);
     free(recent[1]);
-    CHECK_INT(log_recent(recent, 10, last_seq + 1), 0);
+    CHECK_INT(log_recent(recent, NULL, 10, last_seq + 1), 0);
 
     // the ring keeps the last LOG_RECENT_LINES only
     int null_fd = open("/dev/null", O_WRONLY);
     log_set_fd(null_fd);
     for (int i = 0; i < LOG_RECENT_LINES + 20; i++)
         log_info("flood", "line %d", i);
-    n = log_recent(recent, LOG_RECENT_LINES, 0);
+    n = log_recent(recent, NULL, LOG_RECENT_LINES, 0);
     CHECK_INT(n, LOG_RECENT_LINES);
     CHECK(strstr(recent[n - 1], "line 531") != NULL);
     for (size_t i = 0; i < n; i++)
