@@ -108,6 +108,33 @@ int aws_sha256_file_hex(int fd, long long offset, long long len, char out[65]) {
     return rc;
 }
 
+time_t aws_parse_time(const char *iso8601) {
+    if (!iso8601) return 0;
+    struct tm tm = {0};
+    const char *end = strptime(iso8601, "%Y-%m-%dT%H:%M:%S", &tm);
+    return end ? timegm(&tm) : 0;
+}
+
+int aws_read_token_file(const char *path, const char *what, char *out, size_t cap) {
+    out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f) return error_set(EXIT_USAGE, "%s %s: %s", what, path, strerror(errno));
+    size_t n = fread(out, 1, cap - 1, f);
+    bool longer = n == cap - 1 && fgetc(f) != EOF;
+    bool failed = ferror(f);
+    fclose(f);
+    out[n] = '\0';
+    if (failed || longer) {
+        out[0] = '\0';
+        return error_set(EXIT_USAGE, "%s %s: %s", what, path,
+                         failed ? "cannot be read" : "longer than a token can be");
+    }
+    while (n && isspace((unsigned char)out[n - 1])) out[--n] = '\0';
+    if (!n) return error_set(EXIT_USAGE, "%s %s: empty", what, path);
+    log_redact(out);
+    return 0;
+}
+
 char *aws_uri_encode(const char *s, bool keep_slash) {
     size_t n = strlen(s);
     char *out = malloc(3 * n + 1);
@@ -143,32 +170,52 @@ long aws_backoff_ms(int attempt) {
     return ceiling ? (long)(rand_r(&seed) % (ceiling + 1)) : 0;
 }
 
-// ---- the AWS error code of a failed answer: S3's XML <Code>, or JSON "__type" ----
+// ---- XML answers (S3, STS), and the AWS error code of a failed answer ----
 
+// The text of the first <element> (and the name of the root element).
 typedef struct {
-    bool in_code;
+    const char *want;
     char *out;
     size_t n;
-} code_parse;
+    bool inside, found;
+    char root[64];
+} xml_pick;
 
-// The first <Code> element: <Error><Code> (S3) or <ErrorResponse><Error><Code>.
-static void xml_start(void *ud, const XML_Char *name, const XML_Char **attrs) {
+static void pick_start(void *ud, const XML_Char *name, const XML_Char **attrs) {
     (void)attrs;
-    code_parse *p = ud;
-    p->in_code = strcmp(name, "Code") == 0 && p->out[0] == '\0';
+    xml_pick *p = ud;
+    if (!p->root[0]) snprintf(p->root, sizeof p->root, "%s", name);
+    if (!p->found && strcmp(name, p->want) == 0) p->inside = true;
 }
 
-static void xml_end(void *ud, const XML_Char *name) {
-    (void)name;
-    ((code_parse *)ud)->in_code = false;
+static void pick_end(void *ud, const XML_Char *name) {
+    xml_pick *p = ud;
+    if (p->inside && strcmp(name, p->want) == 0) p->inside = false, p->found = true;
 }
 
-static void xml_text(void *ud, const XML_Char *s, int len) {
-    code_parse *p = ud;
-    if (!p->in_code) return;
+static void pick_text(void *ud, const XML_Char *s, int len) {
+    xml_pick *p = ud;
+    if (!p->inside) return;
     size_t used = strlen(p->out);
     for (int i = 0; i < len && used + 1 < p->n; i++) p->out[used++] = s[i];
     p->out[used] = '\0';
+}
+
+int aws_xml_text(const aws_buffer *body, const char *element, char *out, size_t n, char *root,
+                 size_t root_n) {
+    out[0] = '\0';
+    if (root && root_n) root[0] = '\0';
+    if (!body->data || !body->len) return -1;
+    XML_Parser parser = XML_ParserCreate(NULL);
+    if (!parser) return -1;
+    xml_pick p = {.want = element, .out = out, .n = n};
+    XML_SetUserData(parser, &p);
+    XML_SetElementHandler(parser, pick_start, pick_end);
+    XML_SetCharacterDataHandler(parser, pick_text);
+    bool ok = XML_Parse(parser, body->data, (int)body->len, 1) == XML_STATUS_OK;
+    XML_ParserFree(parser);
+    if (root) snprintf(root, root_n, "%s", p.root);
+    return ok ? 0 : -1;
 }
 
 static void error_code_of(const aws_buffer *body, char *out, size_t n) {
@@ -176,15 +223,8 @@ static void error_code_of(const aws_buffer *body, char *out, size_t n) {
     if (!body->data || !body->len) return;
     const char *s = body->data;
     while (isspace((unsigned char)*s)) s++;
-    if (*s == '<') {
-        XML_Parser parser = XML_ParserCreate(NULL);
-        if (!parser) return;
-        code_parse p = {.out = out, .n = n};
-        XML_SetUserData(parser, &p);
-        XML_SetElementHandler(parser, xml_start, xml_end);
-        XML_SetCharacterDataHandler(parser, xml_text);
-        XML_Parse(parser, body->data, (int)body->len, 1);
-        XML_ParserFree(parser);
+    if (*s == '<') { // S3's <Error><Code>; STS's <ErrorResponse><Error><Code>
+        aws_xml_text(body, "Code", out, n, NULL, 0);
     } else if (*s == '{') {
         cJSON *json = cJSON_ParseWithLength(body->data, body->len);
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(json, "__type");
@@ -391,7 +431,9 @@ int aws_send(const aws_request *req, aws_response *resp, const char *what) {
     char reason[320] = "";
     for (int n = 0; n < max_attempts; n++) {
         aws_credentials creds;
-        if (req->service) {
+        if (req->service && req->credentials) {
+            creds = *req->credentials;
+        } else if (req->service) {
             int rc = aws_credentials_get(&creds);
             if (rc) return rc;
         }
@@ -427,7 +469,10 @@ int aws_send(const aws_request *req, aws_response *resp, const char *what) {
             error_code_of(&resp->body, resp->error_code, sizeof resp->error_code);
             retry = resp->status >= 500 || resp->status == 429 ||
                     code_is_throttling(resp->error_code);
-            if (code_is_expired_credentials(resp->error_code)) {
+            // Expired chain credentials: drop them and ask again. Given ones (the chain
+            // assuming a role, which holds its lock) or none: a final answer.
+            if (code_is_expired_credentials(resp->error_code) && req->service &&
+                !req->credentials) {
                 aws_credentials_invalidate();
                 retry = true;
             }

@@ -28,9 +28,12 @@ typedef struct {
     time_t expiration; // 0 = does not expire
 } aws_credentials;
 
-// The current credentials, in the SDKs' order: environment, the shared files' profile
-// (below), ECS container credentials, the IMDSv2 instance role; cached and refreshed
-// five minutes before they expire.
+// The current credentials, in the SDKs' order: environment keys; the profile's role
+// (role_arn with source_profile or credential_source, through STS AssumeRole); web
+// identity (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE, or the profile's role_arn +
+// web_identity_token_file, through STS AssumeRoleWithWebIdentity: EKS service accounts);
+// the profile's static keys; ECS container credentials; the IMDSv2 instance role.
+// Cached and refreshed five minutes before they expire.
 // Secret and token are registered with log_redact(). Thread-safe.
 int aws_credentials_get(aws_credentials *out);
 // Drop the cache (after an ExpiredToken answer) so the next call asks again.
@@ -40,19 +43,30 @@ void aws_credentials_invalidate(void);
 // AWS_SHARED_CREDENTIALS_FILE (default ~/.aws/credentials, section [NAME]) and
 // AWS_CONFIG_FILE (default ~/.aws/config, [default] or [profile NAME]). Static keys
 // (aws_access_key_id, aws_secret_access_key, aws_session_token; the credentials file
-// first) and the config file's region.
+// first), the role to assume and where its source credentials come from, and the
+// config file's region. For each setting the credentials file wins over the config file.
 typedef struct {
     char name[128];
     bool found;                  // a section for the profile exists in either file
     aws_credentials credentials; // access_key "" when neither file has both keys
     char keys_from[4096];        // the file the keys came from
     char region[64];             // "" when the config file names none
-    char unsupported_key[32];    // role_arn, sso_session, credential_process... ("" if none)
+    char role_arn[256];          // "" when the profile assumes no role
+    char source_profile[128];    // the profile whose credentials assume the role
+    char credential_source[32];  // Environment | Ec2InstanceMetadata | EcsContainer
+    char web_identity_token_file[4096];
+    char role_session_name[64];
+    char external_id[1224];
+    int duration_seconds;        // 0 = STS's default (one hour)
+    char unsupported_key[32];    // sso_session, credential_process, mfa_serial... ("" if none)
     char credentials_file[4096], config_file[4096]; // "" when there is no path (no HOME)
 } aws_profile;
-// 0; EXIT_USAGE for a file that cannot be read or parsed (file:line) and for an
-// AWS_PROFILE that neither file has. Missing files are no error.
+// The profile AWS_PROFILE names (else "default") / the profile a source_profile names.
+// 0; EXIT_USAGE for a file that cannot be read or parsed (file:line) and for a profile
+// asked for by name (AWS_PROFILE, source_profile) that neither file has. Missing files
+// are no error.
 int aws_profile_load(aws_profile *out);
+int aws_profile_load_named(const char *name, aws_profile *out);
 // The config file's region for the profile, read once; NULL when there is none.
 const char *aws_profile_region(void);
 
@@ -80,6 +94,8 @@ typedef struct {
     long connect_timeout_ms;    // 0 = 10 s
     long timeout_ms;            // whole request, 0 = none (a stall guard still applies)
     int max_attempts;           // 0 = RUNNER_AWS_MAX_ATTEMPTS or 5
+    // Sign with these rather than the chain's (the chain itself, assuming a role).
+    const aws_credentials *credentials;
 } aws_request;
 
 typedef struct {
@@ -107,9 +123,41 @@ int aws_json_call(const char *service, const char *env_suffix, const char *host_
                   const char *json_version, const char *target, const cJSON *payload,
                   aws_response *resp, const char *what);
 
+// The text of the first <element> of an XML body into out[n] ("" when absent), and the
+// root element's name into root[root_n] when root is not NULL. 0 when the body parsed.
+int aws_xml_text(const aws_buffer *body, const char *element, char *out, size_t n, char *root,
+                 size_t root_n);
+
+// STS, the query API that trades one identity for a role's temporary credentials.
+// Endpoint AWS_ENDPOINT_URL_STS, else AWS_ENDPOINT_URL, else the regional
+// https://sts.<region>.amazonaws.com.
+typedef struct {
+    const char *role_arn;
+    const char *session_name; // NULL or "": "runner-<AWS_BATCH_JOB_ID or pid>"
+    const char *external_id;  // NULL or "": none
+    int duration_seconds;     // 0: STS's default
+} sts_role;
+// AssumeRole, signed with `source`. 0; EXIT_USAGE when STS refuses (the role's trust
+// policy, a wrong ARN: a configuration to fix); EXIT_REMOTE_IO when it cannot be reached.
+int sts_assume_role(const aws_credentials *source, const sts_role *role, aws_credentials *out);
+// AssumeRoleWithWebIdentity with the OIDC token read from `token_file` (unsigned, as the
+// token is the proof). The same codes; an unreadable token file is EXIT_USAGE.
+int sts_assume_role_with_web_identity(const sts_role *role, const char *token_file,
+                                      aws_credentials *out);
+
 // Lowercase hex SHA-256 of a memory block / of `len` bytes of a file from `offset`.
 void aws_sha256_hex(const void *data, size_t len, char out[65]);
 int aws_sha256_file_hex(int fd, long long offset, long long len, char out[65]);
+
+// "2026-12-03T21:00:00Z" (credentials' Expiration) -> seconds since the epoch, UTC;
+// 0 when NULL or unreadable.
+time_t aws_parse_time(const char *iso8601);
+
+// A token kept in a file (the ECS authorization token, an OIDC web identity token):
+// read whole into out[cap], trailing whitespace cut, registered with log_redact().
+// 0; EXIT_USAGE naming `what` (the variable or key that named the file) and the path
+// when it is missing, unreadable, empty or does not fit.
+int aws_read_token_file(const char *path, const char *what, char *out, size_t cap);
 
 // Percent-encode per SigV4 (unreserved kept; '/' kept when keep_slash). Writes into a
 // malloc'd string the caller frees.

@@ -1,6 +1,8 @@
-// The credentials chain, in the order the AWS SDKs use: environment variables, the
-// shared files' profile (~/.aws/credentials, ~/.aws/config: profile.c), ECS container
-// credentials (the Batch job role), then the EC2 instance role over IMDSv2.
+// The credentials chain, in the order the AWS SDKs use: environment variables; the
+// shared files' profile (~/.aws/credentials, ~/.aws/config: profile.c) when it assumes a
+// role; web identity (EKS service accounts); the profile's static keys; ECS container
+// credentials (the Batch job role); the EC2 instance role over IMDSv2. Roles are assumed
+// through STS (sts.c).
 // Temporary credentials are cached and refreshed five minutes before they expire.
 // Secrets never reach a log line: each new secret key and token goes to log_redact().
 #include "runner/cloud/aws.h"
@@ -27,14 +29,6 @@ static const char *env(const char *name) {
     return (v && *v) ? v : NULL;
 }
 
-// "2026-11-25T16:00:00Z" -> epoch seconds; 0 when absent or unreadable.
-static time_t parse_expiration(const char *s) {
-    if (!s) return 0;
-    struct tm tm = {0};
-    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    return end ? timegm(&tm) : 0;
-}
-
 // The JSON both the ECS endpoint and IMDS return.
 static int credentials_from_json(const char *body, const char *source, aws_credentials *out) {
     cJSON *json = cJSON_Parse(body);
@@ -51,7 +45,7 @@ static int credentials_from_json(const char *body, const char *source, aws_crede
         snprintf(out->access_key, sizeof out->access_key, "%s", ak->valuestring);
         snprintf(out->secret_key, sizeof out->secret_key, "%s", sk->valuestring);
         if (cJSON_IsString(tok)) snprintf(out->token, sizeof out->token, "%s", tok->valuestring);
-        out->expiration = parse_expiration(cJSON_IsString(exp) ? exp->valuestring : NULL);
+        out->expiration = aws_parse_time(cJSON_IsString(exp) ? exp->valuestring : NULL);
     }
     cJSON_Delete(json);
     return rc;
@@ -75,6 +69,11 @@ static bool full_uri_allowed(const char *uri) {
     return ok;
 }
 
+static bool container_configured(void) {
+    return env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") ||
+           env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+}
+
 static int from_container(aws_credentials *out) {
     const char *rel = env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
     const char *full = env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
@@ -93,15 +92,9 @@ static int from_container(aws_credentials *out) {
         char token[4096] = "";
         const char *file = env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
         if (file) {
-            FILE *f = fopen(file, "r");
-            if (!f)
-                return error_set(EXIT_USAGE, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s: %s",
-                                 file, strerror(errno));
-            size_t n = fread(token, 1, sizeof token - 1, f);
-            fclose(f);
-            token[n] = '\0';
-            while (n && (token[n - 1] == '\n' || token[n - 1] == '\r' || token[n - 1] == ' '))
-                token[--n] = '\0';
+            int rc = aws_read_token_file(file, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token,
+                                         sizeof token);
+            if (rc) return rc;
         } else if (env("AWS_CONTAINER_AUTHORIZATION_TOKEN")) {
             snprintf(token, sizeof token, "%s", env("AWS_CONTAINER_AUTHORIZATION_TOKEN"));
         }
@@ -154,34 +147,130 @@ static int from_instance_role(aws_credentials *out) {
     return rc;
 }
 
+static bool from_environment(aws_credentials *out) {
+    if (!env("AWS_ACCESS_KEY_ID") || !env("AWS_SECRET_ACCESS_KEY")) return false;
+    snprintf(out->access_key, sizeof out->access_key, "%s", env("AWS_ACCESS_KEY_ID"));
+    snprintf(out->secret_key, sizeof out->secret_key, "%s", env("AWS_SECRET_ACCESS_KEY"));
+    if (env("AWS_SESSION_TOKEN"))
+        snprintf(out->token, sizeof out->token, "%s", env("AWS_SESSION_TOKEN"));
+    return true;
+}
+
+static sts_role role_of(const aws_profile *p) {
+    return (sts_role){.role_arn = p->role_arn, .session_name = p->role_session_name,
+                      .external_id = p->external_id, .duration_seconds = p->duration_seconds};
+}
+
+// A profile's file, for messages.
+static const char *file_of(const aws_profile *p) {
+    return p->config_file[0] ? p->config_file : p->credentials_file;
+}
+
+enum { ROLE_CHAIN_MAX = 5 }; // source_profile hops, as a guard against cycles
+
+// The credentials a profile stands for, as the SDKs read it: its role_arn assumed with
+// the credentials of its source_profile (itself resolved the same way; a profile that
+// names itself lends its own static keys) or of its credential_source, or through its
+// web_identity_token_file; else its static keys. 1 when it stands for none.
+static int from_profile(const aws_profile *p, int depth, aws_credentials *out) {
+    if (p->unsupported_key[0])
+        return error_set(EXIT_USAGE,
+                         "AWS profile %s (%s): %s is not supported; give the profile a role "
+                         "(role_arn with source_profile, credential_source or "
+                         "web_identity_token_file) or static keys, or export credentials "
+                         "(aws configure export-credentials --format env)",
+                         p->name, file_of(p), p->unsupported_key);
+    if (!p->role_arn[0]) {
+        if (!p->credentials.access_key[0]) return 1;
+        *out = p->credentials;
+        return 0;
+    }
+    sts_role role = role_of(p);
+    if (p->source_profile[0] && p->credential_source[0])
+        return error_set(EXIT_USAGE, "AWS profile %s (%s): source_profile and "
+                                     "credential_source exclude each other", p->name, file_of(p));
+    aws_credentials source = {0};
+    int rc;
+    if (p->source_profile[0]) {
+        if (depth >= ROLE_CHAIN_MAX)
+            return error_set(EXIT_USAGE, "AWS profile %s: more than %d source_profile hops "
+                                         "(a cycle?)", p->name, ROLE_CHAIN_MAX);
+        if (strcmp(p->source_profile, p->name) == 0) {
+            if (!p->credentials.access_key[0])
+                return error_set(EXIT_USAGE, "AWS profile %s: source_profile is itself but it "
+                                             "has no static keys", p->name);
+            source = p->credentials;
+            rc = 0;
+        } else {
+            aws_profile *next = calloc(1, sizeof *next);
+            if (!next) return error_set(EXIT_RESOURCES, "AWS profile %s: out of memory", p->name);
+            rc = aws_profile_load_named(p->source_profile, next);
+            if (rc == 0) rc = from_profile(next, depth + 1, &source);
+            if (rc == 1)
+                rc = error_set(EXIT_USAGE, "AWS profile %s: its source_profile %s has no "
+                                           "credentials", p->name, next->name);
+            memset(next, 0, sizeof *next);
+            free(next);
+        }
+    } else if (p->credential_source[0]) {
+        const char *cs = p->credential_source;
+        if (strcmp(cs, "Environment") == 0)
+            rc = from_environment(&source) ? 0 : 1;
+        else if (strcmp(cs, "EcsContainer") == 0)
+            rc = container_configured() ? from_container(&source) : 1;
+        else if (strcmp(cs, "Ec2InstanceMetadata") == 0)
+            rc = from_instance_role(&source);
+        else
+            return error_set(EXIT_USAGE, "AWS profile %s (%s): credential_source %s is none of "
+                                         "Environment, Ec2InstanceMetadata, EcsContainer",
+                             p->name, file_of(p), cs);
+        if (rc == 1)
+            rc = error_set(EXIT_USAGE, "AWS profile %s: its credential_source %s has no "
+                                       "credentials", p->name, cs);
+    } else if (p->web_identity_token_file[0]) {
+        return sts_assume_role_with_web_identity(&role, p->web_identity_token_file, out);
+    } else {
+        return error_set(EXIT_USAGE, "AWS profile %s (%s): role_arn needs source_profile, "
+                                     "credential_source or web_identity_token_file",
+                         p->name, file_of(p));
+    }
+    if (rc == 0) {
+        log_redact(source.secret_key);
+        if (source.token[0]) log_redact(source.token);
+        rc = sts_assume_role(&source, &role, out);
+    }
+    memset(&source, 0, sizeof source);
+    return rc;
+}
+
 static int resolve(aws_credentials *out, const char **source) {
     memset(out, 0, sizeof *out);
-    if (env("AWS_ACCESS_KEY_ID") && env("AWS_SECRET_ACCESS_KEY")) {
-        snprintf(out->access_key, sizeof out->access_key, "%s", env("AWS_ACCESS_KEY_ID"));
-        snprintf(out->secret_key, sizeof out->secret_key, "%s", env("AWS_SECRET_ACCESS_KEY"));
-        if (env("AWS_SESSION_TOKEN"))
-            snprintf(out->token, sizeof out->token, "%s", env("AWS_SESSION_TOKEN"));
+    if (from_environment(out)) {
         *source = "environment";
         return 0;
     }
-    aws_profile profile;
-    int rc = aws_profile_load(&profile);
-    if (rc) return rc;
-    if (profile.credentials.access_key[0]) {
-        *out = profile.credentials;
-        memset(&profile.credentials, 0, sizeof profile.credentials);
-        *source = "profile";
-        return 0;
+    aws_profile *profile = calloc(1, sizeof *profile);
+    if (!profile) return error_set(EXIT_RESOURCES, "AWS credentials: out of memory");
+    int rc = aws_profile_load(profile);
+    // The SDKs' order: the profile's role, then web identity from the environment (EKS
+    // service accounts set AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE), then the
+    // profile's static keys.
+    bool profile_role = rc == 0 && profile->role_arn[0] &&
+                        (profile->source_profile[0] || profile->credential_source[0]);
+    if (rc == 0 && !profile_role && env("AWS_WEB_IDENTITY_TOKEN_FILE") && env("AWS_ROLE_ARN")) {
+        sts_role role = {.role_arn = env("AWS_ROLE_ARN"),
+                         .session_name = env("AWS_ROLE_SESSION_NAME")};
+        *source = "web-identity";
+        rc = sts_assume_role_with_web_identity(&role, env("AWS_WEB_IDENTITY_TOKEN_FILE"), out);
+    } else if (rc == 0) {
+        *source = profile->role_arn[0] ? (profile_role ? "assume-role" : "web-identity")
+                                       : "profile";
+        rc = from_profile(profile, 0, out);
     }
-    if (profile.unsupported_key[0])
-        return error_set(EXIT_USAGE,
-                         "AWS profile %s (%s): %s is not supported; give the profile "
-                         "aws_access_key_id/aws_secret_access_key, or export credentials "
-                         "(aws configure export-credentials --format env)",
-                         profile.name, profile.config_file[0] ? profile.config_file
-                                                              : profile.credentials_file,
-                         profile.unsupported_key);
-    if (env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") || env("AWS_CONTAINER_CREDENTIALS_FULL_URI")) {
+    memset(profile, 0, sizeof *profile);
+    free(profile);
+    if (rc != 1) return rc;
+    if (container_configured()) {
         *source = "container";
         return from_container(out);
     }
@@ -226,8 +315,9 @@ int aws_credentials_get(aws_credentials *out) {
         *out = fresh;
     } else if (creds_valid && creds_cached.expiration > now) {
         // The refresh failed but the old credentials still work for a while.
-        log_warn("aws_credentials", "refresh failed (%s); using the current credentials for "
-                                    "%lld s more", error_message(), (long long)(creds_cached.expiration - now));
+        log_warn("aws_credentials",
+                 "refresh failed (%s); using the current credentials for %lld s more",
+                 error_message(), (long long)(creds_cached.expiration - now));
         error_clear();
         *out = creds_cached;
         rc = 0;

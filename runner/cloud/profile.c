@@ -1,16 +1,17 @@
-// The AWS CLI's shared files for one profile (see aws.h): static keys from the
-// credentials file, else from the config file, and the config file's region. Read with
-// inih, the INI reader Debian ships; the lookup rules are the SDKs':
-//   credentials file   [NAME]                       aws_access_key_id, ...
+// The AWS CLI's shared files for one profile (see aws.h): static keys and role settings
+// from the credentials file, else from the config file, and the config file's region.
+// Read with inih, the INI reader Debian ships; the lookup rules are the SDKs':
+//   credentials file   [NAME]                       aws_access_key_id, role_arn, ...
 //   config file        [default] / [profile NAME]   the same keys, and region
-// A key the runner cannot act on (a role to assume, SSO, a credential process) is
-// refused by name rather than skipped, so a job never runs with other credentials than
-// the ones its profile asks for.
+// A key the runner cannot act on (SSO, a credential process, an MFA prompt) is refused
+// by name rather than skipped, so a job never runs with other credentials than the
+// ones its profile asks for.
 #include "runner/cloud/aws.h"
 
 #include "runner/error.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <ini.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -28,12 +29,26 @@ typedef struct {
 
 // Keys that ask for credentials the runner does not fetch itself.
 static const char *const UNSUPPORTED[] = {
-    "role_arn",    "source_profile", "credential_source",       "credential_process",
-    "sso_session", "sso_start_url",  "web_identity_token_file",
+    "credential_process", "sso_session", "sso_start_url", "sso_account_id", "mfa_serial",
 };
+
+// The role settings, each a string field of aws_profile. The files are scanned
+// credentials file first, and a setting already taken is kept: that file wins.
+#define ROLE_KEY(field)                                                                    \
+    {#field, offsetof(aws_profile, field), sizeof(((aws_profile *)0)->field)}
+static const struct {
+    const char *name;
+    size_t offset, size;
+} ROLE_KEYS[] = {
+    ROLE_KEY(role_arn),          ROLE_KEY(source_profile),
+    ROLE_KEY(credential_source), ROLE_KEY(web_identity_token_file),
+    ROLE_KEY(role_session_name), ROLE_KEY(external_id),
+};
+#undef ROLE_KEY
 
 static int on_key(void *user, const char *section, const char *name, const char *value) {
     file_scan *scan = user;
+    aws_profile *p = scan->profile;
     if (strcmp(section, scan->section) != 0) return 1;
     scan->seen = true;
     if (strcmp(name, "aws_access_key_id") == 0)
@@ -42,11 +57,18 @@ static int on_key(void *user, const char *section, const char *name, const char 
         aws_copy(scan->secret_key, sizeof scan->secret_key, value);
     else if (strcmp(name, "aws_session_token") == 0)
         aws_copy(scan->token, sizeof scan->token, value);
-    else if (strcmp(name, "region") == 0 && !scan->profile->region[0])
-        aws_copy(scan->profile->region, sizeof scan->profile->region, value);
+    else if (strcmp(name, "region") == 0 && !p->region[0])
+        aws_copy(p->region, sizeof p->region, value);
+    else if (strcmp(name, "duration_seconds") == 0 && !p->duration_seconds)
+        p->duration_seconds = atoi(value) > 0 ? atoi(value) : -1; // -1: not a number
+    for (size_t i = 0; i < sizeof ROLE_KEYS / sizeof ROLE_KEYS[0]; i++) {
+        char *field = (char *)p + ROLE_KEYS[i].offset;
+        if (strcmp(name, ROLE_KEYS[i].name) == 0 && !field[0])
+            aws_copy(field, ROLE_KEYS[i].size, value);
+    }
     for (size_t i = 0; i < sizeof UNSUPPORTED / sizeof UNSUPPORTED[0]; i++)
-        if (strcmp(name, UNSUPPORTED[i]) == 0 && !scan->profile->unsupported_key[0])
-            aws_copy(scan->profile->unsupported_key, sizeof scan->profile->unsupported_key, name);
+        if (strcmp(name, UNSUPPORTED[i]) == 0 && !p->unsupported_key[0])
+            aws_copy(p->unsupported_key, sizeof p->unsupported_key, name);
     return 1;
 }
 
@@ -82,11 +104,16 @@ static void take_keys(const file_scan *scan, aws_profile *out, const char *path)
     aws_copy(out->keys_from, sizeof out->keys_from, path);
 }
 
-// Fill `out` from the files; false (with `why`) when one cannot be read or parsed.
-static bool profile_read(aws_profile *out, read_failure *why) {
-    memset(out, 0, sizeof *out);
+// The profile AWS_PROFILE names, else "default".
+static const char *current_name(void) {
     const char *named = getenv("AWS_PROFILE");
-    aws_copy(out->name, sizeof out->name, named && *named ? named : "default");
+    return named && *named ? named : "default";
+}
+
+// Fill `out` from the files; false (with `why`) when one cannot be read or parsed.
+static bool profile_read(const char *name, aws_profile *out, read_failure *why) {
+    memset(out, 0, sizeof *out);
+    aws_copy(out->name, sizeof out->name, name);
 
     char config_section[sizeof out->name + 8];
     if (strcmp(out->name, "default") == 0)
@@ -118,21 +145,34 @@ static bool profile_read(aws_profile *out, read_failure *why) {
     return ok;
 }
 
-int aws_profile_load(aws_profile *out) {
+// `asked_by` names what asked for the profile by name ("AWS_PROFILE", "source_profile"),
+// so that it must exist; NULL for the implicit "default", which need not.
+static int profile_load(const char *name, const char *asked_by, aws_profile *out) {
     read_failure why = {0};
-    if (!profile_read(out, &why)) {
+    if (!profile_read(name, out, &why)) {
         if (why.ini_rc == -2) return error_set(EXIT_RESOURCES, "%s: out of memory", why.path);
         if (why.ini_rc > 0)
             return error_set(EXIT_USAGE, "%s:%d: not a line of an AWS config file", why.path,
                              why.ini_rc);
         return error_set(EXIT_USAGE, "%s: cannot read: %s", why.path, strerror(why.saved_errno));
     }
-    const char *named = getenv("AWS_PROFILE");
-    if (named && *named && !out->found)
-        return error_set(EXIT_USAGE, "AWS_PROFILE %s: no such profile in %s or %s", out->name,
+    if (asked_by && !out->found)
+        return error_set(EXIT_USAGE, "%s %s: no such profile in %s or %s", asked_by, out->name,
                          out->credentials_file[0] ? out->credentials_file : "(no credentials file)",
                          out->config_file[0] ? out->config_file : "(no config file)");
+    if (out->duration_seconds < 0)
+        return error_set(EXIT_USAGE, "AWS profile %s: duration_seconds is not a positive number",
+                         out->name);
     return 0;
+}
+
+int aws_profile_load(aws_profile *out) {
+    const char *named = getenv("AWS_PROFILE");
+    return profile_load(current_name(), named && *named ? "AWS_PROFILE" : NULL, out);
+}
+
+int aws_profile_load_named(const char *name, aws_profile *out) {
+    return profile_load(name, "source_profile", out);
 }
 
 // The region of the profile, read once (the first caller pays for the two small files).
@@ -144,7 +184,8 @@ static char profile_region[64];
 static void load_region(void) {
     aws_profile p;
     read_failure why;
-    if (profile_read(&p, &why)) aws_copy(profile_region, sizeof profile_region, p.region);
+    if (profile_read(current_name(), &p, &why))
+        aws_copy(profile_region, sizeof profile_region, p.region);
     memset(&p.credentials, 0, sizeof p.credentials);
 }
 

@@ -208,53 +208,6 @@ int s3_delete_object(const s3_location *loc) {
     return rc;
 }
 
-// ---- XML answers ----
-
-// The text of the first <name> element and the name of the root element.
-typedef struct {
-    const char *want;
-    char *out;
-    size_t n;
-    bool inside, found;
-    char root[64];
-} xml_pick;
-
-static void pick_start(void *ud, const XML_Char *name, const XML_Char **attrs) {
-    (void)attrs;
-    xml_pick *p = ud;
-    if (!p->root[0]) snprintf(p->root, sizeof p->root, "%s", name);
-    if (!p->found && p->want && strcmp(name, p->want) == 0) p->inside = true;
-}
-
-static void pick_end(void *ud, const XML_Char *name) {
-    xml_pick *p = ud;
-    if (p->inside && strcmp(name, p->want) == 0) p->inside = false, p->found = true;
-}
-
-static void pick_text(void *ud, const XML_Char *s, int len) {
-    xml_pick *p = ud;
-    if (!p->inside) return;
-    size_t used = strlen(p->out);
-    for (int i = 0; i < len && used + 1 < p->n; i++) p->out[used++] = s[i];
-    p->out[used] = '\0';
-}
-
-// 0 when the document parsed; out gets the element's text ("" when absent).
-static int xml_pick_text(const aws_buffer *body, const char *element, char *out, size_t n,
-                         char *root, size_t root_n) {
-    out[0] = '\0';
-    XML_Parser parser = XML_ParserCreate(NULL);
-    if (!parser) return -1;
-    xml_pick p = {.want = element, .out = out, .n = n};
-    XML_SetUserData(parser, &p);
-    XML_SetElementHandler(parser, pick_start, pick_end);
-    XML_SetCharacterDataHandler(parser, pick_text);
-    int ok = body->data && XML_Parse(parser, body->data, (int)body->len, 1) == XML_STATUS_OK;
-    XML_ParserFree(parser);
-    if (root) snprintf(root, root_n, "%s", p.root);
-    return ok ? 0 : -1;
-}
-
 // ---- uploads ----
 
 static struct curl_slist *metadata_headers(const cJSON *metadata) {
@@ -393,7 +346,7 @@ static int create_upload(const s3_location *loc, struct curl_slist *headers, con
     aws_response resp = {0};
     int rc = s3_send(loc, loc->key, "uploads=", &create, &resp, what);
     if (rc == 0 && resp.status != 200) rc = s3_failure(&resp, true, what);
-    if (rc == 0 && (xml_pick_text(&resp.body, "UploadId", upload_id, n, NULL, 0) || !upload_id[0]))
+    if (rc == 0 && (aws_xml_text(&resp.body, "UploadId", upload_id, n, NULL, 0) || !upload_id[0]))
         rc = error_set(EXIT_REMOTE_IO, "%s: CreateMultipartUpload answer has no UploadId", what);
     aws_response_free(&resp);
     return rc;
@@ -466,7 +419,7 @@ static int put_multipart(int fd, long long size, const s3_location *loc,
             curl_slist_free_all(ct);
             char root[64] = "", code[128];
             if (rc == 0 && fresp.status != 200) rc = s3_failure(&fresp, true, what);
-            else if (rc == 0) xml_pick_text(&fresp.body, "Code", code, sizeof code, root, sizeof root);
+            else if (rc == 0) aws_xml_text(&fresp.body, "Code", code, sizeof code, root, sizeof root);
             bool error_in_200 = rc == 0 && strcmp(root, "Error") == 0;
             aws_response_free(&fresp);
             if (!error_in_200) break;

@@ -8,7 +8,10 @@ It plays, on one loopback port:
     `auth_token` is set);
   - ECS task metadata v4: GET /v4/<id> (container) and /v4/<id>/task;
   - JSON-protocol services (Step Functions SendTask*, Secrets Manager): POST /,
-    answered from `json_answers` by X-Amz-Target.
+    answered from `json_answers` by X-Amz-Target;
+  - STS AssumeRole / AssumeRoleWithWebIdentity: a form POST to /, answered with
+    fresh credentials "ASIASTS00000000N" (N counts the calls), or with `sts_error`
+    = (status, code) when set.
 Every request is recorded (method, path, headers, body) so tests can check what the
 runner sent, signatures included. `faults` is a list consumed one per request:
 an int answers that HTTP status, "drop" closes the connection without an answer.
@@ -23,7 +26,7 @@ import json
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 ROLE = "runner-test-role"
 
@@ -53,6 +56,8 @@ class Responder:
                            "awslogs-stream": "runner/default/0123456789abcdef"},
         }
         self.json_answers = {}  # X-Amz-Target -> (status, body dict)
+        self.sts_calls = 0
+        self.sts_error = None  # (HTTP status, STS error code) to refuse every STS call
         # When set, S3 requests (signed for service s3) signed for another region get
         # 301 PermanentRedirect with x-amz-bucket-region, as S3 answers them.
         self.s3_region = None
@@ -159,11 +164,36 @@ def _handler(state):
                 if path.endswith("/task"):
                     return self._answer(200, dict(state.task, Containers=[state.container]))
                 return self._answer(200, state.container)
+            if (self.command == "POST" and path == "/"
+                    and self.headers.get("Content-Type", "").startswith(
+                        "application/x-www-form-urlencoded")):
+                return self._sts(parse_qs(body.decode()))
             if self.command == "POST" and path == "/":
                 target = self.headers.get("X-Amz-Target", "")
                 status, answer = state.json_answers.get(target, (200, {}))
                 return self._answer(status, answer, "application/x-amz-json-1.0")
             return self._answer(404, {"message": "no such path"})
+
+        def _sts(self, form):
+            action = form.get("Action", [""])[0]
+            if state.sts_error:
+                status, code = state.sts_error
+                return self._answer(status, (
+                    f"<ErrorResponse xmlns='https://sts.amazonaws.com/doc/2011-06-15/'><Error>"
+                    f"<Type>Sender</Type><Code>{code}</Code><Message>refused by the test"
+                    f"</Message></Error><RequestId>r-1</RequestId></ErrorResponse>"),
+                    "text/xml")
+            with state.lock:
+                state.sts_calls += 1
+                n = state.sts_calls
+            return self._answer(200, (
+                f"<{action}Response xmlns='https://sts.amazonaws.com/doc/2011-06-15/'>"
+                f"<{action}Result><Credentials>"
+                f"<AccessKeyId>ASIASTS{n:09d}</AccessKeyId>"
+                f"<SecretAccessKey>sts-secret-{n}-do-not-log</SecretAccessKey>"
+                f"<SessionToken>sts-token-{n}-do-not-log</SessionToken>"
+                f"<Expiration>2099-01-01T00:00:00Z</Expiration>"
+                f"</Credentials></{action}Result></{action}Response>"), "text/xml")
 
         do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _serve
 

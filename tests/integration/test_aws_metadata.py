@@ -7,6 +7,7 @@ import json
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -211,9 +212,8 @@ output = json
 aws_access_key_id = AKIACONFIGONLY
 aws_secret_access_key = config-only-secret-do-not-log
 
-[profile assumer]
-role_arn = arn:aws:iam::123456789012:role/trainer
-source_profile = default
+[profile processed]
+credential_process = /usr/local/bin/get-creds --json
 """
 
 
@@ -256,10 +256,11 @@ def test_shared_files_errors_name_the_profile_or_the_line(aws_tool, tmp_path):
     assert r.returncode == 2
     assert "AWS_PROFILE nope: no such profile" in r.stderr and str(tmp_path / "config") in r.stderr
 
-    # A profile that assumes a role is refused by name, never replaced by other keys.
-    r = tool(aws_tool, "credentials", env=base_env(**files, AWS_PROFILE="assumer",
+    # A profile that asks for what the runner cannot do is refused by name, never
+    # replaced by other keys.
+    r = tool(aws_tool, "credentials", env=base_env(**files, AWS_PROFILE="processed",
                                                    AWS_EC2_METADATA_DISABLED="true"))
-    assert r.returncode == 2 and "role_arn is not supported" in r.stderr
+    assert r.returncode == 2 and "credential_process is not supported" in r.stderr
 
     # A line that is not INI: file and line.
     broken = shared_files(tmp_path, "[default]\naws_access_key_id = AKIA\nthis is not ini\n", "")
@@ -271,6 +272,180 @@ def test_shared_files_errors_name_the_profile_or_the_line(aws_tool, tmp_path):
                                                    AWS_SHARED_CREDENTIALS_FILE=tmp_path / "none",
                                                    AWS_CONFIG_FILE=tmp_path / "none2"))
     assert r.returncode == 2 and "no AWS credentials" in r.stderr
+
+
+# ---- roles through STS: web identity (EKS) and profiles that assume a role ----
+
+ROLE = "arn:aws:iam::123456789012:role/trainer"
+WEB_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQifQ.do-not-log"
+
+
+def sts_requests(responder):
+    return [dict(r, form=parse_qs(r["body"].decode())) for r in responder.recorded("POST", "/")
+            if r["headers"].get("content-type", "").startswith("application/x-www-form")]
+
+
+def test_web_identity_from_the_environment(aws_tool, responder, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text(WEB_TOKEN + "\n")
+    env = base_env(AWS_ROLE_ARN=ROLE, AWS_WEB_IDENTITY_TOKEN_FILE=token_file,
+                   AWS_ENDPOINT_URL_STS=responder.url, AWS_REGION=REGION,
+                   AWS_BATCH_JOB_ID="2f1cbd0e-57b3-4a61-9d5a-0123456789ab:4",
+                   AWS_EC2_METADATA_DISABLED="true",
+                   AWS_CONTAINER_CREDENTIALS_FULL_URI=responder.url + "/creds/x")
+    got, r = creds(aws_tool, env)
+    assert got["access_key"] == "ASIASTS000000001"
+    assert got["token_len"] == len("sts-token-1-do-not-log") and got["expires_in"] > 10 ** 8
+    assert [line["source"] for line in logs(r) if line["event"] == "aws_credentials"] == \
+        ["web-identity"]
+    # Web identity comes before container credentials (never asked), and the call is
+    # unsigned: the token is the proof.
+    assert not responder.recorded("GET", "/creds")
+    (call,) = sts_requests(responder)
+    assert "authorization" not in call["headers"]
+    assert call["form"] == {"Action": ["AssumeRoleWithWebIdentity"], "Version": ["2011-06-15"],
+                            "RoleArn": [ROLE], "WebIdentityToken": [WEB_TOKEN],
+                            "RoleSessionName": ["runner-2f1cbd0e-57b3-4a61-9d5a-0123456789ab-4"]}
+    assert "do-not-log" not in r.stdout + r.stderr
+
+    # AWS_ROLE_SESSION_NAME names the session; environment keys still come first.
+    got, _ = creds(aws_tool, dict(env, AWS_ROLE_SESSION_NAME="nightly-ner"))
+    assert sts_requests(responder)[-1]["form"]["RoleSessionName"] == ["nightly-ner"]
+    got, _ = creds(aws_tool, dict(env, AWS_ACCESS_KEY_ID="AKIAENVKEY",
+                                  AWS_SECRET_ACCESS_KEY="env-secret-x"))
+    assert got["access_key"] == "AKIAENVKEY" and len(sts_requests(responder)) == 2
+
+
+ROLE_CREDENTIALS = """\
+[base]
+aws_access_key_id = AKIABASEKEY
+aws_secret_access_key = base-secret-do-not-log
+"""
+ROLE_CONFIG = f"""\
+[profile trainer]
+role_arn = {ROLE}
+source_profile = base
+external_id = ext-4242
+duration_seconds = 900
+role_session_name = ner-prime
+region = eu-west-1
+
+[profile second]
+role_arn = arn:aws:iam::210987654321:role/reader
+source_profile = trainer
+
+[profile on-ec2]
+role_arn = {ROLE}
+credential_source = Ec2InstanceMetadata
+
+[profile eks]
+role_arn = {ROLE}
+web_identity_token_file = {{token}}
+
+[profile loop-a]
+role_arn = {ROLE}
+source_profile = loop-b
+
+[profile loop-b]
+role_arn = {ROLE}
+source_profile = loop-a
+
+[profile dangling]
+role_arn = {ROLE}
+source_profile = nowhere
+
+[profile no-source]
+role_arn = {ROLE}
+
+[profile odd-source]
+role_arn = {ROLE}
+credential_source = Laptop
+"""
+
+
+def role_files(tmp_path):
+    token = tmp_path / "eks-token"
+    token.write_text(WEB_TOKEN)
+    return shared_files(tmp_path, ROLE_CREDENTIALS, ROLE_CONFIG.format(token=token))
+
+
+def test_profile_assumes_its_role_with_its_source(aws_tool, responder, tmp_path):
+    files = role_files(tmp_path)
+    env = base_env(**files, AWS_ENDPOINT_URL_STS=responder.url,
+                   AWS_EC2_METADATA_SERVICE_ENDPOINT=responder.url)
+    got, r = creds(aws_tool, dict(env, AWS_PROFILE="trainer"))
+    assert got["access_key"] == "ASIASTS000000001" and got["region"] == "eu-west-1"
+    assert [line["source"] for line in logs(r) if line["event"] == "aws_credentials"] == \
+        ["assume-role"]
+    (call,) = sts_requests(responder)
+    assert call["form"] == {"Action": ["AssumeRole"], "Version": ["2011-06-15"],
+                            "RoleArn": [ROLE], "RoleSessionName": ["ner-prime"],
+                            "ExternalId": ["ext-4242"], "DurationSeconds": ["900"]}
+    # Signed with the source profile's keys, for STS in the profile's region (checked
+    # against botocore's signer).
+    assert "Credential=AKIABASEKEY/" in call["headers"]["authorization"]
+    assert sigv4_valid(call, "base-secret-do-not-log", "eu-west-1", "sts")[0]
+    assert "do-not-log" not in r.stdout + r.stderr
+
+    # A chain of roles: the second AssumeRole is signed with the first one's answer.
+    got, r = creds(aws_tool, dict(env, AWS_PROFILE="second"))
+    first, second = sts_requests(responder)[1:]
+    assert first["form"]["RoleArn"] == [ROLE]
+    assert second["form"]["RoleArn"] == ["arn:aws:iam::210987654321:role/reader"]
+    assert "Credential=ASIASTS000000002/" in second["headers"]["authorization"]
+    assert second["headers"]["x-amz-security-token"] == "sts-token-2-do-not-log"
+    assert sigv4_valid(second, "sts-secret-2-do-not-log", "us-east-1", "sts")[0]
+    assert got["access_key"] == "ASIASTS000000003"
+    assert "do-not-log" not in r.stdout + r.stderr
+
+    # credential_source: the instance role signs the AssumeRole.
+    got, _ = creds(aws_tool, dict(env, AWS_PROFILE="on-ec2"))
+    call = sts_requests(responder)[-1]
+    assert "Credential=ASIAROLEKEY0000001/" in call["headers"]["authorization"]
+    assert got["access_key"] == "ASIASTS000000004"
+
+    # web_identity_token_file in a profile.
+    got, r = creds(aws_tool, dict(env, AWS_PROFILE="eks"))
+    call = sts_requests(responder)[-1]
+    assert call["form"]["Action"] == ["AssumeRoleWithWebIdentity"]
+    assert call["form"]["WebIdentityToken"] == [WEB_TOKEN]
+    assert [line["source"] for line in logs(r) if line["event"] == "aws_credentials"] == \
+        ["web-identity"]
+
+
+def test_roles_that_cannot_be_assumed_say_why(aws_tool, responder, tmp_path):
+    files = role_files(tmp_path)
+    env = base_env(**files, AWS_ENDPOINT_URL_STS=responder.url, AWS_EC2_METADATA_DISABLED="true",
+                   RUNNER_AWS_RETRY_BASE_MS="10")
+
+    def refused(profile, *, code=2, **extra):
+        r = tool(aws_tool, "credentials", env=dict(env, AWS_PROFILE=profile, **extra))
+        assert r.returncode == code, (profile, r.stderr)
+        assert "do-not-log" not in r.stdout + r.stderr
+        return r.stderr.strip().splitlines()[-1]
+
+    assert "more than 5 source_profile hops" in refused("loop-a")
+    assert "source_profile nowhere: no such profile" in refused("dangling")
+    assert "role_arn needs source_profile, credential_source or web_identity_token_file" in \
+        refused("no-source")
+    assert "credential_source Laptop is none of" in refused("odd-source")
+    assert "credential_source Ec2InstanceMetadata has no credentials" in refused("on-ec2")
+
+    # STS refuses (the role's trust policy): a configuration to fix, 2, naming the role.
+    responder.sts_error = (403, "AccessDenied")
+    line = refused("trainer")
+    assert f"STS AssumeRole {ROLE}: HTTP 403 AccessDenied: refused by the test" in line
+    responder.sts_error = (400, "InvalidIdentityToken")
+    assert "HTTP 400 InvalidIdentityToken" in refused("eks")
+    # STS unreachable after the retries: 84, which Batch retries.
+    responder.sts_error = None
+    responder.faults = [503] * 5
+    assert "failed after 5 attempts" in refused("trainer", code=84)
+    # An unreadable token file names the file.
+    r = tool(aws_tool, "credentials", env=base_env(AWS_ROLE_ARN=ROLE,
+                                                   AWS_WEB_IDENTITY_TOKEN_FILE=tmp_path / "none",
+                                                   AWS_EC2_METADATA_DISABLED="true"))
+    assert r.returncode == 2 and str(tmp_path / "none") in r.stderr
 
 
 # ---- Step Functions callbacks ----

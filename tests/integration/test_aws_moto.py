@@ -336,6 +336,55 @@ def test_access_denied_is_3_on_reads_and_4_on_writes(aws_tool, moto, bucket, tmp
 
 # ---- Secrets Manager ----
 
+# ---- STS: the roles the credentials chain assumes, answered by moto's STS ----
+
+def caller_arn(moto, access_key):
+    """Who moto says these credentials are (moto keys assumed roles by access key)."""
+    sts = boto3.client("sts", endpoint_url=moto, region_name=REGION,
+                       aws_access_key_id=access_key, aws_secret_access_key="unused")
+    return sts.get_caller_identity()["Arn"]
+
+
+def test_web_identity_and_profile_roles_against_moto_sts(aws_tool, moto, bucket, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2EifQ.c2ln\n")
+    env = base_env(AWS_ROLE_ARN="arn:aws:iam::123456789012:role/ner-trainer",
+                   AWS_WEB_IDENTITY_TOKEN_FILE=token_file, AWS_DEFAULT_REGION=REGION,
+                   AWS_ENDPOINT_URL=moto, AWS_EC2_METADATA_DISABLED="true",
+                   AWS_BATCH_JOB_ID="5e0d6c7a-2b1f-4c3d-8e9f-a0b1c2d3e4f5#1")
+    r = tool(aws_tool, "credentials", env=env)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(output(r)[-1])
+    assert got["access_key"].startswith("ASIA") and 0 < got["expires_in"] <= 3600
+    assert caller_arn(moto, got["access_key"]) == (
+        "arn:aws:sts::123456789012:assumed-role/ner-trainer/"
+        "runner-5e0d6c7a-2b1f-4c3d-8e9f-a0b1c2d3e4f5-1")
+    # The assumed role's credentials sign the job's S3 traffic.
+    src = tmp_path / "f.txt"
+    src.write_text("written under the assumed role\n")
+    r = tool(aws_tool, "upload-file", src, f"s3://{bucket}/role/f.txt", env=env)
+    assert r.returncode == 0, r.stderr
+    body = client(moto, "s3").get_object(Bucket=bucket, Key="role/f.txt")["Body"].read()
+    assert body == b"written under the assumed role\n"
+
+    # A profile whose role is assumed with another role's credentials.
+    (tmp_path / "config").write_text(
+        "[profile base]\naws_access_key_id = AKIABASEKEY\naws_secret_access_key = s\n\n"
+        "[profile first]\nrole_arn = arn:aws:iam::123456789012:role/first\n"
+        "source_profile = base\n\n"
+        "[profile second]\nrole_arn = arn:aws:iam::123456789012:role/second\n"
+        "source_profile = first\nrole_session_name = ner-second\nduration_seconds = 1800\n")
+    env = base_env(AWS_PROFILE="second", AWS_CONFIG_FILE=tmp_path / "config",
+                   AWS_DEFAULT_REGION=REGION, AWS_ENDPOINT_URL=moto,
+                   AWS_EC2_METADATA_DISABLED="true")
+    r = tool(aws_tool, "credentials", env=env)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(output(r)[-1])
+    assert 1700 < got["expires_in"] <= 1800
+    assert caller_arn(moto, got["access_key"]) == \
+        "arn:aws:sts::123456789012:assumed-role/second/ner-second"
+
+
 def test_secret_json_and_missing(aws_tool, moto):
     sm = client(moto, "secretsmanager")
     value = {"data_bucket": "ner-data-bucket", "output_bucket": "ner-output-bucket"}

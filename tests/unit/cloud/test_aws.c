@@ -1,6 +1,7 @@
 // runner/cloud pieces that need no server: URI parsing, SigV4 percent-encoding,
 // payload hashes, region and endpoint resolution, full-jitter backoff bounds, the
-// environment step of the credentials chain, and retries against a closed port.
+// environment step of the credentials chain, XML answers, token files and timestamps,
+// and retries against a closed port.
 #include "check.h"
 
 #include "runner/cloud/aws.h"
@@ -10,8 +11,10 @@
 #include "runner/log.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -131,6 +134,54 @@ static void test_credentials_from_environment(void) {
     error_clear();
 }
 
+static void test_xml_tokens_and_times(void) {
+    const char *xml = "<?xml version=\"1.0\"?>\n<AssumeRoleResponse xmlns=\"https://sts\">"
+                      "<AssumeRoleResult><Credentials><AccessKeyId>ASIA1</AccessKeyId>"
+                      "<SessionToken>a&amp;b</SessionToken></Credentials></AssumeRoleResult>"
+                      "</AssumeRoleResponse>";
+    aws_buffer body = {0};
+    CHECK_INT(aws_buffer_append(&body, xml, strlen(xml)), 0);
+    char text[16], root[32];
+    CHECK_INT(aws_xml_text(&body, "AccessKeyId", text, sizeof text, root, sizeof root), 0);
+    CHECK_STR(text, "ASIA1");
+    CHECK_STR(root, "AssumeRoleResponse");
+    CHECK_INT(aws_xml_text(&body, "SessionToken", text, sizeof text, NULL, 0), 0);
+    CHECK_STR(text, "a&b"); // entities decoded by expat
+    CHECK_INT(aws_xml_text(&body, "Expiration", text, sizeof text, NULL, 0), 0);
+    CHECK_STR(text, ""); // absent
+    CHECK_INT(aws_xml_text(&body, "SessionToken", text, 3, NULL, 0), 0);
+    CHECK_STR(text, "a&"); // cut to fit
+    body.len -= 5; // truncated: not XML any more
+    CHECK_INT(aws_xml_text(&body, "AccessKeyId", text, sizeof text, NULL, 0), -1);
+    aws_buffer_free(&body);
+
+    CHECK_INT((long long)aws_parse_time("2026-12-03T21:00:00Z"), 1796331600LL);
+    CHECK_INT((long long)aws_parse_time("2026-12-03T21:00:00.123Z"), 1796331600LL);
+    CHECK_INT((long long)aws_parse_time("tomorrow"), 0);
+    CHECK_INT((long long)aws_parse_time(NULL), 0);
+
+    char path[] = "/tmp/runner_test_tokenXXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    CHECK_INT((int)write(fd, "tok-123\n\n", 9), 9);
+    close(fd);
+    char token[16];
+    CHECK_INT(aws_read_token_file(path, "TEST_TOKEN_FILE", token, sizeof token), 0);
+    CHECK_STR(token, "tok-123");
+    char small[4];
+    CHECK_INT(aws_read_token_file(path, "TEST_TOKEN_FILE", small, sizeof small), EXIT_USAGE);
+    CHECK(strstr(error_message(), "TEST_TOKEN_FILE") && strstr(error_message(), path));
+    CHECK_STR(small, "");
+    fd = open(path, O_WRONLY | O_TRUNC);
+    CHECK_INT((int)write(fd, " \n", 2), 2);
+    close(fd);
+    CHECK_INT(aws_read_token_file(path, "TEST_TOKEN_FILE", token, sizeof token), EXIT_USAGE);
+    CHECK(strstr(error_message(), "empty") != NULL);
+    unlink(path);
+    CHECK_INT(aws_read_token_file(path, "TEST_TOKEN_FILE", token, sizeof token), EXIT_USAGE);
+    error_clear();
+}
+
 static void test_retries_then_remote_io(void) {
     // A port nobody listens on: every attempt is refused, then EXIT_REMOTE_IO.
     int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -159,6 +210,7 @@ int main(void) {
     test_region_and_endpoints();
     test_backoff();
     test_credentials_from_environment();
+    test_xml_tokens_and_times();
     test_retries_then_remote_io();
     return check_summary();
 }
