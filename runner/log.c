@@ -325,8 +325,10 @@ size_t log_recent(char **out, unsigned long *seqs, size_t max, unsigned long sin
     pthread_mutex_lock(&log_lock);
     unsigned long last = next_seq - 1;
     unsigned long first = last >= LOG_RECENT_LINES ? last - LOG_RECENT_LINES + 1 : 1;
-    if (since > first) first = since;
-    if (last >= first && last - first + 1 > max) first = last - max + 1;
+    if (since > first)
+        first = since; // a cursor: the oldest lines from there, so paging loses none
+    else if (since == 0 && last >= first && last - first + 1 > max)
+        first = last - max + 1; // a tail: the newest lines
     for (unsigned long seq = first; seq <= last && count < max; seq++) {
         size_t slot = seq % LOG_RECENT_LINES;
         if (recent_seq[slot] != seq || !recent[slot]) continue;
@@ -337,6 +339,13 @@ size_t log_recent(char **out, unsigned long *seqs, size_t max, unsigned long sin
     }
     pthread_mutex_unlock(&log_lock);
     return count;
+}
+
+unsigned long log_last_seq(void) {
+    pthread_mutex_lock(&log_lock);
+    unsigned long last = next_seq - 1;
+    pthread_mutex_unlock(&log_lock);
+    return last;
 }
 
 void log_reset(void) {

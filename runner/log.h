@@ -24,10 +24,14 @@ void log_msg(log_level level, const char *event, const char *fmt, ...)
 void log_fields(log_level level, const char *event, cJSON *fields);
 // Never print `secret` (passwords, tokens, keys): every occurrence becomes "***".
 void log_redact(const char *secret);
-// Copy up to `max` of the most recent JSON lines (oldest first) into `out` as
-// malloc'd strings, and their sequence numbers (the lines' "seq", all >= since) into
-// `seqs` when it is not NULL; returns how many.
+// Copy up to `max` JSON lines of the recent-lines ring (oldest first) into `out` as
+// malloc'd strings, and their sequence numbers (the lines' "seq", from 1) into `seqs`
+// when it is not NULL; returns how many. since == 0: the newest `max` lines (a tail).
+// since > 0: the oldest `max` lines with seq >= since (a cursor: page on from the last
+// seq + 1; lines already pushed out of the ring are skipped).
 size_t log_recent(char **out, unsigned long *seqs, size_t max, unsigned long since);
+// The sequence number of the newest line (0 before the first).
+unsigned long log_last_seq(void);
 // As log_fields, but always one JSON line whatever the format (the final exit line).
 void log_fields_json(log_level level, const char *event, cJSON *fields);
 // The format in use after resolving LOG_FORMAT_AUTO (LOG_FORMAT_JSON or LOG_FORMAT_TEXT).

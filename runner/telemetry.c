@@ -221,8 +221,9 @@ static void ship_logs(bool force) {
     tel.log_shipped_at = now;
     char *lines[32];
     unsigned long seqs[32];
-    for (int round = 0; round < 8; round++) {
-        size_t n = log_recent(lines, seqs, 32, tel.log_next);
+    // Page through everything new (cursor from 1: log.h numbers lines from 1).
+    for (int round = 0; round < LOG_RECENT_LINES / 32; round++) {
+        size_t n = log_recent(lines, seqs, 32, tel.log_next ? tel.log_next : 1);
         for (size_t i = 0; i < n; i++) {
             unsigned long seq = seqs[i];
             if (seq >= tel.log_next) {
@@ -488,10 +489,7 @@ int telemetry_worker_attach(int rank) {
     atomic_store(&tel.seg->rings[rank].pid, (int32_t)getpid());
     // Lines before this point are the supervisor's (inherited across fork): ship only
     // what this worker logs from now on.
-    char *last = NULL;
-    unsigned long last_seq = 0;
-    tel.log_next = log_recent(&last, &last_seq, 1, 0) ? last_seq + 1 : 0;
-    free(last);
+    tel.log_next = log_last_seq() + 1;
     tel.log_shipped_at = 0;
     if (!tel.atexit_registered) {
         atexit(telemetry_atexit);

@@ -3,6 +3,7 @@
 #include "runner/log.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,20 @@ static void copy_name(char *dst, size_t cap, const char *src) {
     snprintf(dst, cap, "%s", src ? src : "");
 }
 
+// Whether a table holding `used` of `cap` entries takes one more for `run`: trials stop
+// at `trial_cap`, leaving the rest to the other runs. The first refusal is logged (the
+// points of a refused series are dropped, and the dashboard would show a gap).
+static bool room_for(const char *run, size_t used, size_t cap, size_t trial_cap) {
+    static atomic_bool warned;
+    bool trial = strncmp(run, "trial-", 6) == 0;
+    if (used < (trial ? trial_cap : cap)) return true;
+    if (!atomic_exchange(&warned, true))
+        log_warn("telemetry_full",
+                 "no room for more series of run %s (%zu of %zu used): its points are not "
+                 "kept; trials may use %zu", run, used, cap, trial_cap);
+    return false;
+}
+
 static series *series_find(const char *run, const char *tag, bool create) {
     for (size_t i = 0; i < store.n_series; i++) {
         series *s = &store.series[i];
@@ -67,7 +82,8 @@ static series *series_find(const char *run, const char *tag, bool create) {
             strncmp(s->info.tag, tag, STORE_TAG_MAX - 1) == 0)
             return s;
     }
-    if (!create || store.n_series == STORE_MAX_SERIES) return NULL;
+    if (!create || !room_for(run, store.n_series, STORE_MAX_SERIES, STORE_TRIAL_SERIES))
+        return NULL;
     series *s = &store.series[store.n_series++];
     memset(s, 0, sizeof *s);
     copy_name(s->info.run, sizeof s->info.run, run);
@@ -80,7 +96,7 @@ static store_histogram *histogram_find(const char *run) {
         if (strncmp(store.histograms[i].run, run, STORE_RUN_MAX - 1) == 0)
             return &store.histograms[i];
     size_t cap = sizeof store.histograms / sizeof store.histograms[0];
-    if (store.n_histograms == cap) return NULL;
+    if (!room_for(run, store.n_histograms, cap, STORE_TRIAL_HISTOGRAMS)) return NULL;
     store_histogram *h = &store.histograms[store.n_histograms++];
     memset(h, 0, sizeof *h);
     copy_name(h->run, sizeof h->run, run);
@@ -321,8 +337,9 @@ void telemetry_store_pull_local_logs(void) {
     pthread_mutex_lock(&store.pull_lock);
     char *lines[64];
     unsigned long seqs[64];
-    for (int round = 0; round < 16; round++) {
-        size_t n = log_recent(lines, seqs, 64, store.local_next);
+    // Page through everything new (cursor from 1: log.h numbers lines from 1).
+    for (int round = 0; round < LOG_RECENT_LINES / 64; round++) {
+        size_t n = log_recent(lines, seqs, 64, store.local_next ? store.local_next : 1);
         for (size_t i = 0; i < n; i++) {
             unsigned long seq = seqs[i];
             if (seq >= store.local_next) {
@@ -341,18 +358,23 @@ size_t telemetry_store_logs(char **out, uint64_t *seqs, size_t max, uint64_t sin
     pthread_mutex_lock(&store.lock);
     uint64_t last = store.log_seq;
     uint64_t first = last >= STORE_LOG_LINES ? last - STORE_LOG_LINES + 1 : 1;
-    if (since > first) first = since;
-    if (last >= first && last - first + 1 > max) first = last - max + 1;
+    if (since > first)
+        first = since; // a cursor: the oldest lines from there, so paging loses none
+    else if (since == 0 && last >= first && last - first + 1 > max)
+        first = last - max + 1; // a tail: the newest lines
     size_t n = 0;
-    for (uint64_t seq = first; seq <= last && n < max; seq++) {
+    uint64_t seq = first;
+    for (; seq <= last && n < max; seq++) {
         size_t slot = seq % STORE_LOG_LINES;
         if (store.log_line_seq[slot] != seq || !store.log_lines[slot]) continue;
         char *copy = strdup(store.log_lines[slot]);
-        if (!copy) continue;
+        if (!copy) break; // the caller pages on from here later
         seqs[n] = seq;
         out[n++] = copy;
     }
-    if (next) *next = last + 1 > since ? last + 1 : since;
+    // The first line not handed out (max == 0 asks only where the tail ends).
+    if (max == 0) seq = last + 1;
+    if (next) *next = seq > since ? seq : since;
     pthread_mutex_unlock(&store.lock);
     return n;
 }

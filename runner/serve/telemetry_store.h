@@ -13,6 +13,10 @@ enum {
     STORE_TAG_MAX = 64,     // "train/loss"
     STORE_PHASE_MAX = 32,   // "search"
     STORE_MAX_SERIES = 1024,
+    // Trials may fill the series and histogram tables only up to these, so that a long
+    // search never leaves the prime run (which logs after it) without its metrics.
+    STORE_TRIAL_SERIES = STORE_MAX_SERIES - 256,
+    STORE_TRIAL_HISTOGRAMS = 48, // of 64
     STORE_HISTORY = 4096,   // points kept per series (oldest dropped first)
     STORE_STEP_BUCKETS = 14,
 };
@@ -90,9 +94,11 @@ enum { STORE_LOG_LINES = 1024 };
 void telemetry_store_log(const char *json_line, int rank);
 // Pull this process's new log.h lines into the tail (called before reading it).
 void telemetry_store_pull_local_logs(void);
-// Up to `max` newest lines with seq >= since, oldest first: the JSON text (without
-// "seq", malloc'd) into out, the seq into seqs; returns how many. *next (may be NULL)
-// receives the `since` of the next call.
+// Up to `max` lines of the tail, oldest first: the JSON text (without "seq", malloc'd)
+// into out, the seq into seqs; returns how many. since == 0: the newest `max` lines;
+// since > 0: the oldest `max` with seq >= since, so that paging with *next loses none.
+// *next (may be NULL) receives the `since` of the next call: the first line not handed
+// out (with max == 0, the end of the tail: a probe for new lines).
 size_t telemetry_store_logs(char **out, uint64_t *seqs, size_t max, uint64_t since,
                             uint64_t *next);
 

@@ -147,6 +147,24 @@ int main(void) {
     free(recent[0]);
     free(recent[1]);
     CHECK_INT(log_recent(recent, NULL, 10, last_seq + 1), 0);
+    CHECK_INT(log_last_seq(), last_seq);
+    // since > 0: a cursor; paging two at a time from the first line meets every line
+    // once, in order (a tail of two per page would skip all but the newest).
+    unsigned long cursor = 1, expected = seqs[0], pages = 0;
+    for (;;) {
+        unsigned long page_seqs[2];
+        size_t got = log_recent(recent, page_seqs, 2, cursor);
+        for (size_t i = 0; i < got; i++) {
+            CHECK_INT(page_seqs[i], expected);
+            expected++;
+            free(recent[i]);
+        }
+        if (got == 0) break;
+        cursor = page_seqs[got - 1] + 1;
+        pages++;
+    }
+    CHECK_INT(expected, last_seq + 1);
+    CHECK(pages >= 4);
 
     // the ring keeps the last LOG_RECENT_LINES only
     int null_fd = open("/dev/null", O_WRONLY);
@@ -158,6 +176,11 @@ int main(void) {
     CHECK(strstr(recent[n - 1], "line 531") != NULL);
     for (size_t i = 0; i < n; i++)
         free(recent[i]);
+    // a cursor older than the ring starts at the oldest line it still holds
+    n = log_recent(recent, seqs, 1, 1);
+    CHECK_INT(n, 1);
+    CHECK_INT(seqs[0], log_last_seq() - LOG_RECENT_LINES + 1);
+    free(recent[0]);
     log_set_fd(STDOUT_FILENO);
     close(null_fd);
     log_reset();

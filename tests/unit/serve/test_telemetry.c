@@ -148,6 +148,67 @@ int main(void) {
     CHECK_INT(last_words, 1);
     CHECK_INT(supervisor_lines, 1);
 
+    // A worker that logs many lines before its first telemetry call ships every one of
+    // them (not only the newest page), and the store pages them out with none skipped.
+    telemetry_store_reset();
+    enum { CHATTY = 150 };
+    pid_t chatty = fork();
+    if (chatty == 0) {
+        if (telemetry_worker_attach(1) != 0) _exit(3);
+        for (int i = 0; i < CHATTY; i++) log_info("chatty", "line %d", i);
+        telemetry_scalar("rank-1", "x", 1, 1);
+        exit(0);
+    }
+    int chatty_status = 0;
+    waitpid(chatty, &chatty_status, 0);
+    CHECK(WIFEXITED(chatty_status) && WEXITSTATUS(chatty_status) == 0);
+    sleep_ms(80);
+    uint64_t log_cursor = 1;
+    int next_line = 0;
+    for (int page = 0; page < 100; page++) {
+        uint64_t next = 0;
+        size_t got = telemetry_store_logs(lines, seqs, 16, log_cursor, &next);
+        for (size_t i = 0; i < got; i++) {
+            char want[32];
+            snprintf(want, sizeof want, "\"line %d\"", next_line);
+            if (strstr(lines[i], "\"chatty\"") && strstr(lines[i], want)) next_line++;
+            free(lines[i]);
+        }
+        if (got == 0) break;
+        CHECK(next == seqs[got - 1] + 1);
+        log_cursor = next;
+    }
+    CHECK_INT(next_line, CHATTY);
+
+    // A search with more trial series than the store holds leaves room for the prime
+    // run, which logs after it.
+    telemetry_store_reset();
+    for (int trial = 0; trial < 200; trial++) {
+        char run[32];
+        snprintf(run, sizeof run, "trial-%d", trial);
+        for (int t = 1; t < 8; t++) {
+            char tag[32];
+            snprintf(tag, sizeof tag, "train/tag%d", t);
+            telemetry_store_scalar(run, tag, 1, t, 1.0);
+        }
+        telemetry_store_scalar(run, TAG_STEP_CLOCK, 1, 1.0, 1.0); // and a step time
+        telemetry_store_scalar(run, TAG_STEP_CLOCK, 2, 0.9, 1.5);
+    }
+    CHECK_INT(telemetry_store_series(NULL, 0), STORE_TRIAL_SERIES);
+    CHECK_INT(telemetry_store_histograms(NULL, 0), STORE_TRIAL_HISTOGRAMS);
+    telemetry_store_scalar("prime", "train/loss", 1, 0.5, 2.0);
+    CHECK(telemetry_store_latest("prime", "train/loss", &p));
+    CHECK_CLOSE(p.value, 0.5, 0, 0);
+    store_histogram hist[64];
+    size_t n_hist = telemetry_store_histograms(hist, 64);
+    CHECK(n_hist <= STORE_TRIAL_HISTOGRAMS + 1);
+    bool prime_histogram = false;
+    for (size_t i = 0; i < n_hist; i++) prime_histogram |= strcmp(hist[i].run, "prime") == 0;
+    telemetry_store_scalar("prime", "train/loss", 2, 0.4, 3.0); // a step time to observe
+    n_hist = telemetry_store_histograms(hist, 64);
+    for (size_t i = 0; i < n_hist; i++) prime_histogram |= strcmp(hist[i].run, "prime") == 0;
+    CHECK(prime_histogram);
+
     // A burst far beyond the ring: the producer never waits; what was lapped is counted.
     telemetry_store_reset();
     const int burst = 200000;
