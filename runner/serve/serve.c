@@ -19,10 +19,12 @@
 #include "runner/serve/serve_internal.h"
 #include "runner/serve/strbuf.h"
 #include "runner/signals.h"
+#include "runner/timing.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -43,6 +45,8 @@ enum {
     CONNECTION_TIMEOUT_S = 30,  // idle connections (SSE sends heartbeats well within it)
     CONNECTION_MEMORY = 32768,  // request line + headers; more is answered 431 by MHD
     SSE_HEARTBEAT_MS = 10000,
+    SSE_HEARTBEAT_MAX_MS = (CONNECTION_TIMEOUT_S - 5) * 1000, // beats inside MHD's timeout
+    REFUSAL_LOG_MS = 10000,     // refused control requests: one log line per this, counted
     SSE_MIN_INTERVAL_MS = 250,  // at most four updates a second per stream
     HISTORY_MAX_POINTS = 4096,
     METRICS_CACHE_MS = 100,
@@ -300,7 +304,8 @@ static enum MHD_Result send_events(struct MHD_Connection *c, serve_server which)
     strbuf_init(&s->pending, 4096);
     s->heartbeat_ms = SSE_HEARTBEAT_MS;
     int64_t v;
-    if (arg_int64(c, "heartbeat_ms", &v) && v >= 100 && v <= 60000) s->heartbeat_ms = (int)v;
+    if (arg_int64(c, "heartbeat_ms", &v) && v >= 100)
+        s->heartbeat_ms = v < SSE_HEARTBEAT_MAX_MS ? (int)v : SSE_HEARTBEAT_MAX_MS;
     // Start from the client's cursors (from /api/v1/history and /api/v1/logs), else now.
     s->cursor = arg_int64(c, "cursor", &v) && v >= 0 ? (uint64_t)v : telemetry_store_cursor();
     s->log_next = arg_int64(c, "logs", &v) && v >= 0 ? (unsigned long)v : 0;
@@ -340,6 +345,27 @@ static bool token_equal(const char *given, const char *want) {
     return diff == 0 && gl > 0;
 }
 
+// A client hammering the control endpoints without the token must not push the job's
+// own lines out of the log tail: one line per REFUSAL_LOG_MS, with how many it covers.
+static void log_refusal(const char *action) {
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static long long last_logged_ms = LLONG_MIN / 2;
+    static long unlogged;
+    pthread_mutex_lock(&lock);
+    long long now = timing_now_ms();
+    long count = ++unlogged;
+    bool log_now = now - last_logged_ms >= REFUSAL_LOG_MS;
+    if (log_now) {
+        last_logged_ms = now;
+        unlogged = 0;
+    }
+    pthread_mutex_unlock(&lock);
+    if (log_now)
+        log_warn("control_refused",
+                 "POST /api/v1/control/%s without a valid token (%ld refused since the last "
+                 "such line)", action, count);
+}
+
 static enum MHD_Result handle_control(struct MHD_Connection *c, const char *action) {
     if (!srv.token_set)
         return send_error(c, SERVE_API, MHD_HTTP_FORBIDDEN,
@@ -348,7 +374,7 @@ static enum MHD_Result handle_control(struct MHD_Connection *c, const char *acti
     const char *given = "";
     if (auth && strncasecmp(auth, "Bearer ", 7) == 0) given = auth + 7;
     if (!token_equal(given, srv.token)) {
-        log_warn("control_refused", "POST /api/v1/control/%s without a valid token", action);
+        log_refusal(action);
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "error", "a valid bearer token is required");
         return send_json_header(c, SERVE_API, MHD_HTTP_UNAUTHORIZED, e, "WWW-Authenticate",
@@ -553,6 +579,10 @@ int serve_start(const runner_config *cfg) {
     // A client hanging up mid-response must not kill the process with SIGPIPE
     // (signals.c ignores it too; this keeps tools and tests that skip it safe).
     signal(SIGPIPE, SIG_IGN);
+    const char *long_token = getenv("RUNNER_CONTROL_TOKEN");
+    if (long_token && strlen(long_token) >= sizeof srv.token)
+        return error_set(EXIT_USAGE, "RUNNER_CONTROL_TOKEN: longer than %zu bytes",
+                         sizeof srv.token - 1);
     const char *bind_address = cfg->bind_address[0] ? cfg->bind_address : "0.0.0.0";
     struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_PASSIVE, .ai_socktype = SOCK_STREAM};
     struct addrinfo *ai = NULL;

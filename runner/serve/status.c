@@ -2,6 +2,7 @@
 #include "runner/coord/coord.h"
 #include "runner/serve/serve.h"
 #include "runner/serve/serve_internal.h"
+#include "runner/signals.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -98,6 +99,14 @@ void serve_identity_get(serve_identity *out) {
 bool serve_ready(const store_state *st, char *why, size_t why_len) {
     static const char *running[] = {"split", "search", "prime", "train", "evaluate",
                                     "export", "predict", "embed", "pretrain"};
+    // Once a stop is asked for (SIGTERM, the control API, a spot notice, a lost peer)
+    // the workers still report their phase while they checkpoint; a load balancer or
+    // orchestrator must see the job as going away from that moment.
+    if (signals_stop_requested()) {
+        const char *reason = signals_stop_reason();
+        snprintf(why, why_len, "stopping%s%s", reason ? ": " : "", reason ? reason : "");
+        return false;
+    }
     for (size_t i = 0; i < sizeof running / sizeof running[0]; i++)
         if (strcmp(st->phase, running[i]) == 0) return true;
     snprintf(why, why_len, "%s", st->phase[0] ? st->phase : "starting");

@@ -67,6 +67,21 @@ def test_control_stop_needs_the_token_and_ends_the_job_with_80(runner_bin, tmp_p
     assert proc.returncode == 80, out[-3000:]
     assert exit_line(out)["code"] == 80
     assert "tok-1234567890" not in out  # the token is redacted from the log
+    # Two refusals within 10 s: one log line that counts them.
+    refused = [json.loads(line) for line in out.splitlines() if '"control_refused"' in line]
+    assert len(refused) == 1 and "(1 refused since" in refused[0]["msg"]
+
+
+def test_a_control_token_too_long_is_refused_at_start(runner_bin, tmp_path):
+    r = subprocess.run([str(runner_bin), "--architecture", "bert", "--redis", "off",
+                        "--output", str(tmp_path / "out"), "--bind", "127.0.0.1",
+                        "--metrics-port", str(free_port()), "--api-port", str(free_port()),
+                        "--dashboard-port", str(free_port())],
+                       env=base_env(RUNNER_CONTROL_TOKEN="t" * 600), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2
+    assert exit_line(r.stdout)["reason"] == "RUNNER_CONTROL_TOKEN: longer than 511 bytes"
+    assert "t" * 600 not in r.stdout + r.stderr
 
 
 def test_control_is_refused_without_a_configured_token(demo_factory):  # noqa: F811

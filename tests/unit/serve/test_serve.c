@@ -180,6 +180,9 @@ int main(void) {
                       "Authorization: Bearer correct-horse-battery", "", 0, r), 202);
     CHECK(signals_stop_requested());
     CHECK_STR(signals_stop_reason(), "api");
+    // From the stop on, not ready, though the workers still report their phase.
+    CHECK_INT(request("GET", mp, "/readyz", NULL, NULL, 0, r), 503);
+    CHECK(strstr(r->body, "stopping: api") != NULL);
     CHECK_INT(request("POST", ap, "/api/v1/control/reboot",
                       "Authorization: Bearer correct-horse-battery", "", 0, r), 404);
 
