@@ -113,12 +113,38 @@ static int list_checkpoints(const char *dir, long **steps) {
     return n;
 }
 
+// Whether `ck` is already a valid checkpoint of exactly this trainer state: the same step
+// saved twice (the end-of-epoch save, then a stop at the next epoch's first batch; a stop
+// right after a resume). Its weights are these too, and rewriting it in place would leave
+// no valid checkpoint if the process were killed half way.
+static bool already_saved(const char *ck, const train_state *st) {
+    char path[PATH_MAX], *saved = NULL;
+    if (checkpoint_verify(ck) != 0 || files_join(path, sizeof path, "%s/trainer_state.json", ck) ||
+        files_read_all(path, &saved, NULL) != 0) {
+        error_clear(); // absent or broken: written afresh
+        return false;
+    }
+    // Printed as files_write_json printed it, so equal states give equal texts.
+    cJSON *json = state_to_json(st);
+    char *ours = cJSON_Print(json);
+    cJSON_Delete(json);
+    bool same = ours && strcmp(ours, saved) == 0;
+    free(ours);
+    free(saved);
+    return same;
+}
+
 int checkpoint_save(const char *dir, const bert_model *m, const train_state *st, int keep) {
     char ck[PATH_MAX], path[PATH_MAX];
     int rc = files_join(ck, sizeof ck, "%s/checkpoint-%ld", dir, st->step);
-    if (rc == 0) rc = files_mkdirs(ck);
     if (rc) return rc;
-    // A checkpoint being rewritten (same step after a restart) loses its manifest first.
+    if (already_saved(ck, st)) {
+        log_info("checkpoint_kept", "%s already holds step %ld; not written again", ck, st->step);
+        return 0;
+    }
+    if ((rc = files_mkdirs(ck))) return rc;
+    // A checkpoint being rewritten (another state at this step, or a broken one) loses its
+    // manifest first, so that it is never taken for complete half way.
     if (files_join(path, sizeof path, "%s/manifest.json", ck) == 0) remove(path);
 
     size_t P = bert_num_parameters(m);

@@ -317,6 +317,72 @@ static int compare_strings(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+// A word or tag must be one whitespace-free word: the CSV the job writes separates words
+// (and tags) with spaces, so "New York" would come back as two words against one tag.
+static bool is_one_word(const char *s) {
+    if (!*s) return false;
+    for (; *s; s++)
+        if (isspace((unsigned char)*s)) return false;
+    return true;
+}
+
+// Check a JSONL row's shape and every token and tag; fill `why` when it is malformed.
+static void check_jsonl_row(const ner_dataset *ds, const cJSON *obj, bool fixed_labels, char *why,
+                            size_t why_cap) {
+    const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(obj, "tokens");
+    const cJSON *tags = cJSON_GetObjectItemCaseSensitive(obj, "tags");
+    if (!obj) {
+        snprintf(why, why_cap, "not valid JSON");
+    } else if (!cJSON_IsArray(tokens) || !cJSON_IsArray(tags)) {
+        snprintf(why, why_cap, "expected {\"tokens\": [...], \"tags\": [...]}");
+    } else if (cJSON_GetArraySize(tokens) == 0) {
+        snprintf(why, why_cap, "empty sentence");
+    } else if (cJSON_GetArraySize(tokens) != cJSON_GetArraySize(tags)) {
+        snprintf(why, why_cap, "%d tokens but %d tags", cJSON_GetArraySize(tokens),
+                 cJSON_GetArraySize(tags));
+    } else {
+        const cJSON *w = tokens->child, *t = tags->child;
+        for (int i = 0; w && t; i++, w = w->next, t = t->next) {
+            if (!cJSON_IsString(w) || !cJSON_IsString(t) || !w->valuestring[0] ||
+                !t->valuestring[0]) {
+                snprintf(why, why_cap, "token and tag %d must be non-empty strings", i);
+            } else if (!is_one_word(w->valuestring) || !is_one_word(t->valuestring)) {
+                snprintf(why, why_cap, "token %d (\"%.40s\") or its tag contains whitespace", i,
+                         w->valuestring);
+            } else if (fixed_labels && dataset_label_id(ds, t->valuestring) < 0) {
+                snprintf(why, why_cap, "unknown tag \"%.40s\"", t->valuestring);
+            }
+            if (why[0]) return;
+        }
+    }
+}
+
+// Copy a checked JSONL row into *s. Its tags become labels here, once the whole row is
+// known to be good: a rejected row must leave no label behind. 0 or EXIT_RESOURCES.
+static int take_jsonl_row(ner_dataset *ds, const cJSON *obj, long line_no, bool fixed_labels,
+                          ner_sentence *s) {
+    const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(obj, "tokens");
+    const cJSON *tags = cJSON_GetObjectItemCaseSensitive(obj, "tags");
+    int n = cJSON_GetArraySize(tokens);
+    char id[32];
+    snprintf(id, sizeof id, "%ld", line_no);
+    s->identifier = strdup(id);
+    s->words = calloc((size_t)n, sizeof *s->words);
+    s->tags = calloc((size_t)n, sizeof *s->tags);
+    if (!s->identifier || !s->words || !s->tags)
+        return error_set(EXIT_RESOURCES, "out of memory reading line %ld", line_no);
+    s->nwords = n; // only now: sentence_free walks the words
+    const cJSON *w = tokens->child, *t = tags->child;
+    for (int i = 0; i < n; i++, w = w->next, t = t->next) {
+        s->words[i] = strdup(w->valuestring);
+        s->tags[i] = fixed_labels ? dataset_label_id(ds, t->valuestring)
+                                  : add_label(ds, t->valuestring);
+        if (!s->words[i] || s->tags[i] < 0)
+            return error_set(EXIT_RESOURCES, "out of memory reading line %ld", line_no);
+    }
+    return 0;
+}
+
 static int load_jsonl(const char *path, const dataset_options *opt, ner_dataset *ds,
                       bool fixed_labels) {
     char *text;
@@ -324,8 +390,8 @@ static int load_jsonl(const char *path, const dataset_options *opt, ner_dataset 
     if (rc) return rc;
     long total = 0, bad = 0, line_no = 0;
     int cap = 0;
-    // With labels discovered from the data, tags are first stored as strings, then
-    // mapped once the sorted label set is known.
+    // With labels discovered from the data, tags get ids in the order first seen, then
+    // are renumbered once the sorted label set is known.
     for (char *line = text, *next; line && *line; line = next) {
         next = strchr(line, '\n');
         if (next) *next++ = '\0';
@@ -336,52 +402,21 @@ static int load_jsonl(const char *path, const dataset_options *opt, ner_dataset 
         total++;
         char why[200] = "";
         cJSON *obj = cJSON_Parse(line);
-        const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(obj, "tokens");
-        const cJSON *tags = cJSON_GetObjectItemCaseSensitive(obj, "tags");
-        ner_sentence s = {0};
-        if (!obj) snprintf(why, sizeof why, "not valid JSON");
-        else if (!cJSON_IsArray(tokens) || !cJSON_IsArray(tags))
-            snprintf(why, sizeof why, "expected {\"tokens\": [...], \"tags\": [...]}");
-        else if (cJSON_GetArraySize(tokens) == 0)
-            snprintf(why, sizeof why, "empty sentence");
-        else if (cJSON_GetArraySize(tokens) != cJSON_GetArraySize(tags))
-            snprintf(why, sizeof why, "%d tokens but %d tags", cJSON_GetArraySize(tokens),
-                     cJSON_GetArraySize(tags));
-        if (!why[0]) {
-            int n = cJSON_GetArraySize(tokens);
-            char id[32];
-            snprintf(id, sizeof id, "%ld", line_no);
-            s.identifier = strdup(id);
-            s.words = calloc((size_t)n, sizeof *s.words);
-            s.tags = calloc((size_t)n, sizeof *s.tags);
-            s.nwords = n;
-            if (!s.identifier || !s.words || !s.tags) {
-                rc = error_set(EXIT_RESOURCES, "out of memory");
-                cJSON_Delete(obj);
-                sentence_free(&s);
-                break;
-            }
-            for (int i = 0; i < n && !why[0]; i++) {
-                const cJSON *w = cJSON_GetArrayItem(tokens, i), *t = cJSON_GetArrayItem(tags, i);
-                if (!cJSON_IsString(w) || !cJSON_IsString(t) || !w->valuestring[0]) {
-                    snprintf(why, sizeof why, "token and tag %d must be non-empty strings", i);
-                    break;
-                }
-                s.words[i] = strdup(w->valuestring);
-                int label = fixed_labels ? dataset_label_id(ds, t->valuestring)
-                                         : add_label(ds, t->valuestring);
-                if (label < 0) snprintf(why, sizeof why, "unknown tag \"%.40s\"", t->valuestring);
-                s.tags[i] = label;
-            }
-        }
-        cJSON_Delete(obj);
+        check_jsonl_row(ds, obj, fixed_labels, why, sizeof why);
         if (why[0]) {
-            sentence_free(&s);
+            cJSON_Delete(obj);
             bad++;
             log_warn("data_bad_row", "%s:%ld: %s", path, line_no, why);
             continue;
         }
-        if ((rc = push_sentence(ds, &cap, &s))) break;
+        ner_sentence s = {0};
+        rc = take_jsonl_row(ds, obj, line_no, fixed_labels, &s);
+        cJSON_Delete(obj);
+        if (rc == 0) rc = push_sentence(ds, &cap, &s);
+        if (rc) {
+            sentence_free(&s);
+            break;
+        }
         if (opt->max_instances > 0 && ds->n >= opt->max_instances) break;
     }
     free(text);

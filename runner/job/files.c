@@ -83,10 +83,13 @@ int files_write_atomic_parts(const char *path, const void *const *parts, const s
             left -= (size_t)n;
         }
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        int err = errno;
+    // Both always run: a failed fsync must not leave the descriptor open.
+    int sync_err = fsync(fd) == 0 ? 0 : errno;
+    int close_err = close(fd) == 0 ? 0 : errno;
+    if (sync_err || close_err) {
         unlink(tmp);
-        return error_set(EXIT_OUTPUT, "%s: fsync failed: %s", tmp, strerror(err));
+        return error_set(EXIT_OUTPUT, "%s: %s failed: %s", tmp, sync_err ? "fsync" : "close",
+                         strerror(sync_err ? sync_err : close_err));
     }
     if (rename(tmp, path) != 0) {
         int err = errno;

@@ -13,21 +13,27 @@
 #include <string.h>
 
 void metrics_free(metrics_report *r) {
-    for (int i = 0; i < r->num_labels; i++) free(r->labels[i]);
+    for (int i = 0; r->labels && i < r->num_labels; i++) free(r->labels[i]);
     free(r->labels);
     free(r->tp);
     free(r->fp);
     free(r->fn);
     free(r->tn);
+    for (int i = 0; i < r->n_types; i++) free(r->types[i]);
+    free(r->types);
+    free(r->entity_tp);
+    free(r->entity_pred);
+    free(r->entity_true);
     memset(r, 0, sizeof *r);
 }
 
-// seqeval's reading of a tag: prefix letter and type ("O" has type "_").
-static void split_tag(const char *label, char *tag, char type[48]) {
+// seqeval's reading of a tag: prefix letter and type ("O" has type "_"); *type points
+// into `label` (or at a literal), so long names are compared whole.
+static void split_tag(const char *label, char *tag, const char **type) {
     *tag = label[0];
     const char *dash = strchr(label + 1, '-');
     const char *t = dash ? dash + 1 : label + 1;
-    snprintf(type, 48, "%s", *t ? t : "_");
+    *type = *t ? t : "_";
 }
 
 static bool end_of_chunk(char prev_tag, char tag, const char *prev_type, const char *type) {
@@ -48,25 +54,37 @@ typedef struct {
     long begin, end;
 } entity;
 
+// The index of `type` in r->types, added when new; -1 when out of memory or past the
+// num_labels + 1 the arrays were sized for (a bug: every type comes from a label).
 static int type_index(metrics_report *r, const char *type) {
     for (int i = 0; i < r->n_types; i++)
         if (strcmp(r->types[i], type) == 0) return i;
-    if (r->n_types == METRICS_MAX_TYPES) return -1;
-    snprintf(r->types[r->n_types], sizeof r->types[0], "%s", type);
+    if (r->n_types == r->num_labels + 1) {
+        error_set(EXIT_INTERNAL, "metrics: more entity types than the %d labels allow",
+                  r->num_labels);
+        return -1;
+    }
+    r->types[r->n_types] = strdup(type);
+    if (!r->types[r->n_types]) {
+        error_set(EXIT_RESOURCES, "out of memory computing metrics");
+        return -1;
+    }
     return r->n_types++;
 }
 
-// seqeval's get_entities over the sentences joined with an "O" after each.
+// seqeval's get_entities over the sentences joined with an "O" after each; -1 on error
+// (error_code() says which).
 static long get_entities(metrics_report *r, const char *const *labels, const int *tags,
                          const int *lengths, int n_sentences, entity *out) {
-    char prev_tag = 'O', prev_type[48] = "_";
+    char prev_tag = 'O';
+    const char *prev_type = "_";
     long begin = 0, count = 0, i = 0, k = 0;
     for (int s = 0; s <= n_sentences; s++) {
         int len = s < n_sentences ? lengths[s] + 1 : 0;
         for (int w = 0; w < len; w++, i++) {
-            char tag, type[48];
-            if (w < lengths[s]) split_tag(labels[tags[k++]], &tag, type);
-            else split_tag("O", &tag, type);
+            char tag;
+            const char *type;
+            split_tag(w < lengths[s] ? labels[tags[k++]] : "O", &tag, &type);
             if (end_of_chunk(prev_tag, tag, prev_type, type)) {
                 int t = type_index(r, prev_type);
                 if (t < 0) return -1;
@@ -74,40 +92,37 @@ static long get_entities(metrics_report *r, const char *const *labels, const int
             }
             if (start_of_chunk(prev_tag, tag, prev_type, type)) begin = i;
             prev_tag = tag;
-            snprintf(prev_type, sizeof prev_type, "%s", type);
+            prev_type = type;
         }
     }
     return count;
 }
 
-static int compare_types(const void *a, const void *b) { return strcmp(a, b); }
+static int compare_strings(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
-int metrics_compute(const char *const *labels, int num_labels, const int *true_tags,
-                    const int *pred_tags, const int *lengths, int n_sentences, metrics_report *r) {
-    memset(r, 0, sizeof *r);
-    long n = 0;
-    for (int s = 0; s < n_sentences; s++) n += lengths[s];
-    r->num_labels = num_labels;
-    r->labels = calloc((size_t)num_labels, sizeof *r->labels);
-    r->tp = calloc((size_t)num_labels, sizeof(long));
-    r->fp = calloc((size_t)num_labels, sizeof(long));
-    r->fn = calloc((size_t)num_labels, sizeof(long));
-    r->tn = calloc((size_t)num_labels, sizeof(long));
-    entity *true_entities = malloc((size_t)(n + 1) * sizeof(entity));
-    entity *pred_entities = malloc((size_t)(n + 1) * sizeof(entity));
-    int rc = 0;
-    if (!r->labels || !r->tp || !r->fp || !r->fn || !r->tn || !true_entities || !pred_entities) {
-        rc = error_set(EXIT_RESOURCES, "out of memory computing metrics");
-        goto done;
-    }
-    for (int i = 0; i < num_labels; i++) r->labels[i] = strdup(labels[i]);
+// Sort the type names as seqeval does; remap[old index] receives the new one.
+static int sort_types(metrics_report *r, int *remap) {
+    char **sorted = malloc((size_t)(r->num_labels + 1) * sizeof *sorted);
+    if (!sorted) return error_set(EXIT_RESOURCES, "out of memory computing metrics");
+    memcpy(sorted, r->types, (size_t)r->n_types * sizeof *sorted);
+    qsort(sorted, (size_t)r->n_types, sizeof *sorted, compare_strings);
+    for (int i = 0; i < r->n_types; i++)
+        for (int j = 0; j < r->n_types; j++)
+            if (r->types[i] == sorted[j]) remap[i] = j;
+    free(r->types);
+    r->types = sorted;
+    return 0;
+}
+
+// Token-level one-vs-rest counts. 0, or EXIT_INTERNAL for an id outside the labels.
+static int count_tokens(metrics_report *r, const int *true_tags, const int *pred_tags, long n) {
     r->n_tokens = n;
     for (long i = 0; i < n; i++) {
         int t = true_tags[i], p = pred_tags[i];
-        if (t < 0 || t >= num_labels || p < 0 || p >= num_labels) {
-            rc = error_set(EXIT_INTERNAL, "metrics: tag id out of range at word %ld", i);
-            goto done;
-        }
+        if (t < 0 || t >= r->num_labels || p < 0 || p >= r->num_labels)
+            return error_set(EXIT_INTERNAL, "metrics: tag id out of range at word %ld", i);
         if (t == p) {
             r->n_correct++;
             r->tp[t]++;
@@ -116,40 +131,70 @@ int metrics_compute(const char *const *labels, int num_labels, const int *true_t
             r->fn[t]++;
         }
     }
-    for (int c = 0; c < num_labels; c++) r->tn[c] = n - r->tp[c] - r->fp[c] - r->fn[c];
+    for (int c = 0; c < r->num_labels; c++) r->tn[c] = n - r->tp[c] - r->fp[c] - r->fn[c];
+    return 0;
+}
 
-    long nt = get_entities(r, labels, true_tags, lengths, n_sentences, true_entities);
-    long np = get_entities(r, labels, pred_tags, lengths, n_sentences, pred_entities);
-    if (nt < 0 || np < 0) {
-        rc = error_set(EXIT_INTERNAL, "metrics: more than %d entity types", METRICS_MAX_TYPES);
-        goto done;
+static int report_alloc(metrics_report *r, const char *const *labels, int num_labels) {
+    size_t types = (size_t)num_labels + 1;
+    r->num_labels = num_labels;
+    r->labels = calloc((size_t)num_labels, sizeof *r->labels);
+    r->tp = calloc((size_t)num_labels, sizeof(long));
+    r->fp = calloc((size_t)num_labels, sizeof(long));
+    r->fn = calloc((size_t)num_labels, sizeof(long));
+    r->tn = calloc((size_t)num_labels, sizeof(long));
+    r->types = calloc(types, sizeof *r->types);
+    r->entity_tp = calloc(types, sizeof(long));
+    r->entity_pred = calloc(types, sizeof(long));
+    r->entity_true = calloc(types, sizeof(long));
+    if (!r->labels || !r->tp || !r->fp || !r->fn || !r->tn || !r->types || !r->entity_tp ||
+        !r->entity_pred || !r->entity_true)
+        return error_set(EXIT_RESOURCES, "out of memory computing metrics");
+    for (int i = 0; i < num_labels; i++)
+        if (!(r->labels[i] = strdup(labels[i])))
+            return error_set(EXIT_RESOURCES, "out of memory computing metrics");
+    return 0;
+}
+
+int metrics_compute(const char *const *labels, int num_labels, const int *true_tags,
+                    const int *pred_tags, const int *lengths, int n_sentences, metrics_report *r) {
+    memset(r, 0, sizeof *r);
+    long n = 0;
+    for (int s = 0; s < n_sentences; s++) n += lengths[s];
+    entity *true_entities = malloc((size_t)(n + 1) * sizeof(entity));
+    entity *pred_entities = malloc((size_t)(n + 1) * sizeof(entity));
+    int *remap = malloc((size_t)(num_labels + 1) * sizeof *remap);
+    int rc = report_alloc(r, labels, num_labels);
+    if (rc == 0 && (!true_entities || !pred_entities || !remap))
+        rc = error_set(EXIT_RESOURCES, "out of memory computing metrics");
+    if (rc == 0) rc = count_tokens(r, true_tags, pred_tags, n);
+    long nt = 0, np = 0;
+    if (rc == 0) {
+        nt = get_entities(r, labels, true_tags, lengths, n_sentences, true_entities);
+        np = nt < 0 ? -1 : get_entities(r, labels, pred_tags, lengths, n_sentences, pred_entities);
+        if (np < 0) rc = error_code() ? error_code() : EXIT_INTERNAL;
     }
-    // Sort the type names as seqeval does and renumber.
-    char old[METRICS_MAX_TYPES][48];
-    memcpy(old, r->types, sizeof old);
-    qsort(r->types, (size_t)r->n_types, sizeof r->types[0], compare_types);
-    int remap[METRICS_MAX_TYPES];
-    for (int i = 0; i < r->n_types; i++)
-        for (int j = 0; j < r->n_types; j++)
-            if (strcmp(old[i], r->types[j]) == 0) remap[i] = j;
-    for (long i = 0; i < nt; i++) r->entity_true[remap[true_entities[i].type]]++;
-    for (long i = 0; i < np; i++) r->entity_pred[remap[pred_entities[i].type]]++;
-    // Both lists are ordered by position and their chunks do not overlap: merge.
-    for (long a = 0, b = 0; a < nt && b < np;) {
-        const entity *x = &true_entities[a], *y = &pred_entities[b];
-        if (x->begin == y->begin && x->end == y->end && x->type == y->type) {
-            r->entity_tp[remap[x->type]]++;
-            a++;
-            b++;
-        } else if (x->begin < y->begin || (x->begin == y->begin && x->end < y->end)) {
-            a++;
-        } else {
-            b++;
+    if (rc == 0) rc = sort_types(r, remap);
+    if (rc == 0) {
+        for (long i = 0; i < nt; i++) r->entity_true[remap[true_entities[i].type]]++;
+        for (long i = 0; i < np; i++) r->entity_pred[remap[pred_entities[i].type]]++;
+        // Both lists are ordered by position and their chunks do not overlap: merge.
+        for (long a = 0, b = 0; a < nt && b < np;) {
+            const entity *x = &true_entities[a], *y = &pred_entities[b];
+            if (x->begin == y->begin && x->end == y->end && x->type == y->type) {
+                r->entity_tp[remap[x->type]]++;
+                a++;
+                b++;
+            } else if (x->begin < y->begin || (x->begin == y->begin && x->end < y->end)) {
+                a++;
+            } else {
+                b++;
+            }
         }
     }
-done:
     free(true_entities);
     free(pred_entities);
+    free(remap);
     if (rc) metrics_free(r);
     return rc;
 }

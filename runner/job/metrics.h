@@ -13,17 +13,16 @@ typedef struct {
     long support;
 } metrics_prf;
 
-enum { METRICS_MAX_TYPES = 64 };
-
 typedef struct {
     int num_labels;
     char **labels;       // copies of the label names (id -> name)
     long *tp, *fp, *fn, *tn; // (num_labels) token level, one-vs-rest
     long n_tokens, n_correct;
-    // Entity level (seqeval), types sorted by name.
+    // Entity level (seqeval), types sorted by name, under their full names. Each label
+    // names one type, so there are at most num_labels + 1 ("O" gives "_").
     int n_types;
-    char types[METRICS_MAX_TYPES][48];
-    long entity_tp[METRICS_MAX_TYPES], entity_pred[METRICS_MAX_TYPES], entity_true[METRICS_MAX_TYPES];
+    char **types;        // (n_types) malloc'd names
+    long *entity_tp, *entity_pred, *entity_true; // (n_types)
 } metrics_report;
 
 // Count over n_sentences sentences of lengths[i] words; true_tags/pred_tags hold the

@@ -68,6 +68,36 @@ static bool other_rank(const job_context *ctx) {
     return true;
 }
 
+// The id words cut off by MAX_LENGTH are tagged with: "O" wherever the model's label
+// list has it (labels read from JSONL are sorted, so not necessarily 0), else 0 as the
+// pipeline does.
+static int outside_label(char *const *labels, int num_labels) {
+    for (int i = 0; i < num_labels; i++)
+        if (strcmp(labels[i], "O") == 0) return i;
+    return 0;
+}
+
+// Sentences as words (whitespace-split, or the "tokens" given), tagged per word (the tags
+// are placeholders: predict has no truth). 0 or EXIT_RESOURCES.
+static int sentences_of_texts(char *const *texts, int n, ner_dataset *ds) {
+    memset(ds, 0, sizeof *ds);
+    ds->items = calloc(n > 0 ? (size_t)n : 1, sizeof *ds->items);
+    if (!ds->items) return error_set(EXIT_RESOURCES, "out of memory for %d sentences", n);
+    for (; ds->n < n; ds->n++) {
+        ner_sentence *s = &ds->items[ds->n];
+        s->nwords = text_split_words(texts[ds->n], &s->words);
+        if (s->nwords < 0) // nothing of it allocated, and not counted in ds->n
+            return error_set(EXIT_RESOURCES, "out of memory splitting sentence %d", ds->n + 1);
+        s->tags = calloc((size_t)(s->nwords > 0 ? s->nwords : 1), sizeof *s->tags);
+        s->identifier = strdup("");
+        if (!s->tags || !s->identifier) {
+            ds->n++; // its words are freed with the others
+            return error_set(EXIT_RESOURCES, "out of memory for sentence %d", ds->n);
+        }
+    }
+    return 0;
+}
+
 int job_predict(job_context *ctx) {
     if (other_rank(ctx)) return 0;
     int rc = require_input(ctx);
@@ -81,17 +111,8 @@ int job_predict(job_context *ctx) {
         return rc;
     }
     telemetry_phase("predict");
-    // Sentences as words (whitespace-split, or the "tokens" given), tagged per word.
-    ner_dataset ds = {0};
-    ds.items = calloc((size_t)n, sizeof *ds.items);
-    ds.n = n;
-    for (int i = 0; rc == 0 && i < n; i++) {
-        ner_sentence *s = &ds.items[i];
-        s->nwords = text_split_words(texts[i], &s->words);
-        s->tags = calloc((size_t)(s->nwords > 0 ? s->nwords : 1), sizeof *s->tags);
-        s->identifier = strdup("");
-        if (s->nwords < 0 || !s->tags || !s->identifier) rc = error_set(EXIT_RESOURCES, "out of memory");
-    }
+    ner_dataset ds;
+    rc = sentences_of_texts(texts, n, &ds);
     int T = ctx->cfg->max_length > 2 ? ctx->cfg->max_length : 128;
     if (T > ctx->bcfg.max_position) T = ctx->bcfg.max_position;
     int B = ctx->cfg->test_batch_size > 0 ? ctx->cfg->test_batch_size : 16;
@@ -100,7 +121,8 @@ int job_predict(job_context *ctx) {
     if (rc == 0) rc = encode_sentences(ctx->tok, &ds, NULL, n, T, &set);
     if (rc == 0) rc = job_model_create(ctx, HEAD_TOKEN_CLASSIFICATION, num_labels, B, T, 0, &m);
     train_options opt = {.eval_batch_size = B, .labels = (const char *const *)labels,
-                         .num_labels = num_labels, .o_label = 0, .mask_id = -1};
+                         .num_labels = num_labels, .o_label = outside_label(labels, num_labels),
+                         .mask_id = -1};
     eval_result ev = {0};
     if (rc == 0) rc = train_evaluate(m, &set, &opt, &ev);
     char path[PATH_MAX];
@@ -109,8 +131,9 @@ int job_predict(job_context *ctx) {
         char *text = NULL;
         size_t len = 0;
         FILE *out = open_memstream(&text, &len);
+        if (!out) rc = error_set(EXIT_RESOURCES, "out of memory writing %s", path);
         long word = 0;
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; out && i < n; i++) {
             const ner_sentence *s = &ds.items[i];
             cJSON *o = cJSON_CreateObject();
             cJSON *tokens = cJSON_AddArrayToObject(o, "tokens");
@@ -129,8 +152,8 @@ int job_predict(job_context *ctx) {
             if (line) fprintf(out, "%s\n", line);
             free(line);
         }
-        fclose(out);
-        rc = files_write_atomic(path, text, len);
+        if (out) fclose(out);
+        if (rc == 0) rc = files_write_atomic(path, text, len);
         free(text);
         if (rc == 0) log_info("predict_done", "%d sentences -> %s", n, path);
     }
@@ -204,7 +227,8 @@ int job_embed(job_context *ctx) {
         char *text = NULL;
         size_t len = 0;
         FILE *out = open_memstream(&text, &len);
-        for (int i = 0; i < n; i++) {
+        if (!out) rc = error_set(EXIT_RESOURCES, "out of memory writing %s", path);
+        for (int i = 0; out && i < n; i++) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "text", texts[i]);
             cJSON *v = cJSON_AddArrayToObject(o, "embedding");
@@ -215,8 +239,8 @@ int job_embed(job_context *ctx) {
             if (line) fprintf(out, "%s\n", line);
             free(line);
         }
-        fclose(out);
-        rc = files_write_atomic(path, text, len);
+        if (out) fclose(out);
+        if (rc == 0) rc = files_write_atomic(path, text, len);
         free(text);
     }
     if (rc == 0) log_info("embed_done", "%d sentences x %d floats -> %s", n, C, path);
@@ -229,6 +253,32 @@ int job_embed(job_context *ctx) {
     encoded_free(&set);
     text_free(texts, n);
     return rc;
+}
+
+// The sentences of NER data as plain text, words joined by spaces: *texts gets ds->n
+// malloc'd strings. 0 or EXIT_RESOURCES (nothing left allocated).
+static int texts_of_dataset(const ner_dataset *ds, char ***texts, int *n) {
+    *texts = calloc(ds->n > 0 ? (size_t)ds->n : 1, sizeof **texts);
+    *n = 0;
+    if (!*texts) return error_set(EXIT_RESOURCES, "out of memory for %d sentences", ds->n);
+    for (; *n < ds->n; (*n)++) {
+        const ner_sentence *s = &ds->items[*n];
+        size_t len = 0;
+        for (int w = 0; w < s->nwords; w++) len += strlen(s->words[w]) + 1;
+        char *text = calloc(len + 1, 1);
+        if (!text) {
+            text_free(*texts, *n);
+            *texts = NULL;
+            *n = 0;
+            return error_set(EXIT_RESOURCES, "out of memory for sentence %s", s->identifier);
+        }
+        for (int w = 0; w < s->nwords; w++) {
+            if (w) strcat(text, " ");
+            strcat(text, s->words[w]);
+        }
+        (*texts)[*n] = text;
+    }
+    return 0;
 }
 
 int job_pretrain(job_context *ctx) {
@@ -244,19 +294,8 @@ int job_pretrain(job_context *ctx) {
         if (!ctx->data[0]) return require_input(ctx);
         rc = dataset_load(ctx->data, &opt, &ds);
         if (rc) return rc;
-        texts = calloc((size_t)ds.n, sizeof *texts);
-        for (int i = 0; texts && i < ds.n; i++) {
-            size_t len = 0;
-            for (int w = 0; w < ds.items[i].nwords; w++) len += strlen(ds.items[i].words[w]) + 1;
-            texts[i] = calloc(len + 1, 1);
-            for (int w = 0; texts[i] && w < ds.items[i].nwords; w++) {
-                if (w) strcat(texts[i], " ");
-                strcat(texts[i], ds.items[i].words[w]);
-            }
-        }
-        n = ds.n;
+        rc = texts_of_dataset(&ds, &texts, &n);
         dataset_free(&ds);
-        if (!texts) rc = error_set(EXIT_RESOURCES, "out of memory");
     }
     if (rc) return rc;
     if (n < 2) {

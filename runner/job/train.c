@@ -115,8 +115,10 @@ int train_evaluate(bert_model *m, const encoded_set *set, const train_options *o
         float loss = 0;
         rc = bert_forward(m, &batch, false, 0, 0, labelled ? &loss : NULL);
         if (rc) break;
-        loss_sum += (double)loss * (double)labelled;
-        loss_count += labelled;
+        if (labelled) { // a mean over no token is no number: such a batch adds nothing
+            loss_sum += (double)loss * (double)labelled;
+            loss_count += labelled;
+        }
         if (mlm) continue;
         rc = bert_logits(m, bb.logits);
         if (rc) break;
@@ -153,6 +155,7 @@ int train_evaluate(bert_model *m, const encoded_set *set, const train_options *o
         }
     }
     out->n_words = word;
+    out->n_labelled = loss_count;
     out->loss = loss_count ? loss_sum / (double)loss_count : NAN;
     buffers_free(&bb);
     if (rc) eval_result_free(out);
@@ -226,12 +229,13 @@ static int end_of_epoch(bert_model *m, const encoded_set *valid, const train_opt
         }
     }
     double eval_loss = ev.loss;
+    bool measured = ev.n_labelled > 0;
     eval_result_free(&ev);
     if (rc) return rc;
     double train_loss = st->loss_count ? st->loss_sum / (double)st->loss_count : NAN;
     st->loss_sum = 0;
     st->loss_count = 0;
-    telemetry_scalar(opt->run, "eval/loss", st->step, eval_loss);
+    if (measured) telemetry_scalar(opt->run, "eval/loss", st->step, eval_loss);
     telemetry_scalar(opt->run, "train/epoch_loss", st->step, train_loss);
     if (opt->mask_id < 0) {
         telemetry_scalar(opt->run, "eval/f1", st->step, f1);
@@ -243,7 +247,8 @@ static int end_of_epoch(bert_model *m, const encoded_set *valid, const train_opt
     cJSON_AddNumberToObject(point, "epoch", st->epoch + 1);
     cJSON_AddNumberToObject(point, "step", (double)st->step);
     cJSON_AddNumberToObject(point, "train_loss", train_loss);
-    cJSON_AddNumberToObject(point, "eval_loss", eval_loss);
+    if (measured) cJSON_AddNumberToObject(point, "eval_loss", eval_loss);
+    else cJSON_AddNullToObject(point, "eval_loss");
     if (opt->mask_id < 0) {
         cJSON_AddNumberToObject(point, "eval_f1", f1);
         cJSON_AddNumberToObject(point, "eval_accuracy", accuracy);
@@ -256,6 +261,14 @@ static int end_of_epoch(bert_model *m, const encoded_set *valid, const train_opt
         log_info("evaluation", "run=%s epoch=%d step=%ld train_loss=%.4f eval_loss=%.4f "
                  "eval_f1=%.4f eval_accuracy=%.4f", opt->run, st->epoch + 1, st->step, train_loss,
                  eval_loss, f1, accuracy);
+    *eval_loss_out = eval_loss;
+    if (!measured) {
+        // Nothing to compare: neither a divergence nor a better or worse epoch.
+        log_warn("evaluation_empty", "%s: the evaluation set has no %s token after epoch %d; "
+                 "eval_loss not measured, best checkpoint and early stopping unchanged",
+                 opt->run, opt->mask_id >= 0 ? "masked" : "labelled", st->epoch + 1);
+        return 0;
+    }
     if (!isfinite(eval_loss))
         return error_set(EXIT_DIVERGED, "%s: evaluation loss is %g after epoch %d", opt->run,
                          eval_loss, st->epoch + 1);
@@ -267,7 +280,6 @@ static int end_of_epoch(bert_model *m, const encoded_set *valid, const train_opt
     } else {
         st->bad_epochs++;
     }
-    *eval_loss_out = eval_loss;
     return 0;
 }
 

@@ -58,7 +58,8 @@ int train_run(bert_model *m, const encoded_set *train, const encoded_set *valid,
               const train_options *opt, train_outcome *out);
 
 typedef struct {
-    double loss;     // mean over labelled tokens
+    double loss;     // mean over labelled tokens; NAN when there were none (n_labelled 0)
+    long n_labelled; // tokens the loss was measured on (masked ones for MLM)
     int n_sentences;
     long n_words;
     int *lengths;    // (n_sentences) words per sentence
@@ -70,6 +71,9 @@ typedef struct {
 
 // Evaluate a token-classification model on `set`: loss (when labelled), the tag and its
 // probability per word (first sub-token). MLM models (opt->mask_id >= 0) get the loss only.
+// Batches without a labelled token add nothing to the loss; a set with none at all (a tiny
+// MLM evaluation set where nothing was masked) has no loss: n_labelled 0, loss NAN, which
+// is no divergence.
 int train_evaluate(bert_model *m, const encoded_set *set, const train_options *opt,
                    eval_result *out);
 void eval_result_free(eval_result *r);

@@ -1,5 +1,6 @@
 """Data the job reads: malformed rows are reported as file:line and skipped up to
 --max-bad-rows, beyond which the job exits 3; JSONL tagging data is read too."""
+import csv
 import json
 import shutil
 
@@ -67,6 +68,33 @@ def test_jsonl_tagging_data(runner_bin, tmp_path):
     enumerator = json.loads((out / "artefacts/bert-tiny/data/enumerator.json").read_text())
     assert list(enumerator) == sorted(enumerator)  # labels from the data, sorted
     assert (out / "artefacts/bert-tiny/prime/metrics/testing/fine.txt").exists()
+
+
+def test_jsonl_tokens_with_whitespace_are_malformed_rows(runner_bin, tmp_path):
+    # "New York" as one token would be written to training.csv as two words, one tag.
+    data = tmp_path / "jsonl"
+    data.mkdir()
+    shutil.copy(DEMO / "vocab.txt", data / "vocab.txt")
+    with open(DEMO / "dataset.csv", newline="") as f:
+        rows = [{"tokens": r["sentence"].split(), "tags": r["tagstr"].split()}
+                for r in list(csv.DictReader(f))[:40]]
+    rows[2] = {"tokens": ["She", "flew", "to", "New York"], "tags": ["O", "O", "O", "B-geo"]}
+    # Rejected after its first tag was seen: that tag must not become a label.
+    rows[5] = {"tokens": ["Rome", ""], "tags": ["B-city", "O"]}
+    (data / "dataset.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    proc = run(runner_bin, *FAST, "--data", data, "--output", out, "--max-bad-rows", 0.1)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    warnings = [json.loads(l)["msg"] for l in proc.stdout.splitlines() if "data_bad_row\"" in l]
+    assert any("dataset.jsonl:3:" in w and "whitespace" in w for w in warnings), warnings
+    assert any("dataset.jsonl:6:" in w for w in warnings), warnings
+    enumerator = json.loads((out / "artefacts/bert-tiny/data/enumerator.json").read_text())
+    assert "B-city" not in enumerator
+    splits = out / "artefacts/bert-tiny/data"
+    for name in ("training", "validating", "testing"):
+        with open(splits / f"{name}.csv", newline="") as f:
+            for r in csv.DictReader(f):
+                assert len(r["sentence"].split()) == len(r["tagstr"].split()), r
 
 
 def test_missing_data_is_bad_input(runner_bin, tmp_path):

@@ -10,6 +10,8 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static bert_config small_config(void) {
@@ -53,6 +55,55 @@ static bool exists(const char *dir, long step) {
     char path[512];
     snprintf(path, sizeof path, "%s/checkpoint-%ld", dir, step);
     return files_exists(path);
+}
+
+// Whether checkpoint-<step>/manifest.json is still the file `held` has open (held open,
+// its inode cannot be reused by a rewritten manifest).
+static bool same_manifest(const char *dir, long step, int held) {
+    char path[512];
+    struct stat now, before;
+    snprintf(path, sizeof path, "%s/checkpoint-%ld/manifest.json", dir, step);
+    return stat(path, &now) == 0 && fstat(held, &before) == 0 && now.st_ino == before.st_ino;
+}
+
+static int open_manifest(const char *dir, long step) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/checkpoint-%ld/manifest.json", dir, step);
+    return open(path, O_RDONLY);
+}
+
+// A second save of the same step (the end-of-epoch save, then a stop at the next epoch's
+// first batch) keeps the verified checkpoint as it is: rewriting it in place would leave
+// none if the process were killed half way. A different state, or a broken checkpoint
+// of that step, is written again.
+static void test_same_step_is_not_rewritten(bert_model *m) {
+    char dir[] = "/tmp/test_checkpoint_again.XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK_INT(bert_init_random(m, 5), 0);
+    train_state st;
+    train_state_init(&st, 7);
+    st.step = 20;
+    st.epoch = 2;
+    CHECK_INT(checkpoint_save(dir, m, &st, 2), 0);
+    int held = open_manifest(dir, 20);
+    CHECK(held >= 0);
+    CHECK_INT(checkpoint_save(dir, m, &st, 2), 0);
+    CHECK(same_manifest(dir, 20, held)); // a rewrite renames a new file over it
+    st.loss_sum = 1.5; // another run's state at this step: not ours, written again
+    CHECK_INT(checkpoint_save(dir, m, &st, 2), 0);
+    CHECK(!same_manifest(dir, 20, held));
+    close(held);
+
+    char path[600];
+    snprintf(path, sizeof path, "%s/checkpoint-20/manifest.json", dir);
+    CHECK_INT(remove(path), 0); // incomplete: written again
+    CHECK_INT(checkpoint_save(dir, m, &st, 2), 0);
+    snprintf(path, sizeof path, "%s/checkpoint-20", dir);
+    CHECK_INT(checkpoint_verify(path), 0);
+    train_state_free(&st);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_INT(system(cmd), 0);
 }
 
 int main(void) {
@@ -135,6 +186,8 @@ int main(void) {
     CHECK(files_exists(path));
     CHECK_INT(files_remove_tree(path, dir), 0);
     CHECK(!files_exists(path));
+
+    test_same_step_is_not_rewritten(m);
 
     free(at9);
     free(at12);

@@ -119,6 +119,30 @@ static void test_jsonl(void) {
     text_free(texts, n);
 }
 
+// A token with whitespace would be written to the CSV as two words against one tag; the
+// tags of a rejected row must not enter the label set.
+static void test_jsonl_bad_tokens(void) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/j/spaces.jsonl", dir);
+    const char *rows =
+        "{\"tokens\": [\"to\", \"New York\"], \"tags\": [\"O\", \"B-geo\"]}\n" // a space
+        "{\"tokens\": [\"Rome\", \"\"], \"tags\": [\"B-city\", \"O\"]}\n"      // an empty token
+        "{\"tokens\": [\"a\\tb\"], \"tags\": [\"B-tab\"]}\n"                    // a tab
+        "{\"tokens\": [\"Ann\", \"runs\"], \"tags\": [\"B-per\", \"O\"]}\n";
+    CHECK_INT(files_write_text(path, rows), 0);
+    dataset_options opt = {.max_instances = 0, .max_bad_fraction = 0.9};
+    ner_dataset ds;
+    CHECK_INT(dataset_load(path, &opt, &ds), 0);
+    CHECK_INT(ds.n, 1);
+    CHECK_INT(ds.bad_rows, 3);
+    CHECK_INT(ds.num_labels, 2); // B-per and O: not B-geo, B-city nor B-tab
+    CHECK_STR(ds.labels[0], "B-per");
+    CHECK_STR(ds.labels[1], "O");
+    CHECK_INT(ds.items[0].tags[0], 0);
+    CHECK_INT(ds.items[0].tags[1], 1);
+    dataset_free(&ds);
+}
+
 static void test_split(void) {
     int order[1000], seen[1000] = {0};
     int a, b, c;
@@ -146,6 +170,7 @@ int main(void) {
     CHECK(mkdtemp(dir) != NULL);
     test_csv();
     test_jsonl();
+    test_jsonl_bad_tokens();
     test_split();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

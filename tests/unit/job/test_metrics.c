@@ -3,10 +3,56 @@
 #include "check.h"
 #include "runner/job/metrics.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const char *LABELS[] = {"O", "B-MISC", "I-MISC", "B-PER", "I-PER"};
 enum { O, BM, IM, BP, IP };
+
+// 100 entity types, with names that differ only after 60 bytes: each is counted and
+// reported under its full name (no table limit, no merging of cut-off names).
+static void test_many_long_types(void) {
+    enum { TYPES = 100, WORDS = 2 * TYPES };
+    char *labels[2 * TYPES + 1];
+    const char *const prefix = "a-rather-long-entity-type-name-that-goes-well-beyond-48-bytes-";
+    labels[0] = strdup("O");
+    for (int t = 0; t < TYPES; t++) {
+        char name[128];
+        snprintf(name, sizeof name, "B-%s%03d", prefix, t);
+        labels[1 + 2 * t] = strdup(name);
+        snprintf(name, sizeof name, "I-%s%03d", prefix, t);
+        labels[2 + 2 * t] = strdup(name);
+    }
+    int truth[WORDS], pred[WORDS], lengths[TYPES];
+    for (int t = 0; t < TYPES; t++) { // one sentence per type: B-t I-t
+        truth[2 * t] = pred[2 * t] = 1 + 2 * t;
+        truth[2 * t + 1] = 2 + 2 * t;
+        pred[2 * t + 1] = t % 2 ? 2 + 2 * t : 0; // odd types predicted whole
+        lengths[t] = 2;
+    }
+    metrics_report r;
+    CHECK_INT(metrics_compute((const char *const *)labels, 2 * TYPES + 1, truth, pred, lengths,
+                              TYPES, &r), 0);
+    CHECK_INT(r.n_types, TYPES);
+    metrics_prf micro = metrics_entity_micro(&r);
+    CHECK_INT(micro.support, TYPES);
+    CHECK_CLOSE(micro.recall, 0.5, 1e-12, 0);
+    cJSON *score = metrics_score_json(&r, 0.5);
+    const cJSON *entities = cJSON_GetObjectItem(score, "entities");
+    CHECK_INT(cJSON_GetArraySize(entities), TYPES);
+    char name[128];
+    snprintf(name, sizeof name, "%s%03d", prefix, 99);
+    const cJSON *last = cJSON_GetObjectItem(entities, name);
+    CHECK(last != NULL);
+    CHECK_CLOSE(cJSON_GetObjectItem(last, "f1")->valuedouble, 1.0, 1e-12, 0);
+    snprintf(name, sizeof name, "%s%03d", prefix, 98);
+    CHECK_CLOSE(cJSON_GetObjectItem(cJSON_GetObjectItem(entities, name), "recall")->valuedouble,
+                0.0, 1e-12, 0);
+    cJSON_Delete(score);
+    metrics_free(&r);
+    for (int i = 0; i < 2 * TYPES + 1; i++) free(labels[i]);
+}
 
 int main(void) {
     const int truth[] = {O, O, O, BM, IM, IM, O, BP, IP, O, IP, BM, IP};
@@ -50,5 +96,6 @@ int main(void) {
     free(coarse);
     free(fine);
     metrics_free(&r);
+    test_many_long_types();
     return check_summary();
 }
