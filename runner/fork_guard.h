@@ -1,7 +1,7 @@
 #pragma once
 // Fork safety for the supervisor's background threads.
 //
-// The supervisor forks its workers (and the embedded redis-server on a restart) while
+// The supervisor forks its workers while
 // threads of its own run: the telemetry reader, coordination's heartbeat, control and
 // metrics fan-in, the spot watcher and the Step Functions heartbeat. A child inherits
 // every lock as it was at fork(): a lock that one of those threads held (in curl, in

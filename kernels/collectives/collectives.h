@@ -19,7 +19,8 @@ typedef struct collective_store_ops {
     // Store `len` bytes under `key` (overwrites).
     int (*set)(void *ctx, const char *key, const void *data, size_t len);
     // Read `key` into a malloc'd buffer (*data, *len; the caller frees). Waits for the
-    // key to exist (up to 30 s, Gloo's default), as Gloo's own stores do.
+    // key to exist (up to the timeout of the last wait, 30 s before any), as Gloo's own
+    // stores do.
     int (*get)(void *ctx, const char *key, void **data, size_t *len);
     // Wait until every key of keys[0..n) exists, for at most timeout_ms.
     int (*wait)(void *ctx, const char *const *keys, size_t n, int timeout_ms);

@@ -329,7 +329,15 @@ static int compare_peers(const void *a, const void *b) {
     return x->node_index - y->node_index;
 }
 
-static int rendezvous(redis_client *rc) {
+// Milliseconds left until `deadline` (0 when it passed).
+static int time_left(long long deadline) {
+    long long left = deadline - timing_now_ms();
+    return left > 0 ? (int)left : 0;
+}
+
+// Join by `deadline` (the join's, shared with the wait for Redis): each command retries
+// no longer than what is left of it.
+static int rendezvous(redis_client *rc, long long deadline) {
     int min_nodes = 0, last_call_ms = 0;
     int code;
     if ((code = env_int("RUNNER_RDZV_MIN_NODES", coord.self.num_nodes, 1, &min_nodes)) ||
@@ -340,10 +348,10 @@ static int rendezvous(redis_client *rc) {
     char state_key[COORD_PREFIX_MAX + 16], members_key[COORD_PREFIX_MAX + 24];
     snprintf(state_key, sizeof state_key, "%srdzv", coord.prefix);
     snprintf(members_key, sizeof members_key, "%srdzv:members", coord.prefix);
-    long long deadline = timing_now_ms() + (long long)coord.rendezvous_timeout_s * 1000;
     log_info("rendezvous_join", "node %d of %d (min %d), timeout %d s", coord.self.node_index,
              coord.self.num_nodes, min_nodes, coord.rendezvous_timeout_s);
     for (;;) {
+        redis_client_set_retry_ms(rc, time_left(deadline));
         redisReply *r = redis_client_command(
             rc, "EVAL %s 2 %s %s %d %s %d %d %d %d", RENDEZVOUS_LUA, state_key, members_key,
             coord.self.node_index, coord.self.node_address, min_nodes, coord.self.num_nodes,
@@ -374,6 +382,7 @@ static int rendezvous(redis_client *rc) {
         timing_sleep_ms(RENDEZVOUS_POLL_MS);
     }
 
+    redis_client_set_retry_ms(rc, time_left(deadline));
     redisReply *r = redis_client_command(rc, "HGETALL %s", members_key);
     if (!r)
         return error_set(EXIT_COORDINATION, "rendezvous: %s", error_message());
@@ -429,7 +438,9 @@ static int rendezvous(redis_client *rc) {
 // every tick with our own clock, so a Redis restart (keys gone for a moment) is not a
 // death, and expiry notifications (not timely) are not needed.
 
-static void flush_metrics(redis_client *rc) {
+// Send the queued step metrics; 0, or EXIT_COORDINATION when Redis did not answer
+// (the metric in hand is dropped).
+static int flush_metrics(redis_client *rc) {
     for (;;) {
         queued_metric m;
         pthread_mutex_lock(&coord.lock);
@@ -441,15 +452,13 @@ static void flush_metrics(redis_client *rc) {
         }
         pthread_mutex_unlock(&coord.lock);
         if (!have)
-            return;
+            return 0;
         redisReply *r = redis_client_command(
             rc, "XADD %smetrics MAXLEN ~ %d * node %d run %s tag %s step %lld value %.9g",
             coord.prefix, METRICS_STREAM_MAXLEN, coord.self.node_index, m.run, m.tag,
             (long long)m.step, m.value);
-        if (!r) {
-            error_clear();
-            return;
-        }
+        if (!r)
+            return EXIT_COORDINATION;
         freeReplyObject(r);
     }
 }
@@ -464,12 +473,14 @@ static void publish_nodes(void) {
     cJSON_Delete(nodes);
 }
 
-static void scan_peers(redis_client *rc, long long now) {
+// Read every peer's beat and mark the silent ones dead; 0, or EXIT_COORDINATION when
+// Redis did not answer.
+static int scan_peers(redis_client *rc, long long now) {
     pthread_mutex_lock(&coord.lock);
     int n = coord.n_peers;
     pthread_mutex_unlock(&coord.lock);
     if (n <= 1)
-        return;
+        return 0;
     // One MGET for all beats.
     const char *argv[COORD_MAX_NODES + 1];
     size_t lens[COORD_MAX_NODES + 1];
@@ -483,7 +494,7 @@ static void scan_peers(redis_client *rc, long long now) {
     }
     redisReply *r = redis_client_argv(rc, n + 1, argv, lens);
     if (!r)
-        return;
+        return EXIT_COORDINATION;
     if (r->type == REDIS_REPLY_ARRAY && (int)r->elements == n) {
         int dead_index = -1;
         long long quiet_ms = 0;
@@ -520,6 +531,7 @@ static void scan_peers(redis_client *rc, long long now) {
         }
     }
     freeReplyObject(r);
+    return 0;
 }
 
 // Peers get a fresh grace period after we ourselves could not see Redis.
@@ -530,79 +542,128 @@ static void forgive_peers(long long now) {
     pthread_mutex_unlock(&coord.lock);
 }
 
+// The heartbeat thread's view of Redis.
+typedef struct {
+    redis_client *rc;
+    bool multi;                  // a multi-node job: stop when Redis stays away
+    int retry_ms;                // one call's retry window while Redis answers
+    long long counter, next_beat;
+    long long unreachable_since; // when the first failed call began (0: Redis answers)
+    long reconnects;
+} heartbeat;
+
+// A multi-node job gives Redis as long as a dead node may be silent.
+static long long outage_budget_ms(void) { return (long long)MISSED_BEATS_DEAD * coord.heartbeat_ms; }
+
+// Redis came back (perhaps restarted, empty): the others need a period to write their
+// beats again; their silence meanwhile is not a death.
+static void note_reconnects(heartbeat *h) {
+    if (redis_client_reconnects(h->rc) != h->reconnects) {
+        h->reconnects = redis_client_reconnects(h->rc);
+        forgive_peers(timing_now_ms());
+    }
+}
+
+// Write this node's beat, then read the others'.
+static int beat(heartbeat *h) {
+    int code = redis_client_ok(h->rc, "SET %shb:%d %lld PX %lld", coord.prefix,
+                               coord.self.node_index, ++h->counter, outage_budget_ms());
+    if (code == 0)
+        code = scan_peers(h->rc, timing_now_ms());
+    return code;
+}
+
+// Between beats: the peers' beats, the metrics queue, this node's telemetry. Stops at
+// the first failure, so an outage costs one retry window per round, not three.
+static int chores(heartbeat *h, long long now) {
+    int code = scan_peers(h->rc, now);
+    if (code == 0)
+        code = flush_metrics(h->rc);
+    if (code == 0 && h->multi && !coord.self.is_main)
+        code = coord_metrics_export(h->rc);
+    return code;
+}
+
+// Account for one round of calls that began at `started`. Any failed call starts (or
+// continues) the outage; on a multi-node job the next calls retry no longer than what
+// is left of its budget, so the stop comes on time.
+static void track_outage(heartbeat *h, long long started, bool failed) {
+    if (!failed) {
+        if (h->unreachable_since) {
+            log_info("redis_reachable", "after %lld ms", timing_now_ms() - h->unreachable_since);
+            h->unreachable_since = 0;
+            forgive_peers(timing_now_ms());
+            redis_client_set_retry_ms(h->rc, h->retry_ms);
+        }
+        note_reconnects(h);
+        return;
+    }
+    if (!h->unreachable_since) {
+        h->unreachable_since = started;
+        log_warn("redis_unreachable", "%s", error_message());
+    }
+    error_clear();
+    long long left = h->unreachable_since + outage_budget_ms() - timing_now_ms();
+    if (h->multi)
+        redis_client_set_retry_ms(h->rc, left < h->retry_ms ? (int)left : h->retry_ms);
+}
+
+// A multi-node job cannot go on without Redis for longer than a dead node may be
+// silent (3 beats): the nodes stop and exit 82. A single node keeps training and trying.
+static bool outage_too_long(const heartbeat *h) {
+    return h->multi && h->unreachable_since &&
+           timing_now_ms() - h->unreachable_since >= outage_budget_ms();
+}
+
+// One turn of the loop: the beat when due, else the chores while Redis answers.
+// Returns true when the job must stop.
+static bool heartbeat_turn(heartbeat *h) {
+    long long now = timing_now_ms();
+    if (now >= h->next_beat) {
+        h->next_beat = now + coord.heartbeat_ms;
+        track_outage(h, now, beat(h) != 0);
+    } else if (!h->unreachable_since) {
+        track_outage(h, now, chores(h, now) != 0);
+    }
+    return outage_too_long(h);
+}
+
 static void *heartbeat_main(void *arg) {
     (void)arg;
-    bool multi = coord.self.num_nodes > 1;
-    // A multi-node job cannot go on without Redis for longer than a dead node may be
-    // silent; a single node keeps training and keeps trying.
-    int retry_ms = multi ? MISSED_BEATS_DEAD * coord.heartbeat_ms : coord.heartbeat_ms;
-    redis_client *rc = redis_client_new(&coord.ep, retry_ms);
-    if (!rc)
+    heartbeat h = {.multi = coord.self.num_nodes > 1, .retry_ms = coord.heartbeat_ms};
+    // One call retries for at most a beat: the outage budget is counted here, across
+    // calls, and a retry must not overrun it.
+    h.rc = redis_client_new(&coord.ep, h.retry_ms);
+    if (!h.rc)
         return NULL;
-    redis_client_set_stop_flag(rc, &coord.stop);
-    long long counter = 0, next_beat = 0, unreachable_since = 0;
-    long reconnects = 0;
+    redis_client_set_stop_flag(h.rc, &coord.stop);
+    // Every call below runs inside the fork guard (hiredis allocates); the client lets go
+    // of it while it sleeps between retries, so a fork never waits for a retry window.
+    redis_client_set_fork_guarded(h.rc, true);
     int tick = coord.heartbeat_ms / 5 < 200 ? coord.heartbeat_ms / 5 : 200;
     if (tick < 20)
         tick = 20;
     while (!atomic_load(&coord.stop)) {
-        // Each beat allocates in hiredis: no fork() meanwhile (runner/fork_guard.h).
         fork_guard_enter();
-        long long now = timing_now_ms();
-        if (now >= next_beat) {
-            next_beat = now + coord.heartbeat_ms;
-            int code = redis_client_ok(rc, "SET %shb:%d %lld PX %d", coord.prefix,
-                                       coord.self.node_index, ++counter,
-                                       MISSED_BEATS_DEAD * coord.heartbeat_ms);
-            if (code != 0) {
-                if (!unreachable_since) {
-                    unreachable_since = now;
-                    log_warn("redis_unreachable", "%s", error_message());
-                }
-                error_clear();
-                if (multi && timing_now_ms() - unreachable_since >= retry_ms) {
-                    request_stop(EXIT_COORDINATION, "Redis unreachable on a multi-node job");
-                    fork_guard_leave();
-                    break;
-                }
-                fork_guard_leave();
-                continue;
-            }
-            if (unreachable_since) {
-                log_info("redis_reachable", "after %lld ms", timing_now_ms() - unreachable_since);
-                unreachable_since = 0;
-                forgive_peers(timing_now_ms());
-            }
-            if (redis_client_reconnects(rc) != reconnects) {
-                // Redis came back (perhaps restarted, empty): the others need a period
-                // to write their beats again; their silence meanwhile is not a death.
-                reconnects = redis_client_reconnects(rc);
-                forgive_peers(timing_now_ms());
-            }
-            scan_peers(rc, timing_now_ms());
-            error_clear();
-        } else if (!unreachable_since) {
-            scan_peers(rc, now);
-            if (redis_client_reconnects(rc) != reconnects) {
-                reconnects = redis_client_reconnects(rc);
-                forgive_peers(timing_now_ms());
-            }
-            flush_metrics(rc);
-            if (multi && !coord.self.is_main)
-                coord_metrics_export(rc);
-            error_clear();
-        }
+        bool stop = heartbeat_turn(&h);
+        if (stop)
+            request_stop(EXIT_COORDINATION, "Redis unreachable on a multi-node job");
         fork_guard_leave();
+        if (stop)
+            break;
         nap(tick);
     }
-    // The last points of a node that ends normally still reach the main node.
-    if (!unreachable_since) { // one try each: never hold the exit up when Redis is gone
-        flush_metrics(rc);
-        if (multi && !coord.self.is_main)
-            coord_metrics_export(rc);
+    // The last points of a node that ends normally still reach the main node; one try
+    // each: never hold the exit up when Redis is gone.
+    fork_guard_enter();
+    if (!h.unreachable_since) {
+        redis_client_set_retry_ms(h.rc, 0);
+        if (flush_metrics(h.rc) == 0 && h.multi && !coord.self.is_main)
+            coord_metrics_export(h.rc);
         error_clear();
     }
-    redis_client_free(rc);
+    redis_client_free(h.rc);
+    fork_guard_leave();
     return NULL;
 }
 
@@ -823,7 +884,9 @@ int coord_start(const runner_config *cfg) {
     }
     coord.enabled = true;
 
-    // The first connection may wait for the main node's server as long as a join may.
+    // One deadline for the whole join: the wait for the main node's server and the
+    // rendezvous share --rendezvous-timeout, so a join never takes twice as long.
+    long long join_deadline = timing_now_ms() + (long long)coord.rendezvous_timeout_s * 1000;
     redis_client *rc = redis_client_new(&coord.ep, coord.rendezvous_timeout_s * 1000);
     if (!rc)
         return error_set(EXIT_INTERNAL, "coord: out of memory");
@@ -834,7 +897,7 @@ int coord_start(const runner_config *cfg) {
         code = error_set(EXIT_INTERRUPTED, "%s while waiting for Redis",
                          signals_stop_reason() ? signals_stop_reason() : "stop");
     if (code == 0)
-        code = rendezvous(rc);
+        code = rendezvous(rc, join_deadline);
     redis_client_free(rc);
     if (code)
         return code;

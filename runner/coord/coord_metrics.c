@@ -16,11 +16,11 @@ enum { METRICS_STREAM_MAXLEN = 100000, EXPORT_BATCH = 512, FANIN_BLOCK_MS = 500 
 
 static uint64_t exported_seq; // the heartbeat thread's cursor in the local store
 
-void coord_metrics_export(redis_client *rc) {
+int coord_metrics_export(redis_client *rc) {
     uint64_t last = exported_seq;
     cJSON *history = telemetry_store_history(NULL, -1, exported_seq, EXPORT_BATCH, &last);
     if (!history)
-        return;
+        return 0;
     const coord_node *self = coord_self();
     bool ok = true;
     const cJSON *run, *tag, *point;
@@ -36,7 +36,7 @@ void coord_metrics_export(redis_client *rc) {
                     cJSON_GetArrayItem(point, 1)->valuedouble,
                     cJSON_GetArrayItem(point, 2)->valuedouble);
                 if (!r) {
-                    ok = false; // Redis is down: these points are dropped (logged once there)
+                    ok = false; // Redis is down: these points are dropped (the caller logs it)
                     continue;
                 }
                 freeReplyObject(r);
@@ -45,7 +45,7 @@ void coord_metrics_export(redis_client *rc) {
     }
     cJSON_Delete(history);
     exported_seq = last;
-    error_clear();
+    return ok ? 0 : EXIT_COORDINATION;
 }
 
 static const char *field(const redisReply *fields, const char *name) {
@@ -92,6 +92,7 @@ void *coord_fanin_main(void *arg) {
     redis_client *rc = redis_client_new(ep, 1000);
     if (!rc)
         return NULL;
+    redis_client_set_fork_guarded(rc, true); // its retry sleeps do not hold a fork up
     char last_id[64] = "0-0";
     int self_index = coord_self()->node_index;
     while (!coord_stopping()) {
@@ -109,6 +110,8 @@ void *coord_fanin_main(void *arg) {
             error_clear(); // the heartbeat thread decides what an outage means
         fork_guard_leave();
     }
+    fork_guard_enter();
     redis_client_free(rc);
+    fork_guard_leave();
     return NULL;
 }

@@ -3,6 +3,7 @@
 
 #include "runner/coord/coord_internal.h"
 #include "runner/error.h"
+#include "runner/signals.h"
 #include "runner/timing.h"
 
 #include <errno.h>
@@ -22,7 +23,34 @@ enum {
 typedef struct {
     redis_client *rc;
     pthread_mutex_t lock; // a hiredis context is not thread-safe
+    // How long get waits for a key: the timeout of the last wait. Gloo's get takes none,
+    // but always follows a wait that carries the group's (connectFullMesh, and
+    // collective_store_fetch); before any wait, Gloo's default.
+    int get_timeout_ms;
 } redis_store;
+
+// When a wait of `timeout_ms` from now ends; 0 for no end (Gloo's kNoTimeout is 0).
+static long long wait_deadline(int timeout_ms) {
+    return timeout_ms > 0 ? timing_now_ms() + timeout_ms : 0;
+}
+
+// 0 while a wait may go on; else the exit code (with error_set) of why it ends: its
+// deadline passed, or a stop was requested (the only end of a wait without a limit).
+static int wait_ended(long long deadline, const char *what, const char *key, int timeout_ms) {
+    if (deadline == 0)
+        return signals_stop_requested()
+                   ? error_set(EXIT_INTERRUPTED, "store %s %s: stop requested", what, key)
+                   : 0;
+    if (timing_now_ms() < deadline)
+        return 0;
+    return error_set(EXIT_COORDINATION, "store %s: %s not set within %d ms", what, key,
+                     timeout_ms);
+}
+
+static void poll_sleep(int *poll_ms) {
+    timing_sleep_ms(*poll_ms);
+    *poll_ms = *poll_ms * 2 > WAIT_POLL_MAX_MS ? WAIT_POLL_MAX_MS : *poll_ms * 2;
+}
 
 static int store_set(void *ctx, const char *key, const void *data, size_t len) {
     redis_store *s = ctx;
@@ -41,42 +69,45 @@ static int store_set(void *ctx, const char *key, const void *data, size_t len) {
     return code;
 }
 
+// Copy a string reply into a malloc'd buffer.
+static int copy_value(const redisReply *r, const char *key, void **data, size_t *len) {
+    *data = malloc(r->len ? r->len : 1);
+    if (!*data)
+        return error_set(EXIT_RESOURCES, "store get %s: out of memory", key);
+    memcpy(*data, r->str, r->len);
+    *len = r->len;
+    return 0;
+}
+
 static int store_get(void *ctx, const char *key, void **data, size_t *len) {
     redis_store *s = ctx;
     *data = NULL;
     *len = 0;
     // Gloo reads other ranks' keys without waiting first: get blocks until the key
-    // exists, as Gloo's own stores do.
-    long long deadline = timing_now_ms() + STORE_GET_WAIT_MS;
-    int poll_ms = 5;
-    redisReply *r;
+    // exists, as Gloo's own stores do, for as long as the caller's last wait would.
+    pthread_mutex_lock(&s->lock);
+    int timeout_ms = s->get_timeout_ms;
+    pthread_mutex_unlock(&s->lock);
+    long long deadline = wait_deadline(timeout_ms);
+    int poll_ms = 5, code = 0;
     for (;;) {
         pthread_mutex_lock(&s->lock);
-        r = redis_client_command(s->rc, "GET %s", key);
+        redisReply *r = redis_client_command(s->rc, "GET %s", key);
         pthread_mutex_unlock(&s->lock);
         if (!r)
             return EXIT_COORDINATION;
-        if (r->type != REDIS_REPLY_NIL || timing_now_ms() >= deadline)
-            break;
+        if (r->type == REDIS_REPLY_STRING)
+            code = copy_value(r, key, data, len);
+        else if (r->type != REDIS_REPLY_NIL)
+            code = error_set(EXIT_COORDINATION, "store get %s: bad reply", key);
+        else
+            code = wait_ended(deadline, "get", key, timeout_ms);
+        bool done = r->type != REDIS_REPLY_NIL || code;
         freeReplyObject(r);
-        timing_sleep_ms(poll_ms);
-        poll_ms = poll_ms * 2 > WAIT_POLL_MAX_MS ? WAIT_POLL_MAX_MS : poll_ms * 2;
+        if (done)
+            return code;
+        poll_sleep(&poll_ms);
     }
-    int code = 0;
-    if (r->type == REDIS_REPLY_STRING) {
-        *data = malloc(r->len ? r->len : 1);
-        if (!*data)
-            code = error_set(EXIT_RESOURCES, "store get %s: out of memory", key);
-        else {
-            memcpy(*data, r->str, r->len);
-            *len = r->len;
-        }
-    } else {
-        code = error_set(EXIT_COORDINATION, "store get %s: %s", key,
-                         r->type == REDIS_REPLY_NIL ? "not set within 30 s" : "bad reply");
-    }
-    freeReplyObject(r);
-    return code;
 }
 
 static int store_wait(void *ctx, const char *const *keys, size_t n, int timeout_ms) {
@@ -96,7 +127,10 @@ static int store_wait(void *ctx, const char *const *keys, size_t n, int timeout_
         argv[i + 1] = keys[i];
         lens[i + 1] = strlen(keys[i]);
     }
-    long long deadline = timing_now_ms() + timeout_ms;
+    pthread_mutex_lock(&s->lock);
+    s->get_timeout_ms = timeout_ms;
+    pthread_mutex_unlock(&s->lock);
+    long long deadline = wait_deadline(timeout_ms);
     int poll_ms = 5, code = 0;
     for (;;) {
         pthread_mutex_lock(&s->lock);
@@ -107,16 +141,14 @@ static int store_wait(void *ctx, const char *const *keys, size_t n, int timeout_
             break;
         }
         bool all = r->type == REDIS_REPLY_INTEGER && r->integer == (long long)n;
+        // An error reply will not turn into the keys: do not poll it (without a limit,
+        // for ever).
+        if (r->type == REDIS_REPLY_ERROR)
+            code = error_set(EXIT_COORDINATION, "store wait %s: %s", keys[0], r->str);
         freeReplyObject(r);
-        if (all)
+        if (all || code || (code = wait_ended(deadline, "wait", keys[0], timeout_ms)))
             break;
-        if (timing_now_ms() >= deadline) {
-            code = error_set(EXIT_COORDINATION, "store wait: %zu key(s) (first %s) not set within %d ms",
-                             n, keys[0], timeout_ms);
-            break;
-        }
-        timing_sleep_ms(poll_ms);
-        poll_ms = poll_ms * 2 > WAIT_POLL_MAX_MS ? WAIT_POLL_MAX_MS : poll_ms * 2;
+        poll_sleep(&poll_ms);
     }
     free(argv);
     free(lens);
@@ -134,6 +166,7 @@ int coord_store_open_endpoint(const redis_endpoint *ep, collective_store_ops *ou
         return error_set(EXIT_RESOURCES, "store: out of memory");
     }
     pthread_mutex_init(&s->lock, NULL);
+    s->get_timeout_ms = STORE_GET_WAIT_MS;
     int code = redis_client_connect(s->rc);
     if (code) {
         redis_client_free(s->rc);

@@ -1,7 +1,11 @@
 #pragma once
 // The key-value store the collectives bootstrap through (kernels/collectives): Gloo's
 // Store (set, get, wait) and the NCCL id, over the project's authenticated Redis client.
-// Gloo's own RedisStore cannot send AUTH. Keys expire after a day.
+// Gloo's own RedisStore cannot send AUTH. Keys expire after a day. A wait with timeout 0
+// (Gloo's kNoTimeout) has no limit and ends only when the key appears or a stop is
+// requested (signals_stop_requested: EXIT_INTERRUPTED). get, which Gloo calls without a
+// timeout, waits for its key as long as the last wait on the store allowed (the group's
+// timeout; 30 s, Gloo's default, before any wait).
 #include "kernels/collectives/collectives.h"
 #include "runner/coord/redis_client.h"
 

@@ -2,6 +2,7 @@
 #include "runner/coord/redis_client.h"
 
 #include "runner/error.h"
+#include "runner/fork_guard.h"
 #include "runner/log.h"
 #include "runner/timing.h"
 
@@ -15,6 +16,7 @@
 
 enum {
     CONNECT_TIMEOUT_MS = 2000,
+    CONNECT_MIN_MS = 200, // a connect capped by the window's end still gets this long
     DEFAULT_COMMAND_TIMEOUT_MS = 5000,
     BACKOFF_FIRST_MS = 50,
     BACKOFF_MAX_MS = 2000,
@@ -27,6 +29,7 @@ struct redis_client {
     int command_timeout_ms;
     atomic_bool *stop;
     bool (*should_stop)(void);
+    bool fork_guarded; // the caller holds the fork guard around its commands
     bool was_connected; // to log "reconnected" once after an outage
     long reconnects;
 };
@@ -124,6 +127,12 @@ static bool stopping(const redis_client *rc) {
     return (rc->stop && atomic_load(rc->stop)) || (rc->should_stop && rc->should_stop());
 }
 
+void redis_client_set_retry_ms(redis_client *rc, int retry_ms) {
+    rc->retry_ms = retry_ms > 0 ? retry_ms : 0;
+}
+
+void redis_client_set_fork_guarded(redis_client *rc, bool guarded) { rc->fork_guarded = guarded; }
+
 void redis_client_set_command_timeout(redis_client *rc, int timeout_ms) {
     rc->command_timeout_ms = timeout_ms;
     if (rc->ctx)
@@ -136,10 +145,9 @@ long redis_client_reconnects(const redis_client *rc) { return rc->reconnects; }
 
 // One connection attempt: connect, timeouts, keep-alive, AUTH, PING. Writes the reason
 // of a failure into `why`.
-static bool connect_once(redis_client *rc, char *why, size_t why_len) {
+static bool connect_once(redis_client *rc, int timeout_ms, char *why, size_t why_len) {
     redis_client_drop(rc);
-    redisContext *c = redisConnectWithTimeout(rc->ep.host, rc->ep.port,
-                                              timeval_ms(CONNECT_TIMEOUT_MS));
+    redisContext *c = redisConnectWithTimeout(rc->ep.host, rc->ep.port, timeval_ms(timeout_ms));
     if (!c || c->err) {
         snprintf(why, why_len, "%s", c ? c->errstr : "out of memory");
         if (c)
@@ -163,14 +171,41 @@ static bool connect_once(redis_client *rc, char *why, size_t why_len) {
     return true;
 }
 
-int redis_client_connect(redis_client *rc) {
+// The connect timeout of one attempt: never past the window's end (a caller's budget,
+// e.g. the heartbeat's, must hold even against an address that drops packets), but
+// long enough to complete a handshake. A window of 0 (one try) gets the full timeout.
+static int connect_timeout(const redis_client *rc, long long deadline) {
+    long long left = deadline - timing_now_ms();
+    if (rc->retry_ms == 0 || left >= CONNECT_TIMEOUT_MS)
+        return CONNECT_TIMEOUT_MS;
+    return left > CONNECT_MIN_MS ? (int)left : CONNECT_MIN_MS;
+}
+
+// Sleep between retries. A caller that holds the fork guard (runner/fork_guard.h) lets
+// go of it meanwhile: nothing is allocated or locked here, and a fork (a worker, the
+// embedded server's restart) must not wait for a retry window.
+static void backoff_sleep(redis_client *rc, int *backoff, long long left) {
+    if (rc->fork_guarded)
+        fork_guard_leave();
+    timing_sleep_ms(*backoff < left ? *backoff : (int)left);
+    if (rc->fork_guarded)
+        fork_guard_enter();
+    *backoff = *backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *backoff * 2;
+}
+
+static bool wrong_password(const char *why) {
+    return strstr(why, "WRONGPASS") || strstr(why, "invalid password") || strstr(why, "NOAUTH");
+}
+
+// Connect, retrying with backoff until `deadline` (the caller's window: a command's
+// retry does not open a second one here). 0 or EXIT_COORDINATION.
+static int connect_until(redis_client *rc, long long deadline) {
     if (rc->ctx)
         return 0;
-    long long deadline = timing_now_ms() + rc->retry_ms;
     int backoff = BACKOFF_FIRST_MS;
     char why[256] = "";
     for (;;) {
-        if (connect_once(rc, why, sizeof why)) {
+        if (connect_once(rc, connect_timeout(rc, deadline), why, sizeof why)) {
             if (rc->was_connected) {
                 rc->reconnects++;
                 log_info("redis_reconnected", "%s:%d", rc->ep.host, rc->ep.port);
@@ -178,18 +213,19 @@ int redis_client_connect(redis_client *rc) {
             rc->was_connected = true;
             return 0;
         }
-        // A wrong password will not fix itself.
-        if (strstr(why, "WRONGPASS") || strstr(why, "invalid password") ||
-            strstr(why, "NOAUTH"))
+        if (wrong_password(why)) // will not fix itself
             break;
         long long left = deadline - timing_now_ms();
         if (left <= 0 || stopping(rc))
             break;
-        timing_sleep_ms(backoff < left ? backoff : (int)left);
-        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+        backoff_sleep(rc, &backoff, left);
     }
     return error_set(EXIT_COORDINATION, "redis %s:%d unreachable: %s", rc->ep.host,
                      rc->ep.port, why);
+}
+
+int redis_client_connect(redis_client *rc) {
+    return connect_until(rc, timing_now_ms() + rc->retry_ms);
 }
 
 // Send through `send` until a reply arrives or the retry window closes.
@@ -198,7 +234,7 @@ static redisReply *command_with_retry(redis_client *rc, redisReply *(*send)(redi
     long long deadline = timing_now_ms() + rc->retry_ms;
     int backoff = BACKOFF_FIRST_MS;
     for (;;) {
-        if (redis_client_connect(rc) == 0) {
+        if (connect_until(rc, deadline) == 0) {
             redisReply *r = send(rc, arg);
             if (r)
                 return r;
@@ -209,8 +245,7 @@ static redisReply *command_with_retry(redis_client *rc, redisReply *(*send)(redi
         long long left = deadline - timing_now_ms();
         if (left <= 0 || stopping(rc))
             break;
-        timing_sleep_ms(backoff < left ? backoff : (int)left);
-        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+        backoff_sleep(rc, &backoff, left);
     }
     if (error_code() != EXIT_COORDINATION)
         error_set(EXIT_COORDINATION, "redis %s:%d unreachable", rc->ep.host, rc->ep.port);

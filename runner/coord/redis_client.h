@@ -24,7 +24,15 @@ int redis_endpoint_parse(const char *url, redis_endpoint *out);
 
 // A client for `ep` (copied). Connects lazily, on the first command.
 // `retry_ms`: how long one command keeps reconnecting before it gives up (0 = one try).
+// The window covers the whole command, its reconnections included: a connect attempt
+// is cut short at the window's end (but given at least 200 ms).
 redis_client *redis_client_new(const redis_endpoint *ep, int retry_ms);
+// Change the retry window for the next commands (e.g. to what is left of a deadline).
+void redis_client_set_retry_ms(redis_client *rc, int retry_ms);
+// The caller holds the fork guard (runner/fork_guard.h) around every command of this
+// client: the client releases it during its backoff sleeps, so a fork never waits for a
+// retry window. Only for a client used inside guarded stretches, always.
+void redis_client_set_fork_guarded(redis_client *rc, bool guarded);
 void redis_client_free(redis_client *rc);
 // Commands give up early (between retries) once *stop becomes true (may be NULL).
 void redis_client_set_stop_flag(redis_client *rc, atomic_bool *stop);
@@ -42,7 +50,7 @@ redisReply *redis_client_command(redis_client *rc, const char *fmt, ...);
 // The same with an argument vector (binary-safe values).
 redisReply *redis_client_argv(redis_client *rc, int argc, const char **argv,
                               const size_t *lens);
-// Connect now (with the retry policy); 0 or EXIT_COORDINATION.
+// Connect now (with the retry policy: one window of retry_ms); 0 or EXIT_COORDINATION.
 int redis_client_connect(redis_client *rc);
 // The live hiredis context for a subscriber loop (NULL when disconnected); after an
 // I/O error on it call redis_client_drop().

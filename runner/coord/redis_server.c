@@ -11,7 +11,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/prctl.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 enum { READY_TIMEOUT_MS = 5000, SUPERVISE_PERIOD_MS = 200, STOP_GRACE_MS = 2000 };
+
+extern char **environ;
 
 static struct {
     char bind[128];
@@ -33,40 +35,61 @@ static struct {
     pthread_t thread;
 } server;
 
-// Start redis-server reading its configuration from a pipe on stdin ("redis-server -").
-// It gets its own process group (a terminal's ^C or `timeout` hitting the job's group
-// must not take it down: the supervisor stops it last) and dies with us (PDEATHSIG),
-// so a runner killed with SIGKILL leaves no server holding the port.
+// posix_spawnp `argv` with stdin from `in_fd`, stdout to /dev/null, its own process
+// group, default signal dispositions and an empty signal mask. 0 or an errno.
+static int spawn_with(char *const argv[], int in_fd, pid_t *pid) {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    int err = posix_spawn_file_actions_init(&actions);
+    if (err)
+        return err;
+    if ((err = posix_spawnattr_init(&attr))) {
+        posix_spawn_file_actions_destroy(&actions);
+        return err;
+    }
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    short flags = POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+    if (!(err = posix_spawn_file_actions_adddup2(&actions, in_fd, STDIN_FILENO)) &&
+        // Its own log lines are not JSON: keep them out of the job's stdout.
+        !(err = posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0)) &&
+        !(err = posix_spawnattr_setflags(&attr, flags)) &&
+        !(err = posix_spawnattr_setpgroup(&attr, 0)) &&
+        !(err = posix_spawnattr_setsigmask(&attr, &none)) &&
+        !(err = posix_spawnattr_setsigdefault(&attr, &all)))
+        err = posix_spawnp(pid, argv[0], &actions, &attr, argv, environ);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&actions);
+    return err;
+}
+
+// Start redis-server reading its configuration from a pipe on stdin ("redis-server -"),
+// so the password never shows in `ps`. posix_spawn, not fork: glibc's runs no atfork
+// handlers (runner/fork_guard.h) and execs at once, so a restart never waits for the
+// other threads' guarded stretches, and this may run inside one. The server gets its own
+// process group (a terminal's ^C or `timeout` hitting the job's group must not take it
+// down: the supervisor stops it last) and, through util-linux's setpriv, dies with the
+// thread that started it (PDEATHSIG), so a runner killed with SIGKILL leaves no server
+// holding the port. Without setpriv on PATH it is started directly, without that.
 static int spawn_server(void) {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0)
         return error_set(EXIT_COORDINATION, "redis-server: pipe: %s", strerror(errno));
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(fds[0]);
-        close(fds[1]);
-        return error_set(EXIT_COORDINATION, "redis-server: fork: %s", strerror(errno));
-    }
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent)
-            _exit(127);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        for (int sig = 1; sig < NSIG; sig++)
-            signal(sig, SIG_DFL);
-        dup2(fds[0], STDIN_FILENO);
-        // Its own log lines are not JSON: keep them out of the job's stdout.
-        int null_fd = open("/dev/null", O_WRONLY);
-        if (null_fd >= 0)
-            dup2(null_fd, STDOUT_FILENO);
-        execlp("redis-server", "redis-server", "-", (char *)NULL);
-        _exit(127);
-    }
+    static char *const with_pdeathsig[] = {"setpriv", "--pdeathsig", "TERM", "--",
+                                           "redis-server", "-", NULL};
+    static char *const plain[] = {"redis-server", "-", NULL};
+    pid_t pid = 0;
+    int err = spawn_with(with_pdeathsig, fds[0], &pid);
+    if (err == ENOENT)
+        err = spawn_with(plain, fds[0], &pid);
     close(fds[0]);
+    if (err) {
+        close(fds[1]);
+        if (err == ENOENT)
+            return error_set(EXIT_COORDINATION, "redis-server: not found on PATH");
+        return error_set(EXIT_COORDINATION, "redis-server: cannot start: %s", strerror(err));
+    }
     char conf[1024];
     int len = snprintf(conf, sizeof conf,
                        "port %d\nbind %s\nrequirepass \"%s\"\nprotected-mode no\n"
@@ -150,14 +173,12 @@ static void *supervise(void *arg) {
         if (atomic_load(&server.stopping) || pid <= 0 || !server_died(pid, &status))
             continue;
         atomic_store(&server.pid, 0);
-        // Logging and the readiness check allocate: guarded (runner/fork_guard.h). The
-        // spawn itself forks, so it must stay outside.
+        // Logging, the spawn's set-up and the readiness check allocate: guarded
+        // (runner/fork_guard.h). The spawn does not fork, so it may be inside too.
         fork_guard_enter();
         log_warn("redis_server_died", "pid %d, status %d; starting it again", (int)pid,
                  WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status));
-        fork_guard_leave();
         int code = spawn_server();
-        fork_guard_enter();
         if (code == 0)
             code = wait_ready();
         if (code == 0) {

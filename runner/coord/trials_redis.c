@@ -147,6 +147,58 @@ static int requeue(redis_source *rs) {
     return seed(rs);
 }
 
+enum { CLAIM_NONE = 0, CLAIM_FOUND = 1, CLAIM_REQUEUE = 2 };
+
+// Take over one trial whose worker went silent: XAUTOCLAIM from the start of the
+// pending list, following its cursor to the end. Redis 7 looks at no more than
+// 10 x COUNT pending entries per call, so a dead worker's trial behind ten live claims
+// is found only by a later call from the cursor the earlier one returned. Returns CLAIM_FOUND (entry_id, trial_id set), CLAIM_NONE, CLAIM_REQUEUE
+// (the queue is gone), or -exit code.
+static int autoclaim(redis_source *rs, char *entry_id, size_t len, int *trial_id) {
+    char cursor[48] = "0-0";
+    for (;;) {
+        redisReply *r = redis_client_command(rs->rc, "XAUTOCLAIM %s " GROUP " %s %d %s COUNT 1",
+                                             rs->stream, rs->consumer, rs->opt.claim_ms, cursor);
+        if (!r)
+            return -EXIT_COORDINATION;
+        int result = CLAIM_NONE;
+        if (queue_lost(r))
+            result = CLAIM_REQUEUE;
+        else if (r->type == REDIS_REPLY_ERROR)
+            result = -error_set(EXIT_COORDINATION, "trials: XAUTOCLAIM: %s", r->str);
+        else if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+                 r->element[0]->type != REDIS_REPLY_STRING)
+            result = -error_set(EXIT_COORDINATION, "trials: XAUTOCLAIM: unexpected reply");
+        // Redis 7: [next-cursor, entries, deleted-ids].
+        else if (first_entry(r->element[1], entry_id, len, trial_id))
+            result = CLAIM_FOUND;
+        else
+            snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        freeReplyObject(r);
+        if (result != CLAIM_NONE || strcmp(cursor, "0-0") == 0)
+            return result;
+    }
+}
+
+// Take a new trial (XREADGROUP). CLAIM_FOUND (entry_id, trial_id set), CLAIM_NONE when
+// none is left, CLAIM_REQUEUE when the queue is gone, or -exit code.
+static int read_new(redis_source *rs, char *entry_id, size_t len, int *trial_id) {
+    redisReply *r = redis_client_command(rs->rc, "XREADGROUP GROUP " GROUP " %s COUNT 1 STREAMS %s >",
+                                         rs->consumer, rs->stream);
+    if (!r)
+        return -EXIT_COORDINATION;
+    int result = CLAIM_NONE;
+    if (queue_lost(r))
+        result = CLAIM_REQUEUE;
+    else if (r->type == REDIS_REPLY_ERROR)
+        result = -error_set(EXIT_COORDINATION, "trials: XREADGROUP: %s", r->str);
+    else if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 && r->element[0]->elements == 2 &&
+             first_entry(r->element[0]->element[1], entry_id, len, trial_id))
+        result = CLAIM_FOUND;
+    freeReplyObject(r);
+    return result;
+}
+
 // Try to take one trial: a dead worker's first (XAUTOCLAIM), else a new one
 // (XREADGROUP). *found = false when neither exists right now.
 static int take(redis_source *rs, trial_spec *out, bool *found) {
@@ -154,51 +206,20 @@ static int take(redis_source *rs, trial_spec *out, bool *found) {
     for (;;) {
         char entry_id[48];
         int trial_id = -1;
-        bool claimed = false;
-        redisReply *r = redis_client_command(rs->rc, "XAUTOCLAIM %s " GROUP " %s %d 0-0 COUNT 1",
-                                             rs->stream, rs->consumer, rs->opt.claim_ms);
-        if (!r)
-            return EXIT_COORDINATION;
-        // Redis 7: [next-cursor, entries, deleted-ids].
-        if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
-            first_entry(r->element[1], entry_id, sizeof entry_id, &trial_id))
-            claimed = true;
-        else if (queue_lost(r)) {
-            freeReplyObject(r);
+        int got = autoclaim(rs, entry_id, sizeof entry_id, &trial_id);
+        bool claimed = got == CLAIM_FOUND;
+        if (got == CLAIM_NONE)
+            got = read_new(rs, entry_id, sizeof entry_id, &trial_id);
+        if (got < 0)
+            return -got;
+        if (got == CLAIM_REQUEUE) {
             int code = requeue(rs);
             if (code)
                 return code;
             continue;
-        } else if (r->type == REDIS_REPLY_ERROR) {
-            int code = error_set(EXIT_COORDINATION, "trials: XAUTOCLAIM: %s", r->str);
-            freeReplyObject(r);
-            return code;
         }
-        freeReplyObject(r);
-        if (!claimed) {
-            r = redis_client_command(rs->rc, "XREADGROUP GROUP " GROUP " %s COUNT 1 STREAMS %s >",
-                                     rs->consumer, rs->stream);
-            if (!r)
-                return EXIT_COORDINATION;
-            if (queue_lost(r)) {
-                freeReplyObject(r);
-                int code = requeue(rs);
-                if (code)
-                    return code;
-                continue;
-            }
-            if (r->type == REDIS_REPLY_ERROR) {
-                int code = error_set(EXIT_COORDINATION, "trials: XREADGROUP: %s", r->str);
-                freeReplyObject(r);
-                return code;
-            }
-            bool got = r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-                       r->element[0]->elements == 2 &&
-                       first_entry(r->element[0]->element[1], entry_id, sizeof entry_id, &trial_id);
-            freeReplyObject(r);
-            if (!got)
-                return 0;
-        }
+        if (got == CLAIM_NONE)
+            return 0;
         if (trial_id < 0 || trial_id >= rs->n) {
             ack(rs, entry_id); // not one of ours: drop it
             continue;

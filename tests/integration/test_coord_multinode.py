@@ -118,17 +118,28 @@ def test_node_held_back_past_the_join_timeout_exits_82(net3, node_bin, port):
     assert line["name"] == "COORDINATION" and "rendezvous" in line["reason"]
 
 
-def test_lost_external_redis_ends_a_multi_node_job_with_82(net3, node_bin):
+@pytest.mark.parametrize("heartbeat_ms", [300, None], ids=["fast", "default-5s"])
+def test_lost_external_redis_ends_a_multi_node_job_with_82(net3, node_bin, heartbeat_ms):
+    # Every node's heartbeat thread counts the outage from its first failed call (peer
+    # scan, metrics, beat): 3 heartbeats (15 s by default) → stop, exit within 20 s.
+    env = dict(FAST)
+    if heartbeat_ms is None:
+        del env["RUNNER_HEARTBEAT_MS"]
     redis = RedisServer(bind=net3.host_address if net3.isolated else "127.0.0.1")
     try:
         job = Job(net3, [node_bin, "--redis", redis.url, "--rendezvous-timeout", 20,
-                         "--steps", 100000, "--step-ms", 20], env=FAST,
+                         "--steps", 100000, "--step-ms", 20], env=env,
                   password=redis.password).start_all()
         for p in job.nodes.values():
             p.wait_event("node_ready", 30)
+        lost_at = time.monotonic()
         redis.close()
-        codes = finish(job, timeout=30)
+        codes = finish(job, timeout=40)
+        elapsed = time.monotonic() - lost_at
         assert codes == {0: 82, 1: 82, 2: 82}, {i: p.output()[-2000:] for i, p in job.nodes.items()}
+        assert elapsed < 20, elapsed
+        if heartbeat_ms is None:
+            assert elapsed > 10  # not before three 5 s beats were missed
         for p in job.nodes.values():
             assert redis.password not in p.output()
     finally:

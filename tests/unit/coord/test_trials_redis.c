@@ -230,6 +230,42 @@ static void test_search_survives_a_redis_restart(void) {
     unlink(path);
 }
 
+// Redis 7's XAUTOCLAIM looks at no more than 10 x COUNT pending entries per call: a dead
+// worker's trial behind eleven live claims is still taken over (the cursor is followed).
+static void test_takeover_behind_live_claims(void) {
+    enum { MANY = 14, LIVE = 11 };
+    trial_spec many[MANY];
+    for (int i = 0; i < MANY; i++)
+        many[i] = (trial_spec){.id = i, .seed = 200u + (unsigned)i, .learning_rate = 1e-4,
+                               .batch_size = 8, .max_epochs = 1};
+    const char *prefix = "runner:t:6:";
+    trial_source *live, *rescuer;
+    CHECK_INT(trials_redis_create(&live, many, MANY, &asha, &endpoint, prefix, "live", &fast), 0);
+    CHECK_INT(trials_redis_create(&rescuer, many, MANY, &asha, &endpoint, prefix, "rescuer", &fast), 0);
+    for (int i = 0; i < LIVE; i++) { // held and kept fresh by live's claim keeper
+        trial_spec t;
+        bool have = false;
+        CHECK_INT(live->next(live, &t, &have), 0);
+        CHECK(have && t.id == i);
+    }
+    // A worker that takes the next trial and dies: its claim is never refreshed.
+    redis_client *ghost = redis_client_new(&endpoint, 1000);
+    redisReply *r = redis_client_command(ghost, "XREADGROUP GROUP workers ghost COUNT 1 "
+                                                "STREAMS %strials >", prefix);
+    CHECK(r && r->type == REDIS_REPLY_ARRAY);
+    if (r)
+        freeReplyObject(r);
+    redis_client_free(ghost);
+    nap_ms(fast.claim_ms + 300); // nap_ms: under 1 s
+    trial_spec t;
+    bool have = false;
+    CHECK_INT(rescuer->next(rescuer, &t, &have), 0);
+    CHECK(have);
+    CHECK_INT(t.id, LIVE); // the ghost's, not a fresh one
+    rescuer->destroy(rescuer);
+    live->destroy(live);
+}
+
 int main(void) {
     for (int i = 0; i < N_TRIALS; i++)
         specs[i] = (trial_spec){.id = i, .seed = 100u + (unsigned)i, .learning_rate = 1e-4,
@@ -242,6 +278,7 @@ int main(void) {
     test_shared_queue_survives_a_dead_worker();
     test_asha_records_are_shared();
     test_state_file_carries_over_attempts();
+    test_takeover_behind_live_claims();
     test_search_survives_a_redis_restart();
     redis_keeper_stop();
     return check_summary();
