@@ -158,6 +158,7 @@ int job_predict(job_context *ctx) {
         if (rc == 0) log_info("predict_done", "%d sentences -> %s", n, path);
     }
     eval_result_free(&ev);
+    if (rc == 0) telemetry_phase("done"); // /readyz: finished, no longer ready
     if (m) bert_destroy(m);
     encoded_free(&set);
     dataset_free(&ds);
@@ -249,6 +250,7 @@ int job_embed(job_context *ctx) {
     free(ids);
     free(mask);
     free(types);
+    if (rc == 0) telemetry_phase("done");
     if (m) bert_destroy(m);
     encoded_free(&set);
     text_free(texts, n);
@@ -381,6 +383,7 @@ int job_pretrain(job_context *ctx) {
             log_info("pretrain_done", "%d epochs, best masked-LM eval_loss %.4f -> %s",
                      outcome.epochs_run, outcome.best_eval_loss, model_dir);
     }
+    if (rc == 0) telemetry_phase("done");
     if (m) bert_destroy(m);
     encoded_free(&train);
     encoded_free(&valid);
