@@ -3,12 +3,14 @@
 // a node of a multi-node job asks for the stop with 82 once Redis stayed away for 3
 // heartbeats, not later (each call's retry is bounded by what is left of that budget).
 #include "check.h"
+
 #include "coord/redis_keeper.h"
 #include "runner/config.h"
 #include "runner/coord/coord.h"
 #include "runner/coord/redis_client.h"
 #include "runner/error.h"
 #include "runner/signals.h"
+#include "runner/timing.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -19,17 +21,6 @@
 // to fail is the peer scan, as it is most of the time in production.
 enum { HEARTBEAT_MS = 300, BUDGET_MS = 3 * HEARTBEAT_MS, MULTI_HEARTBEAT_MS = 1500,
        MULTI_BUDGET_MS = 3 * MULTI_HEARTBEAT_MS };
-
-static double seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void nap_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static void heartbeat_env(int ms) {
     char hb[16];
@@ -84,7 +75,7 @@ static void wait_for_beat(redis_client *rc, int node) {
             freeReplyObject(r);
         if (i == 0)
             snprintf(now, sizeof now, "%s", first);
-        nap_ms(10);
+        timing_sleep_ms(10);
     }
 }
 
@@ -95,15 +86,15 @@ static void test_single_node_keeps_trying(void) {
     CHECK_INT(redis_keeper_start(port, "outage-pw"), 0);
     batch_env("1", "0");
     CHECK_INT(start(port, "outage-pw"), 0);
-    nap_ms(2 * HEARTBEAT_MS);
+    timing_sleep_ms(2 * HEARTBEAT_MS);
     redis_keeper_stop(); // the server is stopped with it
-    nap_ms(4 * BUDGET_MS);
+    timing_sleep_ms(4 * BUDGET_MS);
     CHECK(!signals_stop_requested());
     CHECK_INT(coord_exit_code_hint(), 0);
     CHECK_INT(redis_keeper_start(port, "outage-pw"), 0); // back, empty
     bool seen = false;
     for (int i = 0; i < 30 && !seen; i++) {
-        nap_ms(HEARTBEAT_MS);
+        timing_sleep_ms(HEARTBEAT_MS);
         seen = beat_seen(port, "outage-pw");
     }
     CHECK(seen);
@@ -131,12 +122,12 @@ static void test_multi_node_stops_within_the_budget(void) {
     redis_client_free(rc);
     CHECK(!signals_stop_requested());
     redis_keeper_stop();
-    double lost = seconds();
-    while (!signals_stop_requested() && seconds() - lost < 10) {
+    double lost = timing_now_s();
+    while (!signals_stop_requested() && timing_now_s() - lost < 10) {
         coord_publish_metric("prime", "loss", 1, 0.5); // the queue is never empty
-        nap_ms(10);
+        timing_sleep_ms(10);
     }
-    double took = seconds() - lost;
+    double took = timing_now_s() - lost;
     fprintf(stderr, "stop requested %.2f s after Redis went away (budget %.2f s)\n", took,
             MULTI_BUDGET_MS / 1000.0);
     CHECK(signals_stop_requested());

@@ -2,11 +2,13 @@
 // kNoTimeout) waits without limit until a stop is requested, and get waits as long as
 // the caller's last wait, not a fixed 30 s.
 #include "check.h"
+
 #include "coord/redis_keeper.h"
 #include "runner/coord/coord_store.h"
 #include "runner/coord/redis_client.h"
 #include "runner/error.h"
 #include "runner/signals.h"
+#include "runner/timing.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -14,17 +16,6 @@
 #include <time.h>
 
 static redis_endpoint endpoint;
-
-static double seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void nap_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 typedef struct {
     const char *key;
@@ -34,7 +25,7 @@ typedef struct {
 // Another rank, late: sets `key` after `after_ms` through its own connection.
 static void *set_later(void *arg) {
     const late_set *l = arg;
-    nap_ms(l->after_ms);
+    timing_sleep_ms(l->after_ms);
     redis_client *rc = redis_client_new(&endpoint, 2000);
     if (rc) {
         redis_client_ok(rc, "SET %s v", l->key);
@@ -49,9 +40,9 @@ static void test_wait_without_limit(collective_store_ops *store) {
     pthread_t t;
     CHECK_INT(pthread_create(&t, NULL, set_later, &l), 0);
     const char *keys[] = {l.key};
-    double t0 = seconds();
+    double t0 = timing_now_s();
     CHECK_INT(store->wait(store->ctx, keys, 1, 0), 0);
-    CHECK(seconds() - t0 >= 1.4);
+    CHECK(timing_now_s() - t0 >= 1.4);
     pthread_join(t, NULL);
     // get after an unlimited wait does not give up either.
     late_set l2 = {"store:later", 1200};
@@ -70,9 +61,9 @@ static void test_get_follows_the_callers_timeout(collective_store_ops *store) {
     CHECK_INT(store->wait(store->ctx, keys, 1, 300), 0);
     void *data = NULL;
     size_t len = 0;
-    double t0 = seconds();
+    double t0 = timing_now_s();
     CHECK_INT(store->get(store->ctx, "store:never", &data, &len), EXIT_COORDINATION);
-    double took = seconds() - t0;
+    double took = timing_now_s() - t0;
     CHECK(took >= 0.25 && took < 3.0);
     CHECK(data == NULL);
     CHECK(strstr(error_message(), "300 ms") != NULL);
