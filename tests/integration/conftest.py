@@ -156,3 +156,20 @@ def pytest_runtest_makereport(item, call):
     if not any(allowed in reason for allowed in MACHINE_SKIPS):
         report.outcome = "failed"
         report.longrepr = f"skipped under RUNNER_TEST_STRICT=1: {reason}"
+
+
+def demo_as_jsonl(tmp_path, rows=50):
+    """The first `rows` demo sentences as JSONL tagging data ({"tokens", "tags"}) with the
+    demo vocabulary, in tmp_path/jsonl; returns that folder."""
+    import csv
+    import shutil
+    demo = ROOT / "data" / "demo"
+    data = tmp_path / "jsonl"
+    data.mkdir()
+    shutil.copy(demo / "vocab.txt", data / "vocab.txt")
+    with open(demo / "dataset.csv", newline="") as f:
+        picked = list(csv.DictReader(f))[:rows]
+    (data / "dataset.jsonl").write_text("".join(
+        json.dumps({"tokens": r["sentence"].split(), "tags": r["tagstr"].split()}) + "\n"
+        for r in picked))
+    return data

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from conftest import ROOT, exit_line, run
+from conftest import ROOT, demo_as_jsonl, exit_line, run
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -53,15 +53,7 @@ def test_malformed_rows_within_the_fraction_are_skipped(runner_bin, tmp_path):
 
 
 def test_jsonl_tagging_data(runner_bin, tmp_path):
-    data = tmp_path / "jsonl"
-    data.mkdir()
-    shutil.copy(DEMO / "vocab.txt", data / "vocab.txt")
-    import csv
-    with open(DEMO / "dataset.csv", newline="") as f:
-        rows = list(csv.DictReader(f))[:50]
-    (data / "dataset.jsonl").write_text("".join(
-        json.dumps({"tokens": r["sentence"].split(), "tags": r["tagstr"].split()}) + "\n"
-        for r in rows))
+    data = demo_as_jsonl(tmp_path)
     out = tmp_path / "out"
     proc = run(runner_bin, *FAST, "--data", data, "--output", out)
     assert proc.returncode == 0, proc.stdout[-2000:]

@@ -1,14 +1,12 @@
 """The other modes: embed (sentence vectors equal to transformers' mean-pooled,
 normalised output of the same model), pretrain (masked LM on plain text, exported as a
 model transformers loads), predict (words cut off by MAX_LENGTH tagged "O")."""
-import csv
 import json
-import shutil
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, exit_line, run
+from conftest import ROOT, demo_as_jsonl, exit_line, run
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -99,14 +97,7 @@ def test_pretrain_with_nothing_to_mask_is_not_diverged(runner_bin, tmp_path):
 
 def test_predict_tags_words_beyond_max_length_o_wherever_o_is(runner_bin, tmp_path):
     # Labels read from JSONL are sorted, so "O" is the last id, not 0.
-    data = tmp_path / "jsonl"
-    data.mkdir()
-    shutil.copy(DEMO / "vocab.txt", data / "vocab.txt")
-    with open(DEMO / "dataset.csv", newline="") as f:
-        rows = list(csv.DictReader(f))[:50]
-    (data / "dataset.jsonl").write_text("".join(
-        json.dumps({"tokens": r["sentence"].split(), "tags": r["tagstr"].split()}) + "\n"
-        for r in rows))
+    data = demo_as_jsonl(tmp_path)
     out = tmp_path / "out"
     proc = run(runner_bin, "--architecture", "bert-tiny", "--trials", 0, "--epochs", 1,
                "--data", data, "--output", out, *COMMON)
