@@ -149,11 +149,21 @@ static int requeue(redis_source *rs) {
 
 enum { CLAIM_NONE = 0, CLAIM_FOUND = 1, CLAIM_REQUEUE = 2 };
 
+// What a reply of `command` that is not an answer means: CLAIM_REQUEUE when the queue
+// is gone, -exit code for another error, CLAIM_NONE when it is an answer to read.
+static int reply_failure(const redisReply *r, const char *command) {
+    if (queue_lost(r)) return CLAIM_REQUEUE;
+    if (r->type == REDIS_REPLY_ERROR)
+        return -error_set(EXIT_COORDINATION, "trials: %s: %s", command, r->str);
+    return CLAIM_NONE;
+}
+
 // Take over one trial whose worker went silent: XAUTOCLAIM from the start of the
 // pending list, following its cursor to the end. Redis 7 looks at no more than
 // 10 x COUNT pending entries per call, so a dead worker's trial behind ten live claims
-// is found only by a later call from the cursor the earlier one returned. Returns CLAIM_FOUND (entry_id, trial_id set), CLAIM_NONE, CLAIM_REQUEUE
-// (the queue is gone), or -exit code.
+// is found only by a later call from the cursor the earlier one returned. Returns
+// CLAIM_FOUND (entry_id, trial_id set), CLAIM_NONE, CLAIM_REQUEUE (the queue is gone),
+// or -exit code.
 static int autoclaim(redis_source *rs, char *entry_id, size_t len, int *trial_id) {
     char cursor[48] = "0-0";
     for (;;) {
@@ -161,18 +171,15 @@ static int autoclaim(redis_source *rs, char *entry_id, size_t len, int *trial_id
                                              rs->stream, rs->consumer, rs->opt.claim_ms, cursor);
         if (!r)
             return -EXIT_COORDINATION;
-        int result = CLAIM_NONE;
-        if (queue_lost(r))
-            result = CLAIM_REQUEUE;
-        else if (r->type == REDIS_REPLY_ERROR)
-            result = -error_set(EXIT_COORDINATION, "trials: XAUTOCLAIM: %s", r->str);
-        else if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
-                 r->element[0]->type != REDIS_REPLY_STRING)
-            result = -error_set(EXIT_COORDINATION, "trials: XAUTOCLAIM: unexpected reply");
+        int result = reply_failure(r, "XAUTOCLAIM");
         // Redis 7: [next-cursor, entries, deleted-ids].
-        else if (first_entry(r->element[1], entry_id, len, trial_id))
+        bool answer = r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
+                      r->element[0]->type == REDIS_REPLY_STRING;
+        if (result == CLAIM_NONE && !answer)
+            result = -error_set(EXIT_COORDINATION, "trials: XAUTOCLAIM: unexpected reply");
+        else if (result == CLAIM_NONE && first_entry(r->element[1], entry_id, len, trial_id))
             result = CLAIM_FOUND;
-        else
+        else if (result == CLAIM_NONE)
             snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
         freeReplyObject(r);
         if (result != CLAIM_NONE || strcmp(cursor, "0-0") == 0)
@@ -187,12 +194,8 @@ static int read_new(redis_source *rs, char *entry_id, size_t len, int *trial_id)
                                          rs->consumer, rs->stream);
     if (!r)
         return -EXIT_COORDINATION;
-    int result = CLAIM_NONE;
-    if (queue_lost(r))
-        result = CLAIM_REQUEUE;
-    else if (r->type == REDIS_REPLY_ERROR)
-        result = -error_set(EXIT_COORDINATION, "trials: XREADGROUP: %s", r->str);
-    else if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 && r->element[0]->elements == 2 &&
+    int result = reply_failure(r, "XREADGROUP");
+    if (result == CLAIM_NONE && r->type == REDIS_REPLY_ARRAY && r->elements == 1 && r->element[0]->elements == 2 &&
              first_entry(r->element[0]->element[1], entry_id, len, trial_id))
         result = CLAIM_FOUND;
     freeReplyObject(r);
