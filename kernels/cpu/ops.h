@@ -5,11 +5,11 @@
 // precision on exactly the code the backend runs (tests/unit/kernels).
 //
 // Shapes and semantics are those of kernels/backend.h; here activations are typed.
-// Parallelism: linear layers are one OpenBLAS call each, threaded by OpenBLAS (which
-// splits rows and columns but never the summed dimension, so results do not depend on
-// the thread count: tested bitwise); attention runs OpenMP over batch x heads with a
-// single-threaded OpenBLAS call per head; the other ops are OpenMP over rows or channel
-// blocks with fixed per-element summation order (docs/kernels.md). The OpenBLAS thread
+// Parallelism: every GEMM is single-threaded OpenBLAS calls inside OpenMP regions —
+// linear layers over output tiles whose shape depends on the matrix shape only,
+// attention over batch x heads — and the other ops are OpenMP over rows or channel
+// blocks with a fixed per-element summation order, so every result is bitwise the same
+// for any thread count (tested; docs/kernels.md "Determinism"). The OpenBLAS thread
 // count is process-wide: ops must not be called from two threads at once.
 #include <stddef.h>
 #include <stdint.h>
@@ -17,10 +17,12 @@
 // Threads used by every op, OpenMP regions and OpenBLAS calls (<= 0: the OpenMP default).
 void cpu_ops_set_threads(int threads);
 int cpu_ops_threads(void);
-// OpenBLAS thread count before a GEMM issued from the serial region (all threads) or from
-// inside an OpenMP region (one thread: the region already occupies the cores).
-void cpu_blas_threaded(void);
+// OpenBLAS to one thread before GEMMs issued from inside an OpenMP region (the region
+// already occupies the cores; a threaded call would also tie results to the count).
 void cpu_blas_single(void);
+// The OpenBLAS core the GEMMs run on ("SkylakeX", "Zen", ...): picked by OpenBLAS for this
+// CPU, or forced by OPENBLAS_CORETYPE. Results are bitwise reproducible per core.
+const char *cpu_blas_core(void);
 
 #define CPU_OPS_DECLARE(R, P)                                                              \
     void P##embeddings_forward(R *out, const int32_t *ids, const int32_t *token_types,     \

@@ -230,36 +230,96 @@ void OPS(layernorm_backward)(REAL *dinp, REAL *dweight, REAL *dbias, const REAL 
 
 // ---- linear ----------------------------------------------------------------------------
 
-// out (N,OC) = inp (N,IC) W^T + b: one OpenBLAS call over all its threads (issued from
-// the serial region), bias preloaded (beta = 1), then GELU over the result.
+// The GEMMs of the linear layers are cut into tiles of the output, each computed by one
+// single-threaded BLAS call, the tiles dealt to the op threads. The tiling is a function
+// of the matrix shape alone, never of the thread count: every output element is then
+// computed by the same BLAS call (same shape, same kernel, same order over the summed
+// dimension) with 1, 2 or 96 threads, so results are bitwise independent of the thread
+// count. A multi-threaded BLAS call does not give that: OpenBLAS splits rows and columns
+// by the thread count, and its Haswell and Zen kernels round an element differently
+// depending on where the split falls (docs/kernels.md "Determinism").
+//
+// A dimension is cut into the fewest pieces of at most OPS_GEMM_TILE elements, of equal
+// size rounded up to a multiple of 16 (whole AVX-512 vectors and micro-kernel panels; the
+// last piece takes the rest). Large tiles keep the cost of packing the operands once
+// per tile small (docs/BENCHMARKS.md "Thread-independent GEMM").
+#define OPS_GEMM_TILE 512
+
+typedef struct {
+    int pieces; // number of tiles along the dimension
+    int size;   // elements per tile (the last one may be shorter)
+} OPS(gemm_split);
+
+static OPS(gemm_split) OPS(gemm_split_dim)(int n) {
+    int pieces = (n + OPS_GEMM_TILE - 1) / OPS_GEMM_TILE;
+    if (pieces < 1) pieces = 1;
+    int size = ((n + pieces - 1) / pieces + 15) / 16 * 16;
+    pieces = (n + size - 1) / size;
+    return (OPS(gemm_split)){pieces > 0 ? pieces : 1, size};
+}
+
+// What a linear layer's forward does to each tile around its GEMM: bias preloaded into
+// the tile (then beta = 1), GELU applied from the pre-activation tile into `gelu_out`.
+typedef struct {
+    const REAL *bias;   // (N) broadcast over rows, or NULL
+    REAL *gelu_out;     // same layout as C, or NULL
+} OPS(gemm_epilogue);
+
+// C (M,N) = alpha op(A) op(B) + beta C, row-major, op = transpose when trans_a / trans_b:
+// op(A) is (M,K) (A stored (K,M) when transposed), op(B) is (K,N) (B stored (N,K) when
+// transposed). Tiled as above; `ep` may be NULL.
+static void OPS(gemm_tiled)(int trans_a, int trans_b, int M, int N, int K, REAL alpha,
+                            const REAL *A, int lda, const REAL *B, int ldb, REAL beta, REAL *C,
+                            int ldc, const OPS(gemm_epilogue) *ep) {
+    if (M <= 0 || N <= 0) return;
+    OPS(gemm_split) rows = OPS(gemm_split_dim)(M), cols = OPS(gemm_split_dim)(N);
+    long tiles = (long)rows.pieces * cols.pieces;
+    int threads = cpu_ops_threads();
+    if (tiles < threads) threads = (int)tiles;
+    cpu_blas_single();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (long tile = 0; tile < tiles; tile++) {
+        int i0 = (int)(tile / cols.pieces) * rows.size, j0 = (int)(tile % cols.pieces) * cols.size;
+        int m = OPS_MIN(rows.size, M - i0), n = OPS_MIN(cols.size, N - j0);
+        const REAL *a = trans_a ? A + i0 : A + (size_t)i0 * lda;
+        const REAL *b = trans_b ? B + (size_t)j0 * ldb : B + j0;
+        REAL *c = C + (size_t)i0 * ldc + j0;
+        REAL tile_beta = beta;
+        if (ep && ep->bias) {
+            for (int r = 0; r < m; r++) memcpy(c + (size_t)r * ldc, ep->bias + j0, sizeof(REAL) * n);
+            tile_beta = 1;
+        }
+        if (K > 0)
+            GEMM(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                 trans_b ? CblasTrans : CblasNoTrans, m, n, K, alpha, a, lda, b, ldb, tile_beta,
+                 c, ldc);
+        else if (tile_beta == 0)
+            for (int r = 0; r < m; r++) memset(c + (size_t)r * ldc, 0, sizeof(REAL) * n);
+        if (ep && ep->gelu_out) {
+            REAL *g = ep->gelu_out + (size_t)i0 * ldc + j0;
+            for (int r = 0; r < m; r++)
+                for (int col = 0; col < n; col++)
+                    g[(size_t)r * ldc + col] = OPS(gelu_value)(c[(size_t)r * ldc + col]);
+        }
+    }
+}
+
+// out (N,OC) = inp (N,IC) W^T + b, then GELU: bias and GELU run on each tile while it is
+// in cache. With GELU and no `pre`, the pre-activation is computed in `out` and
+// overwritten element by element.
 void OPS(matmul_forward)(REAL *out, REAL *pre, const REAL *inp, const REAL *weight,
                          const REAL *bias, int N, int IC, int OC, int gelu) {
     REAL *dst = gelu && pre ? pre : out;
-    if (bias) {
-#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
-        for (int r = 0; r < N; r++) memcpy(dst + (size_t)r * OC, bias, sizeof(REAL) * OC);
-    }
-    cpu_blas_threaded();
-    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1, inp, IC, weight, IC,
-         bias ? 1 : 0, dst, OC);
-    if (gelu) {
-        size_t n = (size_t)N * OC;
-#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
-        for (size_t i = 0; i < n; i++) out[i] = OPS(gelu_value)(dst[i]);
-    }
+    OPS(gemm_epilogue) ep = {bias, gelu ? out : NULL};
+    OPS(gemm_tiled)(0, 1, N, OC, IC, 1, inp, IC, weight, IC, 0, dst, OC, &ep);
 }
 
 void OPS(matmul_backward)(REAL *dinp, REAL *dweight, REAL *dbias, const REAL *dout,
                           const REAL *inp, const REAL *weight, int N, int IC, int OC) {
-    cpu_blas_threaded();
     // dinp (N,IC) += dout (N,OC) W (OC,IC)
-    if (dinp)
-        GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1, dout, OC, weight, IC, 1,
-             dinp, IC);
+    if (dinp) OPS(gemm_tiled)(0, 0, N, IC, OC, 1, dout, OC, weight, IC, 1, dinp, IC, NULL);
     // dweight (OC,IC) += dout^T (OC,N) inp (N,IC)
-    if (dweight)
-        GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1, dout, OC, inp, IC, 1,
-             dweight, IC);
+    if (dweight) OPS(gemm_tiled)(1, 0, OC, IC, N, 1, dout, OC, inp, IC, 1, dweight, IC, NULL);
     if (!dbias) return;
     // dbias: columns in blocks, rows in order inside each (no dependence on threads)
     int blocks = (OC + OPS_COL_BLOCK - 1) / OPS_COL_BLOCK;

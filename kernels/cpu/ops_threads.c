@@ -23,6 +23,9 @@ static void blas_set(int n) {
     blas_threads = n;
 }
 
-void cpu_blas_threaded(void) { blas_set(cpu_ops_threads()); }
-
 void cpu_blas_single(void) { blas_set(1); }
+
+const char *cpu_blas_core(void) {
+    const char *name = openblas_get_corename();
+    return name && *name ? name : "unknown";
+}
