@@ -1,5 +1,7 @@
 #include "runner/preflight.h"
 
+#include "kernels/cpu/ops.h"
+
 #include "runner/cloud/cloud.h"
 #include "runner/error.h"
 #include "runner/exitcode.h"
@@ -492,6 +494,53 @@ static void read_meminfo(uint64_t *total, uint64_t *available) {
     fclose(f);
 }
 
+// What the CPU backend's results depend on besides the thread count (docs/kernels.md
+// "Determinism"): the CPU model, the vector extensions its kernels may use, and the
+// OpenBLAS core picked for it (OPENBLAS_CORETYPE forces one). `isa` receives the
+// extensions present, space-separated.
+static void describe_cpu(cJSON *cpu, char *isa, size_t size) {
+    static const char *const EXTENSIONS[] = {"avx2", "fma", "avx512f", "avx512_bf16",
+                                             "amx_bf16", "asimd", "sve"};
+    isa[0] = '\0';
+    char model[256] = "", line[4096];
+    cJSON *present = cJSON_AddArrayToObject(cpu, "isa");
+    FILE *f = fopen(env_or("RUNNER_PROC_CPUINFO", "/proc/cpuinfo"), "r");
+    bool flags_seen = false;
+    while (f && fgets(line, sizeof line, f)) {
+        char *colon = strchr(line, ':');
+        if (!colon) continue;
+        size_t key = strcspn(line, "\t:");
+        if (!*model && (strncmp(line, "model name", key) == 0 && key == 10)) {
+            snprintf(model, sizeof model, "%s", colon + 1 + strspn(colon + 1, " "));
+            model[strcspn(model, "\n")] = '\0';
+        }
+        // x86 says "flags", arm64 "Features"; the first CPU's list stands for all
+        bool is_flags = (key == 5 && strncmp(line, "flags", 5) == 0) ||
+                        (key == 8 && strncmp(line, "Features", 8) == 0);
+        if (!is_flags || flags_seen) continue;
+        flags_seen = true;
+        for (size_t i = 0; i < sizeof EXTENSIONS / sizeof *EXTENSIONS; i++) {
+            const char *name = EXTENSIONS[i];
+            size_t len = strlen(name);
+            for (char *at = strstr(colon, name); at; at = strstr(at + 1, name)) {
+                if ((at[-1] == ' ' || at[-1] == ':') && (at[len] == ' ' || at[len] == '\n' || !at[len])) {
+                    cJSON_AddItemToArray(present, cJSON_CreateString(name));
+                    size_t used = strlen(isa);
+                    snprintf(isa + used, size - used, "%s%s", used ? " " : "", name);
+                    break;
+                }
+            }
+        }
+    }
+    if (f) fclose(f);
+    if (*model) cJSON_AddStringToObject(cpu, "model", model);
+    else cJSON_AddNullToObject(cpu, "model");
+    cJSON_AddStringToObject(cpu, "blas_core", cpu_blas_core());
+    const char *forced = getenv("OPENBLAS_CORETYPE");
+    if (forced && *forced) cJSON_AddStringToObject(cpu, "blas_core_forced", forced);
+    else cJSON_AddNullToObject(cpu, "blas_core_forced");
+}
+
 static void check_cgroup(checks *c, const runner_config *cfg, int workers, int gpus) {
     cJSON *s = section(c->report, "memory");
     const char *root = env_or("RUNNER_CGROUP_ROOT", "/sys/fs/cgroup");
@@ -581,11 +630,14 @@ static void check_cgroup(checks *c, const runner_config *cfg, int workers, int g
         cJSON_AddNullToObject(cpu, "quota");
     else
         cJSON_AddNumberToObject(cpu, "quota", (double)millicpus / 1000.0);
-    if (millicpus == UNLIMITED)
-        set_status(cpu, "ok", "%d usable of %ld online, no quota", affinity, online);
-    else
-        set_status(cpu, "ok", "%d usable of %ld online, quota %.2f CPUs", affinity, online,
-                   (double)millicpus / 1000.0);
+    char quota[64] = "no quota", isa[128];
+    if (millicpus != UNLIMITED)
+        snprintf(quota, sizeof quota, "quota %.2f CPUs", (double)millicpus / 1000.0);
+    describe_cpu(cpu, isa, sizeof isa);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(cpu, "model");
+    set_status(cpu, "ok", "%d usable of %ld online, %s; %s, %s, OpenBLAS %s kernels", affinity,
+               online, quota, cJSON_IsString(model) ? model->valuestring : "unknown model",
+               *isa ? isa : "no AVX2", cpu_blas_core());
     if (millicpus != UNLIMITED && millicpus < (uint64_t)workers * 1000) {
         char text[200];
         snprintf(text, sizeof text, "CPU quota %.2f is below one CPU per worker (%d workers)",
