@@ -154,6 +154,10 @@ static void write_all(const char *buf, size_t len) {
 // One write() per line, newline included, so lines of workers sharing stdout do not
 // interleave (a pipe keeps writes up to PIPE_BUF whole).
 static void write_line(const char *text) {
+    // Text a caller printed to stdout (buffered by stdio) goes out before the log line,
+    // whichever fd the log writes to: the two streams then read in the order they were
+    // produced, in a terminal and through `2>&1 | tee`.
+    fflush(stdout);
     size_t len = strlen(text);
     char *buf = malloc(len + 1);
     if (!buf) {

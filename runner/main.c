@@ -12,6 +12,7 @@
 #include "runner/supervisor.h"
 #include "version.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,18 @@ static void omp_policy_reexec(char **argv) {
     execv(self, argv);
 }
 
+// --help and --version are answers, not job runs: their text alone on stdout and no exit
+// line, as curl and torchrun do, so `runner --help 2>&1 | less` reads as a manual.
+// A stdout that cannot take the text (`runner --help > /dev/full`) exits OUTPUT.
+static _Noreturn void print_text_and_exit(void (*print)(FILE *out)) {
+    print(stdout);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "runner: cannot write to standard output: %s\n", strerror(errno));
+        exit(EXIT_OUTPUT);
+    }
+    exit(EXIT_OK);
+}
+
 int main(int argc, char **argv) {
     omp_policy_reexec(argv);
     signals_install();
@@ -101,11 +114,9 @@ int main(int argc, char **argv) {
 
     switch (action) {
     case CLI_HELP:
-        cli_print_help(stdout);
-        runner_exit(EXIT_OK, "help printed");
+        print_text_and_exit(cli_print_help);
     case CLI_VERSION:
-        cli_print_version(stdout);
-        runner_exit(EXIT_OK, "version printed");
+        print_text_and_exit(cli_print_version);
     case CLI_EXIT_CODES:
         exitcode_print(cfg.json);
         runner_exit(EXIT_OK, "exit codes printed");

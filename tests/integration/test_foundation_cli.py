@@ -169,8 +169,46 @@ def test_help_is_grouped_with_examples(runner_bin):
                     "Actions:", "Examples:", "Exit codes:"):
         assert heading in proc.stdout
     assert "--architecture NAME" in proc.stdout and "--exit-codes" in proc.stdout
-    assert exit_line(proc.stderr)["code"] == 0  # stdout holds only the help
+    assert proc.stderr == ""  # the help alone, no log or exit line (as curl, torchrun)
     assert run(runner_bin, "-h", timeout=30).stdout == proc.stdout
+
+
+def merged_output(runner_bin, *args):
+    """stdout and stderr through one pipe, as `runner ... 2>&1 | head` sees them."""
+    proc = subprocess.run([str(runner_bin), *args], env=base_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=60)
+    return proc.returncode, proc.stdout
+
+
+@pytest.mark.parametrize("flag,first,last", [
+    ("--help", "Usage: runner", "docs/cli.md describes every option."),
+    ("--version", "runner 0.", "CUDA"),
+])
+def test_help_and_version_print_whole_text_and_no_log_line(runner_bin, flag, first, last):
+    rc, out = merged_output(runner_bin, flag)
+    assert rc == 0
+    lines = out.splitlines()
+    assert lines[0].startswith(first) and last in lines[-1], out[-500:]
+    assert not any(line.startswith("{") for line in lines), out
+
+
+def test_help_to_a_full_stdout_is_an_output_error(runner_bin):
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([str(runner_bin), "--help"], env=base_env(), stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=30)
+    assert proc.returncode == 4
+    assert proc.stderr.strip().splitlines() == ["runner: cannot write to standard output: "
+                                                "No space left on device"]
+
+
+def test_report_on_stdout_comes_before_the_exit_line_through_one_pipe(runner_bin):
+    # --check prints its report on stdout (buffered: a pipe) and logs the exit line on
+    # stderr: merged, the report must still come first and the exit line last.
+    rc, out = merged_output(runner_bin, "--check", "--json")
+    assert rc == 0, out
+    lines = out.strip().splitlines()
+    assert "problems" in json.loads(lines[0]), out[:500]
+    assert json.loads(lines[-1])["event"] == "exit"
 
 
 def test_version(runner_bin):
