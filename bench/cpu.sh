@@ -2,8 +2,9 @@
 # The CPU core against PyTorch on this machine, same thread count, same run
 # (docs/BENCHMARKS.md "CPU core"):
 #   bench/cpu.sh [threads] [iters]        defaults: nproc, 3
-# Needs the release build of bench_cpu_bert (BUILD=build/release by default:
-#   cmake --preset release && cmake --build --preset release --target bench_cpu_bert)
+# Needs the release builds of bench_cpu_bert and bench_cpu_gemm (BUILD=build/release by
+# default: cmake --preset release && cmake --build --preset release --target
+# bench_cpu_bert bench_cpu_gemm)
 # and .venv with Debian's torch (scripts/setup --test). Each case runs the C program and
 # then PyTorch, one after the other; the last column is PyTorch time / C time (> 1: C is
 # faster). Takes several minutes on 2 cores: not part of the test suite.
@@ -16,11 +17,14 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 threads=${1:-$(nproc)}
 iters=${2:-3}
 bin=${BUILD:-build/release}/bench/bench_cpu_bert
+gemm_bin=${BUILD:-build/release}/bench/bench_cpu_gemm
 py=${PYTHON:-.venv/bin/python}
-if [[ ! -x $bin ]]; then
-  echo "bench/cpu.sh: $bin is not built" >&2
-  exit 2
-fi
+for b in "$bin" "$gemm_bin"; do
+  if [[ ! -x $b ]]; then
+    echo "bench/cpu.sh: $b is not built" >&2
+    exit 2
+  fi
+done
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 echo "# $(date -u +%FT%TZ) $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -29,12 +33,17 @@ for case in train infer; do
   "$bin" --threads "$threads" --iters "$iters" --only "$case" --profile | tee -a "$log"
   "$py" bench/pytorch_bert.py --threads "$threads" --iters "$iters" --only "$case" | tee -a "$log"
 done
+# The thread-independent tiled GEMM against one threaded OpenBLAS call, same shapes.
+"$gemm_bin" --threads "$threads" | tee -a "$log"
 "$py" - "$log" <<'PY'
 import json, sys
-rows = {}
+rows, gemms = {}, []
 for line in open(sys.argv[1]):
     if line.startswith("{"):
         r = json.loads(line)
+        if "shape" in r:
+            gemms.append(r)
+            continue
         rows.setdefault(r["case"], {})[r["impl"]] = r
 print(f"| case | C s/iter (cpu s) | PyTorch s/iter (cpu s) | PyTorch / C |")
 print(f"|---|---|---|---|")
@@ -43,4 +52,10 @@ for case, r in rows.items():
     print(f"| {case} | {c['seconds_per_iter']:.2f} ({c['cpu_seconds_per_iter']:.2f}) | "
           f"{t['seconds_per_iter']:.2f} ({t['cpu_seconds_per_iter']:.2f}) | "
           f"{t['seconds_per_iter'] / c['seconds_per_iter']:.2f} |")
+print()
+print("| GEMM | threaded OpenBLAS GFLOP/s | tiled GFLOP/s | tiled / threaded |")
+print("|---|---|---|---|")
+for g in gemms:
+    print(f"| {g['shape']} ({g['M']}x{g['N']}x{g['K']}) | {g['threaded_gflops']:.0f} | "
+          f"{g['tiled_gflops']:.0f} | {g['tiled_over_threaded']:.2f} |")
 PY

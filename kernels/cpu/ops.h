@@ -37,6 +37,9 @@ const char *cpu_blas_core(void);
     void P##layernorm_backward(R *dinp, R *dweight, R *dbias, const R *dout, const R *inp, \
                                const R *weight, const R *mean, const R *rstd, int N,       \
                                int C);                                                     \
+    /* C (M,N) = alpha op(A) op(B) + beta C, row-major, tiled as the linear layers are */ \
+    void P##gemm(int trans_a, int trans_b, int M, int N, int K, R alpha, const R *A,       \
+                 int lda, const R *B, int ldb, R beta, R *C, int ldc);                     \
     void P##matmul_forward(R *out, R *pre, const R *inp, const R *weight, const R *bias,   \
                            int N, int IC, int OC, int gelu);                               \
     void P##matmul_backward(R *dinp, R *dweight, R *dbias, const R *dout, const R *inp,    \

@@ -304,6 +304,11 @@ static void OPS(gemm_tiled)(int trans_a, int trans_b, int M, int N, int K, REAL 
     }
 }
 
+void OPS(gemm)(int trans_a, int trans_b, int M, int N, int K, REAL alpha, const REAL *A,
+               int lda, const REAL *B, int ldb, REAL beta, REAL *C, int ldc) {
+    OPS(gemm_tiled)(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
+}
+
 // out (N,OC) = inp (N,IC) W^T + b, then GELU: bias and GELU run on each tile while it is
 // in cache. With GELU and no `pre`, the pre-activation is computed in `out` and
 // overwritten element by element.
