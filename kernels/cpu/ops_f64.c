@@ -6,4 +6,5 @@
 #define GEMM cblas_dgemm
 #define EXP exp
 #define ERF erf
+#define OPS_CLONES
 #include "kernels/cpu/ops_template.h"

@@ -6,6 +6,8 @@
 //   EXP, ERF  the exponential and error function: kernels/cpu/fast_math.h's vectorisable
 //          fp32 versions in the float build, libm in the double build (so the gradient
 //          checks differentiate exact functions; the float build is compared with it)
+//   OPS_CLONES  attributes of the ops' loops: in the float build on x86-64, one clone per
+//          ISA level picked at load time (see ops_f32.c); empty otherwise
 // <tgmath.h> picks expf/exp, erff/erf ... from the argument type, so the float build does
 // float math and the double build (used by the finite-difference gradient checks) double.
 // Sums over many elements (LayerNorm statistics, softmax denominators, reductions) are
@@ -107,7 +109,7 @@ static inline REAL OPS(row_max)(const REAL *x, const REAL *bias, int n) {
 
 // ---- embeddings ------------------------------------------------------------------------
 
-void OPS(embeddings_forward)(REAL *out, const int32_t *ids, const int32_t *token_types,
+OPS_CLONES void OPS(embeddings_forward)(REAL *out, const int32_t *ids, const int32_t *token_types,
                              const REAL *wte, const REAL *wpe, const REAL *wtt, int B, int T,
                              int C, int position_offset) {
     long rows = (long)B * T;
@@ -129,7 +131,7 @@ void OPS(embeddings_forward)(REAL *out, const int32_t *ids, const int32_t *token
 
 // Parallel over channel blocks, rows in order inside each: deterministic without atomics
 // even when the same token id repeats.
-void OPS(embeddings_backward)(REAL *dwte, REAL *dwpe, REAL *dwtt, const REAL *dout,
+OPS_CLONES void OPS(embeddings_backward)(REAL *dwte, REAL *dwpe, REAL *dwtt, const REAL *dout,
                               const int32_t *ids, const int32_t *token_types, int B, int T,
                               int C, int V, int position_offset) {
     (void)V;
@@ -155,7 +157,7 @@ void OPS(embeddings_backward)(REAL *dwte, REAL *dwpe, REAL *dwtt, const REAL *do
 
 // ---- LayerNorm -------------------------------------------------------------------------
 
-void OPS(layernorm_forward)(REAL *out, REAL *sum, REAL *mean, REAL *rstd, const REAL *inp,
+OPS_CLONES void OPS(layernorm_forward)(REAL *out, REAL *sum, REAL *mean, REAL *rstd, const REAL *inp,
                             const REAL *residual, const REAL *weight, const REAL *bias, int N,
                             int C, REAL eps) {
 #pragma omp parallel num_threads(cpu_ops_threads())
@@ -183,7 +185,7 @@ void OPS(layernorm_forward)(REAL *out, REAL *sum, REAL *mean, REAL *rstd, const 
     }
 }
 
-void OPS(layernorm_backward)(REAL *dinp, REAL *dweight, REAL *dbias, const REAL *dout,
+OPS_CLONES void OPS(layernorm_backward)(REAL *dinp, REAL *dweight, REAL *dbias, const REAL *dout,
                              const REAL *inp, const REAL *weight, const REAL *mean,
                              const REAL *rstd, int N, int C) {
     if (dinp) {
@@ -268,7 +270,7 @@ typedef struct {
 // C (M,N) = alpha op(A) op(B) + beta C, row-major, op = transpose when trans_a / trans_b:
 // op(A) is (M,K) (A stored (K,M) when transposed), op(B) is (K,N) (B stored (N,K) when
 // transposed). Tiled as above; `ep` may be NULL.
-static void OPS(gemm_tiled)(int trans_a, int trans_b, int M, int N, int K, REAL alpha,
+OPS_CLONES static void OPS(gemm_tiled)(int trans_a, int trans_b, int M, int N, int K, REAL alpha,
                             const REAL *A, int lda, const REAL *B, int ldb, REAL beta, REAL *C,
                             int ldc, const OPS(gemm_epilogue) *ep) {
     if (M <= 0 || N <= 0) return;
@@ -342,12 +344,12 @@ void OPS(matmul_backward)(REAL *dinp, REAL *dweight, REAL *dbias, const REAL *do
 
 // ---- GELU ------------------------------------------------------------------------------
 
-void OPS(gelu_forward)(REAL *out, const REAL *inp, size_t n) {
+OPS_CLONES void OPS(gelu_forward)(REAL *out, const REAL *inp, size_t n) {
 #pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
     for (size_t i = 0; i < n; i++) out[i] = OPS(gelu_value)(inp[i]);
 }
 
-void OPS(gelu_backward)(REAL *dinp, const REAL *inp, const REAL *dout, size_t n) {
+OPS_CLONES void OPS(gelu_backward)(REAL *dinp, const REAL *inp, const REAL *dout, size_t n) {
 #pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
     for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * OPS(gelu_grad)(inp[i]);
 }
@@ -357,7 +359,7 @@ void OPS(gelu_backward)(REAL *dinp, const REAL *inp, const REAL *dout, size_t n)
 // Softmax of each row of P (T,T) in place over the keys the mask lets through; masked
 // keys get probability exactly 0 (the -inf of the scores). A head whose keys are all
 // masked gets all-zero rows. `bias` is T elements of scratch. Scores are finite.
-static void OPS(masked_softmax_rows)(REAL *P, const int32_t *mk, int T, REAL *bias) {
+OPS_CLONES static void OPS(masked_softmax_rows)(REAL *P, const int32_t *mk, int T, REAL *bias) {
     if (mk) {
         // -3e38 (finite in float) added before the max keeps masked keys out of it
         int visible = 0;
@@ -390,7 +392,7 @@ static void OPS(masked_softmax_rows)(REAL *P, const int32_t *mk, int T, REAL *bi
 
 // A (T,T) = dropout(P) for head bh: the counter of element (t1,t2) is
 // offset + (bh*T + t1)*T + t2, i.e. its flat index in (B,NH,T,T).
-static void OPS(attention_dropout)(REAL *A, const REAL *P, int T, long bh, float p,
+OPS_CLONES static void OPS(attention_dropout)(REAL *A, const REAL *P, int T, long bh, float p,
                                    uint64_t seed, uint64_t offset) {
     REAL keep_scale = (REAL)1 / ((REAL)1 - (REAL)p);
     uint64_t base = offset + (uint64_t)bh * T * T;
@@ -401,7 +403,7 @@ static void OPS(attention_dropout)(REAL *A, const REAL *P, int T, long bh, float
 
 // att keeps the softmax probabilities BEFORE dropout (softmax backward needs them); the
 // dropout mask is drawn again from (seed, offset) in backward.
-void OPS(attention_forward)(REAL *out, REAL *att, const REAL *qkv, const int32_t *mask, int B,
+OPS_CLONES void OPS(attention_forward)(REAL *out, REAL *att, const REAL *qkv, const int32_t *mask, int B,
                             int T, int C, int NH, float dropout_p, uint64_t seed,
                             uint64_t offset) {
     int HS = C / NH, C3 = 3 * C;
@@ -436,7 +438,7 @@ void OPS(attention_forward)(REAL *out, REAL *att, const REAL *qkv, const int32_t
     }
 }
 
-void OPS(attention_backward)(REAL *dqkv, REAL *scratch, const REAL *dout, const REAL *qkv,
+OPS_CLONES void OPS(attention_backward)(REAL *dqkv, REAL *scratch, const REAL *dout, const REAL *qkv,
                              const REAL *att, const int32_t *mask, int B, int T, int C, int NH,
                              float dropout_p, uint64_t seed, uint64_t offset) {
     (void)mask; // masked keys have P = 0, so their score gradients vanish on their own
@@ -492,7 +494,7 @@ void OPS(attention_backward)(REAL *dqkv, REAL *scratch, const REAL *dout, const 
 
 // ---- dropout ---------------------------------------------------------------------------
 
-void OPS(dropout_forward)(REAL *out, const REAL *inp, size_t n, float p, uint64_t seed,
+OPS_CLONES void OPS(dropout_forward)(REAL *out, const REAL *inp, size_t n, float p, uint64_t seed,
                           uint64_t offset) {
     if (p <= 0) {
         if (out != inp) memmove(out, inp, sizeof(REAL) * n);
@@ -504,7 +506,7 @@ void OPS(dropout_forward)(REAL *out, const REAL *inp, size_t n, float p, uint64_
         out[i] = dropout_keep(seed, offset + i, p) ? inp[i] * keep_scale : (REAL)0;
 }
 
-void OPS(dropout_backward)(REAL *dinp, const REAL *dout, size_t n, float p, uint64_t seed,
+OPS_CLONES void OPS(dropout_backward)(REAL *dinp, const REAL *dout, size_t n, float p, uint64_t seed,
                            uint64_t offset) {
     if (p <= 0) {
 #pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
@@ -519,7 +521,7 @@ void OPS(dropout_backward)(REAL *dinp, const REAL *dout, size_t n, float p, uint
 
 // ---- softmax cross-entropy -------------------------------------------------------------
 
-void OPS(softmax_xent_forward)(REAL *losses, REAL *probs, const REAL *logits,
+OPS_CLONES void OPS(softmax_xent_forward)(REAL *losses, REAL *probs, const REAL *logits,
                                const int32_t *targets, int N, int V) {
 #pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
     for (int i = 0; i < N; i++) {
@@ -536,7 +538,7 @@ void OPS(softmax_xent_forward)(REAL *losses, REAL *probs, const REAL *logits,
     }
 }
 
-void OPS(softmax_xent_backward)(REAL *dlogits, const REAL *probs, const int32_t *targets, int N,
+OPS_CLONES void OPS(softmax_xent_backward)(REAL *dlogits, const REAL *probs, const int32_t *targets, int N,
                                 int V, REAL dloss_scale) {
 #pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
     for (int i = 0; i < N; i++) {
@@ -555,7 +557,7 @@ void OPS(softmax_xent_backward)(REAL *dlogits, const REAL *probs, const int32_t 
 
 // As sentence-transformers: sum of unmasked rows / max(count, 1e-9), then
 // x / max(||x||, 1e-12) when normalising.
-void OPS(mean_pool_forward)(REAL *out, const REAL *inp, const int32_t *mask, int B, int T,
+OPS_CLONES void OPS(mean_pool_forward)(REAL *out, const REAL *inp, const int32_t *mask, int B, int T,
                             int C, int normalize) {
 #pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
     for (int b = 0; b < B; b++) {
@@ -587,7 +589,7 @@ void OPS(mean_pool_forward)(REAL *out, const REAL *inp, const int32_t *mask, int
 // was latency-bound, 134 ms a step for bert-base's gradients).
 enum { OPS_SUM_CHUNK = 1 << 14 };
 
-static double OPS(chunk_sum_squares)(const REAL *x, size_t n, size_t chunk) {
+OPS_CLONES static double OPS(chunk_sum_squares)(const REAL *x, size_t n, size_t chunk) {
     size_t i0 = chunk * OPS_SUM_CHUNK;
     return OPS(row_dot)(x + i0, x + i0, (int)OPS_MIN((size_t)OPS_SUM_CHUNK, n - i0));
 }
@@ -607,14 +609,14 @@ double OPS(sum_squares)(const REAL *x, size_t n) {
     return total;
 }
 
-void OPS(scale)(REAL *x, size_t n, REAL s) {
+OPS_CLONES void OPS(scale)(REAL *x, size_t n, REAL s) {
 #pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
     for (size_t i = 0; i < n; i++) x[i] *= s;
 }
 
 // The operation order of torch.optim.AdamW (single-tensor path): decay, moments, then
 // p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps).
-void OPS(adamw_update)(REAL *params, const REAL *grads, REAL *m, REAL *v, size_t n, REAL lr,
+OPS_CLONES void OPS(adamw_update)(REAL *params, const REAL *grads, REAL *m, REAL *v, size_t n, REAL lr,
                        REAL beta1, REAL beta2, REAL eps, REAL weight_decay, int t) {
     double bc1 = 1.0 - pow((double)beta1, t), bc2 = 1.0 - pow((double)beta2, t);
     REAL step_size = (REAL)((double)lr / bc1);
