@@ -58,6 +58,11 @@ const char *aws_region(void) {
 
 void aws_endpoint(const char *env_suffix, const char *host_prefix, char *out, size_t n,
                   bool *overridden) {
+    aws_endpoint_in(env_suffix, host_prefix, aws_region(), out, n, overridden);
+}
+
+void aws_endpoint_in(const char *env_suffix, const char *host_prefix, const char *region,
+                     char *out, size_t n, bool *overridden) {
     char name[96];
     snprintf(name, sizeof name, "AWS_ENDPOINT_URL_%s", env_suffix);
     const char *url = getenv(name);
@@ -69,7 +74,7 @@ void aws_endpoint(const char *env_suffix, const char *host_prefix, char *out, si
         if (overridden) *overridden = true;
         return;
     }
-    snprintf(out, n, "https://%s.%s.amazonaws.com", host_prefix, aws_region());
+    snprintf(out, n, "https://%s.%s.amazonaws.com", host_prefix, region);
     if (overridden) *overridden = false;
 }
 

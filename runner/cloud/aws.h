@@ -58,7 +58,15 @@ typedef struct {
     char role_session_name[64];
     char external_id[1224];
     int duration_seconds;        // 0 = STS's default (one hour)
-    char unsupported_key[32];    // sso_session, credential_process, mfa_serial... ("" if none)
+    char mfa_serial[256];        // a role that asks for an MFA code (refused: no prompt here)
+    char credential_process[4096]; // a command that prints credentials as JSON (process.c)
+    // SSO (sso.c). With sso_session, start URL and region come from the config file's
+    // [sso-session NAME] section (a profile's own values must agree with it).
+    char sso_session[128];
+    char sso_start_url[1024];
+    char sso_region[64];
+    char sso_account_id[32];
+    char sso_role_name[128];
     char credentials_file[4096], config_file[4096]; // "" when there is no path (no HOME)
 } aws_profile;
 // The profile AWS_PROFILE names (else "default") / the profile a source_profile names.
@@ -67,6 +75,8 @@ typedef struct {
 // are no error.
 int aws_profile_load(aws_profile *out);
 int aws_profile_load_named(const char *name, aws_profile *out);
+// The profile uses SSO: it names sso_account_id or sso_role_name (botocore's test).
+bool aws_profile_uses_sso(const aws_profile *p);
 // The config file's region for the profile, read once; NULL when there is none.
 const char *aws_profile_region(void);
 
@@ -78,6 +88,9 @@ const char *aws_region(void);
 // an override applied (S3 then uses path-style addressing). Writes into out.
 void aws_endpoint(const char *env_suffix, const char *host_prefix, char *out, size_t n,
                   bool *overridden);
+// The same in a given region rather than aws_region() (SSO's portal is in sso_region).
+void aws_endpoint_in(const char *env_suffix, const char *host_prefix, const char *region,
+                     char *out, size_t n, bool *overridden);
 
 typedef struct {
     const char *method;   // "GET", "PUT", "POST", "HEAD", "DELETE"
@@ -144,6 +157,30 @@ int sts_assume_role(const aws_credentials *source, const sts_role *role, aws_cre
 // token is the proof). The same codes; an unreadable token file is EXIT_USAGE.
 int sts_assume_role_with_web_identity(const sts_role *role, const char *token_file,
                                       aws_credentials *out);
+
+// credential_process (process.c). The command split into words as botocore splits it on
+// POSIX (Python's shlex.split; no shell): a NULL-terminated array the caller frees with
+// aws_command_free(). EXIT_USAGE for an empty command or an open quote.
+int aws_command_split(const char *command, char ***out);
+void aws_command_free(char **words);
+// The AWS CLI's JSON contract ({"Version": 1, "AccessKeyId", "SecretAccessKey",
+// "SessionToken"?, "Expiration"?}) into *out. EXIT_USAGE naming `what` and the missing or
+// wrong field, never a value.
+int aws_credentials_from_process_output(const char *text, size_t len, const char *what,
+                                        aws_credentials *out);
+// Run the profile's command (RUNNER_AWS_CREDENTIAL_PROCESS_TIMEOUT_S, default 60 s) and
+// read its credentials. EXIT_USAGE when it cannot be run, fails or prints no credentials;
+// EXIT_REMOTE_IO when it does not finish in time (it is killed, with its process group).
+int aws_credential_process(const char *profile, const char *command, aws_credentials *out);
+
+// SSO (sso.c): the AWS CLI's cached token (~/.aws/sso/cache/<sha1 of the session name,
+// or of the start URL for a profile without sso_session>.json), then GetRoleCredentials
+// at https://portal.sso.<sso_region>.amazonaws.com (AWS_ENDPOINT_URL_SSO or
+// AWS_ENDPOINT_URL override it). EXIT_USAGE for a missing or expired token (run
+// `aws sso login`) and for refusals; EXIT_REMOTE_IO when the portal cannot be reached.
+int sso_role_credentials(const aws_profile *p, aws_credentials *out);
+// The token cache's file name for a session name or start URL: 40 hex digits + ".json".
+void sso_cache_file_name(const char *key, char out[46]);
 
 // Lowercase hex SHA-256 of a memory block / of `len` bytes of a file from `offset`.
 void aws_sha256_hex(const void *data, size_t len, char out[65]);

@@ -1,8 +1,10 @@
 // The credentials chain, in the order the AWS SDKs use: environment variables; the
 // shared files' profile (~/.aws/credentials, ~/.aws/config: profile.c) when it assumes a
-// role; web identity (EKS service accounts); the profile's static keys; ECS container
+// role; web identity (EKS service accounts); the profile's SSO role, static keys or
+// credential_process; ECS container
 // credentials (the Batch job role); the EC2 instance role over IMDSv2. Roles are assumed
-// through STS (sts.c).
+// through STS (sts.c); a profile may also use SSO (sso.c) or a credential_process
+// (process.c).
 // Temporary credentials are cached and refreshed five minutes before they expire.
 // Secrets never reach a log line: each new secret key and token goes to log_redact().
 #include "runner/cloud/aws.h"
@@ -168,23 +170,45 @@ static const char *file_of(const aws_profile *p) {
 
 enum { ROLE_CHAIN_MAX = 5 }; // source_profile hops, as a guard against cycles
 
+// A profile's static keys come before its credential_process when they stand in the
+// credentials file, after it when they stand in the config file: botocore asks its
+// shared-credentials provider, then the process provider, then the config provider.
+static bool keys_in_credentials_file(const aws_profile *p) {
+    return p->credentials.access_key[0] && strcmp(p->keys_from, p->credentials_file) == 0;
+}
+
+// What a profile's credentials come from, for the aws_credentials log line.
+static const char *profile_source(const aws_profile *p, bool assumes_role) {
+    if (p->role_arn[0]) return assumes_role ? "assume-role" : "web-identity";
+    if (aws_profile_uses_sso(p)) return "sso";
+    if (!keys_in_credentials_file(p) && p->credential_process[0]) return "process";
+    return "profile";
+}
+
 // The credentials a profile stands for, as the SDKs read it: its role_arn assumed with
 // the credentials of its source_profile (itself resolved the same way; a profile that
 // names itself lends its own static keys) or of its credential_source, or through its
-// web_identity_token_file; else its static keys. 1 when it stands for none.
+// web_identity_token_file; else SSO, static keys in the credentials file, its
+// credential_process, static keys in the config file, in botocore's order. 1 when it
+// stands for none.
 static int from_profile(const aws_profile *p, int depth, aws_credentials *out) {
-    if (p->unsupported_key[0])
-        return error_set(EXIT_USAGE,
-                         "AWS profile %s (%s): %s is not supported; give the profile a role "
-                         "(role_arn with source_profile, credential_source or "
-                         "web_identity_token_file) or static keys, or export credentials "
-                         "(aws configure export-credentials --format env)",
-                         p->name, file_of(p), p->unsupported_key);
     if (!p->role_arn[0]) {
+        if (aws_profile_uses_sso(p)) return sso_role_credentials(p, out);
+        if (!keys_in_credentials_file(p) && p->credential_process[0])
+            return aws_credential_process(p->name, p->credential_process, out);
         if (!p->credentials.access_key[0]) return 1;
         *out = p->credentials;
         return 0;
     }
+    // botocore prompts for the code of mfa_serial when it assumes the role; a batch job
+    // has nobody to type it.
+    if (p->mfa_serial[0] && !p->web_identity_token_file[0])
+        return error_set(EXIT_USAGE,
+                         "AWS profile %s (%s): mfa_serial asks for an MFA code typed at a "
+                         "prompt, which a batch job cannot answer; use a role without MFA for "
+                         "the job, or export credentials first "
+                         "(aws configure export-credentials --format env)",
+                         p->name, file_of(p));
     sts_role role = role_of(p);
     if (p->source_profile[0] && p->credential_source[0])
         return error_set(EXIT_USAGE, "AWS profile %s (%s): source_profile and "
@@ -263,8 +287,7 @@ static int resolve(aws_credentials *out, const char **source) {
         *source = "web-identity";
         rc = sts_assume_role_with_web_identity(&role, env("AWS_WEB_IDENTITY_TOKEN_FILE"), out);
     } else if (rc == 0) {
-        *source = profile->role_arn[0] ? (profile_role ? "assume-role" : "web-identity")
-                                       : "profile";
+        *source = profile_source(profile, profile_role);
         rc = from_profile(profile, 0, out);
     }
     memset(profile, 0, sizeof *profile);

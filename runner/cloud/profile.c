@@ -3,9 +3,10 @@
 // Read with inih, the INI reader Debian ships; the lookup rules are the SDKs':
 //   credentials file   [NAME]                       aws_access_key_id, role_arn, ...
 //   config file        [default] / [profile NAME]   the same keys, and region
-// A key the runner cannot act on (SSO, a credential process, an MFA prompt) is refused
-// by name rather than skipped, so a job never runs with other credentials than the
-// ones its profile asks for.
+//   config file        [sso-session NAME]           sso_start_url, sso_region
+// Every key that asks for credentials is kept (an MFA prompt too, so that the chain can
+// refuse it by name), so a job never runs with other credentials than the ones its
+// profile asks for.
 #include "runner/cloud/aws.h"
 
 #include "runner/error.h"
@@ -27,24 +28,23 @@ typedef struct {
     char token[sizeof(((aws_credentials *)0)->token)];
 } file_scan;
 
-// Keys that ask for credentials the runner does not fetch itself.
-static const char *const UNSUPPORTED[] = {
-    "credential_process", "sso_session", "sso_start_url", "sso_account_id", "mfa_serial",
-};
-
-// The role settings, each a string field of aws_profile. The files are scanned
-// credentials file first, and a setting already taken is kept: that file wins.
-#define ROLE_KEY(field)                                                                    \
+// The string settings, each a field of aws_profile named as the key. The files are
+// scanned credentials file first, and a setting already taken is kept: that file wins.
+#define PROFILE_KEY(field)                                                                 \
     {#field, offsetof(aws_profile, field), sizeof(((aws_profile *)0)->field)}
 static const struct {
     const char *name;
     size_t offset, size;
-} ROLE_KEYS[] = {
-    ROLE_KEY(role_arn),          ROLE_KEY(source_profile),
-    ROLE_KEY(credential_source), ROLE_KEY(web_identity_token_file),
-    ROLE_KEY(role_session_name), ROLE_KEY(external_id),
+} PROFILE_KEYS[] = {
+    PROFILE_KEY(role_arn),           PROFILE_KEY(source_profile),
+    PROFILE_KEY(credential_source),  PROFILE_KEY(web_identity_token_file),
+    PROFILE_KEY(role_session_name),  PROFILE_KEY(external_id),
+    PROFILE_KEY(mfa_serial),         PROFILE_KEY(credential_process),
+    PROFILE_KEY(sso_session),        PROFILE_KEY(sso_start_url),
+    PROFILE_KEY(sso_region),         PROFILE_KEY(sso_account_id),
+    PROFILE_KEY(sso_role_name),
 };
-#undef ROLE_KEY
+#undef PROFILE_KEY
 
 static int on_key(void *user, const char *section, const char *name, const char *value) {
     file_scan *scan = user;
@@ -61,15 +61,45 @@ static int on_key(void *user, const char *section, const char *name, const char 
         aws_copy(p->region, sizeof p->region, value);
     else if (strcmp(name, "duration_seconds") == 0 && !p->duration_seconds)
         p->duration_seconds = atoi(value) > 0 ? atoi(value) : -1; // -1: not a number
-    for (size_t i = 0; i < sizeof ROLE_KEYS / sizeof ROLE_KEYS[0]; i++) {
-        char *field = (char *)p + ROLE_KEYS[i].offset;
-        if (strcmp(name, ROLE_KEYS[i].name) == 0 && !field[0])
-            aws_copy(field, ROLE_KEYS[i].size, value);
+    for (size_t i = 0; i < sizeof PROFILE_KEYS / sizeof PROFILE_KEYS[0]; i++) {
+        char *field = (char *)p + PROFILE_KEYS[i].offset;
+        if (strcmp(name, PROFILE_KEYS[i].name) == 0 && !field[0])
+            aws_copy(field, PROFILE_KEYS[i].size, value);
     }
-    for (size_t i = 0; i < sizeof UNSUPPORTED / sizeof UNSUPPORTED[0]; i++)
-        if (strcmp(name, UNSUPPORTED[i]) == 0 && !p->unsupported_key[0])
-            aws_copy(p->unsupported_key, sizeof p->unsupported_key, name);
     return 1;
+}
+
+// One [sso-session NAME] section of the config file.
+typedef struct {
+    const char *section;
+    bool seen;
+    char start_url[sizeof(((aws_profile *)0)->sso_start_url)];
+    char region[sizeof(((aws_profile *)0)->sso_region)];
+} session_scan;
+
+static int on_session_key(void *user, const char *section, const char *name,
+                          const char *value) {
+    session_scan *scan = user;
+    if (strcmp(section, scan->section) != 0) return 1;
+    scan->seen = true;
+    if (strcmp(name, "sso_start_url") == 0 && !scan->start_url[0])
+        aws_copy(scan->start_url, sizeof scan->start_url, value);
+    else if (strcmp(name, "sso_region") == 0 && !scan->region[0])
+        aws_copy(scan->region, sizeof scan->region, value);
+    return 1;
+}
+
+// A session value into the profile's field; a profile that gives another value is a
+// configuration botocore refuses too (InvalidConfigError), so the runner does.
+static int merge_session_value(aws_profile *p, const char *key, char *field, size_t size,
+                               const char *value) {
+    if (!value[0]) return 0;
+    if (field[0] && strcmp(field, value) != 0)
+        return error_set(EXIT_USAGE, "AWS profile %s: %s is %s in the profile but %s in its "
+                                     "sso-session %s", p->name, key, field, value,
+                         p->sso_session);
+    aws_copy(field, size, value);
+    return 0;
 }
 
 // `variable`, else $HOME/.aws/<name>; false when neither gives a path.
@@ -145,6 +175,30 @@ static bool profile_read(const char *name, aws_profile *out, read_failure *why) 
     return ok;
 }
 
+// Fill the profile's SSO start URL and region from the [sso-session NAME] section it
+// names (only the config file holds such sections, as in the AWS CLI).
+static int resolve_sso_session(aws_profile *p) {
+    char section[sizeof p->sso_session + 16];
+    snprintf(section, sizeof section, "sso-session %s", p->sso_session);
+    session_scan scan = {.section = section};
+    int rc = p->config_file[0] ? ini_parse(p->config_file, on_session_key, &scan) : -1;
+    if (rc == -2) return error_set(EXIT_RESOURCES, "%s: out of memory", p->config_file);
+    if (!scan.seen)
+        return error_set(EXIT_USAGE, "AWS profile %s: its sso_session %s has no "
+                                     "[sso-session %s] section in %s", p->name, p->sso_session,
+                         p->sso_session, p->config_file[0] ? p->config_file : "(no config file)");
+    int merged = merge_session_value(p, "sso_start_url", p->sso_start_url,
+                                     sizeof p->sso_start_url, scan.start_url);
+    if (merged == 0)
+        merged = merge_session_value(p, "sso_region", p->sso_region, sizeof p->sso_region,
+                                     scan.region);
+    return merged;
+}
+
+bool aws_profile_uses_sso(const aws_profile *p) {
+    return p->sso_account_id[0] || p->sso_role_name[0];
+}
+
 // `asked_by` names what asked for the profile by name ("AWS_PROFILE", "source_profile"),
 // so that it must exist; NULL for the implicit "default", which need not.
 static int profile_load(const char *name, const char *asked_by, aws_profile *out) {
@@ -163,6 +217,7 @@ static int profile_load(const char *name, const char *asked_by, aws_profile *out
     if (out->duration_seconds < 0)
         return error_set(EXIT_USAGE, "AWS profile %s: duration_seconds is not a positive number",
                          out->name);
+    if (out->sso_session[0] && aws_profile_uses_sso(out)) return resolve_sso_session(out);
     return 0;
 }
 

@@ -12,6 +12,10 @@ It plays, on one loopback port:
   - STS AssumeRole / AssumeRoleWithWebIdentity: a form POST to /, answered with
     fresh credentials "ASIASTS00000000N" (N counts the calls), or with `sts_error`
     = (status, code) when set.
+  - IAM Identity Center (SSO) GetRoleCredentials: GET /federation/credentials
+    ?account_id=&role_name= with x-amz-sso_bearer_token one of `sso_tokens`, answered
+    with credentials "ASIASSO00000000N" expiring at `sso_expiration_ms`, 401 for an
+    unknown token, 403 for a role not in `sso_roles` ({(account, role)}, None = any);
 Every request is recorded (method, path, headers, body) so tests can check what the
 runner sent, signatures included. `faults` is a list consumed one per request:
 an int answers that HTTP status, "drop" closes the connection without an answer.
@@ -61,6 +65,10 @@ class Responder:
         # When set, S3 requests (signed for service s3) signed for another region get
         # 301 PermanentRedirect with x-amz-bucket-region, as S3 answers them.
         self.s3_region = None
+        self.sso_tokens = set()
+        self.sso_roles = None
+        self.sso_calls = 0
+        self.sso_expiration_ms = 4070908800000  # 2099-01-01
         self.faults = []
         self.requests = []
         self.tokens = set()
@@ -156,6 +164,8 @@ def _handler(state):
                 if path == "/latest/meta-data/iam/security-credentials/" + ROLE:
                     return self._answer(200, dict(state.credentials, Code="Success"))
                 return self._answer(404, "Not Found", "text/plain")
+            if path == "/federation/credentials" and self.command == "GET":
+                return self._sso(parse_qs(urlsplit(self.path).query))
             if path.startswith("/creds"):
                 if state.auth_token and self.headers.get("Authorization") != state.auth_token:
                     return self._answer(403, {"message": "bad authorization"})
@@ -173,6 +183,33 @@ def _handler(state):
                 status, answer = state.json_answers.get(target, (200, {}))
                 return self._answer(status, answer, "application/x-amz-json-1.0")
             return self._answer(404, {"message": "no such path"})
+
+        def _sso(self, query):
+            # The portal answers errors as REST-JSON: {"message"} and x-amzn-ErrorType.
+            def refuse(status, kind, message):
+                body = json.dumps({"message": message}).encode()
+                self.send_response(status)
+                self.send_header("x-amzn-ErrorType", kind)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            token = self.headers.get("x-amz-sso_bearer_token")
+            account = query.get("account_id", [""])[0]
+            role = query.get("role_name", [""])[0]
+            if token not in state.sso_tokens:
+                return refuse(401, "UnauthorizedException", "Session token not found or invalid")
+            if state.sso_roles is not None and (account, role) not in state.sso_roles:
+                return refuse(403, "ForbiddenException", "No access")
+            with state.lock:
+                state.sso_calls += 1
+                n = state.sso_calls
+            return self._answer(200, {"roleCredentials": {
+                "accessKeyId": f"ASIASSO{n:09d}",
+                "secretAccessKey": f"sso-secret-{n}-do-not-log",
+                "sessionToken": f"sso-token-{n}-do-not-log",
+                "expiration": state.sso_expiration_ms}})
 
         def _sts(self, form):
             action = form.get("Action", [""])[0]

@@ -10,7 +10,7 @@
 //   aws_tool list URI                        -> one "key size" line per object
 //   aws_tool secret SECRET_ID                -> the secret as JSON
 //   aws_tool credentials                     -> {"access_key":..,"token_len":N,"expires_in":N,
-//                                               "region":..}
+//                                               "region":..,"secret_sha256":..,"token_sha256":..}
 //   aws_tool spot WAIT_S                     -> {"action":..,"time":..}, or exit 1 on timeout
 //   aws_tool sfn CODE REASON [OUTPUT_JSON] [RUN_S]
 //   aws_tool ecs                             -> the labels as JSON ("null" when none)
@@ -112,11 +112,16 @@ int main(int argc, char **argv) {
     if (strcmp(op, "credentials") == 0 && argc == 2) {
         aws_credentials c;
         int rc = aws_credentials_get(&c);
+        // Hashes, not the secrets, so that a test can compare them with boto3's.
+        char secret_hash[65], token_hash[65];
+        aws_sha256_hex(c.secret_key, strlen(c.secret_key), secret_hash);
+        aws_sha256_hex(c.token, strlen(c.token), token_hash);
         if (rc == 0)
             printf("{\"access_key\":\"%s\",\"token_len\":%zu,\"expires_in\":%lld,"
-                   "\"region\":\"%s\"}\n",
+                   "\"region\":\"%s\",\"secret_sha256\":\"%s\",\"token_sha256\":\"%s\"}\n",
                    c.access_key, strlen(c.token),
-                   c.expiration ? (long long)(c.expiration - time(NULL)) : -1LL, aws_region());
+                   c.expiration ? (long long)(c.expiration - time(NULL)) : -1LL, aws_region(),
+                   secret_hash, token_hash);
         return finish(rc);
     }
     if (strcmp(op, "spot") == 0 && argc == 3) {
