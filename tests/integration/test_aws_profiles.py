@@ -170,9 +170,10 @@ def test_credential_process_runs_again_before_expiration(aws_tool, responder, tm
     # Credentials that expire within the 5-minute margin are fetched again for every
     # request; ones that do not expire soon are fetched once.
     soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 120))
-    env = process_env(tmp_path, f"[profile proc]\ncredential_process = \"{helper(tmp_path, soon)}\"\n",
-                      AWS_PROFILE="proc", AWS_REGION=REGION, AWS_ENDPOINT_URL=responder.url,
-                      SFN_TASK_TOKEN="tok-PROC", RUNNER_SFN_HEARTBEAT_S="1")
+    config = f"[profile proc]\ncredential_process = \"{helper(tmp_path, soon)}\"\n"
+    env = process_env(tmp_path, config, AWS_PROFILE="proc", AWS_REGION=REGION,
+                      AWS_ENDPOINT_URL=responder.url, SFN_TASK_TOKEN="tok-PROC",
+                      RUNNER_SFN_HEARTBEAT_S="1")
     r = tool(aws_tool, "sfn", 0, "", "{}", 2.5, env=env)
     assert r.returncode == 0, r.stderr
     sent = responder.recorded("POST", "/")
@@ -184,7 +185,8 @@ def test_credential_process_runs_again_before_expiration(aws_tool, responder, tm
 
     (tmp_path / "count").unlink()
     env["ARGS_FILE"] = tmp_path / "args2"
-    (tmp_path / "config").write_text(f"[profile proc]\ncredential_process = \"{helper(tmp_path)}\"\n")
+    config = f"[profile proc]\ncredential_process = \"{helper(tmp_path)}\"\n"
+    (tmp_path / "config").write_text(config)
     r = tool(aws_tool, "sfn", 0, "", "{}", 2.5, env=env)
     assert r.returncode == 0, r.stderr
     assert runs(tmp_path) == 1
