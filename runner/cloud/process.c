@@ -71,7 +71,8 @@ int aws_command_split(const char *command, char ***out) {
             if (in_word) {
                 buffer[used] = '\0';
                 words[count] = strdup(buffer);
-                if (!words[count++]) rc = error_set(EXIT_RESOURCES, "credential_process: out of memory");
+                if (!words[count++])
+                    rc = error_set(EXIT_RESOURCES, "credential_process: out of memory");
                 used = 0;
                 in_word = false;
             }
@@ -190,10 +191,10 @@ static int spawn(char **argv, int out_fd, pid_t *pid) {
     return rc;
 }
 
-// Read the child's stdout until EOF or the deadline. 0 at EOF, 1 past the deadline,
-// 2 when the output is over the cap; -1 on a read error.
-static int read_output(int fd, aws_buffer *out, double deadline) {
-    char chunk[4096];
+// Read the child's stdout into out[PROCESS_OUTPUT_MAX + 1] until EOF or the deadline:
+// one buffer, never grown, so no copy of the secret is left behind in freed memory.
+// 0 at EOF, 1 past the deadline, 2 when the output is over the cap; -1 on a read error.
+static int read_output(int fd, char *out, size_t *len, double deadline) {
     for (;;) {
         double left = deadline - now_s();
         if (left <= 0) return 1;
@@ -202,12 +203,12 @@ static int read_output(int fd, aws_buffer *out, double deadline) {
         if (ready < 0 && errno == EINTR) continue;
         if (ready < 0) return -1;
         if (ready == 0) continue;
-        ssize_t got = read(fd, chunk, sizeof chunk);
+        if (*len > PROCESS_OUTPUT_MAX) return 2;
+        ssize_t got = read(fd, out + *len, PROCESS_OUTPUT_MAX + 1 - *len);
         if (got < 0 && errno == EINTR) continue;
         if (got < 0) return -1;
         if (got == 0) return 0;
-        if (out->len + (size_t)got > PROCESS_OUTPUT_MAX) return 2;
-        if (aws_buffer_append(out, chunk, (size_t)got) != 0) return -1;
+        *len += (size_t)got;
     }
 }
 
@@ -251,8 +252,9 @@ int aws_credential_process(const char *profile, const char *command, aws_credent
     }
     long limit = timeout_s();
     double deadline = now_s() + (double)limit;
-    aws_buffer output = {0};
-    int read_rc = read_output(pipe_fds[0], &output, deadline);
+    char *output = malloc(PROCESS_OUTPUT_MAX + 1);
+    size_t output_len = 0;
+    int read_rc = output ? read_output(pipe_fds[0], output, &output_len, deadline) : -1;
     close(pipe_fds[0]);
     int status = 0;
     bool ended = read_rc == 0 && wait_until(pid, &status, deadline);
@@ -263,6 +265,8 @@ int aws_credential_process(const char *profile, const char *command, aws_credent
     }
     if (!ended && read_rc == 2)
         rc = error_set(EXIT_USAGE, "%s: printed more than %d bytes", what, PROCESS_OUTPUT_MAX);
+    else if (!ended && !output)
+        rc = error_set(EXIT_RESOURCES, "%s: out of memory", what);
     else if (!ended && read_rc < 0)
         rc = error_set(EXIT_INTERNAL, "%s: cannot read its output", what);
     else if (!ended)
@@ -277,9 +281,8 @@ int aws_credential_process(const char *profile, const char *command, aws_credent
         rc = error_set(EXIT_USAGE, "%s: exited with status %d (its stderr is above)", what,
                        WEXITSTATUS(status));
     else
-        rc = aws_credentials_from_process_output(output.data ? output.data : "", output.len,
-                                                 what, out);
-    if (output.data) memset(output.data, 0, output.len);
-    aws_buffer_free(&output);
+        rc = aws_credentials_from_process_output(output, output_len, what, out);
+    if (output) memset(output, 0, output_len);
+    free(output);
     return rc;
 }

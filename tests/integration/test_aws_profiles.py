@@ -170,9 +170,10 @@ def test_credential_process_runs_again_before_expiration(aws_tool, responder, tm
     # Credentials that expire within the 5-minute margin are fetched again for every
     # request; ones that do not expire soon are fetched once.
     soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 120))
-    env = process_env(tmp_path, f"[profile proc]\ncredential_process = \"{helper(tmp_path, soon)}\"\n",
-                      AWS_PROFILE="proc", AWS_REGION=REGION, AWS_ENDPOINT_URL=responder.url,
-                      SFN_TASK_TOKEN="tok-PROC", RUNNER_SFN_HEARTBEAT_S="1")
+    config = f"[profile proc]\ncredential_process = \"{helper(tmp_path, soon)}\"\n"
+    env = process_env(tmp_path, config, AWS_PROFILE="proc", AWS_REGION=REGION,
+                      AWS_ENDPOINT_URL=responder.url, SFN_TASK_TOKEN="tok-PROC",
+                      RUNNER_SFN_HEARTBEAT_S="1")
     r = tool(aws_tool, "sfn", 0, "", "{}", 2.5, env=env)
     assert r.returncode == 0, r.stderr
     sent = responder.recorded("POST", "/")
@@ -184,7 +185,8 @@ def test_credential_process_runs_again_before_expiration(aws_tool, responder, tm
 
     (tmp_path / "count").unlink()
     env["ARGS_FILE"] = tmp_path / "args2"
-    (tmp_path / "config").write_text(f"[profile proc]\ncredential_process = \"{helper(tmp_path)}\"\n")
+    config = f"[profile proc]\ncredential_process = \"{helper(tmp_path)}\"\n"
+    (tmp_path / "config").write_text(config)
     r = tool(aws_tool, "sfn", 0, "", "{}", 2.5, env=env)
     assert r.returncode == 0, r.stderr
     assert runs(tmp_path) == 1
@@ -364,3 +366,36 @@ def test_sso_credentials_are_fetched_again_before_they_expire(aws_tool, responde
         assert req["headers"]["x-amz-security-token"] == f"sso-token-{n}-do-not-log"
         assert sigv4_valid(req, f"sso-secret-{n}-do-not-log", REGION, "states")[0]
     assert "do-not-log" not in r.stdout + r.stderr
+
+
+# ---- the runner binary ----
+
+def test_runner_writes_to_s3_with_process_credentials(runner_bin, moto, tmp_path):
+    """--check's write check (a multipart upload started and aborted at moto) gets its
+    credentials from the credential_process (the environment has none, so without it
+    the check would exit 2); a failing process ends the run with 2 and an exit line
+    that names it. (moto takes any signature: test_aws_metadata-style signature checks
+    with the process's secret are in test_credential_process_runs_again_before_expiration.)"""
+    from conftest import exit_line, run
+    from test_aws_moto import REGION as MOTO_REGION, SECRET_KEY, client
+    bucket = "runner-profiles-process"
+    client(moto, "s3").create_bucket(Bucket=bucket, CreateBucketConfiguration={
+        "LocationConstraint": MOTO_REGION})
+    path = script(tmp_path / "moto-creds.sh", f"""\
+echo run >> "$COUNT_FILE"
+printf '%s' '{{"Version": 1, "AccessKeyId": "testing", "SecretAccessKey": "{SECRET_KEY}"}}'
+""")
+    env = process_env(tmp_path, f"[profile moto]\ncredential_process = {path}\n",
+                      AWS_PROFILE="moto", AWS_DEFAULT_REGION=MOTO_REGION,
+                      AWS_ENDPOINT_URL=moto, RUNNER_WORK_DIR=tmp_path / "work")
+    r = run(runner_bin, "--check", "--output", f"s3://{bucket}/run", env=env, cwd=tmp_path)
+    line = exit_line(r.stdout + r.stderr)
+    assert r.returncode == 0, line
+    assert runs(tmp_path) >= 1
+
+    script(path, 'echo "helper: not signed in" >&2\nexit 1\n')
+    r = run(runner_bin, "--check", "--output", f"s3://{bucket}/run", env=env, cwd=tmp_path)
+    line = exit_line(r.stdout + r.stderr)
+    assert r.returncode == 2 and line["name"] == "USAGE", line
+    assert f"credential_process {path}: exited with status 1" in line["reason"]
+    assert "helper: not signed in" in r.stderr

@@ -87,7 +87,8 @@ static void test_process_output_contract(void) {
         {"{\"Version\":1,\"AccessKeyId\":\"A\"}", "SecretAccessKey"},
         {"{\"Version\":1,\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"s\",\"SessionToken\":5}",
          "SessionToken"},
-        {"{\"Version\":1,\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"s\",\"Expiration\":\"soon\"}",
+        {"{\"Version\":1,\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"s\","
+         "\"Expiration\":\"soon\"}",
          "Expiration"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -118,6 +119,12 @@ static void test_running_programs(void) {
     CHECK_INT(aws_credential_process("unit", "/nonexistent/helper --flag", &c), EXIT_USAGE);
     CHECK(strstr(error_message(), "cannot run it") != NULL);
     CHECK(strstr(error_message(), "--flag") == NULL); // arguments are not repeated
+
+    // A flood is cut at 256 KiB, the program stopped (head would otherwise block).
+    CHECK_INT(aws_credential_process("unit", "/bin/sh -c 'head -c 300000 /dev/zero; sleep 20'",
+                                     &c),
+              EXIT_USAGE);
+    CHECK(strstr(error_message(), "printed more than 262144 bytes") != NULL);
 
     setenv("RUNNER_AWS_CREDENTIAL_PROCESS_TIMEOUT_S", "1", 1);
     time_t start = time(NULL);
