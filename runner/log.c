@@ -97,6 +97,15 @@ void log_redact(const char *secret) {
     free(escaped);
 }
 
+cJSON *log_redactions_json(void) {
+    cJSON *out = cJSON_CreateArray();
+    pthread_mutex_lock(&log_lock);
+    for (size_t i = 0; out && i < secret_count; i++)
+        cJSON_AddItemToArray(out, cJSON_CreateString(secrets[i]));
+    pthread_mutex_unlock(&log_lock);
+    return out;
+}
+
 // Replace every occurrence of `needle` in `text` (owned) by "***"; returns the new text.
 static char *replace_all(char *text, const char *needle) {
     size_t needle_len = strlen(needle), count = 0;

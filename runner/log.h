@@ -24,6 +24,10 @@ void log_msg(log_level level, const char *event, const char *fmt, ...)
 void log_fields(log_level level, const char *event, cJSON *fields);
 // Never print `secret` (passwords, tokens, keys): every occurrence becomes "***".
 void log_redact(const char *secret);
+// Every registered secret, as a cJSON array of strings (the caller owns it): what the
+// supervisor hands a worker, which is a new program and would otherwise redact nothing
+// it did not register itself.
+cJSON *log_redactions_json(void);
 // Copy up to `max` JSON lines of the recent-lines ring (oldest first) into `out` as
 // malloc'd strings, and their sequence numbers (the lines' "seq", from 1) into `seqs`
 // when it is not NULL; returns how many. since == 0: the newest `max` lines (a tail).

@@ -10,6 +10,7 @@
 #include "runner/preflight.h"
 #include "runner/signals.h"
 #include "runner/supervisor.h"
+#include "runner/worker.h"
 #include "version.h"
 
 #include <limits.h>
@@ -50,10 +51,10 @@ static void redact_config(const runner_config *cfg) {
 }
 
 // libgomp reads OMP_WAIT_POLICY once, in its load-time constructor, so setting it from
-// main() is too late for this process and its forked workers. Its default lets idle
-// threads spin between the per-op parallel regions of the CPU backend, and on a
-// shared or busy machine the spinning threads starve the working ones (measured: the
-// default job took 60 s instead of 7 s). When the caller has not chosen a policy,
+// main() is too late for this process and the workers it starts (they inherit the
+// environment). Its default lets idle threads spin between the per-op parallel regions
+// of the CPU backend, and on a shared or busy machine the spinning threads starve the
+// working ones (measured: the default job took 60 s instead of 7 s). When the caller has not chosen a policy,
 // choose "passive" and exec ourselves once so the runtime starts with it; PID 1 and
 // open descriptors survive exec. If exec fails we carry on with the default.
 static void omp_policy_reexec(char **argv) {
@@ -70,6 +71,12 @@ static void omp_policy_reexec(char **argv) {
 
 int main(int argc, char **argv) {
     omp_policy_reexec(argv);
+    // A worker the supervisor started (runner/worker.h): its settings come from the
+    // handoff, not from the command line, and it ends with its own "worker_exit" line.
+    if (argc == 2 && strcmp(argv[1], WORKER_FLAG) == 0) {
+        redact_environment();
+        exit(worker_process_main());
+    }
     signals_install();
     redact_environment();
 

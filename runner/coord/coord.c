@@ -781,6 +781,28 @@ bool coord_redis_endpoint(char *host, int host_len, int *port, char *password,
 
 const redis_endpoint *coord_endpoint(void) { return coord.enabled ? &coord.ep : NULL; }
 
+void coord_worker_view_export(coord_worker_view *out) {
+    memset(out, 0, sizeof *out);
+    out->enabled = coord.enabled;
+    out->self = coord.self;
+    snprintf(out->prefix, sizeof out->prefix, "%s", coord.prefix);
+    if (coord.enabled)
+        out->endpoint = coord.ep;
+}
+
+static int redis_trials_factory(trial_source **out, const trial_spec *specs, int n,
+                                const asha_config *asha, const char *state_path, int rank,
+                                int world_size);
+
+void coord_worker_view_adopt(const coord_worker_view *view) {
+    coord.enabled = view->enabled;
+    coord.self = view->self;
+    snprintf(coord.prefix, sizeof coord.prefix, "%s", view->prefix);
+    coord.ep = view->endpoint;
+    log_redact(coord.ep.password);
+    trials_set_factory(coord.enabled ? redis_trials_factory : NULL);
+}
+
 void coord_publish_metric(const char *run, const char *tag, int64_t step, double value) {
     if (!coord.enabled)
         return;
