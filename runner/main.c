@@ -77,6 +77,7 @@ int main(int argc, char **argv) {
         redact_environment();
         exit(worker_process_main());
     }
+    if (argc == 2 && strcmp(argv[1], PREFLIGHT_GPU_PROBE_FLAG) == 0) exit(preflight_gpu_probe_main());
     signals_install();
     redact_environment();
 
