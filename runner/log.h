@@ -45,9 +45,6 @@ char *log_redacted(const char *text);
 // Write lines to `fd` instead of stdout (for --check and --exit-codes, whose report
 // owns stdout); the TTY test of LOG_FORMAT_AUTO then looks at `fd`.
 void log_set_fd(int fd);
-// Hold the log lock across fork() so no child inherits it held (idempotent; log_init and
-// fork_guard_install call it).
-void log_install_fork_handlers(void);
 // Forget labels, secrets and recent lines (tests).
 void log_reset(void);
 

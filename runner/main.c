@@ -78,6 +78,7 @@ int main(int argc, char **argv) {
         exit(worker_process_main());
     }
     if (argc == 2 && strcmp(argv[1], PREFLIGHT_GPU_PROBE_FLAG) == 0) exit(preflight_gpu_probe_main());
+    preflight_set_probe_program("/proc/self/exe");
     signals_install();
     redact_environment();
 

@@ -170,6 +170,14 @@ static void probe_cuda_runtime(gpu_probe *probe) {
 // inherit one of their locks held. It writes its gpu_probe to fd PROBE_RESULT_FD.
 enum { PROBE_RESULT_FD = 3 };
 
+// The runner binary that answers --gpu-probe; NULL in programs that only link the
+// library (unit tests), whose own binary would not know the flag.
+static const char *probe_program;
+
+void preflight_set_probe_program(const char *path) {
+    probe_program = path;
+}
+
 int preflight_gpu_probe_main(void) {
     gpu_probe probe;
     memset(&probe, 0, sizeof probe);
@@ -217,7 +225,7 @@ static int spawn_probe(int fds[2], pid_t *pid) {
     rc = posix_spawn_file_actions_adddup2(&actions, fds[1], PROBE_RESULT_FD);
     if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, PROBE_RESULT_FD + 1);
     char *argv[] = {"runner", PREFLIGHT_GPU_PROBE_FLAG, NULL};
-    if (rc == 0) rc = posix_spawn(pid, "/proc/self/exe", &actions, NULL, argv, environ);
+    if (rc == 0) rc = posix_spawn(pid, probe_program, &actions, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&actions);
     return rc;
 }
@@ -226,6 +234,11 @@ static int spawn_probe(int fds[2], pid_t *pid) {
 static void probe_gpus(gpu_probe *probe) {
     memset(probe, 0, sizeof *probe);
 #ifdef RUNNER_HAVE_CUDA
+    if (!probe_program) {
+        probe->status = 1;
+        snprintf(probe->error, sizeof probe->error, "no CUDA probe program in this process");
+        return;
+    }
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) {
         probe_failed(probe, "pipe", errno);

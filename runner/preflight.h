@@ -41,3 +41,6 @@ int preflight_gpu_count(void);
 // preflight gave it. Returns the exit code (2 when fd 3 is not the preflight's pipe).
 #define PREFLIGHT_GPU_PROBE_FLAG "--gpu-probe"
 int preflight_gpu_probe_main(void);
+// The binary to start as `PATH --gpu-probe` (main() gives "/proc/self/exe"). Unset, as
+// in unit tests whose own binary knows no such flag, no GPU is seen.
+void preflight_set_probe_program(const char *path);
