@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char STATE_MAGIC[8] = {'R', 'N', 'R', 'C', 'K', 'P', 'T', '1'};
 static const char *const CHECKPOINT_FILES[] = {"state.bin", "model.safetensors",
@@ -83,7 +84,7 @@ static int state_from_json(const cJSON *o, train_state *st, const char *path) {
     return 0;
 }
 
-// Steps of the complete-looking checkpoint directories (with a manifest), newest first.
+// Steps of every checkpoint-<N> directory, complete or not, newest first.
 static int list_checkpoints(const char *dir, long **steps) {
     *steps = NULL;
     DIR *d = opendir(dir);
@@ -132,6 +133,65 @@ static bool already_saved(const char *ck, const train_state *st) {
     free(ours);
     free(saved);
     return same;
+}
+
+// Whether `ck` is a complete checkpoint: its manifest (written last) parses and every
+// file it names exists with the size it says. Cheaper than checkpoint_verify (no CRC of
+// gigabytes at every save); a complete but corrupt one is resume's to skip.
+static bool is_complete(const char *ck) {
+    char path[PATH_MAX], *text = NULL;
+    if (files_join(path, sizeof path, "%s/manifest.json", ck) || !files_exists(path) ||
+        files_read_all(path, &text, NULL) != 0) {
+        error_clear();
+        return false;
+    }
+    cJSON *manifest = cJSON_Parse(text);
+    free(text);
+    const cJSON *files = cJSON_GetObjectItemCaseSensitive(manifest, "files");
+    bool complete = cJSON_IsObject(files);
+    for (int i = 0; i < CHECKPOINT_NFILES && complete; i++) {
+        const cJSON *size = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(files, CHECKPOINT_FILES[i]), "size");
+        struct stat st;
+        complete = cJSON_IsNumber(size) &&
+                   files_join(path, sizeof path, "%s/%s", ck, CHECKPOINT_FILES[i]) == 0 &&
+                   stat(path, &st) == 0 && (double)st.st_size == size->valuedouble;
+    }
+    cJSON_Delete(manifest);
+    error_clear();
+    return complete;
+}
+
+// save_total_limit after checkpoint-<current> was written: keep the newest `keep`
+// complete checkpoints up to `current`. Incomplete folders (a save killed half way) are
+// not counted — counted, they pushed complete ones out and left fewer than `keep` that a
+// resume can use — and not deleted: a folder without its manifest may be one being
+// written. Never deleted: `current` (the newest complete one), `best` (reloaded at the
+// end) and anything newer than `current` (from a run that went further: not ours).
+static void rotate(const char *dir, long current, long best, int keep) {
+    long *steps;
+    int n = list_checkpoints(dir, &steps), kept = 0;
+    for (int i = 0; i < n; i++) {
+        if (steps[i] > current) continue;
+        char ck[PATH_MAX];
+        if (files_join(ck, sizeof ck, "%s/checkpoint-%ld", dir, steps[i]) != 0) {
+            error_clear();
+            continue;
+        }
+        if (steps[i] != current && !is_complete(ck)) continue;
+        if (kept < keep || steps[i] == current) {
+            kept++;
+            continue;
+        }
+        if (steps[i] == best) continue; // the best model outlives the limit
+        if (files_remove_tree(ck, dir) == 0) {
+            log_info("checkpoint_deleted", "%s (save_total_limit %d)", ck, keep);
+        } else {
+            log_warn("checkpoint_delete_failed", "%s: %s", ck, error_message());
+            error_clear();
+        }
+    }
+    free(steps);
 }
 
 int checkpoint_save(const char *dir, const bert_model *m, const train_state *st, int keep) {
@@ -189,22 +249,7 @@ int checkpoint_save(const char *dir, const bert_model *m, const train_state *st,
     if ((rc = files_write_json(path, manifest))) return rc;
     log_info("checkpoint_saved", "%s", ck);
 
-    if (keep <= 0) return 0;
-    long *steps;
-    int n = list_checkpoints(dir, &steps), kept = 0;
-    for (int i = 0; i < n; i++) {
-        if (steps[i] > st->step) continue; // from a run that went further: not ours to judge
-        if (kept < keep) {
-            kept++;
-            continue;
-        }
-        if (steps[i] == st->best_step) continue; // the best model outlives the limit
-        char old[PATH_MAX];
-        if (files_join(old, sizeof old, "%s/checkpoint-%ld", dir, steps[i]) == 0 &&
-            files_remove_tree(old, dir) == 0)
-            log_info("checkpoint_deleted", "%s (save_total_limit %d)", old, keep);
-    }
-    free(steps);
+    if (keep > 0) rotate(dir, st->step, st->best_step, keep);
     return 0;
 }
 

@@ -35,7 +35,9 @@ void train_state_init(train_state *st, uint64_t seed);
 void train_state_free(train_state *st);
 
 // Write <dir>/checkpoint-<st->step>, then delete older complete checkpoints beyond the
-// newest `keep` (the best one is always kept; keep <= 0 keeps all). 0 or an exit code.
+// newest `keep` complete ones (save_total_limit; keep <= 0 keeps all). Only complete
+// checkpoints count; incomplete folders are neither counted nor deleted; the one just
+// written and the best one (st->best_step) are never deleted. 0 or an exit code.
 int checkpoint_save(const char *dir, const bert_model *m, const train_state *st, int keep);
 // Restore the newest valid checkpoint under `dir` into m and st; *found = false (and
 // 0 returned) when there is none. Corrupt or incomplete ones are skipped with a warning.

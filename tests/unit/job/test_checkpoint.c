@@ -106,6 +106,37 @@ static void test_same_step_is_not_rewritten(bert_model *m) {
     CHECK_INT(system(cmd), 0);
 }
 
+// save_total_limit counts complete checkpoints only. Two folders a killed save left
+// (one without its manifest, one whose state.bin is shorter than its manifest says)
+// must neither push complete ones out — counted, they left a single checkpoint a
+// resume could use — nor be deleted (a folder without a manifest may be being written).
+static void test_limit_counts_complete_checkpoints_only(bert_model *m) {
+    char dir[] = "/tmp/test_checkpoint_limit.XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    save_at(dir, m, 2, -1, 1, NULL);
+    save_at(dir, m, 4, -1, 2, NULL);
+    save_at(dir, m, 5, -1, 3, NULL);
+    char path[600];
+    snprintf(path, sizeof path, "%s/checkpoint-5/state.bin", dir);
+    CHECK_INT(truncate(path, 64), 0); // its manifest says otherwise: incomplete
+    snprintf(path, sizeof path, "%s/checkpoint-7", dir);
+    CHECK_INT(files_mkdirs(path), 0); // a save killed before its manifest
+    save_at(dir, m, 8, -1, 4, NULL); // keep 2
+    CHECK(exists(dir, 8));  // the newest complete one
+    CHECK(exists(dir, 4));  // the second complete one: incomplete ones did not count
+    CHECK(exists(dir, 7) && exists(dir, 5)); // incomplete: left alone
+    CHECK(!exists(dir, 2)); // beyond the limit
+    snprintf(path, sizeof path, "%s/checkpoint-4", dir);
+    CHECK_INT(checkpoint_verify(path), 0);
+    // The best one outlives the limit however many complete ones follow.
+    save_at(dir, m, 10, 4, 5, NULL);
+    save_at(dir, m, 12, 4, 6, NULL);
+    CHECK(exists(dir, 12) && exists(dir, 10) && exists(dir, 4) && !exists(dir, 8));
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_INT(system(cmd), 0);
+}
+
 int main(void) {
     char dir[] = "/tmp/test_checkpoint.XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
@@ -188,6 +219,7 @@ int main(void) {
     CHECK(!files_exists(path));
 
     test_same_step_is_not_rewritten(m);
+    test_limit_counts_complete_checkpoints_only(m);
 
     free(at9);
     free(at12);
