@@ -1,11 +1,13 @@
 """Workers are programs of their own (runner/worker.h): `runner --worker` started by
 posix_spawn of the runner's binary, never fork()ed copies of the multi-threaded
 supervisor, and given what they need through their handoff, not their command line."""
+import json
 import os
+import shutil
 
 import pytest
 
-from conftest import base_env, run
+from conftest import base_env, exit_line, free_port, run
 from test_foundation_signals import start
 
 
@@ -55,3 +57,45 @@ def test_internal_modes_by_hand_exit_2_with_one_line(runner_bin, flag):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("runner: ") and flag in lines[0]
+
+
+# The cases a fork()ed worker could hang in under GCC 12's AddressSanitizer (a lock of a
+# supervisor thread inherited held), now in CI's asan run (scripts/test sets
+# RUNNER_ASAN_BIN): the whole default job with every server and the embedded Redis on,
+# and a three-worker search whose prime run is data-parallel over three ranks. The
+# three-rank data-parallel unit test runs under `ctest --preset asan`.
+SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def events(out, name):
+    return [json.loads(line) for line in out.splitlines() if f'"event":"{name}"' in line]
+
+
+@pytest.mark.timeout(900)
+def test_asan_build_runs_the_default_job(asan_bin, tmp_path):
+    ports = [free_port() for _ in range(4)]
+    proc = run(asan_bin, "--output", tmp_path / "out", "--metrics-port", ports[0],
+               "--api-port", ports[1], "--dashboard-port", ports[2], "--redis-port", ports[3],
+               "--log-format", "json", env=base_env(RUNNER_SHM_PATH=tmp_path), timeout=800)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert not [r for r in SANITIZER_REPORTS if r in out]
+    assert exit_line(proc.stdout)["code"] == 0
+    assert events(proc.stdout, "serve_started") and events(proc.stdout, "rendezvous_done")
+    assert (tmp_path / "out/artefacts/distil/prime/model/model.safetensors").exists()
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server")
+def test_asan_build_runs_a_three_worker_search_and_data_parallel_prime(asan_bin, tmp_path):
+    proc = run(asan_bin, "--architecture", "bert", "--workers", 3, "--instances", 240,
+               "--trials", 3, "--epochs", 1, "--no-serve", "--redis-port", free_port(),
+               "--output", tmp_path / "out", "--log-format", "json",
+               env=base_env(RUNNER_SHM_PATH=tmp_path), timeout=800)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert not [r for r in SANITIZER_REPORTS if r in out]
+    assert len(events(proc.stdout, "trial_done")) == 3
+    prime = [e for e in events(proc.stdout, "evaluation") if "run=prime" in e["msg"]]
+    assert sorted(e["rank"] for e in prime) == [0, 1, 2]
+    assert len({e["msg"] for e in prime}) == 1  # the three ranks hold the same weights
