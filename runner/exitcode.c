@@ -80,10 +80,6 @@ void runner_on_exit(void (*hook)(void)) {
     if (hook && exit_hook_count < EXIT_HOOKS_MAX) exit_hooks[exit_hook_count++] = hook;
 }
 
-void runner_exit_forget_hooks(void) {
-    exit_hook_count = 0;
-}
-
 _Noreturn void runner_exit(int code, const char *reason) {
     // Pop before calling, so a hook that itself ends in runner_exit() cannot loop.
     while (exit_hook_count > 0) {

@@ -45,5 +45,3 @@ _Noreturn void runner_exit(int code, const char *reason);
 // Register a hook run by runner_exit() before the final line (flush, checkpoint,
 // unlink shared memory, stop servers). Up to 64 hooks.
 void runner_on_exit(void (*hook)(void));
-// In a freshly forked worker: forget the supervisor's hooks, so they do not run twice.
-void runner_exit_forget_hooks(void);

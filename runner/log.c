@@ -12,7 +12,6 @@
 enum { SECRETS_MAX = 64, SECRET_MIN_LEN = 4 };
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t log_once = PTHREAD_ONCE_INIT;
 static log_format format_in_use = LOG_FORMAT_AUTO;
 static log_level level_min = LOG_INFO;
 static cJSON *labels;                  // static fields of every line, owned
@@ -25,26 +24,12 @@ static int log_fd = STDOUT_FILENO;
 
 static const char *LEVEL_NAMES[] = {"debug", "info", "warn", "error"};
 
-// A worker forked while another thread logs must not inherit a held lock.
-static void before_fork(void) {
-    pthread_mutex_lock(&log_lock);
-}
-static void after_fork(void) {
-    pthread_mutex_unlock(&log_lock);
-}
-static void register_atfork(void) {
-    pthread_atfork(before_fork, after_fork, after_fork);
-}
-
-void log_install_fork_handlers(void) { pthread_once(&log_once, register_atfork); }
-
 static log_format resolve_format(log_format format) {
     if (format != LOG_FORMAT_AUTO) return format;
     return isatty(log_fd) ? LOG_FORMAT_TEXT : LOG_FORMAT_JSON;
 }
 
 void log_init(log_format format, log_level min_level) {
-    log_install_fork_handlers();
     pthread_mutex_lock(&log_lock);
     format_in_use = resolve_format(format);
     level_min = min_level;
@@ -95,6 +80,15 @@ void log_redact(const char *secret) {
     }
     pthread_mutex_unlock(&log_lock);
     free(escaped);
+}
+
+cJSON *log_redactions_json(void) {
+    cJSON *out = cJSON_CreateArray();
+    pthread_mutex_lock(&log_lock);
+    for (size_t i = 0; out && i < secret_count; i++)
+        cJSON_AddItemToArray(out, cJSON_CreateString(secrets[i]));
+    pthread_mutex_unlock(&log_lock);
+    return out;
 }
 
 // Replace every occurrence of `needle` in `text` (owned) by "***"; returns the new text.

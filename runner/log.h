@@ -24,6 +24,10 @@ void log_msg(log_level level, const char *event, const char *fmt, ...)
 void log_fields(log_level level, const char *event, cJSON *fields);
 // Never print `secret` (passwords, tokens, keys): every occurrence becomes "***".
 void log_redact(const char *secret);
+// Every registered secret, as a cJSON array of strings (the caller owns it): what the
+// supervisor hands a worker, which is a new program and would otherwise redact nothing
+// it did not register itself.
+cJSON *log_redactions_json(void);
 // Copy up to `max` JSON lines of the recent-lines ring (oldest first) into `out` as
 // malloc'd strings, and their sequence numbers (the lines' "seq", from 1) into `seqs`
 // when it is not NULL; returns how many. since == 0: the newest `max` lines (a tail).
@@ -41,9 +45,6 @@ char *log_redacted(const char *text);
 // Write lines to `fd` instead of stdout (for --check and --exit-codes, whose report
 // owns stdout); the TTY test of LOG_FORMAT_AUTO then looks at `fd`.
 void log_set_fd(int fd);
-// Hold the log lock across fork() so no child inherits it held (idempotent; log_init and
-// fork_guard_install call it).
-void log_install_fork_handlers(void);
 // Forget labels, secrets and recent lines (tests).
 void log_reset(void);
 

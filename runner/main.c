@@ -10,6 +10,7 @@
 #include "runner/preflight.h"
 #include "runner/signals.h"
 #include "runner/supervisor.h"
+#include "runner/worker.h"
 #include "version.h"
 
 #include <errno.h>
@@ -51,10 +52,10 @@ static void redact_config(const runner_config *cfg) {
 }
 
 // libgomp reads OMP_WAIT_POLICY once, in its load-time constructor, so setting it from
-// main() is too late for this process and its forked workers. Its default lets idle
-// threads spin between the per-op parallel regions of the CPU backend, and on a
-// shared or busy machine the spinning threads starve the working ones (measured: the
-// default job took 60 s instead of 7 s). When the caller has not chosen a policy,
+// main() is too late for this process and the workers it starts (they inherit the
+// environment). Its default lets idle threads spin between the per-op parallel regions
+// of the CPU backend, and on a shared or busy machine the spinning threads starve the
+// working ones (measured: the default job took 60 s instead of 7 s). When the caller has not chosen a policy,
 // choose "passive" and exec ourselves once so the runtime starts with it; PID 1 and
 // open descriptors survive exec. If exec fails we carry on with the default.
 static void omp_policy_reexec(char **argv) {
@@ -83,6 +84,14 @@ static _Noreturn void print_text_and_exit(void (*print)(FILE *out)) {
 
 int main(int argc, char **argv) {
     omp_policy_reexec(argv);
+    // A worker the supervisor started (runner/worker.h): its settings come from the
+    // handoff, not from the command line, and it ends with its own "worker_exit" line.
+    if (argc == 2 && strcmp(argv[1], WORKER_FLAG) == 0) {
+        redact_environment();
+        exit(worker_process_main());
+    }
+    if (argc == 2 && strcmp(argv[1], PREFLIGHT_GPU_PROBE_FLAG) == 0) exit(preflight_gpu_probe_main());
+    preflight_set_probe_program("/proc/self/exe");
     signals_install();
     redact_environment();
 

@@ -9,6 +9,9 @@
 #include "runner/units.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <limits.h>
 #include <poll.h>
@@ -30,6 +33,8 @@
 
 enum { GPU_MAX = 64, MIB = 1 << 20 };
 #define UNLIMITED UINT64_MAX
+
+extern char **environ;
 
 static pthread_mutex_t report_lock = PTHREAD_MUTEX_INITIALIZER;
 static cJSON *last_report;
@@ -133,7 +138,7 @@ typedef struct {
 } gpu_probe;
 
 #ifdef RUNNER_HAVE_CUDA
-static void probe_in_child(gpu_probe *probe) {
+static void probe_cuda_runtime(gpu_probe *probe) {
     cudaDriverGetVersion(&probe->driver);
     cudaRuntimeGetVersion(&probe->runtime);
     cudaError_t err = cudaGetDeviceCount(&probe->count);
@@ -160,38 +165,93 @@ static void probe_in_child(gpu_probe *probe) {
 }
 #endif
 
-// The CUDA runtime is asked in a short-lived child: a process that initialised CUDA
-// cannot use it in the workers it forks afterwards, and the supervisor forks them.
+// The CUDA runtime is asked in a short-lived process of its own, `runner --gpu-probe`:
+// a supervisor that initialised CUDA would hold a context (and its memory) on GPU 0 for
+// the whole job. Started with posix_spawn of our own binary, not fork(): the supervisor
+// may already run threads (the Step Functions heartbeat), and a fork()ed child could
+// inherit one of their locks held. It writes its gpu_probe to fd PROBE_RESULT_FD.
+enum { PROBE_RESULT_FD = 3 };
+
+// The runner binary that answers --gpu-probe; NULL in programs that only link the
+// library (unit tests), whose own binary would not know the flag.
+static const char *probe_program;
+
+void preflight_set_probe_program(const char *path) {
+    probe_program = path;
+}
+
+int preflight_gpu_probe_main(void) {
+    gpu_probe probe;
+    memset(&probe, 0, sizeof probe);
+#ifdef RUNNER_HAVE_CUDA
+    probe_cuda_runtime(&probe);
+#else
+    probe.status = 1;
+    snprintf(probe.error, sizeof probe.error, "built without CUDA");
+#endif
+    const char *p = (const char *)&probe;
+    size_t left = sizeof probe;
+    while (left > 0) {
+        ssize_t n = write(PROBE_RESULT_FD, p, left);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            fprintf(stderr, "runner: %s writes to fd %d of the preflight only: %s\n",
+                    PREFLIGHT_GPU_PROBE_FLAG, PROBE_RESULT_FD, strerror(errno));
+            return EXIT_USAGE;
+        }
+        p += n, left -= (size_t)n;
+    }
+    return EXIT_OK;
+}
+
+#ifdef RUNNER_HAVE_CUDA
+static void probe_failed(gpu_probe *probe, const char *what, int err) {
+    memset(probe, 0, sizeof *probe);
+    probe->status = 2;
+    snprintf(probe->error, sizeof probe->error, "%s: %s", what, strerror(err));
+}
+
+// posix_spawn `runner --gpu-probe` with the write end of `fds` as its fd 3. 0 or errno.
+static int spawn_probe(int fds[2], pid_t *pid) {
+    // The write end must not sit on fd 3 already, or the dup2 below would be a no-op
+    // that leaves it close-on-exec.
+    if (fds[1] == PROBE_RESULT_FD) {
+        int moved = fcntl(fds[1], F_DUPFD_CLOEXEC, PROBE_RESULT_FD + 1);
+        if (moved < 0) return errno;
+        close(fds[1]);
+        fds[1] = moved;
+    }
+    posix_spawn_file_actions_t actions;
+    int rc = posix_spawn_file_actions_init(&actions);
+    if (rc) return rc;
+    rc = posix_spawn_file_actions_adddup2(&actions, fds[1], PROBE_RESULT_FD);
+    if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, PROBE_RESULT_FD + 1);
+    char *argv[] = {"runner", PREFLIGHT_GPU_PROBE_FLAG, NULL};
+    if (rc == 0) rc = posix_spawn(pid, probe_program, &actions, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    return rc;
+}
+#endif
+
 static void probe_gpus(gpu_probe *probe) {
     memset(probe, 0, sizeof *probe);
 #ifdef RUNNER_HAVE_CUDA
-    int fds[2];
-    if (pipe(fds) != 0) {
-        probe->status = 2;
-        snprintf(probe->error, sizeof probe->error, "pipe: %s", strerror(errno));
+    if (!probe_program) {
+        probe->status = 1;
+        snprintf(probe->error, sizeof probe->error, "no CUDA probe program in this process");
         return;
     }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        gpu_probe child;
-        memset(&child, 0, sizeof child);
-        probe_in_child(&child);
-        const char *p = (const char *)&child;
-        size_t left = sizeof child;
-        while (left > 0) {
-            ssize_t n = write(fds[1], p, left);
-            if (n <= 0 && errno != EINTR) break;
-            if (n > 0) p += n, left -= (size_t)n;
-        }
-        _exit(0);
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        probe_failed(probe, "pipe", errno);
+        return;
     }
+    pid_t pid = -1;
+    int rc = spawn_probe(fds, &pid);
     close(fds[1]);
-    if (pid < 0) {
+    if (rc != 0) {
         close(fds[0]);
-        probe->status = 2;
-        snprintf(probe->error, sizeof probe->error, "fork: %s", strerror(errno));
+        probe_failed(probe, "start the CUDA probe", rc);
         return;
     }
     size_t got = 0;
@@ -208,7 +268,7 @@ static void probe_gpus(gpu_probe *probe) {
     }
     close(fds[0]);
     if (got < sizeof *probe) kill(pid, SIGKILL);
-    int status;
+    int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     if (got < sizeof *probe) {

@@ -1,8 +1,8 @@
 #pragma once
 // Preflight (DESIGN §3, §4): what the machine gives the job, checked before anything
 // else at every start and alone with `runner --check [--json]`.
-//   gpus     CUDA runtime (in a short-lived child process, so the supervisor itself
-//            never initialises CUDA before forking workers): count, name, memory,
+//   gpus     CUDA runtime (in a short-lived process of its own, `runner --gpu-probe`,
+//            so the supervisor never holds a CUDA context): count, name, memory,
 //            compute capability, driver/runtime versions, NVIDIA_/CUDA_VISIBLE_DEVICES
 //   shm      /dev/shm by statvfs against the need (workers, batch) or --min-shm
 //   cgroup   v2 (memory.max, cpu.max) or v1 (memory.limit_in_bytes, cpu.cfs_quota_us)
@@ -36,3 +36,11 @@ int preflight_check_gpu_count(int wanted, int visible);
 int preflight_worker_count(const runner_config *cfg, int visible);
 // The number of GPUs found by the last preflight_run() (0 before it or without CUDA).
 int preflight_gpu_count(void);
+// The whole of `runner --gpu-probe` (called by main() before the command line is
+// parsed; not in --help): ask the CUDA runtime, write the answer to fd 3, which the
+// preflight gave it. Returns the exit code (2 when fd 3 is not the preflight's pipe).
+#define PREFLIGHT_GPU_PROBE_FLAG "--gpu-probe"
+int preflight_gpu_probe_main(void);
+// The binary to start as `PATH --gpu-probe` (main() gives "/proc/self/exe"). Unset, as
+// in unit tests whose own binary knows no such flag, no GPU is seen.
+void preflight_set_probe_program(const char *path);

@@ -19,7 +19,7 @@ static atomic_int reason_claimed;         // 0 until the first reason is stored
 static char stop_reason_text[REASON_MAX]; // written once, by whoever claims it
 static atomic_int watched[WATCHED_MAX];   // worker pids, 0 = free slot
 static atomic_bool installed;
-static bool in_worker; // set after fork: a worker's last line is "worker_exit", not "exit"
+static bool in_worker; // a worker's last line is "worker_exit", not "exit"
 
 // Claim the reason slot once; async-signal-safe (no locks, no stdio).
 static void store_reason(const char *reason) {
@@ -183,15 +183,8 @@ void signals_unwatch_child(pid_t pid) {
     }
 }
 
-void signals_reset_in_child(void) {
+void signals_mark_worker(void) {
     in_worker = true;
-    atomic_store(&stop_count, 0);
-    atomic_store(&stop_flag, false);
-    atomic_store(&checkpoint_flag, false);
-    atomic_store(&reason_claimed, 0);
-    stop_reason_text[0] = '\0';
-    for (int i = 0; i < WATCHED_MAX; i++)
-        atomic_store(&watched[i], 0);
 }
 
 int signals_received(void) {

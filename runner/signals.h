@@ -23,7 +23,8 @@ void signals_request_checkpoint(void);
 // Supervisor side: worker pids the handler forwards a second signal to before exiting.
 void signals_watch_child(pid_t pid);
 void signals_unwatch_child(pid_t pid);
-// In a freshly forked worker: clear the inherited flags and watched children.
-void signals_reset_in_child(void);
+// In a worker process (runner --worker): a second stop signal's immediate line is
+// "worker_exit", not the supervisor's "exit".
+void signals_mark_worker(void);
 // The number of SIGTERM/SIGINT received so far (tests, logging).
 int signals_received(void);

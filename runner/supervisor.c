@@ -4,22 +4,19 @@
 #include "runner/coord/coord.h"
 #include "runner/error.h"
 #include "runner/exitcode.h"
-#include "runner/fault.h"
-#include "runner/job/job.h"
 #include "runner/log.h"
 #include "runner/preflight.h"
 #include "runner/serve/serve.h"
 #include "runner/signals.h"
 #include "runner/telemetry.h"
 #include "runner/timing.h"
+#include "runner/worker.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,25 +66,6 @@ static void on_spot_notice(const char *action, const char *time) {
     signals_request_stop(reason);
 }
 
-int worker_main(const runner_config *cfg, int local_rank, int rank, int world_size) {
-    fault_set_rank(rank);
-    log_set_labels(supervisor_log_labels(rank));
-    int rc = telemetry_worker_attach(local_rank);
-    if (rc) return rc;
-    cJSON *fields = cJSON_CreateObject();
-    cJSON_AddNumberToObject(fields, "local_rank", local_rank);
-    cJSON_AddNumberToObject(fields, "world_size", world_size);
-    cJSON_AddNumberToObject(fields, "pid", getpid());
-    cJSON *env = cJSON_AddObjectToObject(fields, "env");
-    static const char *const NAMES[] = {"LOCAL_RANK",       "RANK",        "WORLD_SIZE",
-                                        "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
-    for (size_t i = 0; i < sizeof NAMES / sizeof NAMES[0]; i++)
-        cJSON_AddStringToObject(env, NAMES[i], getenv(NAMES[i]) ? getenv(NAMES[i]) : "");
-    log_fields(LOG_INFO, "worker_start", fields);
-    fault_maybe_inject("worker_start", 0);
-    return job_run(cfg, rank, world_size);
-}
-
 int supervisor_combine(const worker_result *results, int count, int *culprit) {
     bool interrupted = false;
     if (culprit) *culprit = -1;
@@ -114,82 +92,11 @@ int supervisor_combine(const worker_result *results, int count, int *culprit) {
     return interrupted ? EXIT_INTERRUPTED : EXIT_OK;
 }
 
-static void set_worker_env(int local_rank, int rank, int local_world, int world) {
-    char text[32];
-    snprintf(text, sizeof text, "%d", local_rank);
-    setenv("LOCAL_RANK", text, 1);
-    snprintf(text, sizeof text, "%d", rank);
-    setenv("RANK", text, 1);
-    snprintf(text, sizeof text, "%d", local_world);
-    setenv("LOCAL_WORLD_SIZE", text, 1);
-    snprintf(text, sizeof text, "%d", world);
-    setenv("WORLD_SIZE", text, 1);
-    // torchrun's names: the main node's address (Batch gives it to child nodes only).
-    const char *main_address = getenv("AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS");
-    setenv("MASTER_ADDR", main_address ? main_address : "127.0.0.1", 0);
-    setenv("MASTER_PORT", "29500", 0);
-}
-
 static pid_t spawn_worker(const runner_config *cfg, worker *w, int local_world, int world) {
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) {
-        error_set(EXIT_INTERNAL, "pipe for worker %d: %s", w->rank, strerror(errno));
-        return -1;
-    }
-    pid_t parent = getpid();
-    fflush(NULL); // nothing buffered may be written twice
-    // A stop that arrives while the child resets its inherited signal state must not be
-    // lost: hold the signals until the reset is done (they stay pending, then run).
-    sigset_t held, previous;
-    sigemptyset(&held);
-    sigaddset(&held, SIGTERM);
-    sigaddset(&held, SIGINT);
-    sigaddset(&held, SIGUSR1);
-    sigprocmask(SIG_BLOCK, &held, &previous);
-    pid_t pid = fork();
-    if (pid != 0) sigprocmask(SIG_SETMASK, &previous, NULL);
-    if (pid < 0) {
-        close(fds[0]);
-        close(fds[1]);
-        error_set(EXIT_RESOURCES, "fork worker %d: %s", w->rank, strerror(errno));
-        return -1;
-    }
-    if (pid == 0) {
-        close(fds[0]);
-        // Its own process group: a terminal's ^C reaches only the supervisor, which
-        // forwards one stop; and it dies with the supervisor, never orphaned.
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) _exit(EXIT_PEER_LOST);
-        signals_reset_in_child();
-        sigprocmask(SIG_SETMASK, &previous, NULL);
-        runner_exit_forget_hooks();
-        set_worker_env(w->local_rank, w->rank, local_world, world);
-        error_clear();
-        int rc = worker_main(cfg, w->local_rank, w->rank, world);
-        if (rc != EXIT_OK && *error_message()) {
-            ssize_t ignored = write(fds[1], error_message(), strlen(error_message()));
-            (void)ignored;
-        }
-        cJSON *fields = cJSON_CreateObject();
-        cJSON_AddNumberToObject(fields, "code", rc);
-        cJSON_AddStringToObject(fields, "name", exitcode_name(rc));
-        if (rc != EXIT_OK && *error_message())
-            cJSON_AddStringToObject(fields, "reason", error_message());
-        log_fields(rc == EXIT_OK || rc == EXIT_INTERRUPTED ? LOG_INFO : LOG_ERROR, "worker_exit",
-                   fields);
-        // Leave through _exit: the atexit handlers and library destructors this child
-        // inherited belong to the supervisor and its threads, which do not exist here
-        // (and under ASan the exit-time leak check can hang on an allocator lock another
-        // supervisor thread held at fork). What the worker owns is flushed first.
-        telemetry_flush();
-        fflush(NULL);
-        _exit(rc);
-    }
-    close(fds[1]);
-    fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    worker_place place = {w->local_rank, w->rank, local_world, world};
+    pid_t pid = worker_spawn(cfg, &place, &w->reason_fd);
+    if (pid < 0) return -1;
     w->pid = pid;
-    w->reason_fd = fds[0];
     w->alive = true;
     signals_watch_child(pid);
     return pid;

@@ -1,9 +1,10 @@
 #pragma once
 // Supervisor and workers, the torchrun model (DESIGN §4). The supervisor owns signals,
-// preflight, the HTTP servers, Redis and the exit code; it forks one worker per GPU
-// (one on CPU, or --workers N) with LOCAL_RANK, RANK, WORLD_SIZE, LOCAL_WORLD_SIZE,
-// MASTER_ADDR and MASTER_PORT set as torchrun sets them; each worker runs
-// worker_main(): telemetry_worker_attach(rank), then job_run().
+// preflight, the HTTP servers, Redis and the exit code; it starts one worker per GPU
+// (one on CPU, or --workers N) as a program of its own, `runner --worker`, with
+// LOCAL_RANK, RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT set as
+// torchrun sets them and the rest handed over explicitly (runner/worker.h); each
+// worker attaches to telemetry, then runs job_run().
 // Exit code: a worker killed by a signal (crash, OOM kill) -> the others are stopped ->
 // 83 PEER_LOST; every worker stopped -> 80; else the first failing worker's own code.
 #include "runner/config.h"
@@ -13,8 +14,6 @@
 
 // Run the whole job; returns the exit code for runner_exit().
 int supervisor_run(const runner_config *cfg);
-// The body of one worker process; returns its exit code.
-int worker_main(const runner_config *cfg, int local_rank, int rank, int world_size);
 // How one worker ended: `status` as from waitpid(); killed_by_supervisor when the
 // supervisor SIGKILLed it after the stop grace (RUNNER_STOP_GRACE_S, default 25 s).
 typedef struct {

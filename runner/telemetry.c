@@ -11,7 +11,6 @@
 #include "runner/telemetry.h"
 
 #include "runner/error.h"
-#include "runner/fork_guard.h"
 #include "runner/log.h"
 #include "runner/serve/telemetry_store.h"
 #include "runner/serve/tfevents.h"
@@ -384,10 +383,8 @@ static void drain_ring(int w) {
 static void *reader_main(void *arg) {
     (void)arg;
     while (!atomic_load(&tel.reader_stop)) {
-        fork_guard_enter(); // draining allocates: no worker forked meanwhile
         for (uint32_t w = 0; w < tel.seg->workers; w++) drain_ring((int)w);
         telemetry_store_pull_local_logs();
-        fork_guard_leave();
         struct timespec ts = {0, READER_PERIOD_MS * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -442,12 +439,12 @@ int telemetry_supervisor_init(int workers) {
     tel.seg->size = size;
     tel.seg->workers = (uint32_t)workers;
     tel.supervisor = true;
-    setenv(SEGMENT_ENV, tel.seg_name, 1); // for workers that exec rather than fork
+    setenv(SEGMENT_ENV, tel.seg_name, 1); // the workers (runner/worker.h) attach by this name
     memset(tel.read_index, 0, sizeof tel.read_index);
     memset(tel.log_index, 0, sizeof tel.log_index);
     memset(tel.state_seen, 0, sizeof tel.state_seen);
     atomic_store(&tel.reader_stop, false);
-    if (fork_guard_thread_start(&tel.reader, reader_main, NULL) != 0) {
+    if (pthread_create(&tel.reader, NULL, reader_main, NULL) != 0) {
         telemetry_shutdown();
         return error_set(EXIT_RESOURCES, "telemetry: cannot start the reader thread");
     }
@@ -456,7 +453,7 @@ int telemetry_supervisor_init(int workers) {
 }
 
 int telemetry_worker_attach(int rank) {
-    if (!tel.seg) { // exec'd worker: map the supervisor's segment by name
+    if (!tel.seg) { // a worker (runner/worker.h): map the supervisor's segment by name
         const char *name = getenv(SEGMENT_ENV);
         if (!name || !*name)
             return error_set(EXIT_INTERNAL, "telemetry: no segment to attach to (%s unset)",
@@ -481,14 +478,13 @@ int telemetry_worker_attach(int rank) {
     if (rank < 0 || (uint32_t)rank >= tel.seg->workers)
         return error_set(EXIT_INTERNAL, "telemetry: rank %d outside 0..%u", rank,
                          tel.seg->workers - 1);
-    // After fork only this thread exists: the reader thread and the supervisor role
-    // stay with the parent.
+    // The reader thread and the supervisor role belong to the supervisor.
     tel.supervisor = false;
     tel.reader_running = false;
     tel.rank = rank;
     atomic_store(&tel.seg->rings[rank].pid, (int32_t)getpid());
-    // Lines before this point are the supervisor's (inherited across fork): ship only
-    // what this worker logs from now on.
+    // Ship only what this worker logs from now on (a test's process may have logged
+    // before it attached).
     tel.log_next = log_last_seq() + 1;
     tel.log_shipped_at = 0;
     if (!tel.atexit_registered) {

@@ -17,9 +17,10 @@ void telemetry_progress(int64_t done, int64_t total);
 void telemetry_run_dir(const char *run, const char *logdir);
 
 // Process wiring (called by the supervisor, runner/supervisor.c):
-// before forking workers, create the shared segment in /dev/shm for `workers` workers;
+// before starting workers, create the shared segment in /dev/shm for `workers` workers
+// (its name goes to them in RUNNER_TELEMETRY_SHM);
 int telemetry_supervisor_init(int workers);
-// in a worker right after fork, attach as `rank` (its scalars go to its own ring);
+// in a worker (runner/worker.h), attach as `rank` (its scalars go to its own ring);
 int telemetry_worker_attach(int rank);
 // write out what is buffered (event files, log lines for the supervisor): also run at
 // exit, and called by a worker before it leaves through _exit();

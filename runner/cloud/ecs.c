@@ -58,8 +58,8 @@ static cJSON *fetch_labels(void) {
     return labels;
 }
 
-// Asked once per process (workers forked later inherit the answer): labels go on every
-// log line and metric, and the endpoint need not hear from each of them.
+// Asked once per process (the supervisor hands its labels to its workers, runner/worker.h):
+// labels go on every log line and metric, and the endpoint need not hear from each worker.
 static pthread_mutex_t ecs_lock = PTHREAD_MUTEX_INITIALIZER;
 static cJSON *ecs_cached;
 static bool ecs_asked;

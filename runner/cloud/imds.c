@@ -5,7 +5,6 @@
 #include "runner/cloud/cloud.h"
 
 #include "runner/error.h"
-#include "runner/fork_guard.h"
 #include "runner/log.h"
 
 #include <errno.h>
@@ -159,16 +158,10 @@ static void *spot_main(void *arg) {
     const char *v = getenv("RUNNER_SPOT_POLL_MS"); // tests only
     if (v && atol(v) > 0) st.poll_ms = atol(v);
     for (;;) {
-        // No fork() while a poll is in flight (see runner/fork_guard.h).
-        fork_guard_enter();
         poll_next next = spot_poll(&st);
-        fork_guard_leave();
         if (next == POLL_DONE || spot_wait(st.poll_ms)) return NULL;
     }
 }
-
-// In a forked worker the watcher thread does not exist.
-static void spot_forget_in_child(void) { spot.running = false; }
 
 int cloud_spot_watcher_start(void (*on_notice)(const char *action, const char *time)) {
     if (imds_disabled()) return 0;
@@ -177,10 +170,9 @@ int cloud_spot_watcher_start(void (*on_notice)(const char *action, const char *t
         pthread_mutex_unlock(&spot.lock);
         return 0;
     }
-    fork_guard_install(spot_forget_in_child);
     spot.on_notice = on_notice;
     spot.stop = false;
-    spot.running = fork_guard_thread_start(&spot.thread, spot_main, NULL) == 0;
+    spot.running = pthread_create(&spot.thread, NULL, spot_main, NULL) == 0;
     pthread_mutex_unlock(&spot.lock);
     if (!spot.running) log_warn("spot_watcher", "cannot start its thread");
     return 0;

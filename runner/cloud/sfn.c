@@ -6,7 +6,6 @@
 #include "runner/cloud/cloud.h"
 
 #include "runner/error.h"
-#include "runner/fork_guard.h"
 #include "runner/log.h"
 
 #include <errno.h>
@@ -59,7 +58,6 @@ static void *heartbeat_main(void *arg) {
         bool stop = sfn.stop;
         pthread_mutex_unlock(&sfn.lock);
         if (stop) return NULL;
-        fork_guard_enter(); // no fork() while the heartbeat is in flight: curl, OpenSSL
         cJSON *payload = cJSON_CreateObject();
         cJSON_AddStringToObject(payload, "taskToken", task_token());
         char code[128];
@@ -69,19 +67,11 @@ static void *heartbeat_main(void *arg) {
             log_warn("sfn_heartbeat", "%s", error_message());
             error_clear();
         }
-        fork_guard_leave();
         // The task is gone (timed out, finished, bad token): nobody listens any more.
         if (rc && (strcmp(code, "TaskTimedOut") == 0 || strcmp(code, "TaskDoesNotExist") == 0 ||
                    strcmp(code, "InvalidToken") == 0))
             return NULL;
     }
-}
-
-// In a forked worker the heartbeat thread does not exist, and the supervisor, not the
-// worker, reports the outcome.
-static void sfn_forget_in_child(void) {
-    sfn.running = false;
-    sfn.finished = true;
 }
 
 bool cloud_sfn_wanted(void) { return task_token() != NULL; }
@@ -97,9 +87,8 @@ int cloud_sfn_start(void) {
     }
     const char *v = getenv("RUNNER_SFN_HEARTBEAT_S");
     sfn.interval_s = (v && atol(v) > 0) ? atol(v) : 60;
-    fork_guard_install(sfn_forget_in_child);
     sfn.stop = false;
-    sfn.running = fork_guard_thread_start(&sfn.thread, heartbeat_main, NULL) == 0;
+    sfn.running = pthread_create(&sfn.thread, NULL, heartbeat_main, NULL) == 0;
     pthread_mutex_unlock(&sfn.lock);
     log_info("sfn_callback", "task token present: heartbeat every %ld s", sfn.interval_s);
     return 0;

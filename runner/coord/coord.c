@@ -12,7 +12,6 @@
 #include "runner/coord/redis_server.h"
 #include "runner/coord/trials_redis.h"
 #include "runner/error.h"
-#include "runner/fork_guard.h"
 #include "runner/exitcode.h"
 #include "runner/log.h"
 #include "runner/serve/serve.h"
@@ -637,25 +636,18 @@ static void *heartbeat_main(void *arg) {
     if (!h.rc)
         return NULL;
     redis_client_set_stop_flag(h.rc, &coord.stop);
-    // Every call below runs inside the fork guard (hiredis allocates); the client lets go
-    // of it while it sleeps between retries, so a fork never waits for a retry window.
-    redis_client_set_fork_guarded(h.rc, true);
     int tick = coord.heartbeat_ms / 5 < 200 ? coord.heartbeat_ms / 5 : 200;
     if (tick < 20)
         tick = 20;
     while (!atomic_load(&coord.stop)) {
-        fork_guard_enter();
-        bool stop = heartbeat_turn(&h);
-        if (stop)
+        if (heartbeat_turn(&h)) {
             request_stop(EXIT_COORDINATION, "Redis unreachable on a multi-node job");
-        fork_guard_leave();
-        if (stop)
             break;
+        }
         nap(tick);
     }
     // The last points of a node that ends normally still reach the main node; one try
     // each: never hold the exit up when Redis is gone.
-    fork_guard_enter();
     if (!h.unreachable_since) {
         redis_client_set_retry_ms(h.rc, 0);
         if (flush_metrics(h.rc) == 0 && h.multi && !coord.self.is_main)
@@ -663,7 +655,6 @@ static void *heartbeat_main(void *arg) {
         error_clear();
     }
     redis_client_free(h.rc);
-    fork_guard_leave();
     return NULL;
 }
 
@@ -703,29 +694,23 @@ static void *control_main(void *arg) {
     char channel[COORD_PREFIX_MAX + 16];
     snprintf(channel, sizeof channel, "%scontrol", coord.prefix);
     while (!atomic_load(&coord.stop)) {
-        fork_guard_enter();
         int connected = redis_client_connect(rc);
-        fork_guard_leave();
         if (connected != 0) {
             error_clear();
             nap(500);
             continue;
         }
         redisContext *c = redis_client_context(rc);
-        fork_guard_enter();
         redisReply *r = redisCommand(c, "SUBSCRIBE %s", channel);
         if (r)
             freeReplyObject(r);
-        fork_guard_leave();
         if (!r) {
             redis_client_drop(rc);
             continue;
         }
         // A subscribed connection only reads: poll its socket so stop is noticed.
-        // Parsing and reading allocate (guarded); the wait for data does not.
         while (!atomic_load(&coord.stop)) {
             void *reply = NULL;
-            fork_guard_enter();
             int status = redisGetReplyFromReader(c, &reply);
             if (reply) {
                 redisReply *m = reply;
@@ -735,7 +720,6 @@ static void *control_main(void *arg) {
                     handle_control(m->element[2]->str, m->element[2]->len);
                 freeReplyObject(m);
             }
-            fork_guard_leave();
             if (status != REDIS_OK)
                 break;
             if (reply)
@@ -745,16 +729,12 @@ static void *control_main(void *arg) {
             if (ready < 0 && errno != EINTR)
                 break;
             if (ready > 0) {
-                fork_guard_enter();
                 status = redisBufferRead(c);
-                fork_guard_leave();
                 if (status != REDIS_OK)
                     break;
             }
         }
-        fork_guard_enter();
         redis_client_drop(rc);
-        fork_guard_leave();
     }
     redis_client_free(rc);
     return NULL;
@@ -780,6 +760,28 @@ bool coord_redis_endpoint(char *host, int host_len, int *port, char *password,
 }
 
 const redis_endpoint *coord_endpoint(void) { return coord.enabled ? &coord.ep : NULL; }
+
+void coord_worker_view_export(coord_worker_view *out) {
+    memset(out, 0, sizeof *out);
+    out->enabled = coord.enabled;
+    out->self = coord.self;
+    snprintf(out->prefix, sizeof out->prefix, "%s", coord.prefix);
+    if (coord.enabled)
+        out->endpoint = coord.ep;
+}
+
+static int redis_trials_factory(trial_source **out, const trial_spec *specs, int n,
+                                const asha_config *asha, const char *state_path, int rank,
+                                int world_size);
+
+void coord_worker_view_adopt(const coord_worker_view *view) {
+    coord.enabled = view->enabled;
+    coord.self = view->self;
+    snprintf(coord.prefix, sizeof coord.prefix, "%s", view->prefix);
+    coord.ep = view->endpoint;
+    log_redact(coord.ep.password);
+    trials_set_factory(coord.enabled ? redis_trials_factory : NULL);
+}
 
 void coord_publish_metric(const char *run, const char *tag, int64_t step, double value) {
     if (!coord.enabled)
@@ -904,12 +906,12 @@ int coord_start(const runner_config *cfg) {
 
     trials_set_factory(redis_trials_factory);
     publish_nodes();
-    if (fork_guard_thread_start(&coord.heartbeat_thread, heartbeat_main, NULL) == 0)
+    if (pthread_create(&coord.heartbeat_thread, NULL, heartbeat_main, NULL) == 0)
         coord.heartbeat_running = true;
-    if (fork_guard_thread_start(&coord.control_thread, control_main, NULL) == 0)
+    if (pthread_create(&coord.control_thread, NULL, control_main, NULL) == 0)
         coord.control_running = true;
     if (coord.self.is_main && coord.self.num_nodes > 1 &&
-        fork_guard_thread_start(&coord.fanin_thread, coord_fanin_main, NULL) == 0)
+        pthread_create(&coord.fanin_thread, NULL, coord_fanin_main, NULL) == 0)
         coord.fanin_running = true;
     if (!coord.heartbeat_running || !coord.control_running)
         return error_set(EXIT_INTERNAL, "coord: cannot start its threads");

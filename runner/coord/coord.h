@@ -4,9 +4,10 @@
 // channel, the metrics stream. Runs in the supervisor; every key lives under
 // `runner:{job_id}:{attempt}:`.
 //
-// Life cycle: coord_start() once before the workers are forked, coord_stop() at exit.
+// Life cycle: coord_start() once before the workers are started, coord_stop() at exit.
 // With `--redis off` and a single node both are no-ops and coord_enabled() is false.
 #include "runner/config.h"
+#include "runner/coord/redis_client.h"
 
 #include <cjson/cJSON.h>
 
@@ -50,8 +51,23 @@ const char *coord_prefix(void);
 // died), EXIT_COORDINATION (Redis lost on a multi-node job), EXIT_INTERRUPTED (a stop or
 // checkpoint command), 0 when coordination requested nothing.
 int coord_exit_code_hint(void);
-// Connection parameters for a new client in another process or thread (a worker after
-// fork): host, port and password of the Redis in use. Returns false when Redis is off.
+// What a worker process needs of coordination: whether Redis is in use, this node, the
+// key prefix and the endpoint (with its password). Workers are separate programs
+// (runner/worker.h): the supervisor exports this view into the worker's handoff, the
+// worker adopts it and then opens its own connections; it runs none of coordination's
+// threads and never leaves the rendezvous (coord_stop() stays a no-op there).
+typedef struct {
+    bool enabled;
+    coord_node self;
+    char prefix[COORD_PREFIX_MAX];
+    redis_endpoint endpoint;
+} coord_worker_view;
+void coord_worker_view_export(coord_worker_view *out);
+// In a worker, before its job runs: take over `view` (the password is registered with
+// log_redact(), and the search's trials go through Redis when it is in use).
+void coord_worker_view_adopt(const coord_worker_view *view);
+// Connection parameters for a new client in another process or thread: host, port and
+// password of the Redis in use. Returns false when Redis is off.
 bool coord_redis_endpoint(char *host, int host_len, int *port, char *password,
                           int password_len);
 // Publish one step metric of this node to the capped metrics stream (non-blocking for

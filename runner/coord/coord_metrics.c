@@ -4,7 +4,6 @@
 // its API and dashboard show every node.
 #include "runner/coord/coord_internal.h"
 #include "runner/error.h"
-#include "runner/fork_guard.h"
 #include "runner/log.h"
 #include "runner/serve/telemetry_store.h"
 
@@ -92,13 +91,9 @@ void *coord_fanin_main(void *arg) {
     redis_client *rc = redis_client_new(ep, 1000);
     if (!rc)
         return NULL;
-    redis_client_set_fork_guarded(rc, true); // its retry sleeps do not hold a fork up
     char last_id[64] = "0-0";
     int self_index = coord_self()->node_index;
     while (!coord_stopping()) {
-        // Guarded through the blocking read (hiredis allocates on both sides of it): a
-        // fork waits at most FANIN_BLOCK_MS.
-        fork_guard_enter();
         redisReply *r = redis_client_command(rc, "XREAD COUNT %d BLOCK %d STREAMS %smetrics %s",
                                              EXPORT_BATCH, FANIN_BLOCK_MS, coord_prefix(),
                                              last_id);
@@ -108,10 +103,7 @@ void *coord_fanin_main(void *arg) {
             freeReplyObject(r);
         else
             error_clear(); // the heartbeat thread decides what an outage means
-        fork_guard_leave();
     }
-    fork_guard_enter();
     redis_client_free(rc);
-    fork_guard_leave();
     return NULL;
 }

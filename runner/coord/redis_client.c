@@ -2,7 +2,6 @@
 #include "runner/coord/redis_client.h"
 
 #include "runner/error.h"
-#include "runner/fork_guard.h"
 #include "runner/log.h"
 #include "runner/timing.h"
 
@@ -29,7 +28,6 @@ struct redis_client {
     int command_timeout_ms;
     atomic_bool *stop;
     bool (*should_stop)(void);
-    bool fork_guarded; // the caller holds the fork guard around its commands
     bool was_connected; // to log "reconnected" once after an outage
     long reconnects;
 };
@@ -131,7 +129,6 @@ void redis_client_set_retry_ms(redis_client *rc, int retry_ms) {
     rc->retry_ms = retry_ms > 0 ? retry_ms : 0;
 }
 
-void redis_client_set_fork_guarded(redis_client *rc, bool guarded) { rc->fork_guarded = guarded; }
 
 void redis_client_set_command_timeout(redis_client *rc, int timeout_ms) {
     rc->command_timeout_ms = timeout_ms;
@@ -181,15 +178,9 @@ static int connect_timeout(const redis_client *rc, long long deadline) {
     return left > CONNECT_MIN_MS ? (int)left : CONNECT_MIN_MS;
 }
 
-// Sleep between retries. A caller that holds the fork guard (runner/fork_guard.h) lets
-// go of it meanwhile: nothing is allocated or locked here, and a fork (a worker, the
-// embedded server's restart) must not wait for a retry window.
-static void backoff_sleep(redis_client *rc, int *backoff, long long left) {
-    if (rc->fork_guarded)
-        fork_guard_leave();
+// Sleep between retries, doubling the pause up to BACKOFF_MAX_MS.
+static void backoff_sleep(int *backoff, long long left) {
     timing_sleep_ms(*backoff < left ? *backoff : (int)left);
-    if (rc->fork_guarded)
-        fork_guard_enter();
     *backoff = *backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *backoff * 2;
 }
 
@@ -218,7 +209,7 @@ static int connect_until(redis_client *rc, long long deadline) {
         long long left = deadline - timing_now_ms();
         if (left <= 0 || stopping(rc))
             break;
-        backoff_sleep(rc, &backoff, left);
+        backoff_sleep(&backoff, left);
     }
     return error_set(EXIT_COORDINATION, "redis %s:%d unreachable: %s", rc->ep.host,
                      rc->ep.port, why);
@@ -245,7 +236,7 @@ static redisReply *command_with_retry(redis_client *rc, redisReply *(*send)(redi
         long long left = deadline - timing_now_ms();
         if (left <= 0 || stopping(rc))
             break;
-        backoff_sleep(rc, &backoff, left);
+        backoff_sleep(&backoff, left);
     }
     if (error_code() != EXIT_COORDINATION)
         error_set(EXIT_COORDINATION, "redis %s:%d unreachable", rc->ep.host, rc->ep.port);

@@ -29,10 +29,6 @@ int redis_endpoint_parse(const char *url, redis_endpoint *out);
 redis_client *redis_client_new(const redis_endpoint *ep, int retry_ms);
 // Change the retry window for the next commands (e.g. to what is left of a deadline).
 void redis_client_set_retry_ms(redis_client *rc, int retry_ms);
-// The caller holds the fork guard (runner/fork_guard.h) around every command of this
-// client: the client releases it during its backoff sleeps, so a fork never waits for a
-// retry window. Only for a client used inside guarded stretches, always.
-void redis_client_set_fork_guarded(redis_client *rc, bool guarded);
 void redis_client_free(redis_client *rc);
 // Commands give up early (between retries) once *stop becomes true (may be NULL).
 void redis_client_set_stop_flag(redis_client *rc, atomic_bool *stop);

@@ -3,7 +3,6 @@
 
 #include "runner/coord/redis_client.h"
 #include "runner/error.h"
-#include "runner/fork_guard.h"
 #include "runner/log.h"
 #include "runner/timing.h"
 
@@ -65,9 +64,8 @@ static int spawn_with(char *const argv[], int in_fd, pid_t *pid) {
 }
 
 // Start redis-server reading its configuration from a pipe on stdin ("redis-server -"),
-// so the password never shows in `ps`. posix_spawn, not fork: glibc's runs no atfork
-// handlers (runner/fork_guard.h) and execs at once, so a restart never waits for the
-// other threads' guarded stretches, and this may run inside one. The server gets its own
+// so the password never shows in `ps`. posix_spawn, not fork: it execs at once, so the
+// server inherits no lock another of our threads held. The server gets its own
 // process group (a terminal's ^C or `timeout` hitting the job's group must not take it
 // down: the supervisor stops it last) and, through util-linux's setpriv, dies with the
 // thread that started it (PDEATHSIG), so a runner killed with SIGKILL leaves no server
@@ -173,9 +171,6 @@ static void *supervise(void *arg) {
         if (atomic_load(&server.stopping) || pid <= 0 || !server_died(pid, &status))
             continue;
         atomic_store(&server.pid, 0);
-        // Logging, the spawn's set-up and the readiness check allocate: guarded
-        // (runner/fork_guard.h). The spawn does not fork, so it may be inside too.
-        fork_guard_enter();
         log_warn("redis_server_died", "pid %d, status %d; starting it again", (int)pid,
                  WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status));
         int code = spawn_server();
@@ -189,7 +184,6 @@ static void *supervise(void *arg) {
             log_error("redis_server_restart_failed", "%s", error_message());
             error_clear();
         }
-        fork_guard_leave();
         if (code == 0) {
             backoff = 100;
         } else {
@@ -214,7 +208,7 @@ int redis_server_start(const char *bind, int port, const char *password) {
         redis_server_stop();
         return code;
     }
-    if (fork_guard_thread_start(&server.thread, supervise, NULL) != 0) {
+    if (pthread_create(&server.thread, NULL, supervise, NULL) != 0) {
         redis_server_stop();
         return error_set(EXIT_INTERNAL, "redis-server: cannot start its supervisor thread");
     }

@@ -6,10 +6,12 @@
 #include "runner/log.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char STATE_MAGIC[8] = {'R', 'N', 'R', 'C', 'K', 'P', 'T', '1'};
 static const char *const CHECKPOINT_FILES[] = {"state.bin", "model.safetensors",
@@ -28,6 +30,42 @@ void train_state_init(train_state *st, uint64_t seed) {
 void train_state_free(train_state *st) {
     cJSON_Delete(st->curve);
     st->curve = NULL;
+    cJSON_Delete(st->fingerprint);
+    st->fingerprint = NULL;
+}
+
+// The keys of `want` and `got` (either may be NULL) whose values differ, as a cJSON
+// array of strings; NULL when they are equal.
+static cJSON *fingerprint_differences(const cJSON *want, const cJSON *got) {
+    cJSON *keys = cJSON_CreateArray();
+    for (const cJSON *w = want ? want->child : NULL; w; w = w->next) {
+        const cJSON *g = cJSON_GetObjectItemCaseSensitive(got, w->string);
+        if (!g || !cJSON_Compare(w, g, true)) cJSON_AddItemToArray(keys, cJSON_CreateString(w->string));
+    }
+    for (const cJSON *g = got ? got->child : NULL; g; g = g->next)
+        if (!cJSON_GetObjectItemCaseSensitive(want, g->string))
+            cJSON_AddItemToArray(keys, cJSON_CreateString(g->string));
+    if (!cJSON_IsObject(got)) cJSON_AddItemToArray(keys, cJSON_CreateString("(no fingerprint)"));
+    if (cJSON_GetArraySize(keys) == 0) {
+        cJSON_Delete(keys);
+        return NULL;
+    }
+    return keys;
+}
+
+// The fingerprint recorded in checkpoint `ck` (owned), NULL when none can be read.
+static cJSON *read_fingerprint(const char *ck) {
+    char path[PATH_MAX], *text = NULL;
+    if (files_join(path, sizeof path, "%s/trainer_state.json", ck) ||
+        files_read_all(path, &text, NULL) != 0) {
+        error_clear();
+        return NULL;
+    }
+    cJSON *state = cJSON_Parse(text);
+    free(text);
+    cJSON *fingerprint = cJSON_DetachItemFromObjectCaseSensitive(state, "fingerprint");
+    cJSON_Delete(state);
+    return fingerprint;
 }
 
 static cJSON *state_to_json(const train_state *st) {
@@ -52,6 +90,7 @@ static cJSON *state_to_json(const train_state *st) {
     cJSON_AddBoolToObject(o, "finished", st->finished);
     cJSON_AddBoolToObject(o, "halted", st->halted);
     cJSON_AddItemToObject(o, "curve", cJSON_Duplicate(st->curve, 1));
+    if (st->fingerprint) cJSON_AddItemToObject(o, "fingerprint", cJSON_Duplicate(st->fingerprint, 1));
     return o;
 }
 
@@ -80,10 +119,12 @@ static int state_from_json(const cJSON *o, train_state *st, const char *path) {
     st->finished = cJSON_IsTrue(cJSON_GetObjectItem(o, "finished"));
     st->halted = cJSON_IsTrue(cJSON_GetObjectItem(o, "halted"));
     st->curve = cJSON_Duplicate(curve, 1);
+    const cJSON *fingerprint = cJSON_GetObjectItemCaseSensitive(o, "fingerprint");
+    st->fingerprint = cJSON_IsObject(fingerprint) ? cJSON_Duplicate(fingerprint, 1) : NULL;
     return 0;
 }
 
-// Steps of the complete-looking checkpoint directories (with a manifest), newest first.
+// Steps of every checkpoint-<N> directory, complete or not, newest first.
 static int list_checkpoints(const char *dir, long **steps) {
     *steps = NULL;
     DIR *d = opendir(dir);
@@ -134,10 +175,106 @@ static bool already_saved(const char *ck, const train_state *st) {
     return same;
 }
 
+// Whether `ck` is a complete checkpoint: its manifest (written last) parses and every
+// file it names exists with the size it says. Cheaper than checkpoint_verify (no CRC of
+// gigabytes at every save); a complete but corrupt one is resume's to skip.
+static bool is_complete(const char *ck) {
+    char path[PATH_MAX], *text = NULL;
+    if (files_join(path, sizeof path, "%s/manifest.json", ck) || !files_exists(path) ||
+        files_read_all(path, &text, NULL) != 0) {
+        error_clear();
+        return false;
+    }
+    cJSON *manifest = cJSON_Parse(text);
+    free(text);
+    const cJSON *files = cJSON_GetObjectItemCaseSensitive(manifest, "files");
+    bool complete = cJSON_IsObject(files);
+    for (int i = 0; i < CHECKPOINT_NFILES && complete; i++) {
+        const cJSON *size = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(files, CHECKPOINT_FILES[i]), "size");
+        struct stat st;
+        complete = cJSON_IsNumber(size) &&
+                   files_join(path, sizeof path, "%s/%s", ck, CHECKPOINT_FILES[i]) == 0 &&
+                   stat(path, &st) == 0 && (double)st.st_size == size->valuedouble;
+    }
+    cJSON_Delete(manifest);
+    error_clear();
+    return complete;
+}
+
+// save_total_limit after checkpoint-<current> was written: keep the newest `keep`
+// complete checkpoints up to `current`. Incomplete folders (a save killed half way) are
+// not counted — counted, they pushed complete ones out and left fewer than `keep` that a
+// resume can use — and not deleted: a folder without its manifest may be one being
+// written. Never deleted: `current` (the newest complete one), `best` (reloaded at the
+// end) and anything newer than `current` (from a run that went further: not ours).
+static void rotate(const char *dir, long current, long best, int keep, const cJSON *fingerprint) {
+    long *steps;
+    int n = list_checkpoints(dir, &steps), kept = 0;
+    for (int i = 0; i < n; i++) {
+        if (steps[i] > current) continue;
+        char ck[PATH_MAX];
+        if (files_join(ck, sizeof ck, "%s/checkpoint-%ld", dir, steps[i]) != 0) {
+            error_clear();
+            continue;
+        }
+        if (steps[i] != current && !is_complete(ck)) continue;
+        // Another run's checkpoint (another fingerprint): neither counted nor deleted.
+        if (steps[i] != current && fingerprint) {
+            cJSON *theirs = read_fingerprint(ck);
+            cJSON *differ = fingerprint_differences(fingerprint, theirs);
+            cJSON_Delete(theirs);
+            cJSON_Delete(differ);
+            if (differ) continue;
+        }
+        if (kept < keep || steps[i] == current) {
+            kept++;
+            continue;
+        }
+        if (steps[i] == best) continue; // the best model outlives the limit
+        if (files_remove_tree(ck, dir) == 0) {
+            log_info("checkpoint_deleted", "%s (save_total_limit %d)", ck, keep);
+        } else {
+            log_warn("checkpoint_delete_failed", "%s: %s", ck, error_message());
+            error_clear();
+        }
+    }
+    free(steps);
+}
+
+// A complete checkpoint of another run (another fingerprint) where this run saves the
+// same step: renamed, contents untouched, to <ck>.other-<N>, a name that no listing
+// takes for a checkpoint. Overwritten, it would be lost; kept under its name, the end of
+// this run could reload its weights as this run's best. 0 or EXIT_OUTPUT.
+static int set_aside_other_run(const char *ck, const cJSON *fingerprint) {
+    if (!fingerprint || !is_complete(ck)) return 0;
+    cJSON *theirs = read_fingerprint(ck);
+    cJSON *differ = fingerprint_differences(fingerprint, theirs);
+    cJSON_Delete(theirs);
+    if (!differ) return 0;
+    char aside[PATH_MAX];
+    for (int n = 1; n < 1000; n++) {
+        if (files_join(aside, sizeof aside, "%s.other-%d", ck, n)) break;
+        if (files_exists(aside)) continue;
+        if (rename(ck, aside) != 0) break;
+        cJSON *fields = cJSON_CreateObject();
+        cJSON_AddStringToObject(fields, "checkpoint", ck);
+        cJSON_AddStringToObject(fields, "moved_to", aside);
+        cJSON_AddItemToObject(fields, "keys", differ);
+        log_fields(LOG_WARN, "checkpoint_set_aside", fields);
+        return 0;
+    }
+    cJSON_Delete(differ);
+    error_clear();
+    return error_set(EXIT_OUTPUT, "%s: another run's checkpoint holds this step and cannot "
+                     "be set aside: %s", ck, strerror(errno));
+}
+
 int checkpoint_save(const char *dir, const bert_model *m, const train_state *st, int keep) {
     char ck[PATH_MAX], path[PATH_MAX];
     int rc = files_join(ck, sizeof ck, "%s/checkpoint-%ld", dir, st->step);
     if (rc) return rc;
+    if ((rc = set_aside_other_run(ck, st->fingerprint))) return rc;
     if (already_saved(ck, st)) {
         log_info("checkpoint_kept", "%s already holds step %ld; not written again", ck, st->step);
         return 0;
@@ -189,22 +326,7 @@ int checkpoint_save(const char *dir, const bert_model *m, const train_state *st,
     if ((rc = files_write_json(path, manifest))) return rc;
     log_info("checkpoint_saved", "%s", ck);
 
-    if (keep <= 0) return 0;
-    long *steps;
-    int n = list_checkpoints(dir, &steps), kept = 0;
-    for (int i = 0; i < n; i++) {
-        if (steps[i] > st->step) continue; // from a run that went further: not ours to judge
-        if (kept < keep) {
-            kept++;
-            continue;
-        }
-        if (steps[i] == st->best_step) continue; // the best model outlives the limit
-        char old[PATH_MAX];
-        if (files_join(old, sizeof old, "%s/checkpoint-%ld", dir, steps[i]) == 0 &&
-            files_remove_tree(old, dir) == 0)
-            log_info("checkpoint_deleted", "%s (save_total_limit %d)", old, keep);
-    }
-    free(steps);
+    if (keep > 0) rotate(dir, st->step, st->best_step, keep, st->fingerprint);
     return 0;
 }
 
@@ -297,6 +419,19 @@ int checkpoint_resume(const char *dir, bert_model *m, train_state *st, bool *fou
             rc = json ? state_from_json(json, &loaded, path)
                       : error_set(EXIT_BAD_INPUT, "%s: not valid JSON", path);
             cJSON_Delete(json);
+            cJSON *differ = rc == 0 && st->fingerprint
+                                ? fingerprint_differences(st->fingerprint, loaded.fingerprint)
+                                : NULL;
+            if (differ) {
+                // Another run's checkpoint (a setting, the data, the model or the code
+                // changed under the same output): not resumed, and never deleted.
+                cJSON *fields = cJSON_CreateObject();
+                cJSON_AddStringToObject(fields, "checkpoint", ck);
+                cJSON_AddItemToObject(fields, "keys", differ);
+                log_fields(LOG_WARN, "checkpoint_fingerprint_mismatch", fields);
+                rc = error_set(EXIT_BAD_INPUT, "%s: written by a run with another fingerprint "
+                               "(left as it is)", ck);
+            }
             if (rc == 0 && loaded.seed != st->seed)
                 rc = error_set(EXIT_BAD_INPUT, "%s: written with seed %llu, this run uses %llu",
                                path, (unsigned long long)loaded.seed,

@@ -29,16 +29,24 @@ typedef struct {
     bool finished;        // all epochs run, stopped early or halted by ASHA
     bool halted;          // halted by ASHA
     cJSON *curve;         // [{epoch, step, train_loss, eval_loss, eval_f1, ...}], owned
+    // Everything the run's result depends on ({key: value}, owned; NULL: not checked),
+    // written into trainer_state.json. A checkpoint is resumed, and counted or deleted
+    // by save_total_limit, only when its fingerprint equals the run's.
+    cJSON *fingerprint;
 } train_state;
 
 void train_state_init(train_state *st, uint64_t seed);
 void train_state_free(train_state *st);
 
 // Write <dir>/checkpoint-<st->step>, then delete older complete checkpoints beyond the
-// newest `keep` (the best one is always kept; keep <= 0 keeps all). 0 or an exit code.
+// newest `keep` complete ones (save_total_limit; keep <= 0 keeps all). Only complete
+// checkpoints count; incomplete folders are neither counted nor deleted; the one just
+// written and the best one (st->best_step) are never deleted. 0 or an exit code.
 int checkpoint_save(const char *dir, const bert_model *m, const train_state *st, int keep);
 // Restore the newest valid checkpoint under `dir` into m and st; *found = false (and
-// 0 returned) when there is none. Corrupt or incomplete ones are skipped with a warning.
+// 0 returned) when there is none. Corrupt or incomplete ones are skipped with a warning;
+// so is one whose fingerprint differs from st->fingerprint (when set): logged as
+// "checkpoint_fingerprint_mismatch" with the keys that differ, and left untouched.
 int checkpoint_resume(const char *dir, bert_model *m, train_state *st, bool *found);
 // Load only the weights of <dir>/checkpoint-<step> (the best model at the end).
 int checkpoint_load_weights(const char *dir, long step, bert_model *m);

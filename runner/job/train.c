@@ -8,6 +8,7 @@
 #include "runner/job/checkpoint.h"
 #include "runner/job/dataset.h"
 #include "runner/job/files.h"
+#include "runner/job/fingerprint.h"
 #include "runner/job/metrics.h"
 #include "runner/log.h"
 #include "runner/model/schedule.h"
@@ -295,6 +296,12 @@ int train_run(bert_model *m, const encoded_set *train, const encoded_set *valid,
 
     train_state st;
     train_state_init(&st, opt->seed);
+    // Before any resume: the model as the caller initialised it is part of the run.
+    rc = fingerprint_of_training(m, train, valid, opt, &st.fingerprint);
+    if (rc) {
+        train_state_free(&st);
+        return rc;
+    }
     bool resumed;
     rc = checkpoint_resume(opt->dir, m, &st, &resumed);
     int B = opt->batch_size;

@@ -44,7 +44,8 @@ def first_step_of(run_name):
 
 
 def newest_checkpoint(run_dir):
-    return max(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    steps = [p for p in run_dir.glob("checkpoint-*") if p.name.split("-", 1)[1].isdigit()]
+    return max(steps, key=lambda p: int(p.name.split("-", 1)[1]))
 
 
 def trainer_state(checkpoint):
@@ -71,11 +72,13 @@ def test_sigterm_and_restart_end_with_identical_weights(runner_bin, tmp_path):
     assert sent and code == 80, log[-3000:]
     resumed_lines = [l for l in log.splitlines() if '"event":"checkpoint_resumed"' in l]
     assert resumed_lines and "trial-0" in resumed_lines[0]
+    assert '"event":"checkpoint_fingerprint_mismatch"' not in log  # its own checkpoints
     assert trainer_state(newest_checkpoint(art / "prime"))["batch_in_epoch"] > 0
 
     # 3. Restarted: the prime run resumes mid-epoch; stopped after its first evaluation.
     code, log, sent = run_until(runner_bin, resumed, evaluation_of("prime"))
     assert sent and code == 80, log[-3000:]
+    assert '"event":"checkpoint_fingerprint_mismatch"' not in log
 
     # 4. The newest prime checkpoint is damaged: the restart warns, takes the one before.
     damaged = newest_checkpoint(art / "prime")
@@ -115,3 +118,40 @@ def test_output_outside_the_run_is_never_deleted(runner_bin, tmp_path):
     prime = out / "artefacts" / "bert" / "prime"
     assert len(list(prime.glob("checkpoint-*"))) <= 2  # the newest, and the best if older
     assert '"event":"checkpoint_deleted"' in proc.stdout
+
+
+def test_a_changed_setting_does_not_resume_the_old_checkpoint_nor_delete_it(runner_bin, tmp_path):
+    # Same output, another learning rate: the first run's checkpoint is another run's.
+    args = ["--architecture", "bert", "--instances", 240, "--trials", 0, "--epochs", 2,
+            "--early-stopping-patience", 0, "--no-serve", "--redis", "off",
+            "--log-format", "json", "--save-total-limit", 1, "--output", tmp_path]
+    proc = subprocess.Popen([str(runner_bin), *map(str, args)], env=base_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sent = False
+    for line in proc.stdout:
+        if not sent and '"event":"checkpoint_saved"' in line and "prime" in line:
+            proc.send_signal(signal.SIGTERM)
+            sent = True
+    assert proc.wait(timeout=300) == 80 and sent
+    prime = tmp_path / "artefacts" / "bert" / "prime"
+    old = {p.name: trainer_state(p) for p in prime.glob("checkpoint-*")}
+    assert old
+
+    again = run(runner_bin, *args, "--learning-rate", 3e-3, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:]
+    lines = [json.loads(l) for l in again.stdout.splitlines() if l.startswith("{")]
+    mismatches = [l for l in lines if l.get("event") == "checkpoint_fingerprint_mismatch"]
+    assert mismatches and all(m["keys"] == ["learning_rate"] for m in mismatches)
+    assert not [l for l in lines if l.get("event") == "checkpoint_resumed"]
+    # Left as they were, save_total_limit 1 or not; one at a step this run saved too is
+    # set aside (renamed), contents unchanged, rather than overwritten.
+    aside = {l["checkpoint"].rsplit("/", 1)[1]: l["moved_to"] for l in lines
+             if l.get("event") == "checkpoint_set_aside"}
+    for name, state in old.items():
+        path = aside.get(name, prime / name)
+        assert trainer_state(tmp_path.joinpath(path)) == state
+        assert '"fingerprint"' in (tmp_path.joinpath(path) / "trainer_state.json").read_text()
+    assert aside  # the two runs share step numbers
+    # This run's own checkpoints hold its learning rate.
+    ours = newest_checkpoint(prime)
+    assert trainer_state(ours)["fingerprint"]["learning_rate"] == float.hex(3e-3)

@@ -7,9 +7,9 @@
 // AddressSanitizer takes no allocator lock around fork(): in CI all three Gloo ranks of
 // test_collectives once hung on an allocator lock inherited held (2 of 15 runs under
 // load, here), forked just after the supervising thread had been started. The product
-// closes that window (runner/fork_guard.h: threads are started before fork can run and
-// guard what they allocate); the tests also keep their own process single-threaded when
-// they fork, so a rank's fate depends on nothing but the code under test.
+// forks nothing (its workers are programs of their own, runner/worker.h); tests that
+// fork ranks keep their own process single-threaded when they fork, so a rank's fate
+// depends on nothing but the code under test.
 #include "runner/coord/redis_server.h"
 
 #include <netinet/in.h>

@@ -1,6 +1,9 @@
 // Data-parallel training on CPU ranks: two and three processes, each with its slice of
 // the global batch, Gloo all-reduce through a real redis-server, train bert-tiny to the
 // same weights as one process with the whole batch (up to fp32 summation order).
+// Ranks are programs of their own, as the job's workers are (runner/worker.h): this
+// binary started again by posix_spawn as `test_data_parallel --rank R WORLD GROUP PATH
+// [VIEW]`, never a fork() of a process whose coordination threads run.
 #include "check.h"
 #include "coord/redis_keeper.h"
 #include "kernels/backend.h"
@@ -12,11 +15,16 @@
 #include "runner/error.h"
 #include "runner/model/bert.h"
 
+#include <fcntl.h>
 #include <math.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+extern char **environ;
 
 enum { B = 6, T = 8, V = 64, LABELS = 5, STEPS = 3 };
 static const float LR = 1e-3f;
@@ -59,7 +67,8 @@ static int train_rank(int rank, int world, const char *group, const char *path) 
     collective_store_ops store = {0};
     collective *c = NULL;
     if (world == 3) {
-        // The job's way: the group through coord_start()'s Redis (inherited by fork).
+        // The job's way: the group through the Redis of the supervisor's coord_start(),
+        // whose view this rank adopted from its handoff file.
         if (data_parallel_open(rank, world, false, 0, &c) != 0) {
             fprintf(stderr, "rank %d: %s\n", rank, error_message());
             return 13;
@@ -113,23 +122,31 @@ static int train_rank(int rank, int world, const char *group, const char *path) 
     return 0;
 }
 
-// Run `world` ranks as processes (OpenMP and CUDA do not survive fork: only children
-// compute). Rank 0's file is the group's result.
-static bool run_group(int world, const char *group, const char *path0) {
-    pid_t pids[3];
+// Run `world` ranks as processes of their own (this binary again, in rank mode); `view`
+// (may be NULL) names the file holding coordination's view for them. Rank 0's file is
+// the group's result.
+static bool run_group(int world, const char *group, const char *path0, const char *view) {
+    pid_t pids[3] = {-1, -1, -1};
     for (int r = 0; r < world; r++) {
-        pids[r] = fork();
-        if (pids[r] == 0) {
-            alarm(60);
-            char path[256];
-            snprintf(path, sizeof path, "%s.%d", path0, r);
-            _exit(train_rank(r, world, group, r == 0 ? path0 : path));
+        char rank[16], size[16], path[256];
+        snprintf(rank, sizeof rank, "%d", r);
+        snprintf(size, sizeof size, "%d", world);
+        snprintf(path, sizeof path, "%s.%d", path0, r);
+        char *argv[] = {"test_data_parallel", "--rank", rank, size, (char *)group,
+                        r == 0 ? (char *)path0 : path, (char *)view, NULL};
+        int rc = posix_spawn(&pids[r], "/proc/self/exe", NULL, NULL, argv, environ);
+        if (rc != 0) {
+            fprintf(stderr, "world %d rank %d: posix_spawn: %s\n", world, r, strerror(rc));
+            pids[r] = -1;
         }
     }
     bool ok = true;
     for (int r = 0; r < world; r++) {
-        int st;
-        waitpid(pids[r], &st, 0);
+        int st = 0;
+        if (pids[r] < 0 || waitpid(pids[r], &st, 0) != pids[r]) {
+            ok = false;
+            continue;
+        }
         int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         if (code != 0)
             fprintf(stderr, "world %d rank %d: exit %d\n", world, r, code);
@@ -186,19 +203,52 @@ static void compare(const char *ref_path, const char *path, int world) {
     free(got);
 }
 
-int main(void) {
+// Coordination's view for the ranks, in a file only this user reads.
+static bool write_view(const char *path) {
+    coord_worker_view view;
+    coord_worker_view_export(&view);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return false;
+    bool ok = write(fd, &view, sizeof view) == (ssize_t)sizeof view;
+    return close(fd) == 0 && ok;
+}
+
+// Rank mode: argv = --rank R WORLD GROUP PATH [VIEW].
+static int rank_main(int argc, char **argv) {
+    alarm(60);
+    if (argc < 6) return 20;
+    if (argc > 6) {
+        coord_worker_view view;
+        int fd = open(argv[6], O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || read(fd, &view, sizeof view) != (ssize_t)sizeof view) return 21;
+        close(fd);
+        coord_worker_view_adopt(&view);
+    }
+    int port = atoi(getenv("TEST_DP_REDIS_PORT") ? getenv("TEST_DP_REDIS_PORT") : "0");
+    snprintf(endpoint.host, sizeof endpoint.host, "127.0.0.1");
+    endpoint.port = port;
+    snprintf(endpoint.password, sizeof endpoint.password, "dp-pw");
+    return train_rank(atoi(argv[2]), atoi(argv[3]), argv[4], argv[5]);
+}
+
+int main(int argc, char **argv) {
     make_batch();
+    if (argc > 1 && strcmp(argv[1], "--rank") == 0) return rank_main(argc, argv);
     int port = test_free_port();
     CHECK_INT(redis_keeper_start(port, "dp-pw"), 0);
     snprintf(endpoint.host, sizeof endpoint.host, "127.0.0.1");
     endpoint.port = port;
     snprintf(endpoint.password, sizeof endpoint.password, "dp-pw");
-    char ref[64], two[64], three[64];
+    char port_text[16];
+    snprintf(port_text, sizeof port_text, "%d", port);
+    setenv("TEST_DP_REDIS_PORT", port_text, 1);
+    char ref[64], two[64], three[64], view[64];
     snprintf(ref, sizeof ref, "/tmp/dp-ref-%d", (int)getpid());
     snprintf(two, sizeof two, "/tmp/dp-two-%d", (int)getpid());
     snprintf(three, sizeof three, "/tmp/dp-three-%d", (int)getpid());
-    CHECK(run_group(1, "one", ref));
-    CHECK(run_group(2, "two", two));
+    snprintf(view, sizeof view, "/tmp/dp-view-%d", (int)getpid());
+    CHECK(run_group(1, "one", ref, NULL));
+    CHECK(run_group(2, "two", two, NULL));
     // The three-rank group comes from coordination as the job would open it.
     unsetenv("AWS_BATCH_JOB_NUM_NODES");
     setenv("AWS_BATCH_JOB_ID", "dp-test", 1);
@@ -206,9 +256,12 @@ int main(void) {
     config_defaults(&cfg);
     snprintf(cfg.redis, sizeof cfg.redis, "redis://:dp-pw@127.0.0.1:%d", port);
     CHECK_INT(coord_start(&cfg), 0);
-    // Ranks forked while coordination's threads run (as the supervisor forks workers):
-    // under GCC 12's ASan this hung in 2 of 3 runs before runner/fork_guard.h.
-    CHECK(run_group(3, "three", three));
+    // Ranks started while coordination's threads run, as the supervisor starts workers.
+    // When they were fork()ed instead, GCC 12's ASan hung here in 2 of 3 runs (a lock
+    // of another thread inherited held).
+    CHECK(write_view(view));
+    CHECK(run_group(3, "three", three, view));
+    unlink(view);
     coord_stop();
     compare(ref, two, 2);
     compare(ref, three, 3);

@@ -7,9 +7,11 @@
 #include "runner/error.h"
 #include "runner/job/checkpoint.h"
 #include "runner/job/files.h"
+#include "runner/log.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -106,6 +108,114 @@ static void test_same_step_is_not_rewritten(bert_model *m) {
     CHECK_INT(system(cmd), 0);
 }
 
+// save_total_limit counts complete checkpoints only. Two folders a killed save left
+// (one without its manifest, one whose state.bin is shorter than its manifest says)
+// must neither push complete ones out — counted, they left a single checkpoint a
+// resume could use — nor be deleted (a folder without a manifest may be being written).
+static void test_limit_counts_complete_checkpoints_only(bert_model *m) {
+    char dir[] = "/tmp/test_checkpoint_limit.XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    save_at(dir, m, 2, -1, 1, NULL);
+    save_at(dir, m, 4, -1, 2, NULL);
+    save_at(dir, m, 5, -1, 3, NULL);
+    char path[600];
+    snprintf(path, sizeof path, "%s/checkpoint-5/state.bin", dir);
+    CHECK_INT(truncate(path, 64), 0); // its manifest says otherwise: incomplete
+    snprintf(path, sizeof path, "%s/checkpoint-7", dir);
+    CHECK_INT(files_mkdirs(path), 0); // a save killed before its manifest
+    save_at(dir, m, 8, -1, 4, NULL); // keep 2
+    CHECK(exists(dir, 8));  // the newest complete one
+    CHECK(exists(dir, 4));  // the second complete one: incomplete ones did not count
+    CHECK(exists(dir, 7) && exists(dir, 5)); // incomplete: left alone
+    CHECK(!exists(dir, 2)); // beyond the limit
+    snprintf(path, sizeof path, "%s/checkpoint-4", dir);
+    CHECK_INT(checkpoint_verify(path), 0);
+    // The best one outlives the limit however many complete ones follow.
+    save_at(dir, m, 10, 4, 5, NULL);
+    save_at(dir, m, 12, 4, 6, NULL);
+    CHECK(exists(dir, 12) && exists(dir, 10) && exists(dir, 4) && !exists(dir, 8));
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_INT(system(cmd), 0);
+}
+
+static cJSON *fingerprint(double learning_rate, int world) {
+    cJSON *f = cJSON_CreateObject();
+    char lr[40];
+    snprintf(lr, sizeof lr, "%a", learning_rate);
+    cJSON_AddStringToObject(f, "learning_rate", lr);
+    cJSON_AddNumberToObject(f, "world_size", world);
+    cJSON_AddStringToObject(f, "train_data_hash", "00000000000000aa");
+    return f;
+}
+
+static void save_fingerprinted(const char *dir, bert_model *m, long step, cJSON *f) {
+    train_state st;
+    train_state_init(&st, 7);
+    st.step = step;
+    st.fingerprint = f;
+    CHECK_INT(checkpoint_save(dir, m, &st, 1), 0);
+    train_state_free(&st);
+}
+
+// A run resumes only a checkpoint with its own fingerprint. Another run's (here: a
+// changed learning rate and world size under the same directory) is skipped with the
+// keys that differ logged, never deleted, and not counted by save_total_limit either.
+static void test_fingerprint_decides_what_is_resumed(bert_model *m) {
+    char dir[] = "/tmp/test_checkpoint_fingerprint.XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK_INT(bert_init_random(m, 11), 0);
+    save_fingerprinted(dir, m, 3, fingerprint(1e-3, 1));
+    save_fingerprinted(dir, m, 6, fingerprint(2e-3, 2)); // another run, keep 1
+
+    train_state st;
+    train_state_init(&st, 7);
+    st.fingerprint = fingerprint(1e-3, 1);
+    bool found = false;
+    unsigned long before = log_last_seq();
+    CHECK_INT(checkpoint_resume(dir, m, &st, &found), 0);
+    CHECK(found);
+    CHECK_INT(st.step, 3); // not 6, the newer one of the other run
+    // The mismatch names exactly the keys that differ.
+    char *lines[64];
+    size_t n = log_recent(lines, NULL, 64, before + 1);
+    bool named = false;
+    for (size_t i = 0; i < n; i++) {
+        cJSON *line = cJSON_Parse(lines[i]);
+        const cJSON *event = cJSON_GetObjectItem(line, "event");
+        if (cJSON_IsString(event) &&
+            strcmp(event->valuestring, "checkpoint_fingerprint_mismatch") == 0) {
+            char *keys = cJSON_PrintUnformatted(cJSON_GetObjectItem(line, "keys"));
+            named = keys && strcmp(keys, "[\"learning_rate\",\"world_size\"]") == 0;
+            free(keys);
+        }
+        cJSON_Delete(line);
+        free(lines[i]);
+    }
+    CHECK(named);
+    train_state_free(&st);
+    CHECK(exists(dir, 6) && exists(dir, 3)); // each run's own: none deleted
+
+    // Our run goes on (keep 1): the other run's checkpoint is neither counted nor deleted.
+    save_fingerprinted(dir, m, 9, fingerprint(1e-3, 1));
+    CHECK(exists(dir, 9) && exists(dir, 6) && !exists(dir, 3));
+    char path[600];
+    snprintf(path, sizeof path, "%s/checkpoint-6", dir);
+    CHECK_INT(checkpoint_verify(path), 0); // untouched
+
+    // No checkpoint has the run's fingerprint: it starts afresh, deleting nothing.
+    train_state_init(&st, 7);
+    st.fingerprint = fingerprint(5e-3, 1);
+    found = true;
+    CHECK_INT(checkpoint_resume(dir, m, &st, &found), 0);
+    CHECK(!found);
+    CHECK(exists(dir, 9) && exists(dir, 6));
+    train_state_free(&st);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_INT(system(cmd), 0);
+}
+
 int main(void) {
     char dir[] = "/tmp/test_checkpoint.XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
@@ -188,6 +298,8 @@ int main(void) {
     CHECK(!files_exists(path));
 
     test_same_step_is_not_rewritten(m);
+    test_limit_counts_complete_checkpoints_only(m);
+    test_fingerprint_decides_what_is_resumed(m);
 
     free(at9);
     free(at12);
