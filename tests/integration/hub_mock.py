@@ -126,9 +126,11 @@ class MockHub:
             return self._cdn(h, head)
         path = urllib.parse.urlsplit(h.path).path
         parts = path.lstrip("/").split("/")
+        if len(parts) >= 4 and parts[1] == "resolve":  # a legacy org-less id
+            parts = [""] + parts
         if len(parts) < 5 or parts[2] != "resolve":
             return self._error(h, 404, "RepoNotFound", "not a resolve URL", head)
-        repo_id = parts[0] + "/" + parts[1]
+        repo_id = (parts[0] + "/" + parts[1]).lstrip("/")
         revision = urllib.parse.unquote(parts[3])
         filename = urllib.parse.unquote("/".join(parts[4:]))
         if repo_id in self.renamed:

@@ -210,6 +210,25 @@ for name in {FILES!r}:
     assert (out / "artefacts" / "bert" / "prime" / "model" / "model.safetensors").exists()
 
 
+def test_pretrained_model_name_of_arguments_json_is_fetched(runner_bin, fresh, tmp_path):
+    """The original's arguments.json names the base model: the runner fetches it (an
+    org-less legacy id, which the Hub redirects to its org) and logs what from_pretrained
+    would: the new head and the unused tensors."""
+    fresh.renamed["minilm-legacy"] = LEGACY
+    config = tmp_path / "arguments.json"
+    config.write_text(json.dumps({"pretrained_model_name": "minilm-legacy", "EPOCHS": 1,
+                                  "N_TRIALS": 0, "N_INSTANCES": 60, "MAX_LENGTH": 32}))
+    proc = run(runner_bin, "--mode", "train", "--architecture", "bert", "--config", config,
+               "--no-serve", "--redis", "off", "--log-format", "json",
+               "--output", tmp_path / "out", env=hub_env(fresh, tmp_path / "cache"), timeout=600)
+    assert proc.returncode == 0, output(proc)[-3000:]
+    assert any(r["path"].startswith("/minilm-legacy/resolve/main/") for r in fresh.requests)
+    lines = [json.loads(l) for l in proc.stdout.splitlines() if '"model_weights"' in l]
+    assert lines and sorted(lines[0]["newly_initialised"]) == ["classifier.bias",
+                                                              "classifier.weight"]
+    assert "cls.predictions.bias" in lines[0]["not_used"]
+
+
 def test_offline_without_the_model_exits_3_naming_it(runner_bin, fresh, tmp_path):
     proc = prefetch(runner_bin, fresh, tmp_path / "empty", HF_HUB_OFFLINE=1)
     assert proc.returncode == 3, output(proc)
