@@ -10,6 +10,7 @@
 #include "runner/error.h"
 #include "runner/job/files.h"
 #include "runner/log.h"
+#include "runner/telemetry.h"
 #include "runner/timing.h"
 
 #include <ctype.h>
@@ -512,6 +513,7 @@ static void on_progress(void *ud, long long size) {
     if (rate > 0)
         cJSON_AddNumberToObject(f, "eta_s", (double)(long long)((double)(p->total - size) / rate));
     log_fields(LOG_INFO, "hub_download", f);
+    telemetry_progress(size, p->total); // the API's and dashboard's view of the phase
 }
 
 static long long file_size(const char *path) {
@@ -678,6 +680,8 @@ int hub_fetch_model(const hub_ref *ref, char *dir, size_t n) {
     if (rc) return rc;
     log_info("hub", "%s@%s: %s (cache %s)", ref->repo_id, ref->revision,
              s.offline ? "offline, from the cache (HF_HUB_OFFLINE)" : s.endpoint, s.cache);
+    // The job is not ready while its model downloads: a phase of its own on 6006/6007.
+    if (!s.offline) telemetry_phase("download");
     char path[PATH_MAX];
     bool absent;
     if ((rc = file_fetch(&s, "config.json", false, path, sizeof path, &absent))) return rc;

@@ -465,3 +465,36 @@ def test_token_file_in_hf_home_is_used_and_never_logged(runner_bin, fresh, tmp_p
     assert proc.returncode == 0, output(proc)[-3000:]
     assert fresh.token not in output(proc)
     assert all(r["auth"] == f"Bearer {fresh.token}" for r in fresh.requests if not r["cdn"])
+
+
+def test_download_is_a_phase_of_the_job_in_the_api(runner_bin, fresh, tmp_path):
+    import urllib.request
+    from conftest import free_port
+    metrics, api, dashboard = free_port(), free_port(), free_port()
+    fresh.delay = 0.01  # ~6 MiB/s: the 90 MB body takes long enough to be seen
+    proc = subprocess.Popen(
+        [str(runner_bin), "--architecture", "bert", "--mode", "train", "--model", REPO,
+         "--redis", "off", "--output", str(tmp_path / "out"), "--bind", "127.0.0.1",
+         "--metrics-port", str(metrics), "--api-port", str(api), "--dashboard-port",
+         str(dashboard), "--log-format", "json"],
+        env=hub_env(fresh, tmp_path / "cache"), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    seen, deadline = None, time.time() + 60
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{api}/api/v1/status",
+                                            timeout=2) as r:
+                    status = json.loads(r.read())
+                if status.get("phase") == "download" and (status.get("progress") or {}).get("done"):
+                    seen = status
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        assert seen, "phase download with progress never reported"
+        with urllib.request.urlopen(f"http://127.0.0.1:{api}/api/v1/status") as r:
+            assert fresh.token not in r.read().decode()
+    finally:
+        proc.kill()
+        proc.wait()
