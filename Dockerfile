@@ -21,6 +21,15 @@ RUN cmake --preset release -DCMAKE_CUDA_ARCHITECTURES="80;90" \
  && install -D -m 0755 build/release/runner /out/usr/local/bin/runner \
  && install -m 0644 build/release/librunner_cuda.so /out/usr/local/bin/ \
  && mkdir -p /out/usr/local/share/runner && cp -r data /out/usr/local/share/runner/
+# --build-arg PRETRAINED_MODEL=google-bert/bert-base-uncased bakes a Hub model into the
+# image's Hugging Face cache (air-gapped hosts, no download per job; docs/hub.md). Jobs
+# then run with HF_HUB_OFFLINE=1 (tools/deploy.py --baked-model). Empty: nothing baked.
+ARG PRETRAINED_MODEL=""
+ARG HF_ENDPOINT=https://huggingface.co
+RUN mkdir -p /hf-cache \
+ && if [ -n "${PRETRAINED_MODEL}" ]; then \
+      HF_HUB_CACHE=/hf-cache build/release/runner --prefetch "${PRETRAINED_MODEL}" --log-format text; \
+    fi
 
 # ---- runtime -------------------------------------------------------------------------
 FROM nvidia/cuda:13.0.1-runtime-ubuntu24.04
@@ -43,6 +52,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt \
  && useradd --create-home --uid 10001 --shell /usr/sbin/nologin runner
 COPY --from=build /out/ /
+# huggingface_hub's default cache of the runner user (~/.cache/huggingface/hub), writable
+# so that models not baked in are downloaded there.
+COPY --from=build --chown=10001:10001 /hf-cache /home/runner/.cache/huggingface/hub
 USER 10001
 WORKDIR /home/runner
 EXPOSE 6006 6007 8265 6379

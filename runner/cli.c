@@ -19,6 +19,7 @@ enum {
     CODE_CHECK,
     CODE_JSON,
     CODE_EXIT_CODES,
+    CODE_PREFETCH,
     CODE_CONFIG,
     CODE_SHM_SIZE, // docker's, refused
     CODE_PUBLISH,  // docker's -p/--publish, refused
@@ -59,6 +60,7 @@ static void build_long_options(void) {
     add_long("check", no_argument, CODE_CHECK);
     add_long("json", no_argument, CODE_JSON);
     add_long("exit-codes", no_argument, CODE_EXIT_CODES);
+    add_long("prefetch", required_argument, CODE_PREFETCH);
     add_long("config", required_argument, CODE_CONFIG);
     add_long("shm-size", required_argument, CODE_SHM_SIZE);
     add_long("publish", required_argument, CODE_PUBLISH);
@@ -111,6 +113,7 @@ int cli_parse(int argc, char **argv, runner_config *cfg, cli_action *action, cJS
     int rc = 0, flag_count = 0;
     const char *config_path = getenv("RUNNER_CONFIG");
     bool want_json = false;
+    const char *prefetch = NULL;
     opterr = 0;
     optind = 0; // full re-initialisation (glibc), so cli_parse can run more than once
     for (;;) {
@@ -182,6 +185,8 @@ int cli_parse(int argc, char **argv, runner_config *cfg, cli_action *action, cJS
             *action = CLI_CHECK;
         else if (code == CODE_EXIT_CODES)
             *action = CLI_EXIT_CODES;
+        else if (code == CODE_PREFETCH)
+            *action = CLI_PREFETCH, prefetch = optarg;
         else if (code == CODE_JSON)
             want_json = true;
         else
@@ -217,6 +222,13 @@ int cli_parse(int argc, char **argv, runner_config *cfg, cli_action *action, cJS
     }
     if (rc) goto done;
     cfg->json = want_json;
+    if (prefetch) {
+        if (strlen(prefetch) >= sizeof cfg->prefetch) {
+            rc = error_set(EXIT_USAGE, "--prefetch: the model id is too long");
+            goto done;
+        }
+        snprintf(cfg->prefetch, sizeof cfg->prefetch, "%s", prefetch);
+    }
     if (cfg->mode == MODE_CHECK) *action = CLI_CHECK;
 
 done:
@@ -239,6 +251,7 @@ void cli_print_help(FILE *out) {
     fputs("Usage: runner [src/main.py] [--architecture NAME] [--mode MODE] [options]\n"
           "       runner --check [--json]        preflight only: report, then exit with its code\n"
           "       runner --exit-codes [--json]   print the exit-code table\n"
+          "       runner --prefetch ORG/NAME[@REV] fill the Hugging Face cache, then exit\n"
           "       runner --help | --version\n\n"
           "Fine-tunes BERT-family models for named-entity tagging: the container command of a\n"
           "GPU training image on AWS Batch (CPU backend when no GPU is visible).\n",
@@ -263,6 +276,8 @@ void cli_print_help(FILE *out) {
     fputs("\nActions:\n"
           "  --check [--json]                   run the preflight checks only\n"
           "  --exit-codes [--json]              the exit codes and what AWS Batch does with each\n"
+          "  --prefetch ORG/NAME[@REV]          download a Hub model into the Hugging Face cache\n"
+          "                                     (HF_HUB_CACHE / HF_HOME; docs/hub.md), then exit\n"
           "  --help, -h                         this text\n"
           "  --version                          version, commit, build type, CUDA versions\n"
           "\nEvery option can also be set in the environment as RUNNER_<NAME> (dashes as\n"

@@ -1,6 +1,6 @@
 #pragma once
 // The command line (DESIGN §2): getopt_long over the option table of config.h, plus
-// the actions --check, --exit-codes, --help, --version and --config FILE.json.
+// the actions --check, --exit-codes, --prefetch, --help, --version and --config FILE.json.
 // cli_parse() applies every source in precedence order: built-in defaults <
 // --config JSON (or RUNNER_CONFIG) < RUNNER_* environment variables < flags.
 #include "runner/config.h"
@@ -8,7 +8,7 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 
-typedef enum { CLI_RUN, CLI_CHECK, CLI_EXIT_CODES, CLI_HELP, CLI_VERSION } cli_action;
+typedef enum { CLI_RUN, CLI_CHECK, CLI_EXIT_CODES, CLI_PREFETCH, CLI_HELP, CLI_VERSION } cli_action;
 
 // Parse argv into `cfg` (filled from defaults first). A leading "src/main.py" (any
 // path ending in main.py) is accepted and ignored, for the original job command.

@@ -29,7 +29,9 @@ typedef struct {
     char config_path[CONFIG_PATH_MAX];
     char hyperspace_path[CONFIG_PATH_MAX];
     char data_path[CONFIG_PATH_MAX];   // dir or file; "" = bundled demo data
-    char model_path[CONFIG_PATH_MAX];  // HF model dir (config.json + weights) or ""
+    char model_path[CONFIG_PATH_MAX];  // HF model dir, s3:// prefix, Hub id [org/]name[@rev], or ""
+    char revision[256];                // Hub revision of a model id (--revision), "" = main
+    char prefetch[CONFIG_PATH_MAX];    // --prefetch: the Hub model id to cache, then exit
     char output_path[CONFIG_PATH_MAX]; // local dir or s3:// URI
     char input_path[CONFIG_PATH_MAX];  // predict/embed/pretrain input
 

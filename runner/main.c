@@ -4,6 +4,7 @@
 // the supervisor. Every path ends in runner_exit(), which logs the final exit line.
 #include "runner/cli.h"
 #include "runner/cloud/cloud.h"
+#include "runner/cloud/hub.h"
 #include "runner/error.h"
 #include "runner/exitcode.h"
 #include "runner/log.h"
@@ -114,7 +115,7 @@ int main(int argc, char **argv) {
     }
     redact_config(&cfg);
     // Reports and tables own stdout; their log lines (and exit line) go to stderr.
-    if (action == CLI_RUN) log_set_fd(STDOUT_FILENO);
+    if (action == CLI_RUN || action == CLI_PREFETCH) log_set_fd(STDOUT_FILENO);
     log_init((log_format)cfg.log_format, cfg.verbose ? LOG_DEBUG : LOG_INFO);
     log_set_labels(supervisor_log_labels(-1));
     for (const cJSON *w = warnings->child; w; w = w->next)
@@ -136,6 +137,13 @@ int main(int argc, char **argv) {
         cJSON_Delete(report);
         cloud_sfn_finish(rc, rc ? error_message() : "preflight passed", NULL); // [aws]
         runner_exit(rc, rc ? error_message() : "preflight passed");
+    }
+    case CLI_PREFETCH: { // fill the Hugging Face cache (image builds, air-gapped hosts)
+        hub_ref ref;
+        char dir[PATH_MAX];
+        rc = hub_ref_parse(cfg.prefetch, cfg.revision, &ref);
+        if (rc == 0) rc = hub_fetch_model(&ref, dir, sizeof dir);
+        runner_exit(rc, rc ? error_message() : "model cached");
     }
     case CLI_RUN:
         break;

@@ -8,7 +8,8 @@
 // One scalar at a step, under a run ("prime", "trial-3") and a tag ("train/loss").
 void telemetry_scalar(const char *run, const char *tag, int64_t step, double value);
 // The job's phase for /readyz, the dashboard header and job info:
-// "preflight", "split", "search", "prime", "evaluate", "export", "done", "stopping".
+// "preflight", "download" (a Hub model), "split", "search", "prime", "evaluate", "export",
+// "done", "stopping".
 void telemetry_phase(const char *phase);
 // Progress for ETA: `done` of `total` steps in the current phase.
 void telemetry_progress(int64_t done, int64_t total);

@@ -15,6 +15,9 @@ This tool reads it from the built binary (`runner --exit-codes --json`) and writ
 
   tools/deploy.py --runner build/release/runner          write the files
   tools/deploy.py --runner build/release/runner --check  exit 1 when a file differs
+  tools/deploy.py --baked-model google-bert/bert-base-uncased --out DIR
+                                         for an image built with that PRETRAINED_MODEL:
+                                         jobs run with HF_HUB_OFFLINE=1 on its cache
 
 Retry rules (Batch allows at most 5 evaluateOnExit entries; an exit no entry matches is
 retried, so the list ends with catch-alls that EXIT): every retryable code shares the
@@ -37,6 +40,9 @@ SHM_MIB = 15360          # --shm-size=15gb, as the original's docker run used
 STOP_TIMEOUT = "120s"    # ECS_CONTAINER_STOP_TIMEOUT: time between SIGTERM and SIGKILL
 HEARTBEAT_SECONDS = 600  # the runner sends SendTaskHeartbeat well inside this
 PORTS = (6006, 6007, 8265, 6379)
+# --baked-model: the image was built with --build-arg PRETRAINED_MODEL=... (Dockerfile),
+# so its Hugging Face cache holds the model and jobs need not reach the Hub.
+BAKED_MODEL = None
 
 
 def load_table(runner):
@@ -76,7 +82,7 @@ def container_properties(gpus):
         "environment": [
             {"name": "AWS_DEFAULT_REGION", "value": "${AWS::Region}"},
             {"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "compute,utility"},
-        ],
+        ] + ([{"name": "HF_HUB_OFFLINE", "value": "1"}] if BAKED_MODEL else []),
         "resourceRequirements": [
             {"type": "GPU", "value": str(gpus)},
             {"type": "VCPU", "value": str(8 * gpus)},
@@ -464,7 +470,12 @@ def main():
                     help="the built runner whose --exit-codes --json is the source")
     ap.add_argument("--check", action="store_true", help="compare instead of writing")
     ap.add_argument("--out", default=str(DOCKER), help="folder to write (default docker/)")
+    ap.add_argument("--baked-model", metavar="ORG/NAME[@REV]",
+                    help="the image bakes this Hub model (Dockerfile PRETRAINED_MODEL): jobs "
+                         "start from it with HF_HUB_OFFLINE=1")
     args = ap.parse_args()
+    global BAKED_MODEL
+    BAKED_MODEL = args.baked_model
     files = render(load_table(args.runner))
     out = Path(args.out)
     stale = []

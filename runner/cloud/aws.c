@@ -265,6 +265,8 @@ static bool code_is_expired_credentials(const char *code) {
 typedef struct {
     CURL *curl;
     FILE *sink;
+    long long sink_start; // bytes already in a resumed sink when the try began
+    bool sink_restarted;  // a resumed sink was emptied for a 200 answer
     bool sink_failed, read_failed;
     aws_response *resp;
     const aws_request *req;
@@ -277,9 +279,21 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
     long status = 0;
     curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
     if (t->sink && status >= 200 && status < 300) {
+        // A whole body (200) where a range was asked for: the server ignored Range,
+        // so the bytes already there are not a prefix of this answer.
+        if (t->sink_start > 0 && status == 200 && !t->sink_restarted) {
+            if (fflush(t->sink) != 0 || ftruncate(fileno(t->sink), 0) != 0) {
+                t->sink_failed = true;
+                return 0;
+            }
+            t->sink_restarted = true;
+        }
         if (fwrite(data, 1, len, t->sink) != len) {
             t->sink_failed = true;
             return 0;
+        }
+        if (t->req->on_sink_write) {
+            t->req->on_sink_write(t->req->hook_ud, (long long)ftello(t->sink));
         }
         return len;
     }
@@ -294,6 +308,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
     memcpy(line, data, n);
     line[n] = '\0';
     while (n && (line[n - 1] == '\r' || line[n - 1] == '\n')) line[--n] = '\0';
+    if (t->req->on_header) t->req->on_header(t->req->hook_ud, line);
     if (strncasecmp(line, "HTTP/", 5) == 0) { // a new response (after redirects, 100)
         t->resp->etag[0] = '\0';
         t->resp->bucket_region[0] = '\0';
@@ -368,6 +383,10 @@ static CURLcode attempt(const aws_request *req, aws_response *resp, const aws_cr
             snprintf(line, sizeof line, "x-amz-security-token: %s", creds->token);
             headers = curl_slist_append(headers, line);
         }
+    }
+    if (t->sink_start > 0) {
+        snprintf(line, sizeof line, "Range: bytes=%lld-", t->sink_start);
+        headers = curl_slist_append(headers, line);
     }
     curl_easy_setopt(curl, CURLOPT_URL, req->url);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
@@ -450,10 +469,18 @@ int aws_send(const aws_request *req, aws_response *resp, const char *what) {
         resp->content_length = -1;
         transfer t = {.resp = resp, .req = req};
         if (req->sink_path) {
-            t.sink = fopen(req->sink_path, "wb");
+            // Append mode keeps every write at the end, after a restart's truncation too.
+            t.sink = fopen(req->sink_path, req->sink_resume ? "ab" : "wb");
             if (!t.sink)
                 return error_set(EXIT_OUTPUT, "%s: cannot write %s: %s", what, req->sink_path,
                                  strerror(errno));
+            if (req->sink_resume) {
+                if (fseeko(t.sink, 0, SEEK_END) != 0 || (t.sink_start = ftello(t.sink)) < 0) {
+                    fclose(t.sink);
+                    return error_set(EXIT_OUTPUT, "%s: cannot read the size of %s: %s", what,
+                                     req->sink_path, strerror(errno));
+                }
+            }
         }
         CURLcode cc = attempt(req, resp, req->service ? &creds : NULL, &t);
         if (t.sink && fclose(t.sink) != 0) t.sink_failed = true;

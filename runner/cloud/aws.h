@@ -104,6 +104,16 @@ typedef struct {
     long long body_offset;
     const char *payload_sha256; // hex SHA-256 of the body for x-amz-content-sha256 (S3)
     const char *sink_path;      // 2xx response body goes to this file (truncated per try)
+    // Resume into sink_path instead of truncating it: each try asks for the bytes the
+    // file lacks (Range: bytes=<size>-), appends a 206 answer and starts the file over
+    // on a 200 (a server that ignores Range). The Hub's .incomplete blobs use it.
+    bool sink_resume;
+    // Called with every response header line (CRLF cut) of every try, redirects'
+    // included, for headers this engine does not keep (the Hub's X-Repo-Commit...).
+    void (*on_header)(void *ud, const char *line);
+    // Called after each write to sink_path with the file's size so far (progress).
+    void (*on_sink_write)(void *ud, long long sink_size);
+    void *hook_ud;              // handed to on_header and on_sink_write
     long connect_timeout_ms;    // 0 = 10 s
     long timeout_ms;            // whole request, 0 = none (a stall guard still applies)
     int max_attempts;           // 0 = RUNNER_AWS_MAX_ATTEMPTS or 5

@@ -3,6 +3,7 @@
 #include "runner/job/job.h"
 
 #include "runner/cloud/cloud.h"
+#include "runner/cloud/hub.h"
 #include "runner/error.h"
 #include "runner/exitcode.h"
 #include "runner/job/files.h"
@@ -62,6 +63,55 @@ static int local_input(const char *uri, const char *what, bool prefix, char *out
     size_t len = strlen(out);
     if ((rc = files_join(out + len, cap - len, "/%s", base ? base + 1 : "input"))) return rc;
     return cloud_fetch(uri, out);
+}
+
+// What a job that names no model starts from on a GPU: the checkpoint the original
+// job's from_pretrained fetched for each architecture. On a CPU the full-size shapes
+// would take hours, so there the demo trains bert-tiny from scratch instead.
+static const char *default_pretrained(const char *architecture) {
+    static const char *const DEFAULTS[][2] = {
+        {"bert", "google-bert/bert-base-uncased"},
+        {"distil", "distilbert/distilbert-base-uncased"},
+        {"electra", "google/electra-base-discriminator"},
+        {"roberta", "FacebookAI/roberta-base"},
+    };
+    for (size_t i = 0; i < sizeof DEFAULTS / sizeof DEFAULTS[0]; i++)
+        if (strcmp(architecture, DEFAULTS[i][0]) == 0) return DEFAULTS[i][1];
+    return NULL;
+}
+
+// The model to start from into ctx->model_dir ("" = from scratch): --model, else
+// pretrained_model_name, else the architecture's pretrained default on a GPU. Each is a
+// local folder, an s3:// prefix or a Hugging Face Hub id (fetched into the shared cache).
+static int model_input(job_context *ctx) {
+    const runner_config *cfg = ctx->cfg;
+    const char *spec = cfg->model_path, *origin = "--model";
+    bool trains = cfg->mode == MODE_PIPELINE || cfg->mode == MODE_TRAIN;
+    // predict and embed without --model use the run's own prime/model, whatever base
+    // model the (shared) arguments.json names.
+    if (!spec[0] && (trains || cfg->mode == MODE_PRETRAIN))
+        spec = cfg->pretrained_model_name, origin = "pretrained_model_name";
+    if (!spec[0] && trains && ctx->on_gpu && default_pretrained(cfg->architecture)) {
+        spec = default_pretrained(cfg->architecture);
+        origin = "the architecture's default on a GPU";
+        log_info("model", "no --model: architecture %s on a GPU starts from %s, as the original "
+                 "job's from_pretrained did (pretrained_model_name \"none\" trains from scratch)",
+                 cfg->architecture, spec);
+    }
+    if (!spec[0] || strcmp(spec, "none") == 0) return 0;
+    if (hub_is_model_id(spec)) {
+        hub_ref ref;
+        int rc = hub_ref_parse(spec, cfg->revision, &ref);
+        if (rc == 0) {
+            log_info("model", "%s %s: a Hugging Face Hub id", origin, spec);
+            rc = hub_fetch_model(&ref, ctx->model_dir, sizeof ctx->model_dir);
+        }
+        return rc;
+    }
+    if (cfg->revision[0])
+        return error_set(EXIT_USAGE, "--revision %s: %s %s is not a Hub model id", cfg->revision,
+                         origin, spec);
+    return local_input(spec, "model", true, ctx->model_dir, sizeof ctx->model_dir);
 }
 
 static bool is_big_shape(const char *name) {
@@ -159,10 +209,6 @@ int job_context_open(job_context *ctx, const runner_config *cfg, int rank, int w
             rc = error_set(EXIT_BAD_INPUT, "%s: no such file or directory (--data)", ctx->data);
         if (rc) return rc;
     }
-    if (cfg->model_path[0]) {
-        rc = local_input(cfg->model_path, "model", true, ctx->model_dir, sizeof ctx->model_dir);
-        if (rc) return rc;
-    }
     if (cfg->hyperspace_path[0]) {
         rc = local_input(cfg->hyperspace_path, "hyperspace", false, ctx->hyperspace,
                          sizeof ctx->hyperspace);
@@ -176,6 +222,7 @@ int job_context_open(job_context *ctx, const runner_config *cfg, int rank, int w
     if (rc) return rc;
 
     if ((rc = pick_backend(ctx))) return rc;
+    if ((rc = model_input(ctx))) return rc;
     // predict and embed without --model use this output's prime/model (modes.c).
     if (!ctx->model_dir[0] && (cfg->mode == MODE_PREDICT || cfg->mode == MODE_EMBED)) return 0;
 
@@ -195,10 +242,6 @@ int job_context_open(job_context *ctx, const runner_config *cfg, int rank, int w
     // No pretrained model: train from scratch. On a CPU the full-size shapes would take
     // hours, so "bert" (and the other full-size names) map to bert-tiny (L2 C128); with a
     // GPU they keep their size. Named small presets are used as given.
-    if (cfg->pretrained_model_name[0])
-        log_warn("model", "pretrained_model_name \"%s\": nothing is downloaded; pass --model DIR "
-                 "or s3://... with its files to start from it (training from scratch now)",
-                 cfg->pretrained_model_name);
     snprintf(ctx->shape, sizeof ctx->shape, "%s", cfg->architecture);
     if (!ctx->on_gpu && is_big_shape(cfg->architecture)) {
         snprintf(ctx->shape, sizeof ctx->shape, "bert-tiny");

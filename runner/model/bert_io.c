@@ -2,6 +2,7 @@
 // weights in and out under HF names (runner/model/safetensors.h does the format).
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,8 +204,12 @@ int bert_load_safetensors(bert_model *m, const char *path) {
     }
     // start from the current weights: a head absent from the file keeps its init
     rc = m->be->copy_to_host(m->be, host, m->params, bytes);
-    int missing_head = 0;
-    char first_missing[BERT_NAME_MAX] = "";
+    // What from_pretrained reports of a base checkpoint loaded into a task model: the
+    // head it initialised and the file's tensors nothing took (MLM/NSP heads, pooler).
+    int count = safetensors_count(f);
+    bool *used = calloc(count > 0 ? (size_t)count : 1, sizeof *used);
+    cJSON *initialised = cJSON_CreateArray(), *unused = cJSON_CreateArray();
+    if (!used || !initialised || !unused) rc = error_set(EXIT_RESOURCES, "%s: out of memory", path);
     for (int i = 0; i < m->num_tensors && !rc; i++) {
         const bert_tensor *t = &m->tensors[i];
         const st_tensor_info *ti = find_tensor(f, t);
@@ -213,20 +218,31 @@ int bert_load_safetensors(bert_model *m, const char *path) {
                 rc = error_set(EXIT_BAD_INPUT, "%s: tensor \"%s\" missing", path, t->name);
                 break;
             }
-            if (!missing_head++) snprintf(first_missing, sizeof first_missing, "%s", t->name);
+            cJSON_AddItemToArray(initialised, cJSON_CreateString(t->name));
             continue;
         }
+        for (int k = 0; k < count; k++)
+            if (safetensors_tensor(f, k) == ti) used[k] = true;
         int64_t shape[2] = {t->shape[0], t->shape[1]};
         rc = safetensors_read_f32_shape(f, ti, t->shape[1] ? 2 : 1, shape, host + t->offset);
     }
+    for (int k = 0; k < count && !rc; k++)
+        if (!used[k]) cJSON_AddItemToArray(unused, cJSON_CreateString(safetensors_tensor(f, k)->name));
     safetensors_close(f);
+    free(used);
     if (!rc) rc = m->be->copy_to_device(m->be, m->params, host, bytes);
     free(host);
     if (!rc) rc = bert_sync_params_act(m);
-    if (!rc && missing_head)
-        log_warn("model_head_initialised",
-                 "%s: %d head tensors (first %s) not in the file, randomly initialised", path,
-                 missing_head, first_missing);
+    if (!rc && (cJSON_GetArraySize(initialised) || cJSON_GetArraySize(unused))) {
+        cJSON *fields = cJSON_CreateObject();
+        cJSON_AddStringToObject(fields, "file", path);
+        cJSON_AddItemToObject(fields, "newly_initialised", initialised);
+        cJSON_AddItemToObject(fields, "not_used", unused);
+        initialised = unused = NULL;
+        log_fields(LOG_WARN, "model_weights", fields);
+    }
+    cJSON_Delete(initialised);
+    cJSON_Delete(unused);
     return rc;
 }
 

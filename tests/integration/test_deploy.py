@@ -228,6 +228,26 @@ def test_dockerfile_contract():
     assert "org.opencontainers.image.title" in text
 
 
+def test_baked_model_runs_jobs_offline(runner_bin, tmp_path):
+    """An image built with --build-arg PRETRAINED_MODEL=... has the model in its
+    Hugging Face cache (runner --prefetch at build time); its job definitions, generated
+    with --baked-model, set HF_HUB_OFFLINE=1. The default ones reach the Hub."""
+    text = (ROOT / "Dockerfile").read_text()
+    assert 'ARG PRETRAINED_MODEL=""' in text
+    assert '--prefetch "${PRETRAINED_MODEL}"' in text
+    assert "/home/runner/.cache/huggingface/hub" in text
+    subprocess.run([sys.executable, str(ROOT / "tools/deploy.py"), "--runner", str(runner_bin),
+                    "--baked-model", "google-bert/bert-base-uncased", "--out", str(tmp_path)],
+                   check=True)
+    for rel in ("batch/job-definition.json", "batch/job-definition-multinode.json"):
+        baked = (tmp_path / rel).read_text()
+        assert '"HF_HUB_OFFLINE"' in baked, rel
+        assert '"HF_HUB_OFFLINE"' not in (ROOT / "docker" / rel).read_text(), rel
+    env = json.loads((tmp_path / "batch/job-definition.json").read_text())
+    env = {e["name"]: e["value"] for e in env["containerProperties"]["environment"]}
+    assert env["HF_HUB_OFFLINE"] == "1"
+
+
 def test_dockerfile_build_steps_run_here(runner_bin, tmp_path):
     """The image's steps are the repository's scripts: scripts/setup (the suite already
     ran it) and scripts/runtime-packages, which must name installed packages that

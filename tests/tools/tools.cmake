@@ -24,3 +24,6 @@ runner_test_tool(bert_torch_tool)
 
 # coordination (tests/integration/test_coord_*.py)
 runner_test_tool(coord_node)
+
+# a Hub checkpoint loaded into the token-classification model (tests/integration/test_hub.py)
+runner_test_tool(hub_logits)
