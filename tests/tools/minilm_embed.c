@@ -8,12 +8,14 @@
 // Also prints "tokens: N" (total non-padding tokens) and "hidden: C".
 #include "kernels/backend.h"
 #include "runner/error.h"
+#include "runner/log.h"
 #include "runner/model/bert.h"
 #include "runner/model/tokenizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int fail(void) {
     fprintf(stderr, "%s\n", error_message());
@@ -21,6 +23,9 @@ static int fail(void) {
 }
 
 int main(int argc, char **argv) {
+    // stdout carries the "key: value" report the test reads; log lines (model_weights) go
+    // to stderr
+    log_set_fd(STDERR_FILENO);
     if (argc < 4) {
         fprintf(stderr, "usage: minilm_embed MODEL_DIR SENTENCES OUT [MAX_LEN] [BATCH] [THREADS] "
                         "[BACKEND]\n");
