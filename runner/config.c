@@ -36,16 +36,20 @@ void config_defaults(runner_config *cfg) {
     cfg->valid_batch_size = 16;
     cfg->test_batch_size = 16;
     cfg->epochs = 2;
-    cfg->learning_rate = 2e-5;
+    // 0 and -1 are no value a user can give (the ranges below start at 1e-12 and 0): they
+    // mean "follow the starting point" (runner/job/space.h): a fine-tuning rate for
+    // pretrained weights, a larger one scaled to the shape for random weights.
+    cfg->learning_rate = 0;
     cfg->weight_decay = 0.01;
     cfg->max_gradient_norm = 1.0;
-    cfg->warmup_ratio = 0.0;
+    cfg->warmup_ratio = -1;
     cfg->n_trials = 4;
     cfg->n_instances = 0;
     cfg->save_total_limit = 2;
     cfg->early_stopping_patience = 2;
     cfg->dropout = 0.1;
     cfg->max_bad_rows = 0.01;
+    cfg->require_learning = true;
     cfg->seed = 5; // the original split its data with seed 5
 
     snprintf(cfg->bind_address, sizeof cfg->bind_address, "0.0.0.0");
@@ -92,13 +96,13 @@ static const config_option OPTIONS[] = {
     {"epochs", "EPOCHS", OPTION_INT, FIELD(epochs), 1, 100000, "training", "N",
      "passes over the training data"},
     {"learning-rate", "LEARNING_RATE", OPTION_DOUBLE, FIELD(learning_rate), 1e-12, 1, "training",
-     "X", "AdamW learning rate"},
+     "X", "AdamW learning rate (default: from the starting point, see docs/pipeline.md)"},
     {"weight-decay", "WEIGHT_DECAY", OPTION_DOUBLE, FIELD(weight_decay), 0, 1, "training", "X",
      "AdamW weight decay"},
     {"max-gradient-norm", "MAX_GRADIENT_NORM", OPTION_DOUBLE, FIELD(max_gradient_norm), 0, 1e6,
      "training", "X", "gradient clipping norm (0 = off)"},
     {"warmup-ratio", "WARMUP_RATIO", OPTION_DOUBLE, FIELD(warmup_ratio), 0, 1, "training", "X",
-     "fraction of steps with linear warm-up"},
+     "fraction of steps with linear warm-up (default: from the starting point)"},
     {"trials", "N_TRIALS", OPTION_INT, FIELD(n_trials), 0, 100000, "training", "N",
      "hyper-parameter search trials (0 = no search)"},
     {"instances", "N_INSTANCES", OPTION_LONG, FIELD(n_instances), 0, 1e15, "training", "N",
@@ -112,6 +116,10 @@ static const config_option OPTIONS[] = {
      "hidden and attention dropout probability"},
     {"max-bad-rows", "MAX_BAD_ROWS", OPTION_DOUBLE, FIELD(max_bad_rows), 0, 1, "training", "X",
      "fraction of malformed data rows skipped before exit 3"},
+    {"require-learning", "require_learning", OPTION_BOOL, FIELD(require_learning), 0, 0,
+     "training", NULL,
+     "exit 9 LEARNED_NOTHING when the model is no better than tagging every word O "
+     "(--no-require-learning: exit 0 anyway)"},
     {"seed", "SEED", OPTION_U64, FIELD(seed), 0, 0, "training", "N",
      "random seed (split, init, dropout)"},
     // group "resources"

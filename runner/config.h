@@ -41,10 +41,10 @@ typedef struct {
     int valid_batch_size;         // VALID_BATCH_SIZE
     int test_batch_size;          // TEST_BATCH_SIZE
     int epochs;                   // EPOCHS
-    double learning_rate;         // LEARNING_RATE
+    double learning_rate;         // LEARNING_RATE; 0 = from the starting point
     double weight_decay;          // WEIGHT_DECAY
     double max_gradient_norm;     // MAX_GRADIENT_NORM
-    double warmup_ratio;          // WARMUP_RATIO
+    double warmup_ratio;          // WARMUP_RATIO; -1 = from the starting point
     int n_trials;                 // N_TRIALS
     long n_instances;             // N_INSTANCES (0 = all)
     int save_total_limit;         // save_total_limit
@@ -52,6 +52,7 @@ typedef struct {
     char pretrained_model_name[256]; // pretrained_model_name
     double dropout;               // hidden and attention dropout probability
     double max_bad_rows;          // fraction of malformed rows skipped before exit 3
+    bool require_learning;        // a model no better than the baseline exits 9
     uint64_t seed;                // SEED (the original split with 5)
 
     // Resources.

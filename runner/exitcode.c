@@ -19,6 +19,10 @@ static const exit_code_info EXIT_TABLE[] = {
      false},
     {EXIT_GPU_OOM, "GPU_OOM", "the model and batch do not fit in GPU memory", false},
     {EXIT_DIVERGED, "DIVERGED", "loss became NaN/Inf", false},
+    {EXIT_LEARNED_NOTHING, "LEARNED_NOTHING",
+     "the best evaluation is no better than the majority-class baseline: reports written, "
+     "model unfit for use",
+     false},
     {EXIT_INTERRUPTED, "INTERRUPTED",
      "SIGTERM, spot notice or a stop command: checkpoint written, resume next attempt", true},
     {EXIT_GPU_FAULT, "GPU_FAULT",
@@ -50,9 +54,9 @@ void exitcode_print(bool json) {
     int n;
     const exit_code_info *table = exitcode_table(&n);
     if (!json) {
-        printf("%-4s  %-13s  %-5s  %s\n", "code", "name", "batch", "meaning");
+        printf("%-4s  %-15s  %-5s  %s\n", "code", "name", "batch", "meaning");
         for (int i = 0; i < n; i++)
-            printf("%-4d  %-13s  %-5s  %s\n", table[i].code, table[i].name,
+            printf("%-4d  %-15s  %-5s  %s\n", table[i].code, table[i].name,
                    table[i].retry ? "RETRY" : "EXIT", table[i].meaning);
         return;
     }

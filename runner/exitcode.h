@@ -13,6 +13,9 @@ typedef enum {
     EXIT_RESOURCES = 5,
     EXIT_GPU_OOM = 6,
     EXIT_DIVERGED = 7,
+    // 9, not 8: Batch's `onExitCode: "8*"` retry rule would match 8 and retry a run
+    // that will learn nothing again.
+    EXIT_LEARNED_NOTHING = 9,
     EXIT_INTERRUPTED = 80,
     EXIT_GPU_FAULT = 81,
     EXIT_COORDINATION = 82,

@@ -308,6 +308,23 @@ int job_model_create(const job_context *ctx, bert_head head, int num_labels, int
     return rc;
 }
 
+space_start job_space_start(const job_context *ctx) {
+    return (space_start){.pretrained = ctx->model_dir[0] != '\0',
+                         .shape = ctx->shape,
+                         .hidden_size = ctx->bcfg.hidden_size,
+                         .num_layers = ctx->bcfg.num_layers};
+}
+
+void job_schedule(const job_context *ctx, double *learning_rate, double *warmup_ratio) {
+    space_start start = job_space_start(ctx);
+    space_defaults d;
+    space_defaults_for(&start, &d);
+    // config.c's defaults (0 and -1) are values no user can give: they mean "not set".
+    *learning_rate = ctx->cfg->learning_rate > 0 ? ctx->cfg->learning_rate
+                                                 : space_default_learning_rate(&d);
+    *warmup_ratio = ctx->cfg->warmup_ratio >= 0 ? ctx->cfg->warmup_ratio : d.warmup_ratio;
+}
+
 int job_run(const runner_config *cfg, int rank, int world_size) {
     if (!cfg) return error_set(EXIT_INTERNAL, "job_run: no configuration");
     bool need_data = cfg->mode == MODE_PIPELINE || cfg->mode == MODE_TRAIN ||

@@ -4,6 +4,7 @@
 #include "kernels/backend.h"
 #include "runner/config.h"
 #include "runner/job/dataset.h"
+#include "runner/job/space.h"
 #include "runner/model/bert.h"
 #include "runner/model/tokenizer.h"
 
@@ -38,6 +39,13 @@ int job_context_publish(const job_context *ctx);
 // `seed`. 0 or an exit code.
 int job_model_create(const job_context *ctx, bert_head head, int num_labels, int max_batch,
                      int max_seq, uint64_t seed, bert_model **out);
+
+// The starting point of the context's model: pretrained weights (a model directory) or
+// random ones, and its shape (runner/job/space.h chooses defaults from it).
+space_start job_space_start(const job_context *ctx);
+// The learning rate and warm-up ratio of a run without a search: the configured ones
+// where the user set them, else the starting point's defaults.
+void job_schedule(const job_context *ctx, double *learning_rate, double *warmup_ratio);
 
 // The modes.
 int job_pipeline(job_context *ctx, bool search);

@@ -334,10 +334,9 @@ int job_pretrain(job_context *ctx) {
         opt.epochs = cfg->epochs > 0 ? cfg->epochs : 1;
         opt.batch_size = cfg->train_batch_size > 0 ? cfg->train_batch_size : 16;
         opt.eval_batch_size = cfg->valid_batch_size > 0 ? cfg->valid_batch_size : 16;
-        opt.learning_rate = cfg->learning_rate;
+        job_schedule(ctx, &opt.learning_rate, &opt.warmup_ratio);
         opt.weight_decay = cfg->weight_decay;
         opt.max_grad_norm = cfg->max_gradient_norm;
-        opt.warmup_ratio = cfg->warmup_ratio;
         opt.patience = cfg->early_stopping_patience;
         opt.save_total_limit = cfg->save_total_limit;
         opt.seed = cfg->seed;

@@ -7,6 +7,7 @@
 #include "runner/job/encode.h"
 #include "runner/job/files.h"
 #include "runner/job/job_internal.h"
+#include "runner/job/learned.h"
 #include "runner/job/metrics.h"
 #include "runner/job/train.h"
 #include "runner/job/trials.h"
@@ -82,10 +83,9 @@ static void base_options(const job_context *ctx, const pipeline_data *d, train_o
     opt->epochs = cfg->epochs > 0 ? cfg->epochs : 1;
     opt->batch_size = cfg->train_batch_size > 0 ? cfg->train_batch_size : 16;
     opt->eval_batch_size = cfg->valid_batch_size > 0 ? cfg->valid_batch_size : 16;
-    opt->learning_rate = cfg->learning_rate;
+    job_schedule(ctx, &opt->learning_rate, &opt->warmup_ratio);
     opt->weight_decay = cfg->weight_decay;
     opt->max_grad_norm = cfg->max_gradient_norm;
-    opt->warmup_ratio = cfg->warmup_ratio;
     opt->patience = cfg->early_stopping_patience;
     opt->save_total_limit = cfg->save_total_limit;
     opt->seed = cfg->seed;
@@ -106,6 +106,29 @@ static cJSON *spec_json(const trial_spec *t) {
     cJSON_AddNumberToObject(o, "per_device_train_batch_size", t->batch_size);
     cJSON_AddNumberToObject(o, "num_train_epochs", t->max_epochs);
     return o;
+}
+
+// A trial whose loss became NaN/Inf or exploded: a failed trial, as Ray Tune counts an
+// errored one, never the end of the search. It is completed with no loss (trials_best
+// passes it over; it records no rung), its result.json says why, and its checkpoints
+// (weights on the way to NaN) are removed so that nothing resumes from them.
+static int fail_trial(trial_source *source, const trial_spec *t, const char *dir) {
+    char why[1024], path[PATH_MAX];
+    snprintf(why, sizeof why, "%s", error_message());
+    error_clear();
+    log_warn("trial_failed", "trial-%d: %s; the trial counts as failed and the search goes on",
+             t->id, why);
+    cJSON *r = spec_json(t);
+    cJSON_AddBoolToObject(r, "failed", true);
+    cJSON_AddStringToObject(r, "reason", why);
+    cJSON_AddNullToObject(r, "best_eval_loss");
+    int rc = files_join(path, sizeof path, "%s/result.json", dir);
+    if (rc == 0) rc = files_write_json(path, r);
+    else cJSON_Delete(r);
+    trial_result result = {.id = t->id, .best_eval_loss = NAN, .best_eval_f1 = 0};
+    if (rc == 0) rc = source->complete(source, &result);
+    if (rc == 0) rc = checkpoint_remove_all(dir);
+    return rc;
 }
 
 // Run one trial to completion (or its ASHA halt) and report it.
@@ -140,6 +163,7 @@ static int run_trial(job_context *ctx, const pipeline_data *d, trial_source *sou
     train_outcome outcome;
     rc = train_run(m, &d->train, &d->valid, &opt, &outcome);
     bert_destroy(m);
+    if (rc == EXIT_DIVERGED) return fail_trial(source, t, dir);
     if (rc) return rc;
     trial_result result = {.id = t->id,
                            .epochs_run = outcome.epochs_run,
@@ -166,6 +190,25 @@ static int run_trial(job_context *ctx, const pipeline_data *d, trial_source *sou
     return rc;
 }
 
+// One line says which space the search samples and why (a user's file, the file beside
+// the data, or the built-in defaults of the starting point); hyperparameters/space.json
+// keeps it with the run.
+static int log_space(const job_context *ctx, const space_choice *space, const char *dir) {
+    char *text = cJSON_PrintUnformatted(space->space);
+    log_info("search_space", "%s: %s; space %s", space->origin, space->why, text ? text : "?");
+    free(text);
+    if (ctx->rank != 0) return 0;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "origin", space->origin);
+    cJSON_AddStringToObject(o, "why", space->why);
+    cJSON_AddItemToObject(o, "space", cJSON_Duplicate(space->space, 1));
+    char path[PATH_MAX];
+    int rc = files_join(path, sizeof path, "%s/space.json", dir);
+    if (rc == 0) rc = files_write_json(path, o);
+    else cJSON_Delete(o);
+    return rc;
+}
+
 // The search; *best receives the winning settings (unchanged when there are no trials).
 static int search(job_context *ctx, const pipeline_data *d, trial_spec *best) {
     const runner_config *cfg = ctx->cfg;
@@ -184,9 +227,14 @@ static int search(job_context *ctx, const pipeline_data *d, trial_spec *best) {
     char dir[PATH_MAX], path[PATH_MAX];
     int rc = files_join(dir, sizeof dir, "%s/hyperparameters", ctx->artefacts);
     if (rc == 0) rc = files_mkdirs(dir);
+    space_choice space = {0};
+    space_start start = job_space_start(ctx);
+    if (rc == 0) rc = space_choose(&start, ctx->hyperspace, cfg->hyperspace_path[0] != '\0', &space);
+    if (rc == 0) rc = log_space(ctx, &space, dir);
     if (rc == 0)
-        rc = trials_sample(ctx->hyperspace[0] ? ctx->hyperspace : NULL, n, cfg->seed,
-                           cfg->epochs > 0 ? cfg->epochs : 1, best, specs);
+        rc = trials_sample_space(space.space, space.origin, n, cfg->seed,
+                                 cfg->epochs > 0 ? cfg->epochs : 1, best, specs);
+    space_choice_free(&space);
     asha_config asha = {.min_epochs = 1, .eta = 2};
     trial_source *source = NULL;
     if (rc == 0) rc = files_join(path, sizeof path, "%s/search.json", dir);
@@ -198,8 +246,7 @@ static int search(job_context *ctx, const pipeline_data *d, trial_spec *best) {
             rc = trials_local_create(&source, specs, n, &asha, path);
     }
     if (rc == 0)
-        log_info("search", "%d trials from %s, ASHA min 1 epoch, eta 2", n,
-                 ctx->hyperspace[0] ? ctx->hyperspace : "the configuration (no hyperspace.json)");
+        log_info("search", "%d trials, ASHA min 1 epoch, eta 2", n);
     bool have = true;
     while (rc == 0) {
         trial_spec t;
@@ -305,10 +352,21 @@ int job_pipeline(job_context *ctx, bool with_search) {
     clock_gettime(CLOCK_MONOTONIC, &t0);
     pipeline_data d = {0};
     int rc = prepare_data(ctx, &d);
-    trial_spec best = {.learning_rate = cfg->learning_rate,
+    double learning_rate, warmup_ratio;
+    job_schedule(ctx, &learning_rate, &warmup_ratio);
+    trial_spec best = {.learning_rate = learning_rate,
                        .weight_decay = cfg->weight_decay,
                        .batch_size = cfg->train_batch_size > 0 ? cfg->train_batch_size : 16};
-    if (rc == 0 && with_search) rc = search(ctx, &d, &best);
+    if (rc == 0 && with_search && cfg->n_trials > 0) {
+        rc = search(ctx, &d, &best);
+    } else if (rc == 0) {
+        space_start start = job_space_start(ctx);
+        char described[256];
+        space_describe_start(&start, described, sizeof described);
+        log_info("schedule", "no search: learning_rate %.3g (%s), warmup_ratio %.3g (%s)",
+                 learning_rate, cfg->learning_rate > 0 ? "LEARNING_RATE" : described,
+                 warmup_ratio, cfg->warmup_ratio >= 0 ? "WARMUP_RATIO" : described);
+    }
     // Several workers train the prime model data-parallel; without coordination (Redis
     // off) rank 0 trains alone.
     collective *group = NULL;
@@ -389,6 +447,28 @@ int job_pipeline(job_context *ctx, bool with_search) {
         if (rc == 0) log_info("export", "%s (loads with transformers' AutoModelForTokenClassification)",
                               model_dir);
     }
+    // No silent success: a model no better than tagging every word O exits 9 after its
+    // reports and export are written (they show what it predicts).
+    bool learned = true;
+    char verdict[2048] = "";
+    if (rc == 0) {
+        space_start start = job_space_start(ctx);
+        space_defaults defaults;
+        space_defaults_for(&start, &defaults);
+        char described[256];
+        space_describe_start(&start, described, sizeof described);
+        learned_evidence evidence = {
+            .best_f1 = f1_valid,
+            .best_eval_loss = outcome.best_eval_loss,
+            .baseline_loss = learned_baseline_loss(&d.train, &d.valid, d.ds.num_labels),
+            .learning_rate = opt.learning_rate,
+            .lr_low = defaults.lr_low,
+            .lr_high = defaults.lr_high,
+            .start = described,
+            .n_train = d.n_train,
+        };
+        learned = learned_something(&evidence, verdict, sizeof verdict);
+    }
     if (rc == 0) {
         struct timespec t1;
         clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -402,10 +482,15 @@ int job_pipeline(job_context *ctx, bool with_search) {
         cJSON_AddNumberToObject(f, "epochs", outcome.epochs_run);
         cJSON_AddNumberToObject(f, "seconds", round(seconds * 10) / 10);
         cJSON_AddStringToObject(f, "artefacts", ctx->artefacts);
-        log_fields(LOG_INFO, "job_done", f);
+        cJSON_AddBoolToObject(f, "learned", learned);
+        log_fields(learned ? LOG_INFO : LOG_WARN, "job_done", f);
         printf("test F1 (entity level, seqeval): %.4f\n", f1_test);
         fflush(stdout);
         telemetry_phase("done");
+        if (!learned && cfg->require_learning)
+            rc = error_set(EXIT_LEARNED_NOTHING, "%s", verdict);
+        else if (!learned)
+            log_warn("learned_nothing", "%s (require_learning is off: exit 0)", verdict);
     }
     if (m) bert_destroy(m);
     pipeline_data_free(&d);

@@ -284,6 +284,16 @@ static int end_of_epoch(bert_model *m, const encoded_set *valid, const train_opt
     return 0;
 }
 
+// A loss this many times that of a uniform guess over the classes (ln V, where a freshly
+// initialised head starts) has exploded: weights that far off do not come back, and the
+// next steps would only spend time on the way to NaN.
+static const double EXPLOSION_FACTOR = 10.0;
+
+static double explosion_limit(const train_options *opt) {
+    int classes = opt->mask_id >= 0 ? opt->vocab_size : opt->num_labels;
+    return EXPLOSION_FACTOR * log(classes > 2 ? (double)classes : 2.0);
+}
+
 int train_run(bert_model *m, const encoded_set *train, const encoded_set *valid,
               const train_options *opt, train_outcome *out) {
     memset(out, 0, sizeof *out);
@@ -312,6 +322,7 @@ int train_run(bert_model *m, const encoded_set *train, const encoded_set *valid,
     uint64_t dropout_seed = opt->group ? rng_mix64(opt->seed + (uint64_t)opt->rank) : opt->seed;
     long total_steps = per_epoch * opt->epochs;
     long warmup = (long)ceil(opt->warmup_ratio * (double)total_steps);
+    double explode = explosion_limit(opt);
     batch_buffers bb = {0};
     int *order = malloc((size_t)train->n * sizeof *order);
     if (rc == 0) rc = buffers_alloc(&bb, B, train->T, 0);
@@ -363,6 +374,11 @@ int train_run(bert_model *m, const encoded_set *train, const encoded_set *valid,
             if (rc == 0 && !isfinite(loss))
                 rc = error_set(EXIT_DIVERGED, "%s: training loss became %g at step %ld", opt->run,
                                loss, st.step);
+            if (rc == 0 && loss > explode)
+                rc = error_set(EXIT_DIVERGED, "%s: training loss exploded to %.4g at step %ld "
+                               "(%.0f times the %.4g of guessing uniformly; learning rate %.3g)",
+                               opt->run, loss, st.step, EXPLOSION_FACTOR,
+                               explode / EXPLOSION_FACTOR, opt->learning_rate);
             if (rc == 0)
                 rc = bert_step(m, lr, (float)opt->weight_decay, (float)opt->max_grad_norm,
                                (int)(st.step + 1), &grad_norm);

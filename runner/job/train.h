@@ -53,7 +53,8 @@ typedef struct {
 } train_outcome;
 
 // Train m (initialised by the caller, or restored from opt->dir) on `train`, evaluating
-// on `valid`. 0, EXIT_INTERRUPTED (checkpoint written), EXIT_DIVERGED or another code.
+// on `valid`. 0, EXIT_INTERRUPTED (checkpoint written), EXIT_DIVERGED (a NaN/Inf loss or
+// gradient, or a training loss above ten times that of a uniform guess) or another code.
 int train_run(bert_model *m, const encoded_set *train, const encoded_set *valid,
               const train_options *opt, train_outcome *out);
 

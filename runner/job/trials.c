@@ -86,6 +86,14 @@ int trials_sample(const char *path, int n, uint64_t seed, int max_epochs, const 
             return error_set(EXIT_BAD_INPUT, "%s: not a JSON object", path);
         }
     }
+    int rc = trials_sample_space(root, path, n, seed, max_epochs, base, out);
+    cJSON_Delete(root);
+    return rc;
+}
+
+int trials_sample_space(const cJSON *root, const char *path, int n, uint64_t seed, int max_epochs,
+                        const trial_spec *base, trial_spec *out) {
+    if (!path) path = "hyperspace";
     const cJSON *lr = range_of(root, "continuous", "learning_rate");
     const cJSON *wd = range_of(root, "continuous", "weight_decay");
     const cJSON *wd_choice = range_of(root, "choice", "weight_decay");
@@ -124,7 +132,6 @@ int trials_sample(const char *path, int n, uint64_t seed, int max_epochs, const 
             t->batch_size = cJSON_GetArrayItem(bs_choice, k)->valueint;
         }
     }
-    cJSON_Delete(root);
     return rc;
 }
 

@@ -5,6 +5,7 @@
 // one worker) and a Redis-stream one in runner/coord/ (several workers share a search;
 // a dead worker's trial is claimed again). The specs are sampled by trials_sample() from
 // hyperspace.json with a seed, so every implementation runs the same trials.
+#include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -60,6 +61,9 @@ struct trial_source {
 // `seed`. `base` supplies anything the file leaves out. 0 or EXIT_BAD_INPUT.
 int trials_sample(const char *hyperspace_json, int n, uint64_t seed, int max_epochs,
                   const trial_spec *base, trial_spec *out);
+// The same from a parsed space (NULL: none; `origin` names it in errors).
+int trials_sample_space(const cJSON *space, const char *origin, int n, uint64_t seed,
+                        int max_epochs, const trial_spec *base, trial_spec *out);
 
 // The in-process source over `n` specs. `state_path` (may be NULL) is a JSON file where
 // completed trials and rung records are kept atomically, so a restarted search skips

@@ -224,7 +224,7 @@ def test_version(runner_bin):
 DESIGN_TABLE = [
     (0, "OK", "EXIT"), (1, "INTERNAL", "EXIT"), (2, "USAGE", "EXIT"), (3, "BAD_INPUT", "EXIT"),
     (4, "OUTPUT", "EXIT"), (5, "RESOURCES", "EXIT"), (6, "GPU_OOM", "EXIT"),
-    (7, "DIVERGED", "EXIT"), (80, "INTERRUPTED", "RETRY"), (81, "GPU_FAULT", "RETRY"),
+    (7, "DIVERGED", "EXIT"), (9, "LEARNED_NOTHING", "EXIT"), (80, "INTERRUPTED", "RETRY"), (81, "GPU_FAULT", "RETRY"),
     (82, "COORDINATION", "RETRY"), (83, "PEER_LOST", "RETRY"), (84, "REMOTE_IO", "RETRY"),
 ]
 

@@ -44,8 +44,12 @@ def roberta_dir(tmp_path_factory):
 
 def test_roberta_pipeline_exports_a_model_transformers_loads(roberta_dir, runner_bin, tmp_path):
     out = tmp_path / "out"
+    # The model directory holds random weights: the fine-tuning range a --model start gets
+    # by default (2e-5 to 5e-5) would leave them random, so the search space is named.
+    space = tmp_path / "hyperspace.json"
+    space.write_text(json.dumps({"continuous": {"learning_rate": [1e-3, 1e-3]}}))
     proc = run(runner_bin, "--architecture", "roberta", "--model", roberta_dir, "--output", out,
-               "--instances", 1000, "--trials", 1, "--epochs", 8, "--learning-rate", "1e-3",
+               "--instances", 1000, "--trials", 1, "--epochs", 8, "--hyperspace", space,
                "--no-serve", "--redis", "off", "--log-format", "json", timeout=500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert exit_line(proc.stdout)["code"] == 0

@@ -55,22 +55,25 @@ static int child_exit(int code, const char *reason, bool reenter, char *out, siz
 int main(void) {
     int n;
     const exit_code_info *table = exitcode_table(&n);
-    CHECK_INT(n, 13);
+    CHECK_INT(n, 14);
     static const struct {
         int code;
         const char *name;
         bool retry;
     } DESIGN[] = {{0, "OK", false},        {1, "INTERNAL", false},     {2, "USAGE", false},
                   {3, "BAD_INPUT", false}, {4, "OUTPUT", false},       {5, "RESOURCES", false},
-                  {6, "GPU_OOM", false},   {7, "DIVERGED", false},     {80, "INTERRUPTED", true},
+                  {6, "GPU_OOM", false},   {7, "DIVERGED", false},     {9, "LEARNED_NOTHING", false},
+                  {80, "INTERRUPTED", true},
                   {81, "GPU_FAULT", true}, {82, "COORDINATION", true}, {83, "PEER_LOST", true},
                   {84, "REMOTE_IO", true}};
-    for (int i = 0; i < n && i < 13; i++) {
+    for (int i = 0; i < n && i < 14; i++) {
         CHECK_INT(table[i].code, DESIGN[i].code);
         CHECK_STR(table[i].name, DESIGN[i].name);
         CHECK_INT(table[i].retry, DESIGN[i].retry);
         // Retryable codes share the decade 80-89 (one evaluateOnExit "8*" entry).
         CHECK_INT(table[i].retry, table[i].code >= 80 && table[i].code <= 89);
+        // And no code that ends the job may match that entry's pattern ("8" does).
+        if (!table[i].retry) CHECK(table[i].code != 8 && table[i].code / 10 != 8);
     }
     CHECK_STR(exitcode_name(83), "PEER_LOST");
     CHECK_STR(exitcode_name(42), "INTERNAL");
