@@ -107,7 +107,8 @@ def test_spot_notice_stops_the_job_with_80(runner_bin, moto, responder, bucket, 
                   RUNNER_SPOT_POLL_MS="200")
     env.pop("AWS_EC2_METADATA_DISABLED")
     proc = subprocess.Popen([str(runner_bin), *QUICK, "--mode", "train", "--data", str(DEMO),
-                             "--epochs", "200", "--instances", "40",
+                             "--epochs", "2000", "--instances", "40",
+                             "--early-stopping-patience", "0",
                              "--output", f"s3://{bucket}/spot"],
                             env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
