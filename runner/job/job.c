@@ -9,6 +9,7 @@
 #include "runner/job/files.h"
 #include "runner/job/job_internal.h"
 #include "runner/log.h"
+#include "runner/model/safetensors.h"
 
 #include <omp.h>
 #include <stdint.h>
@@ -298,7 +299,7 @@ int job_model_create(const job_context *ctx, bert_head head, int num_labels, int
     rc = bert_init_random(*out, seed);
     if (rc == 0 && ctx->model_dir[0]) {
         char path[PATH_MAX];
-        rc = files_join(path, sizeof path, "%s/model.safetensors", ctx->model_dir);
+        rc = safetensors_checkpoint_path(ctx->model_dir, path, sizeof path);
         if (rc == 0) rc = bert_load_safetensors(*out, path);
     }
     if (rc) {
