@@ -105,7 +105,8 @@ static int model_input(job_context *ctx) {
         int rc = hub_ref_parse(spec, cfg->revision, &ref);
         if (rc == 0) {
             log_info("model", "%s %s: a Hugging Face Hub id", origin, spec);
-            rc = hub_fetch_model(&ref, ctx->model_dir, sizeof ctx->model_dir);
+            rc = hub_fetch_model(&ref, cfg->hf_token_secret, ctx->model_dir,
+                                 sizeof ctx->model_dir);
         }
         return rc;
     }
