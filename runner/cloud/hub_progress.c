@@ -14,7 +14,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-enum { BAR_CELLS = 20 };
+enum { BAR_CELLS = 16 };
 static const double LOG_EVERY_S = 5.0, DRAW_EVERY_S = 0.25;
 
 // Whether a bar is on the terminal now: cleared by whichever thread logs a line.
@@ -88,19 +88,19 @@ static void bar_draw(const hub_progress *p, long long size, double now, bool don
     cells[BAR_CELLS + 1] = ']';
     cells[BAR_CELLS + 2] = '\0';
     char tail[160];
-    snprintf(tail, sizeof tail, "%3d%%  %s  %.1f MiB/s  %s", percent, sizes,
-             rate / (1 << 20), when);
+    snprintf(tail, sizeof tail, "%3d%% %s %.1f MiB/s %s", percent, sizes, rate / (1 << 20),
+             when);
     // One line narrower than the terminal, or the carriage return no longer goes back to
     // its start: the bar goes first, then the file name is cut.
     int columns = terminal_columns() - 1;
-    int room = columns - (int)strlen(tail) - 2;
-    bool with_cells = room - (int)strlen(cells) - 2 >= 12;
-    if (with_cells) room -= (int)strlen(cells) + 2;
     int name_len = (int)strlen(p->file);
+    int room = columns - (int)strlen(tail) - 2; // for "name  "
+    bool with_cells = room - (int)strlen(cells) - 1 >= (name_len < 12 ? name_len : 12);
+    if (with_cells) room -= (int)strlen(cells) + 1;
     if (name_len > room) name_len = room > 0 ? room : 0;
     char line[512];
     int len = snprintf(line, sizeof line, "\r%.*s%s%s%s%s\033[K", name_len, p->file,
-                       name_len ? "  " : "", with_cells ? cells : "", with_cells ? "  " : "",
+                       name_len ? "  " : "", with_cells ? cells : "", with_cells ? " " : "",
                        tail);
     if (len > 0 && write(STDERR_FILENO, line, (size_t)len) == len)
         atomic_store(&on_screen, true);

@@ -3,10 +3,11 @@
 // 5 s and at the end (bytes, total, MiB/s, ETA), the job's progress on 6006/6007, and,
 // when stderr is a terminal, a bar on stderr as huggingface_hub's tqdm draws one:
 //
-//   model.safetensors  [#########           ]  45%  40.1/86.7 MiB  12.3 MiB/s  ETA 0:04
+//   model.safetensors  [#######         ]  45% 40.1/86.7 MiB 12.3 MiB/s ETA 0:04
 //
-// redrawn in place (carriage return) at most 4 times a second and ended by a newline
-// when the transfer stops. No bar when stderr is not a terminal, or when
+// redrawn in place (carriage return) at most 4 times a second, one column narrower than
+// the terminal (the bar, then the file name's end, give way), and ended by a newline
+// when the transfer stops ("in 0:07" then replaces the ETA). No bar when stderr is not a terminal, or when
 // HF_HUB_DISABLE_PROGRESS_BARS is 1/true/yes/on (huggingface_hub's switch). While a bar
 // is on the terminal, a log line written meanwhile first erases it (log_set_before_line)
 // and the next redraw puts it back below.
