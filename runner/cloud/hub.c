@@ -485,18 +485,21 @@ static long long free_bytes(const char *file) {
                                                 : -1;
 }
 
-// The blob could not be written (ENOSPC, EDQUOT, EIO...): its part is removed, since on a
-// full disk it only takes the space other files need, and nothing under a final name
-// refers to it. One line names the path and the space asked for.
-static int cache_full(const hub_session *s, const char *file, const file_meta *m,
-                      const char *partial) {
+// The blob could not be written. When the filesystem is full, its part is removed: on a
+// full disk it only holds the space other files need (nothing under a final name refers
+// to it), and one line names the path, the size and the space there is. Other causes
+// (permissions, I/O errors) keep aws_send's reason and the part.
+static int blob_write_failed(const hub_session *s, const char *file, const file_meta *m,
+                             const char *partial) {
+    long long have = file_size(partial), room = free_bytes(partial);
+    if (room < 0 || room >= m->size - (have > 0 ? have : 0)) return EXIT_OUTPUT;
     char why[1024];
     snprintf(why, sizeof why, "%s", error_message());
     unlink(partial);
-    return error_set(EXIT_OUTPUT, "%s (%s@%s: %s has %lld bytes, %lld are free in the cache %s; "
-                     "the partial download was removed: give HF_HUB_CACHE more room)", why,
-                     s->ref->repo_id, s->ref->revision, file, m->size, free_bytes(partial),
-                     s->cache);
+    return error_set(EXIT_OUTPUT, "%s (%s@%s: %s has %lld bytes, %lld are free in the cache %s "
+                     "without its partial download, which was removed: give HF_HUB_CACHE more "
+                     "room)", why, s->ref->repo_id, s->ref->revision, file, m->size,
+                     free_bytes(partial), s->cache);
 }
 
 // GET into blob.incomplete (resumed), check, rename to blob. Called under the lock.
@@ -515,7 +518,7 @@ static int blob_download(const hub_session *s, const char *file, const file_meta
             log_info("hub_resume", "%s: resuming %s at byte %lld of %lld", s->ref->repo_id, file,
                      have, m->size);
         // huggingface_hub's check before a download: a warning, as statvfs can be wrong
-        // (network filesystems); a full disk then fails the write itself (cache_full).
+        // (network filesystems); a full disk then fails the write itself (blob_write_failed).
         long long room = free_bytes(partial), need = m->size - (have > 0 ? have : 0);
         if (room >= 0 && room < need)
             log_warn("hub_disk_space", "%s: %s needs %lld more bytes but the cache %s has %lld "
@@ -538,7 +541,7 @@ static int blob_download(const hub_session *s, const char *file, const file_meta
                 return error_set(EXIT_REMOTE_IO, "%s (%lld of %lld bytes kept in %s for the next "
                                  "attempt)", error_message(), file_size(partial), m->size,
                                  partial);
-            if (rc == EXIT_OUTPUT) return cache_full(s, file, m, partial);
+            if (rc == EXIT_OUTPUT) return blob_write_failed(s, file, m, partial);
             if (rc) return rc;
             if (status == 416) { // the partial file is not a prefix the server knows
                 unlink(partial);
