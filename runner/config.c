@@ -76,6 +76,9 @@ static const config_option OPTIONS[] = {
      "model to start from: a Hugging Face model directory, an s3:// prefix or a Hub id"},
     {"revision", "revision", OPTION_STRING, FIELD(revision), 0, 0, "job", "REV",
      "Hub revision of --model: branch, tag, refs/pr/N or commit (default main)"},
+    {"hf-token-secret", "hf_token_secret", OPTION_STRING, FIELD(hf_token_secret), 0, 0, "job",
+     "ARN", "Secrets Manager secret holding the Hugging Face token (read when neither HF_TOKEN "
+     "nor $HF_HOME/token gives one)"},
     {"output", "output", OPTION_PATH, FIELD(output_path), 0, 0, "job", "PATH|S3URI",
      "where artefacts go (default ./out)"},
     {"input", "input", OPTION_PATH, FIELD(input_path), 0, 0, "job", "PATH|S3URI",

@@ -74,6 +74,7 @@ typedef struct {
 
     // Cloud.
     char secret_id[256]; // Secrets Manager secret holding bucket names, or ""
+    char hf_token_secret[512]; // Secrets Manager secret holding the HF token, or ""
 
     // Logging.
     int log_format; // log_format from log.h

@@ -9,6 +9,7 @@
 #include "runner/exitcode.h"
 #include "runner/job/files.h"
 #include "runner/log.h"
+#include "runner/model/safetensors.h"
 
 #include <omp.h>
 #include <stdint.h>
@@ -104,7 +105,8 @@ static int model_input(job_context *ctx) {
         int rc = hub_ref_parse(spec, cfg->revision, &ref);
         if (rc == 0) {
             log_info("model", "%s %s: a Hugging Face Hub id", origin, spec);
-            rc = hub_fetch_model(&ref, ctx->model_dir, sizeof ctx->model_dir);
+            rc = hub_fetch_model(&ref, cfg->hf_token_secret, ctx->model_dir,
+                                 sizeof ctx->model_dir);
         }
         return rc;
     }
@@ -298,7 +300,7 @@ int job_model_create(const job_context *ctx, bert_head head, int num_labels, int
     rc = bert_init_random(*out, seed);
     if (rc == 0 && ctx->model_dir[0]) {
         char path[PATH_MAX];
-        rc = files_join(path, sizeof path, "%s/model.safetensors", ctx->model_dir);
+        rc = safetensors_checkpoint_path(ctx->model_dir, path, sizeof path);
         if (rc == 0) rc = bert_load_safetensors(*out, path);
     }
     if (rc) {
