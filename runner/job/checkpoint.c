@@ -537,7 +537,8 @@ static int side_newest_valid(void *ctx, long bound, long *step) {
         if (side->verdict[i] == 0) {
             side->verdict[i] = -1;
             int rc = files_join(ck, sizeof ck, "%s/checkpoint-%ld", side->dir, side->steps[i]);
-            if (rc == 0) rc = validate(ck, side->m, side->st, &side->loaded[i]);
+            if (rc) snprintf(ck, sizeof ck, "checkpoint-%ld", side->steps[i]); // for the line
+            else rc = validate(ck, side->m, side->st, &side->loaded[i]);
             if (rc == 0) side->verdict[i] = 1;
             else log_skipped(ck);
         }
