@@ -1,7 +1,7 @@
-// Hugging Face model directories out of a trained model; see job_internal.h.
+// Hugging Face model directories out of a trained model; see modes.h.
 #include "runner/error.h"
 #include "runner/job/files.h"
-#include "runner/job/job_internal.h"
+#include "runner/job/modes.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
