@@ -39,6 +39,7 @@ enum {
     DEFAULT_HEARTBEAT_MS = 5000,
     MISSED_BEATS_DEAD = 3,
     DEFAULT_RENDEZVOUS_TIMEOUT_S = 300,
+    DEFAULT_OUTAGE_TIMEOUT_S = 300,
     RENDEZVOUS_POLL_MS = 200,
     KEY_TTL_S = 7 * 24 * 3600, // rendezvous and node keys outlive no job by long
     METRICS_QUEUE = 1024,
@@ -71,10 +72,19 @@ static struct {
     bool embedded;
     int heartbeat_ms;
     int rendezvous_timeout_s;
+    int outage_timeout_ms; // --redis-outage-timeout
     atomic_bool stop;
     atomic_int exit_hint;
 
-    pthread_mutex_t lock; // guards peers and the metrics queue
+    pthread_mutex_t lock; // guards peers, the metrics queue and health
+    // Redis as the heartbeat thread sees it (runner_redis_* on /metrics).
+    struct {
+        bool tracked; // between coord_start() with Redis and coord_stop()
+        bool up;
+        long long outages;
+        long long outage_ms_done;  // outages that ended
+        long long down_since_ms;   // the current one's start, 0 when up
+    } health;
     peer peers[COORD_MAX_NODES];
     int n_peers;
     queued_metric metrics[METRICS_QUEUE];
@@ -551,14 +561,28 @@ typedef struct {
     long reconnects;
 } heartbeat;
 
-// A multi-node job gives Redis as long as a dead node may be silent.
-static long long outage_budget_ms(void) { return (long long)MISSED_BEATS_DEAD * coord.heartbeat_ms; }
+// A beat lives as long as a dead node may be silent, 3 periods.
+static long long beat_ttl_ms(void) { return (long long)MISSED_BEATS_DEAD * coord.heartbeat_ms; }
 
-// Redis came back (perhaps restarted, empty): the others need a period to write their
-// beats again; their silence meanwhile is not a death.
+// How long Redis may stay away. A multi-node job: as long as a dead node may be silent
+// (3 beats, or the outage timeout when that is shorter): without Redis no node sees its
+// peers, and a node that died meanwhile would never be noticed. A single node needs
+// Redis for nothing but the search's trial queue and the control channel: it waits
+// --redis-outage-timeout, long enough for a managed Redis to fail over.
+static long long outage_budget_ms(const heartbeat *h) {
+    long long timeout = (long long)coord.outage_timeout_ms;
+    return h->multi && beat_ttl_ms() < timeout ? beat_ttl_ms() : timeout;
+}
+
+// Redis answered again through a reconnection inside one call's retry window (e.g. the
+// embedded server restarted within a fraction of a second): no outage, but the server
+// may have come back empty, and the others need a period to write their beats again;
+// their silence meanwhile is not a death.
 static void note_reconnects(heartbeat *h) {
     if (redis_client_reconnects(h->rc) != h->reconnects) {
         h->reconnects = redis_client_reconnects(h->rc);
+        log_info("redis_reconnected", "%s:%d answered again within one retry window",
+                 coord.ep.host, coord.ep.port);
         forgive_peers(timing_now_ms());
     }
 }
@@ -566,7 +590,7 @@ static void note_reconnects(heartbeat *h) {
 // Write this node's beat, then read the others'.
 static int beat(heartbeat *h) {
     int code = redis_client_ok(h->rc, "SET %shb:%d %lld PX %lld", coord.prefix,
-                               coord.self.node_index, ++h->counter, outage_budget_ms());
+                               coord.self.node_index, ++h->counter, beat_ttl_ms());
     if (code == 0)
         code = scan_peers(h->rc, timing_now_ms());
     return code;
@@ -584,14 +608,26 @@ static int chores(heartbeat *h, long long now) {
 }
 
 // Account for one round of calls that began at `started`. Any failed call starts (or
-// continues) the outage; on a multi-node job the next calls retry no longer than what
-// is left of its budget, so the stop comes on time.
+// continues) the outage: one redis_lost line, and one redis_back when a call succeeds
+// again, however many retries and clients there were in between. The next calls retry
+// no longer than what is left of the budget, so the stop comes on time.
 static void track_outage(heartbeat *h, long long started, bool failed) {
+    long long now = timing_now_ms();
     if (!failed) {
         if (h->unreachable_since) {
-            log_info("redis_reachable", "after %lld ms", timing_now_ms() - h->unreachable_since);
+            long long lasted = now - h->unreachable_since;
+            cJSON *f = cJSON_CreateObject();
+            cJSON_AddNumberToObject(f, "outage_ms", (double)lasted);
+            cJSON_AddStringToObject(f, "msg", "Redis answers again");
+            log_fields(LOG_INFO, "redis_back", f);
+            pthread_mutex_lock(&coord.lock);
+            coord.health.up = true;
+            coord.health.down_since_ms = 0;
+            coord.health.outage_ms_done += lasted;
+            pthread_mutex_unlock(&coord.lock);
             h->unreachable_since = 0;
-            forgive_peers(timing_now_ms());
+            h->reconnects = redis_client_reconnects(h->rc);
+            forgive_peers(now);
             redis_client_set_retry_ms(h->rc, h->retry_ms);
         }
         note_reconnects(h);
@@ -599,19 +635,26 @@ static void track_outage(heartbeat *h, long long started, bool failed) {
     }
     if (!h->unreachable_since) {
         h->unreachable_since = started;
-        log_warn("redis_unreachable", "%s", error_message());
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddNumberToObject(f, "budget_ms", (double)outage_budget_ms(h));
+        cJSON_AddStringToObject(f, "msg", error_message());
+        log_fields(LOG_WARN, "redis_lost", f);
+        pthread_mutex_lock(&coord.lock);
+        coord.health.up = false;
+        coord.health.down_since_ms = started;
+        coord.health.outages++;
+        pthread_mutex_unlock(&coord.lock);
     }
     error_clear();
-    long long left = h->unreachable_since + outage_budget_ms() - timing_now_ms();
-    if (h->multi)
-        redis_client_set_retry_ms(h->rc, left < h->retry_ms ? (int)left : h->retry_ms);
+    long long left = h->unreachable_since + outage_budget_ms(h) - now;
+    if (left < 1)
+        left = 1;
+    redis_client_set_retry_ms(h->rc, left < h->retry_ms ? (int)left : h->retry_ms);
 }
 
-// A multi-node job cannot go on without Redis for longer than a dead node may be
-// silent (3 beats): the nodes stop and exit 82. A single node keeps training and trying.
+// Redis stayed away for the whole budget: the job stops and exits 82.
 static bool outage_too_long(const heartbeat *h) {
-    return h->multi && h->unreachable_since &&
-           timing_now_ms() - h->unreachable_since >= outage_budget_ms();
+    return h->unreachable_since && timing_now_ms() - h->unreachable_since >= outage_budget_ms(h);
 }
 
 // One turn of the loop: the beat when due, else the chores while Redis answers.
@@ -641,7 +684,14 @@ static void *heartbeat_main(void *arg) {
         tick = 20;
     while (!atomic_load(&coord.stop)) {
         if (heartbeat_turn(&h)) {
-            request_stop(EXIT_COORDINATION, "Redis unreachable on a multi-node job");
+            char reason[160];
+            if (h.multi && outage_budget_ms(&h) == beat_ttl_ms())
+                snprintf(reason, sizeof reason, "Redis unreachable for %lld ms (%d heartbeats) "
+                         "on a multi-node job", outage_budget_ms(&h), MISSED_BEATS_DEAD);
+            else
+                snprintf(reason, sizeof reason, "Redis unreachable for %lld s "
+                         "(--redis-outage-timeout)", outage_budget_ms(&h) / 1000);
+            request_stop(EXIT_COORDINATION, reason);
             break;
         }
         nap(tick);
@@ -748,6 +798,27 @@ const coord_node *coord_self(void) { return &coord.self; }
 const char *coord_prefix(void) { return coord.prefix; }
 int coord_exit_code_hint(void) { return atomic_load(&coord.exit_hint); }
 int coord_heartbeat_ms(void) { return coord.heartbeat_ms; }
+int coord_outage_timeout_ms(void) {
+    return coord.outage_timeout_ms > 0 ? coord.outage_timeout_ms : DEFAULT_OUTAGE_TIMEOUT_S * 1000;
+}
+
+int coord_worker_redis_wait_ms(void) {
+    int period = coord.heartbeat_ms > 0 ? coord.heartbeat_ms : DEFAULT_HEARTBEAT_MS;
+    return coord_outage_timeout_ms() + 2 * period + 2000;
+}
+
+void coord_redis_health_get(coord_redis_health *out) {
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&coord.lock);
+    out->enabled = coord.health.tracked;
+    out->up = coord.health.up;
+    out->outages = coord.health.outages;
+    long long ms = coord.health.outage_ms_done;
+    if (coord.health.down_since_ms)
+        ms += timing_now_ms() - coord.health.down_since_ms;
+    pthread_mutex_unlock(&coord.lock);
+    out->outage_seconds = (double)ms / 1000.0;
+}
 
 bool coord_redis_endpoint(char *host, int host_len, int *port, char *password,
                           int password_len) {
@@ -766,6 +837,8 @@ void coord_worker_view_export(coord_worker_view *out) {
     out->enabled = coord.enabled;
     out->self = coord.self;
     snprintf(out->prefix, sizeof out->prefix, "%s", coord.prefix);
+    out->outage_timeout_ms = coord_outage_timeout_ms();
+    out->heartbeat_ms = coord.heartbeat_ms;
     if (coord.enabled)
         out->endpoint = coord.ep;
 }
@@ -779,6 +852,8 @@ void coord_worker_view_adopt(const coord_worker_view *view) {
     coord.self = view->self;
     snprintf(coord.prefix, sizeof coord.prefix, "%s", view->prefix);
     coord.ep = view->endpoint;
+    coord.outage_timeout_ms = view->outage_timeout_ms;
+    coord.heartbeat_ms = view->heartbeat_ms;
     log_redact(coord.ep.password);
     trials_set_factory(coord.enabled ? redis_trials_factory : NULL);
 }
@@ -857,6 +932,8 @@ int coord_start(const runner_config *cfg) {
              coord.self.attempt);
     coord.rendezvous_timeout_s =
         cfg->rendezvous_timeout_s > 0 ? cfg->rendezvous_timeout_s : DEFAULT_RENDEZVOUS_TIMEOUT_S;
+    coord.outage_timeout_ms = (cfg->redis_outage_timeout_s > 0 ? cfg->redis_outage_timeout_s
+                                                                : DEFAULT_OUTAGE_TIMEOUT_S) * 1000;
     if ((code = env_int("RUNNER_HEARTBEAT_MS", DEFAULT_HEARTBEAT_MS, 50, &coord.heartbeat_ms)))
         return code;
     atomic_store(&coord.stop, false);
@@ -904,6 +981,11 @@ int coord_start(const runner_config *cfg) {
     if (code)
         return code;
 
+    pthread_mutex_lock(&coord.lock);
+    memset(&coord.health, 0, sizeof coord.health);
+    coord.health.tracked = true;
+    coord.health.up = true; // it answered the join
+    pthread_mutex_unlock(&coord.lock);
     trials_set_factory(redis_trials_factory);
     publish_nodes();
     if (pthread_create(&coord.heartbeat_thread, NULL, heartbeat_main, NULL) == 0)
@@ -972,6 +1054,9 @@ void coord_stop(void) {
     if (coord.fanin_running)
         pthread_join(coord.fanin_thread, NULL);
     coord.heartbeat_running = coord.control_running = coord.fanin_running = false;
+    pthread_mutex_lock(&coord.lock);
+    coord.health.tracked = false;
+    pthread_mutex_unlock(&coord.lock);
     if (coord.enabled)
         leave();
     if (coord.embedded && coord.self.is_main)

@@ -61,6 +61,8 @@ typedef struct {
     coord_node self;
     char prefix[COORD_PREFIX_MAX];
     redis_endpoint endpoint;
+    int outage_timeout_ms; // --redis-outage-timeout
+    int heartbeat_ms;      // RUNNER_HEARTBEAT_MS as the supervisor read it
 } coord_worker_view;
 void coord_worker_view_export(coord_worker_view *out);
 // In a worker, before its job runs: take over `view` (the password is registered with
@@ -70,6 +72,17 @@ void coord_worker_view_adopt(const coord_worker_view *view);
 // password of the Redis in use. Returns false when Redis is off.
 bool coord_redis_endpoint(char *host, int host_len, int *port, char *password,
                           int password_len);
+// Redis as this node's heartbeat thread sees it (a copy taken under a lock), for the
+// runner_redis_* families of /metrics. An outage begins with the first call that Redis
+// did not answer within its retry window (one redis_lost line) and ends with the next
+// answer (one redis_back line).
+typedef struct {
+    bool enabled;          // Redis in use and the heartbeat running (the supervisor)
+    bool up;
+    long long outages;     // outages so far
+    double outage_seconds; // time spent in them, the current one included
+} coord_redis_health;
+void coord_redis_health_get(coord_redis_health *out);
 // Publish one step metric of this node to the capped metrics stream (non-blocking for
 // the caller: queued and sent by the heartbeat thread; dropped when Redis is down).
 // Not needed for telemetry: on a multi-node job every non-main node exports the new

@@ -10,6 +10,13 @@ const redis_endpoint *coord_endpoint(void);
 // True once coord_stop() began: threads leave their loops.
 bool coord_stopping(void);
 int coord_heartbeat_ms(void);
+// --redis-outage-timeout in ms (the default before coord_start()).
+int coord_outage_timeout_ms(void);
+// How long a worker's command waits for a lost Redis: a little longer than the
+// supervisor's heartbeat thread, which judges the outage (its outage may begin up to a
+// heartbeat after the worker's first failure): its stop (82, with its reason) ends the
+// worker's wait first.
+int coord_worker_redis_wait_ms(void);
 // Non-main nodes: send the telemetry store's new points to the metrics stream. 0, or
 // EXIT_COORDINATION (error_set) when Redis did not answer: the points are dropped.
 int coord_metrics_export(redis_client *rc);
