@@ -120,8 +120,11 @@ static void render_gpus(strbuf *b, const serve_identity *id) {
 
 // Redis as coordination sees it; no family at all when the job runs without Redis.
 static void render_redis(strbuf *b) {
-    coord_redis_health h;
-    coord_redis_health_get(&h);
+    coord_snapshot *snap = malloc(sizeof *snap);
+    if (!snap) return;
+    coord_snapshot_get(snap);
+    coord_redis_health h = snap->redis;
+    free(snap);
     if (!h.enabled) return;
     family(b, "runner_redis_up", "gauge", "1 while Redis answers coordination, 0 during an outage.");
     sample(b, "runner_redis_up", h.up ? 1 : 0);

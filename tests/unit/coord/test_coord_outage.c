@@ -52,6 +52,13 @@ static int start_with_timeout(int port, const char *password, int outage_timeout
 
 static int start(int port, const char *password) { return start_with_timeout(port, password, 0); }
 
+// Redis as coordination's snapshot shows it (what /metrics renders).
+static coord_redis_health health(void) {
+    static coord_snapshot snap;
+    coord_snapshot_get(&snap);
+    return snap.redis;
+}
+
 static redis_client *client(int port, const char *password) {
     redis_endpoint ep = {.port = port};
     snprintf(ep.host, sizeof ep.host, "127.0.0.1");
@@ -95,8 +102,7 @@ static void test_single_node_keeps_trying(void) {
     CHECK_INT(redis_keeper_start(port, "outage-pw"), 0);
     batch_env("1", "0");
     CHECK_INT(start(port, "outage-pw"), 0);
-    coord_redis_health h;
-    coord_redis_health_get(&h);
+    coord_redis_health h = health();
     CHECK(h.enabled && h.up);
     CHECK_INT(h.outages, 0);
     timing_sleep_ms(2 * HEARTBEAT_MS);
@@ -105,7 +111,7 @@ static void test_single_node_keeps_trying(void) {
     timing_sleep_ms(4 * BUDGET_MS);
     CHECK(!signals_stop_requested());
     CHECK_INT(coord_exit_code_hint(), 0);
-    coord_redis_health_get(&h);
+    h = health();
     CHECK(!h.up);
     CHECK_INT(h.outages, 1);
     CHECK(h.outage_seconds > 0.5 * 4 * BUDGET_MS / 1000.0 &&
@@ -119,16 +125,16 @@ static void test_single_node_keeps_trying(void) {
     }
     CHECK(seen);
     timing_sleep_ms(2 * HEARTBEAT_MS);
-    coord_redis_health_get(&h);
+    h = health();
     CHECK(h.up);
     CHECK_INT(h.outages, 1);
     double total = h.outage_seconds;
     CHECK(total >= back - lost - 2 * HEARTBEAT_MS / 1000.0 && total <= timing_now_s() - lost);
     timing_sleep_ms(HEARTBEAT_MS);
-    coord_redis_health_get(&h);
+    h = health();
     CHECK(h.outage_seconds == total); // no longer growing
     coord_stop();
-    coord_redis_health_get(&h);
+    h = health();
     CHECK(!h.enabled);
     redis_keeper_stop();
 }
@@ -195,6 +201,16 @@ static void test_multi_node_stops_within_the_budget(void) {
     wait_for_beat(rc, 1);
     redis_client_free(rc);
     CHECK(!signals_stop_requested());
+    // The cluster view as the HTTP servers read it: node 0 left, node 1 is this one.
+    static coord_snapshot snap;
+    coord_snapshot_get(&snap);
+    CHECK_INT(snap.n_nodes, 2);
+    CHECK(snap.enabled && snap.self.node_index == 1 && snap.self.num_nodes == 2);
+    CHECK(snap.nodes[0].node_index == 0 && snap.nodes[0].main && !snap.nodes[0].self);
+    CHECK_INT(snap.nodes[0].state, COORD_PEER_LEFT);
+    CHECK(snap.nodes[1].node_index == 1 && snap.nodes[1].self && !snap.nodes[1].main);
+    CHECK_INT(snap.nodes[1].state, COORD_PEER_ALIVE);
+    CHECK_INT(snap.nodes[1].last_heartbeat_ms_ago, 0);
     redis_keeper_stop();
     double lost = timing_now_s();
     while (!signals_stop_requested() && timing_now_s() - lost < 10) {
