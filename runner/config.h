@@ -71,6 +71,7 @@ typedef struct {
     char redis[512]; // "embedded" | "off" | redis://[:password@]host:port
     int redis_port;  // 6379, for the embedded server
     int rendezvous_timeout_s;
+    int redis_outage_timeout_s; // a single node's patience with a lost Redis (300)
 
     // Cloud.
     char secret_id[256]; // Secrets Manager secret holding bucket names, or ""
