@@ -102,6 +102,37 @@ int data_parallel_allreduce_host(collective *c, backend *be, float *values, size
     return code;
 }
 
+int data_parallel_broadcast_bytes(collective *c, backend *be, void *bytes, size_t n, int root) {
+    if (n == 0 || collective_world(c) == 1) return 0;
+    bool on_device = be && strcmp(be->name, "cpu") != 0;
+    size_t piece = n < DATA_PARALLEL_BROADCAST_CHUNK ? n : DATA_PARALLEL_BROADCAST_CHUNK;
+    size_t floats = (piece + sizeof(float) - 1) / sizeof(float); // the last one padded
+    // Floats, not the caller's bytes: those need not be aligned nor a multiple of 4.
+    float *host = on_device ? NULL : calloc(floats, sizeof *host);
+    float *dev = on_device ? be->alloc(be, floats * sizeof *dev) : NULL;
+    if (!on_device && !host) return error_set(EXIT_RESOURCES, "out of memory broadcasting");
+    if (on_device && !dev) return error_code() ? error_code() : EXIT_GPU_OOM;
+    bool sends = collective_rank(c) == root;
+    int code = 0;
+    for (size_t done = 0; code == 0 && done < n; done += piece) {
+        size_t len = n - done < piece ? n - done : piece;
+        size_t count = (len + sizeof(float) - 1) / sizeof(float);
+        unsigned char *at = (unsigned char *)bytes + done;
+        if (on_device) {
+            if (sends) code = be->copy_to_device(be, dev, at, len);
+            if (code == 0) code = collective_broadcast_f32(c, dev, count, root);
+            if (code == 0 && !sends) code = be->copy_to_host(be, at, dev, len);
+        } else {
+            if (sends) memcpy(host, at, len);
+            code = collective_broadcast_f32(c, host, count, root);
+            if (code == 0 && !sends) memcpy(at, host, len);
+        }
+    }
+    free(host);
+    if (dev) be->free(be, dev);
+    return code;
+}
+
 // 24 bits a float: an fp32 holds every integer below 2^24 exactly, and adding zeros
 // to it changes nothing, so the sum over ranks is exactly each rank's own slot.
 static const long HALF_BITS = 24, HALF_MASK = (1L << 24) - 1;
