@@ -72,10 +72,10 @@ enum { RESUME_HOLDS_NONE = 0, RESUME_HOLDS_DAMAGED = 1, RESUME_HOLDS_VALID = 2 }
 // k in [0, world): when the agreed step is older than it and at least one rank holds
 // no copy of it at all. That rank reads an output that only rank 0's copies reach (a
 // node-local one); the agreement would fall back, after every interruption, to what it
-// last received or to scratch. Damaged copies alone keep the agreed step: every rank
-// then holds copies of the run's checkpoints (a shared or fetched output) and the
-// agreed one is among them. The ranks that receive: those with held[k] != VALID (a
-// damaged copy is replaced, a valid one never).
+// last received or to scratch. Damaged copies alone keep the agreed step, as without
+// copying: every rank then holds its own copies of the run's checkpoints (a shared or
+// fetched output), and those decide. The ranks that receive: those with held[k] !=
+// VALID (a damaged copy is replaced, a valid one never).
 bool resume_replicates(const resume_agreement *a, const long *held, int world);
 
 // One line for the log: why `a->step` and not this rank's newest, e.g.
