@@ -71,6 +71,9 @@ int data_parallel_sync(collective *c, bert_model *m, long labelled, float *loss)
     if (!dev)
         return error_code() ? error_code() : EXIT_RESOURCES;
     int code = m->be->copy_to_device(m->be, dev, totals, sizeof totals);
+    // Queued on the backend's stream; NCCL reduces on its own stream: wait for the copy.
+    if (code == 0)
+        code = m->be->synchronize(m->be);
     if (code == 0)
         code = collective_allreduce_sum_f32(c, dev, 2);
     if (code == 0)
@@ -96,6 +99,8 @@ int data_parallel_allreduce_host(collective *c, backend *be, float *values, size
     float *dev = be->alloc(be, n * sizeof *values);
     if (!dev) return error_code() ? error_code() : EXIT_GPU_OOM;
     int code = be->copy_to_device(be, dev, values, n * sizeof *values);
+    // Queued on the backend's stream; NCCL reduces on its own stream: wait for the copy.
+    if (code == 0) code = be->synchronize(be);
     if (code == 0) code = collective_allreduce_sum_f32(c, dev, n);
     if (code == 0) code = be->copy_to_host(be, values, dev, n * sizeof *values);
     be->free(be, dev);
@@ -119,7 +124,9 @@ int data_parallel_broadcast_bytes(collective *c, backend *be, void *bytes, size_
         size_t count = (len + sizeof(float) - 1) / sizeof(float);
         unsigned char *at = (unsigned char *)bytes + done;
         if (on_device) {
+            // The copy is queued on the backend's stream, NCCL runs on its own: wait.
             if (sends) code = be->copy_to_device(be, dev, at, len);
+            if (sends && code == 0) code = be->synchronize(be);
             if (code == 0) code = collective_broadcast_f32(c, dev, count, root);
             if (code == 0 && !sends) code = be->copy_to_host(be, at, dev, len);
         } else {
