@@ -310,10 +310,10 @@ int checkpoint_replicate(const resume_ops *g, const char *dir, long step, const 
     memset(out, 0, sizeof *out);
     part p = {.dir = dir, .lock = -1, .ok = true};
     p.receives = held[g->rank] != RESUME_HOLDS_VALID;
-    if (files_join(p.ck, sizeof p.ck, "%s/checkpoint-%ld", dir, step) ||
-        files_join(p.staging, sizeof p.staging, "%s/checkpoint-%ld.replica-%d", dir, step,
-                   g->rank))
-        fail(&p);
+    bool named = files_join(p.ck, sizeof p.ck, "%s/checkpoint-%ld", dir, step) == 0 &&
+                 files_join(p.staging, sizeof p.staging, "%s/checkpoint-%ld.replica-%d", dir,
+                            step, g->rank) == 0;
+    if (!named) fail(&p);
     unsigned char *piece = malloc(PIECE);
     if (!piece) return error_set(EXIT_RESOURCES, "out of memory copying a checkpoint");
     if (p.receives && p.ok) prepare(&p);
@@ -321,7 +321,7 @@ int checkpoint_replicate(const resume_ops *g, const char *dir, long step, const 
     int rc = g->rank == 0 ? send_files(g, &p, piece) : receive_files(g, &p, piece);
     free(piece);
     bool written = false;
-    if (rc == 0 && p.receives) {
+    if (rc == 0 && p.receives && named) {
         if (p.lock >= 0 && !p.writes) flock(p.lock, LOCK_EX); // the writer is done
         settle(&p, m, st, &out->state, &written);
         if (p.ok) log_replicated(&p, step, timing_now_s() - started, written);
