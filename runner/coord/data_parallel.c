@@ -71,6 +71,9 @@ int data_parallel_sync(collective *c, bert_model *m, long labelled, float *loss)
     if (!dev)
         return error_code() ? error_code() : EXIT_RESOURCES;
     int code = m->be->copy_to_device(m->be, dev, totals, sizeof totals);
+    // Queued on the backend's stream; NCCL reduces on its own stream: wait for the copy.
+    if (code == 0)
+        code = m->be->synchronize(m->be);
     if (code == 0)
         code = collective_allreduce_sum_f32(c, dev, 2);
     if (code == 0)
@@ -96,9 +99,44 @@ int data_parallel_allreduce_host(collective *c, backend *be, float *values, size
     float *dev = be->alloc(be, n * sizeof *values);
     if (!dev) return error_code() ? error_code() : EXIT_GPU_OOM;
     int code = be->copy_to_device(be, dev, values, n * sizeof *values);
+    // Queued on the backend's stream; NCCL reduces on its own stream: wait for the copy.
+    if (code == 0) code = be->synchronize(be);
     if (code == 0) code = collective_allreduce_sum_f32(c, dev, n);
     if (code == 0) code = be->copy_to_host(be, values, dev, n * sizeof *values);
     be->free(be, dev);
+    return code;
+}
+
+int data_parallel_broadcast_bytes(collective *c, backend *be, void *bytes, size_t n, int root) {
+    if (n == 0 || collective_world(c) == 1) return 0;
+    bool on_device = be && strcmp(be->name, "cpu") != 0;
+    size_t piece = n < DATA_PARALLEL_BROADCAST_CHUNK ? n : DATA_PARALLEL_BROADCAST_CHUNK;
+    size_t floats = (piece + sizeof(float) - 1) / sizeof(float); // the last one padded
+    // Floats, not the caller's bytes: those need not be aligned nor a multiple of 4.
+    float *host = on_device ? NULL : calloc(floats, sizeof *host);
+    float *dev = on_device ? be->alloc(be, floats * sizeof *dev) : NULL;
+    if (!on_device && !host) return error_set(EXIT_RESOURCES, "out of memory broadcasting");
+    if (on_device && !dev) return error_code() ? error_code() : EXIT_GPU_OOM;
+    bool sends = collective_rank(c) == root;
+    int code = 0;
+    for (size_t done = 0; code == 0 && done < n; done += piece) {
+        size_t len = n - done < piece ? n - done : piece;
+        size_t count = (len + sizeof(float) - 1) / sizeof(float);
+        unsigned char *at = (unsigned char *)bytes + done;
+        if (on_device) {
+            // The copy is queued on the backend's stream, NCCL runs on its own: wait.
+            if (sends) code = be->copy_to_device(be, dev, at, len);
+            if (sends && code == 0) code = be->synchronize(be);
+            if (code == 0) code = collective_broadcast_f32(c, dev, count, root);
+            if (code == 0 && !sends) code = be->copy_to_host(be, at, dev, len);
+        } else {
+            if (sends) memcpy(host, at, len);
+            code = collective_broadcast_f32(c, host, count, root);
+            if (code == 0 && !sends) memcpy(at, host, len);
+        }
+    }
+    free(host);
+    if (dev) be->free(be, dev);
     return code;
 }
 

@@ -29,6 +29,14 @@ int data_parallel_sync(collective *c, bert_model *m, long labelled, float *loss)
 // counts): staged through `be`'s memory when the group reduces there (NCCL on a GPU
 // backend; `be` NULL or the CPU backend reduce in place). 0 or EXIT_PEER_LOST.
 int data_parallel_allreduce_host(collective *c, backend *be, float *values, size_t n);
+// Root's bytes[0..n) into bytes[0..n) on every rank, bit for bit (every rank passes the
+// same n; n == 0 is fine): packed into the float buffer of collective_broadcast_f32(), a
+// plain copy in Gloo and NCCL (no arithmetic touches a NaN pattern), in pieces of at
+// most DATA_PARALLEL_BROADCAST_CHUNK bytes through one staging buffer, in `be`'s memory
+// when the group broadcasts there (NCCL on a GPU backend). 0, EXIT_PEER_LOST or
+// EXIT_RESOURCES / EXIT_GPU_OOM (the staging buffer).
+enum { DATA_PARALLEL_BROADCAST_CHUNK = 16 << 20 };
+int data_parallel_broadcast_bytes(collective *c, backend *be, void *bytes, size_t n, int root);
 // Every rank's `mine` (a step, >= -1) into all[0..world) in rank order: an all-gather
 // built from that all-reduce (each rank fills its own slot, the others add zeros).
 // Exact for values below 2^48. 0 or EXIT_PEER_LOST.

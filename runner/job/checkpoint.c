@@ -1,5 +1,6 @@
 // Atomic checkpoints with a checksummed manifest; see checkpoint.h.
 #include "runner/job/checkpoint.h"
+#include "runner/job/checkpoint_internal.h"
 
 #include "runner/error.h"
 #include "runner/job/files.h"
@@ -15,9 +16,8 @@
 #include <sys/stat.h>
 
 static const char STATE_MAGIC[8] = {'R', 'N', 'R', 'C', 'K', 'P', 'T', '1'};
-static const char *const CHECKPOINT_FILES[] = {"state.bin", "model.safetensors",
-                                               "trainer_state.json"};
-enum { CHECKPOINT_NFILES = 3 };
+const char *const CHECKPOINT_FILES[CHECKPOINT_NFILES] = {"state.bin", "model.safetensors",
+                                                          "trainer_state.json"};
 
 void train_state_init(train_state *st, uint64_t seed) {
     memset(st, 0, sizeof *st);
@@ -126,7 +126,7 @@ static int state_from_json(const cJSON *o, train_state *st, const char *path) {
 }
 
 // Steps of every checkpoint-<N> directory, complete or not, newest first.
-static int list_checkpoints(const char *dir, long **steps) {
+int checkpoint_list(const char *dir, long **steps) {
     *steps = NULL;
     DIR *d = opendir(dir);
     if (!d) return 0;
@@ -209,9 +209,9 @@ static bool is_complete(const char *ck) {
 // resume can use — and not deleted: a folder without its manifest may be one being
 // written. Never deleted: `current` (the newest complete one), `best` (reloaded at the
 // end) and anything newer than `current` (from a run that went further: not ours).
-static void rotate(const char *dir, long current, long best, int keep, const cJSON *fingerprint) {
+void checkpoint_rotate(const char *dir, long current, long best, int keep, const cJSON *fingerprint) {
     long *steps;
-    int n = list_checkpoints(dir, &steps), kept = 0;
+    int n = checkpoint_list(dir, &steps), kept = 0;
     for (int i = 0; i < n; i++) {
         if (steps[i] > current) continue;
         char ck[PATH_MAX];
@@ -247,7 +247,7 @@ static void rotate(const char *dir, long current, long best, int keep, const cJS
 // same step: renamed, contents untouched, to <ck>.other-<N>, a name that no listing
 // takes for a checkpoint. Overwritten, it would be lost; kept under its name, the end of
 // this run could reload its weights as this run's best. 0 or EXIT_OUTPUT.
-static int set_aside_other_run(const char *ck, const cJSON *fingerprint) {
+int checkpoint_set_aside(const char *ck, const cJSON *fingerprint) {
     if (!fingerprint || !is_complete(ck)) return 0;
     cJSON *theirs = read_fingerprint(ck);
     cJSON *differ = fingerprint_differences(fingerprint, theirs);
@@ -275,7 +275,7 @@ int checkpoint_save(const char *dir, const bert_model *m, const train_state *st,
     char ck[PATH_MAX], path[PATH_MAX];
     int rc = files_join(ck, sizeof ck, "%s/checkpoint-%ld", dir, st->step);
     if (rc) return rc;
-    if ((rc = set_aside_other_run(ck, st->fingerprint))) return rc;
+    if ((rc = checkpoint_set_aside(ck, st->fingerprint))) return rc;
     if (already_saved(ck, st)) {
         log_info("checkpoint_kept", "%s already holds step %ld; not written again", ck, st->step);
         return 0;
@@ -327,7 +327,7 @@ int checkpoint_save(const char *dir, const bert_model *m, const train_state *st,
     if ((rc = files_write_json(path, manifest))) return rc;
     log_info("checkpoint_saved", "%s", ck);
 
-    if (keep > 0) rotate(dir, st->step, st->best_step, keep, st->fingerprint);
+    if (keep > 0) checkpoint_rotate(dir, st->step, st->best_step, keep, st->fingerprint);
     return 0;
 }
 
@@ -430,8 +430,8 @@ static int check_state_bin(const char *ck, const bert_model *m) {
 // size and CRC-32, the trainer state (parsed into *loaded, which the caller frees; freed
 // here on failure), the run's fingerprint and seed, state.bin's header and the
 // safetensors header. 0 or EXIT_BAD_INPUT (why in error_message()).
-static int validate(const char *ck, const bert_model *m, const train_state *st,
-                    train_state *loaded) {
+int checkpoint_validate(const char *ck, const bert_model *m, const train_state *st,
+                        train_state *loaded) {
     char path[PATH_MAX], *text = NULL;
     train_state_init(loaded, st->seed);
     int rc = checkpoint_verify(ck);
@@ -472,7 +472,7 @@ static int validate(const char *ck, const bert_model *m, const train_state *st,
 }
 
 // Load validated `ck` into m and take its trainer state (*loaded, moved into *st).
-static int restore(const char *ck, bert_model *m, train_state *st, train_state *loaded) {
+int checkpoint_restore(const char *ck, bert_model *m, train_state *st, train_state *loaded) {
     int rc = load_state_bin(ck, m, true);
     if (rc) {
         train_state_free(loaded);
@@ -485,7 +485,7 @@ static int restore(const char *ck, bert_model *m, train_state *st, train_state *
     return 0;
 }
 
-static void log_skipped(const char *ck) {
+void checkpoint_log_skipped(const char *ck) {
     log_warn("checkpoint_skipped", "%s: %s; trying the previous checkpoint", ck, error_message());
     error_clear();
 }
@@ -493,132 +493,22 @@ static void log_skipped(const char *ck) {
 int checkpoint_resume(const char *dir, bert_model *m, train_state *st, bool *found) {
     *found = false;
     long *steps;
-    int n = list_checkpoints(dir, &steps);
+    int n = checkpoint_list(dir, &steps);
     for (int i = 0; i < n; i++) {
         char ck[PATH_MAX];
         if (files_join(ck, sizeof ck, "%s/checkpoint-%ld", dir, steps[i])) continue;
         train_state loaded;
-        int rc = validate(ck, m, st, &loaded);
-        if (rc == 0) rc = restore(ck, m, st, &loaded);
+        int rc = checkpoint_validate(ck, m, st, &loaded);
+        if (rc == 0) rc = checkpoint_restore(ck, m, st, &loaded);
         if (rc == 0) {
             *found = true;
             free(steps);
             return 0;
         }
-        log_skipped(ck);
+        checkpoint_log_skipped(ck);
     }
     free(steps);
     return 0;
-}
-
-// This rank's side of resume.h: its checkpoints, validated when first named.
-typedef struct {
-    const resume_ops *group;
-    const char *dir;
-    const bert_model *m;
-    const train_state *st;
-    long *steps; // newest first
-    int n;
-    signed char *verdict; // per step: 0 not checked yet, 1 valid, -1 not
-    train_state *loaded;  // per step with verdict 1: its trainer state
-} agree_side;
-
-static int side_exchange(void *ctx, long mine, long *all) {
-    const agree_side *side = ctx;
-    return side->group->exchange(side->group->ctx, mine, all);
-}
-
-static int side_newest_valid(void *ctx, long bound, long *step) {
-    agree_side *side = ctx;
-    *step = -1;
-    for (int i = 0; i < side->n; i++) {
-        if (side->steps[i] > bound) continue;
-        char ck[PATH_MAX];
-        if (side->verdict[i] == 0) {
-            side->verdict[i] = -1;
-            int rc = files_join(ck, sizeof ck, "%s/checkpoint-%ld", side->dir, side->steps[i]);
-            if (rc) snprintf(ck, sizeof ck, "checkpoint-%ld", side->steps[i]); // for the line
-            else rc = validate(ck, side->m, side->st, &side->loaded[i]);
-            if (rc == 0) side->verdict[i] = 1;
-            else log_skipped(ck);
-        }
-        if (side->verdict[i] == 1) {
-            *step = side->steps[i];
-            return 0;
-        }
-    }
-    return 0;
-}
-
-static void log_agreement(const char *dir, const resume_agreement *a, int world) {
-    char why[2048], msg[2600];
-    resume_describe(a, why, sizeof why);
-    if (a->step < 0 && a->own_newest < 0)
-        snprintf(msg, sizeof msg, "no checkpoint of this run under %s is valid on every rank: "
-                 "all %d ranks start from scratch", dir, world);
-    else if (a->step < 0)
-        snprintf(msg, sizeof msg, "no checkpoint is valid on every rank: all %d ranks start from "
-                 "scratch, not from this rank's checkpoint-%ld (left as it is): %s", world,
-                 a->own_newest, why);
-    else if (a->step == a->own_newest)
-        snprintf(msg, sizeof msg, "checkpoint-%ld, this rank's newest valid one, is valid on "
-                 "all %d ranks", a->step, world);
-    else
-        snprintf(msg, sizeof msg, "checkpoint-%ld, not this rank's newest valid checkpoint-%ld "
-                 "(left as it is): %s", a->step, a->own_newest, why);
-    cJSON *f = cJSON_CreateObject();
-    cJSON_AddStringToObject(f, "msg", msg);
-    if (a->step >= 0) cJSON_AddNumberToObject(f, "step", (double)a->step);
-    else cJSON_AddNullToObject(f, "step");
-    if (a->own_newest >= 0) cJSON_AddNumberToObject(f, "newest", (double)a->own_newest);
-    else cJSON_AddNullToObject(f, "newest");
-    cJSON_AddNumberToObject(f, "world", world);
-    cJSON_AddNumberToObject(f, "rounds", a->rounds);
-    cJSON *lacking = cJSON_AddArrayToObject(f, "lacking");
-    for (int i = 0; i < a->n_lacking; i++) {
-        cJSON *l = cJSON_CreateObject();
-        cJSON_AddNumberToObject(l, "rank", a->lacking[i].rank);
-        cJSON_AddNumberToObject(l, "lacks", (double)a->lacking[i].lacks);
-        if (a->lacking[i].holds >= 0) cJSON_AddNumberToObject(l, "holds", (double)a->lacking[i].holds);
-        else cJSON_AddNullToObject(l, "holds");
-        cJSON_AddItemToArray(lacking, l);
-    }
-    log_fields(a->step == a->own_newest ? LOG_INFO : LOG_WARN, "resume_agreed", f);
-}
-
-int checkpoint_resume_agreed(const char *dir, bert_model *m, train_state *st,
-                             const resume_ops *group, bool *found) {
-    *found = false;
-    agree_side side = {.group = group, .dir = dir, .m = m, .st = st};
-    side.n = list_checkpoints(dir, &side.steps);
-    size_t slots = side.n > 0 ? (size_t)side.n : 1;
-    side.verdict = calloc(slots, sizeof *side.verdict);
-    side.loaded = calloc(slots, sizeof *side.loaded);
-    int rc = side.verdict && side.loaded ? 0 : error_set(EXIT_RESOURCES, "out of memory");
-    resume_ops ops = {.rank = group->rank, .world = group->world, .ctx = &side,
-                      .exchange = side_exchange, .newest_valid = side_newest_valid};
-    resume_agreement agreed;
-    if (rc == 0) rc = resume_agree(&ops, &agreed);
-    if (rc == 0) log_agreement(dir, &agreed, group->world);
-    for (int i = 0; i < side.n && side.loaded; i++) {
-        if (side.verdict[i] != 1) continue;
-        if (rc == 0 && side.steps[i] == agreed.step) {
-            // This rank named it, so it validated it. Every other rank loads this step
-            // now: a failure here ends the job (the others then fail with 83), never a
-            // quiet fall back to another step.
-            char ck[PATH_MAX];
-            rc = files_join(ck, sizeof ck, "%s/checkpoint-%ld", dir, side.steps[i]);
-            if (rc == 0) rc = restore(ck, m, st, &side.loaded[i]);
-            else train_state_free(&side.loaded[i]);
-            *found = rc == 0;
-        } else {
-            train_state_free(&side.loaded[i]);
-        }
-    }
-    free(side.steps);
-    free(side.verdict);
-    free(side.loaded);
-    return rc;
 }
 
 int checkpoint_load_weights(const char *dir, long step, bert_model *m) {
@@ -631,7 +521,7 @@ int checkpoint_load_weights(const char *dir, long step, bert_model *m) {
 
 int checkpoint_remove_all(const char *dir) {
     long *steps;
-    int n = list_checkpoints(dir, &steps), rc = 0;
+    int n = checkpoint_list(dir, &steps), rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         char ck[PATH_MAX];
         rc = files_join(ck, sizeof ck, "%s/checkpoint-%ld", dir, steps[i]);

@@ -57,10 +57,15 @@ int checkpoint_resume(const char *dir, bert_model *m, train_state *st, bool *fou
 // group->newest_valid is not used) and restore that one, or none (*found = false on
 // every rank: all start from scratch). Each rank validates its own copies, lazily and as
 // checkpoint_resume does, and loads only one it validated; newer ones are left as they
-// are. Logs "resume_agreed": the step and, when it is older than this rank's newest
-// valid one, which rank lacked which step. 0 or an exit code.
+// are. When the agreed step is older than rank 0's newest valid one and some rank holds
+// no copy of that at all (node-local outputs: only rank 0 writes checkpoints), rank 0's
+// is copied through group->broadcast (when set) to the ranks without a valid one, each
+// validates what it stored, and all resume that step (checkpoint_internal.h says how;
+// `keep` is save_total_limit for the copies' folders). Logs "resume_agreed": the step,
+// which ranks took a copy and, when it is older than this rank's newest valid one,
+// which rank lacked which step. 0 or an exit code.
 int checkpoint_resume_agreed(const char *dir, bert_model *m, train_state *st,
-                             const resume_ops *group, bool *found);
+                             const resume_ops *group, int keep, bool *found);
 // Load only the weights of <dir>/checkpoint-<step> (the best model at the end).
 int checkpoint_load_weights(const char *dir, long step, bert_model *m);
 // Delete every checkpoint-* under `dir` (a finished trial's: its result is recorded).

@@ -42,7 +42,7 @@ int files_mkdirs(const char *path) {
     return 0;
 }
 
-static int fsync_parent(const char *path) {
+int files_sync_parent(const char *path) {
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
@@ -96,7 +96,7 @@ int files_write_atomic_parts(const char *path, const void *const *parts, const s
         unlink(tmp);
         return error_set(EXIT_OUTPUT, "%s: rename failed: %s", path, strerror(err));
     }
-    return fsync_parent(path);
+    return files_sync_parent(path);
 }
 
 int files_write_text(const char *path, const char *text) {

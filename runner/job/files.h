@@ -13,6 +13,9 @@ int files_mkdirs(const char *path);
 int files_write_atomic(const char *path, const void *data, size_t len);
 // The same for the concatenation of n buffers (no copy into one).
 int files_write_atomic_parts(const char *path, const void *const *parts, const size_t *lens, int n);
+// fsync the directory that holds `path` (best effort: some file systems refuse it), so
+// that a rename or a new entry in it survives a crash. 0 or EXIT_OUTPUT (cannot open it).
+int files_sync_parent(const char *path);
 // Write a NUL-terminated string atomically.
 int files_write_text(const char *path, const char *text);
 // Write `json` (pretty-printed) atomically; takes ownership of it. 0, EXIT_OUTPUT or

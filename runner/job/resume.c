@@ -12,6 +12,7 @@ int resume_agree(const resume_ops *ops, resume_agreement *out) {
     memset(out, 0, sizeof *out);
     out->step = -1;
     out->own_newest = -1;
+    out->root_newest = -1;
     if (ops->world < 1 || ops->rank < 0 || ops->rank >= ops->world)
         return error_set(EXIT_INTERNAL, "resume_agree: rank %d of %d", ops->rank, ops->world);
     long *all = malloc((size_t)ops->world * sizeof *all);
@@ -25,6 +26,7 @@ int resume_agree(const resume_ops *ops, resume_agreement *out) {
         if (mine < -1) mine = -1;
         if (out->rounds++ == 0) out->own_newest = mine;
         if ((rc = ops->exchange(ops->ctx, mine, all))) break;
+        if (out->rounds == 1) out->root_newest = all[0] < -1 ? -1 : all[0];
         long lo = all[0], hi = all[0];
         for (int k = 1; k < ops->world; k++) {
             if (all[k] < lo) lo = all[k];
@@ -46,6 +48,15 @@ int resume_agree(const resume_ops *ops, resume_agreement *out) {
     }
     free(all);
     return rc;
+}
+
+bool resume_replicates(const resume_agreement *a, const long *held, int world) {
+    if (a->root_newest < 0 || a->step >= a->root_newest || world < 2 ||
+        held[0] != RESUME_HOLDS_VALID)
+        return false;
+    for (int k = 1; k < world; k++)
+        if (held[k] == RESUME_HOLDS_NONE) return true;
+    return false;
 }
 
 void resume_describe(const resume_agreement *a, char *out, size_t cap) {

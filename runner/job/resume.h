@@ -14,8 +14,15 @@
 // number of rounds. Validation is lazy: a rank checks (checksums: reads whole files) only
 // the checkpoints it names, newest first, not every one it holds.
 //
+// When the agreement falls below rank 0's newest valid step because some rank holds no
+// copy of it at all — node-local outputs, where only rank 0 writes checkpoints, so the
+// other nodes hold only what was copied to them — rank 0's checkpoint is copied to the
+// ranks that lack it (resume_replicates(); the copy is runner/job/checkpoint_agree.c's)
+// and every rank resumes that step instead.
+//
 // Pure logic: the exchange and the validation are the caller's (runner/job/checkpoint.c
 // exchanges through the group's collective; the unit test through threads).
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct {
@@ -27,6 +34,10 @@ typedef struct {
     // This rank's newest valid step at or below `bound` into *step (-1: none). 0 or an
     // exit code (a failure to validate, not an invalid checkpoint: that is skipped).
     int (*newest_valid)(void *ctx, long bound, long *step);
+    // Root's bytes[0..n) into bytes[0..n) on every rank, bit for bit (the same n on
+    // every rank): a collective. Not used by resume_agree(); checkpoint_resume_agreed()
+    // copies rank 0's checkpoint through it, and copies none when it is NULL.
+    int (*broadcast)(void *ctx, void *bytes, size_t n, int root);
 } resume_ops;
 
 enum { RESUME_LACKING_MAX = 16 };
@@ -42,6 +53,7 @@ typedef struct {
 typedef struct {
     long step;       // agreed step, the same on every rank; -1: all start from scratch
     long own_newest; // this rank's newest valid step (-1: none)
+    long root_newest; // rank 0's newest valid step (-1: none), the same on every rank
     int rounds;
     int n_lacking;   // entries of lacking[] (the first RESUME_LACKING_MAX of them)
     resume_lack lacking[RESUME_LACKING_MAX]; // in round order; none when step == own_newest
@@ -50,6 +62,21 @@ typedef struct {
 // Run the protocol as ops->rank. 0 or the first exit code of a callback (the other ranks
 // then fail in their next collective, as when a peer dies).
 int resume_agree(const resume_ops *ops, resume_agreement *out);
+
+// What a rank holds of one step: no checkpoint folder of it, one that fails validation
+// (damaged, incomplete, another run's), or a valid one.
+enum { RESUME_HOLDS_NONE = 0, RESUME_HOLDS_DAMAGED = 1, RESUME_HOLDS_VALID = 2 };
+
+// Whether rank 0's newest valid step a->root_newest is to be copied to the ranks that do
+// not hold it valid, given held[k] (a RESUME_HOLDS_*: what rank k holds of that step) for
+// k in [0, world): when the agreed step is older than it and at least one rank holds
+// no copy of it at all. That rank reads an output that only rank 0's copies reach (a
+// node-local one); the agreement would fall back, after every interruption, to what it
+// last received or to scratch. Damaged copies alone keep the agreed step, as without
+// copying: every rank then holds its own copies of the run's checkpoints (a shared or
+// fetched output), and those decide. The ranks that receive: those with held[k] !=
+// VALID (a damaged copy is replaced, a valid one never).
+bool resume_replicates(const resume_agreement *a, const long *held, int world);
 
 // One line for the log: why `a->step` and not this rank's newest, e.g.
 // "rank 1 holds no valid checkpoint-30 (its newest below it: checkpoint-20)".

@@ -208,6 +208,13 @@ static int exchange_step(void *ctx, long mine, long *all) {
     return data_parallel_gather_long(opt->group, opt->be, mine, all);
 }
 
+// Rank 0's checkpoint to the ranks that hold none (checkpoint_resume_agreed): over the
+// same group, for the same reasons; bit for bit.
+static int broadcast_bytes(void *ctx, void *bytes, size_t n, int root) {
+    const train_options *opt = ctx;
+    return data_parallel_broadcast_bytes(opt->group, opt->be, bytes, n, root);
+}
+
 // Evaluate after an epoch: scalars, curve entry, best/early-stopping bookkeeping.
 static int end_of_epoch(bert_model *m, const encoded_set *valid, const train_options *opt,
                         train_state *st, double *eval_loss_out) {
@@ -315,8 +322,9 @@ int train_run(bert_model *m, const encoded_set *train, const encoded_set *valid,
     if (opt->group) {
         // Every rank from the same step: the newest one all of them hold valid.
         resume_ops group = {.rank = opt->rank, .world = opt->world, .ctx = (void *)opt,
-                            .exchange = exchange_step};
-        rc = checkpoint_resume_agreed(opt->dir, m, &st, &group, &resumed);
+                            .exchange = exchange_step, .broadcast = broadcast_bytes};
+        rc = checkpoint_resume_agreed(opt->dir, m, &st, &group, opt->save_total_limit,
+                                      &resumed);
     } else {
         rc = checkpoint_resume(opt->dir, m, &st, &resumed);
     }

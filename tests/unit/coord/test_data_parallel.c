@@ -1,6 +1,8 @@
 // Data-parallel training on CPU ranks: two and three processes, each with its slice of
 // the global batch, Gloo all-reduce through a real redis-server, train bert-tiny to the
-// same weights as one process with the whole batch (up to fp32 summation order).
+// same weights as one process with the whole batch (up to fp32 summation order); then
+// the groups' all-gather of steps and broadcast of bytes (bit for bit) that resuming
+// uses.
 // Ranks are programs of their own, as the job's workers are (runner/worker.h): this
 // binary started again by posix_spawn as `test_data_parallel --rank R WORLD GROUP PATH
 // [VIEW]`, never a fork() of a process whose coordination threads run.
@@ -45,6 +47,42 @@ static void make_batch(void) {
             labels[i] = t < len && (x >> 20) % 4 != 0 ? (int32_t)((x >> 40) % LABELS) : -100;
         }
     }
+}
+
+// Byte `i` of a broadcast of n bytes from `root`: every value, NaN patterns among the
+// floats they form (0xff 0xff 0xff 0x7f and the like) included.
+static unsigned char pattern(size_t i, size_t n, int root) {
+    return (unsigned char)((i * 131 + n * 7 + (size_t)root * 29 + (i >> 12)) & 0xff);
+}
+
+// data_parallel_broadcast_bytes bit for bit: no bytes, one, a length that is no multiple
+// of a float's 4, and more than one staging chunk (at a misaligned address), from rank 0
+// and from the last rank. The receivers' buffers hold something else before.
+static bool broadcasts_bytes(collective *c, int rank, int world) {
+    const size_t sizes[] = {0, 1, 7, 4096 + 3, (size_t)DATA_PARALLEL_BROADCAST_CHUNK + 5};
+    unsigned char *block = malloc((size_t)DATA_PARALLEL_BROADCAST_CHUNK + 8);
+    bool ok = block != NULL;
+    for (size_t s = 0; ok && s < sizeof sizes / sizeof sizes[0]; s++) {
+        size_t n = sizes[s];
+        int root = s % 2 ? world - 1 : 0;
+        unsigned char *bytes = block + 1; // not float-aligned
+        for (size_t i = 0; i < n; i++)
+            bytes[i] = rank == root ? pattern(i, n, root) : (unsigned char)(0x5a ^ i);
+        bytes[n] = 0xee; // past the end: untouched
+        if (data_parallel_broadcast_bytes(c, NULL, bytes, n, root) != 0) {
+            fprintf(stderr, "rank %d: broadcast of %zu bytes: %s\n", rank, n, error_message());
+            ok = false;
+            break;
+        }
+        for (size_t i = 0; ok && i < n; i++)
+            if (bytes[i] != pattern(i, n, root)) {
+                fprintf(stderr, "rank %d: byte %zu of %zu differs\n", rank, i, n);
+                ok = false;
+            }
+        ok = ok && bytes[n] == 0xee;
+    }
+    free(block);
+    return ok;
 }
 
 // Train STEPS steps on this rank's slice; write the final parameters and the step-1
@@ -115,6 +153,8 @@ static int train_rank(int rank, int world, const char *group, const char *path) 
         for (int k = 0; k < world; k++)
             if (got[k] != sent[k])
                 return 21;
+        if (!broadcasts_bytes(c, rank, world))
+            return 22;
     }
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(params, sizeof *params, n, f) != n || fwrite(grads1, sizeof *grads1, n, f) != n)

@@ -348,7 +348,7 @@ static void *agree_rank_main(void *arg) {
     train_state st;
     train_state_init(&st, 7);
     resume_ops group = {.rank = r->rank, .world = 2, .ctx = r, .exchange = barrier_exchange};
-    if (r->rc == 0) r->rc = checkpoint_resume_agreed(r->dir, m, &st, &group, &r->found);
+    if (r->rc == 0) r->rc = checkpoint_resume_agreed(r->dir, m, &st, &group, 0, &r->found);
     r->step = st.step;
     size_t P = bert_num_parameters(m);
     r->state = malloc(3 * P * sizeof(float));

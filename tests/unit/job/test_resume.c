@@ -236,6 +236,42 @@ static void test_random_lists_agree_on_the_newest_common_step(void) {
     CHECK(common > 50 && common < 390); // both outcomes were exercised
 }
 
+// Rank 0's newest valid step is known to every rank after the first round; it is copied
+// (resume_replicates) only when the agreement fell below it and some rank holds no copy
+// of it at all, never from a rank 0 without it valid.
+static void test_rank_0s_newest_is_copied_only_where_some_rank_holds_none(void) {
+    const long lists[3][STEPS_MAX] = {{30, 20, 10}, {}, {20, 10}};
+    const int counts[3] = {3, 0, 2};
+    group g;
+    run(&g, 3, lists, counts);
+    check_agreed(&g, -1);
+    for (int r = 0; r < 3; r++) CHECK_INT(g.ranks[r].out.root_newest, 30);
+    const resume_agreement *a = &g.ranks[1].out;
+    const long none_there[3] = {RESUME_HOLDS_VALID, RESUME_HOLDS_NONE, RESUME_HOLDS_DAMAGED};
+    CHECK(resume_replicates(a, none_there, 3));
+    // Damaged copies only (every rank holds copies): the agreement stands.
+    const long damaged[3] = {RESUME_HOLDS_VALID, RESUME_HOLDS_DAMAGED, RESUME_HOLDS_DAMAGED};
+    CHECK(!resume_replicates(a, damaged, 3));
+    // Rank 0 cannot send what it does not hold valid.
+    const long root_lacks[3] = {RESUME_HOLDS_DAMAGED, RESUME_HOLDS_NONE, RESUME_HOLDS_NONE};
+    CHECK(!resume_replicates(a, root_lacks, 3));
+    CHECK(!resume_replicates(a, none_there, 1));
+
+    // The agreed step is rank 0's newest already: nothing to copy.
+    const long same[2][STEPS_MAX] = {{30, 20}, {30}};
+    const int same_counts[2] = {2, 1};
+    run(&g, 2, same, same_counts);
+    check_agreed(&g, 30);
+    const long both[2] = {RESUME_HOLDS_VALID, RESUME_HOLDS_NONE};
+    CHECK(!resume_replicates(&g.ranks[1].out, both, 2));
+    // Rank 0 holds none: -1 everywhere, nothing to copy.
+    const long empty0[2][STEPS_MAX] = {{}, {30}};
+    const int empty_counts[2] = {0, 1};
+    run(&g, 2, empty0, empty_counts);
+    CHECK_INT(g.ranks[1].out.root_newest, -1);
+    CHECK(!resume_replicates(&g.ranks[1].out, both, 2));
+}
+
 int main(void) {
     test_equal_lists_take_the_newest_in_one_round();
     test_one_rank_lacking_the_newest_takes_the_previous();
@@ -243,5 +279,6 @@ int main(void) {
     test_a_rank_without_checkpoints_starts_everyone_from_scratch();
     test_one_rank_and_a_failing_callback();
     test_random_lists_agree_on_the_newest_common_step();
+    test_rank_0s_newest_is_copied_only_where_some_rank_holds_none();
     return check_summary();
 }
