@@ -21,11 +21,13 @@ typedef enum {
     FAULT_HANG,
     FAULT_STUCK,
     FAULT_STOP_SIGNAL,
-    FAULT_KILL_ALL
+    FAULT_KILL_ALL,
+    FAULT_PAUSE
 } fault_kind;
 
 static const char *const KIND_NAMES[] = {"worker_crash", "worker_exit", "worker_hang",
-                                         "worker_stuck", "stop_signal", "kill_all"};
+                                         "worker_stuck", "stop_signal", "kill_all",
+                                         "worker_pause"};
 
 enum { FAULT_SPECS_MAX = 8, FAULT_POINTS_MAX = 32 };
 
@@ -33,7 +35,7 @@ typedef struct {
     fault_kind kind;
     int rank, exit_code;
     long step;
-    bool fired; // stop_signal goes on after firing: once only
+    bool fired; // stop_signal and worker_pause go on after firing: once only
     char point[64];
 } fault_spec;
 
@@ -79,6 +81,8 @@ static void parse_one(const char *text) {
         spec.kind = FAULT_STOP_SIGNAL;
     else if (strcmp(kind, "kill_all") == 0)
         spec.kind = FAULT_KILL_ALL;
+    else if (strcmp(kind, "worker_pause") == 0)
+        spec.kind = FAULT_PAUSE;
     else if (strncmp(kind, "worker_exit=", 12) == 0) {
         spec.kind = FAULT_EXIT;
         spec.exit_code = atoi(kind + 12);
@@ -139,6 +143,13 @@ static void inject(const char *point, long step, const char *detail) {
         if (spec->kind == FAULT_STOP_SIGNAL) {
             spec->fired = true;
             send_stop_signal();
+            continue;
+        }
+        if (spec->kind == FAULT_PAUSE) {
+            // Stopped until a SIGCONT: the test changes the world meanwhile (fills the
+            // disk), knowing exactly where the job is.
+            spec->fired = true;
+            raise(SIGSTOP);
             continue;
         }
         if (spec->kind == FAULT_HANG) hang_until_stopped();

@@ -16,6 +16,9 @@
 //                  lands at the job's next stop check after that point. Fires once.
 //   kill_all       SIGKILL to the supervisor and to the worker, at once: the container
 //                  killed (Batch's SIGKILL after the grace, a lost instance)
+//   worker_pause   the worker stops itself (SIGSTOP) and goes on at a SIGCONT: the test
+//                  changes the world meanwhile (fills the disk) knowing where the job
+//                  is. Fires once.
 //
 // The supervisor calls fault_maybe_inject("worker_start", 0) before job_run(), and the
 // job calls fault_maybe_inject("step", step) at every optimizer step of a run (step

@@ -68,8 +68,9 @@ int files_write_atomic_parts(const char *path, const void *const *parts, const s
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
         return error_set(EXIT_OUTPUT, "path too long: %s", path);
+    // Errors name the file the job could not write, not its temporary (removed).
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return error_set(EXIT_OUTPUT, "%s: cannot write: %s", tmp, strerror(errno));
+    if (fd < 0) return error_set(EXIT_OUTPUT, "%s: cannot write: %s", path, strerror(errno));
     // The test-only fault point "file_write" sits half way through the bytes (fault.h).
     size_t total = 0, done = 0;
     for (int part = 0; part < nparts; part++) total += lens[part];
@@ -86,7 +87,7 @@ int files_write_atomic_parts(const char *path, const void *const *parts, const s
                 int err = errno;
                 close(fd);
                 unlink(tmp);
-                return error_set(EXIT_OUTPUT, "%s: write failed: %s", tmp, strerror(err));
+                return error_set(EXIT_OUTPUT, "%s: write failed: %s", path, strerror(err));
             }
             p += n;
             left -= (size_t)n;
@@ -103,7 +104,7 @@ int files_write_atomic_parts(const char *path, const void *const *parts, const s
     int close_err = close(fd) == 0 ? 0 : errno;
     if (sync_err || close_err) {
         unlink(tmp);
-        return error_set(EXIT_OUTPUT, "%s: %s failed: %s", tmp, sync_err ? "fsync" : "close",
+        return error_set(EXIT_OUTPUT, "%s: %s failed: %s", path, sync_err ? "fsync" : "close",
                          strerror(sync_err ? sync_err : close_err));
     }
     if (rename(tmp, path) != 0) {
