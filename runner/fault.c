@@ -37,6 +37,8 @@ typedef struct {
     long step;
     bool fired; // stop_signal and worker_pause go on after firing: once only
     char point[64];
+    char detail[192]; // POINT@TEXT: only calls whose detail holds TEXT, counted apart
+    long matched;     // calls that matched it so far
 } fault_spec;
 
 static int fault_rank = -1;
@@ -70,7 +72,12 @@ static void parse_one(const char *text) {
                  "ignoring RUNNER_FAULT_INJECT spec '%s' (want KIND:RANK:STEP[:POINT])", text);
         return;
     }
-    if (text[consumed] == ':') snprintf(spec.point, sizeof spec.point, "%s", text + consumed + 1);
+    if (text[consumed] == ':') {
+        const char *point = text + consumed + 1, *at = strchr(point, '@');
+        snprintf(spec.point, sizeof spec.point, "%.*s",
+                 (int)(at ? (size_t)(at - point) : strlen(point)), point);
+        if (at) snprintf(spec.detail, sizeof spec.detail, "%s", at + 1);
+    }
     if (strcmp(kind, "worker_crash") == 0)
         spec.kind = FAULT_CRASH;
     else if (strcmp(kind, "worker_hang") == 0)
@@ -134,9 +141,14 @@ static void send_stop_signal(void) {
 static void inject(const char *point, long step, const char *detail) {
     for (int i = 0; i < spec_count; i++) {
         fault_spec *spec = &specs[i];
-        if (fault_rank < 0 || spec->rank != fault_rank || step < spec->step || spec->fired)
-            continue;
+        if (fault_rank < 0 || spec->rank != fault_rank || spec->fired) continue;
         if (spec->point[0] && (!point || strcmp(point, spec->point) != 0)) continue;
+        if (spec->detail[0]) { // the n-th call whose detail holds the text
+            if (!detail || !strstr(detail, spec->detail) || spec->matched++ < spec->step)
+                continue;
+        } else if (step < spec->step) {
+            continue;
+        }
         log_warn("fault_inject", "injected %s at %s step %ld on rank %d%s%s%s",
                  KIND_NAMES[spec->kind], point ? point : "?", step, fault_rank,
                  detail ? " (" : "", detail ? detail : "", detail ? ")" : "");

@@ -2,9 +2,11 @@
 // Test-only fault injection (docs/faults.md, docs/cli.md "Test-only fault injection").
 // Never set in production; both variables are read once, on the first call.
 //
-// RUNNER_FAULT_INJECT holds one or more comma-separated "KIND:RANK:STEP[:POINT]" specs:
-// the worker of rank RANK fails when fault_maybe_inject() is called with step >= STEP
-// (and, when POINT is given, with that point name). KIND is
+// RUNNER_FAULT_INJECT holds one or more comma-separated "KIND:RANK:STEP[:POINT[@TEXT]]"
+// specs: the worker of rank RANK fails when fault_maybe_inject() is called with step >=
+// STEP (and, when POINT is given, with that point name). With @TEXT only the points whose
+// detail contains TEXT count, and STEP counts those alone: "kill_all:0:2:s3_upload@/
+// checkpoint-12/" fires before the third object of that checkpoint is uploaded. KIND is
 //   worker_crash   the worker kills itself with SIGKILL (a crash, or the OOM killer)
 //   worker_exit=N  the worker exits with code N
 //   worker_hang    the worker waits there until a stop is requested, then exits 80 (a

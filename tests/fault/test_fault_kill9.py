@@ -12,7 +12,9 @@ as skipped, finish 0 and end byte for byte as the uninterrupted run.
 With an s3:// output (moto) the kill lands in the middle of the final upload: attempt 1
 is stopped by SIGTERM (and uploads its checkpoints), attempt 2, on a fresh machine
 (another work folder), resumes from S3, finishes and is killed after k of its uploads;
-attempt 3, fresh again, resumes from whatever mix S3 then holds."""
+attempt 3, fresh again, resumes from whatever mix S3 then holds. In every third
+scenario the kill lands inside the upload of the prime run's last checkpoint, so S3
+holds it torn."""
 import random
 
 import pytest
@@ -116,6 +118,12 @@ def download(s3, prefix, folder):
     return count
 
 
+def last_prime_checkpoint(reference):
+    return max(int(p["detail"].rsplit("/checkpoint-", 1)[1].split("/")[0])
+               for p in reference["points"]
+               if p["point"] == "checkpoint_file" and "/prime/checkpoint-" in p["detail"])
+
+
 def test_kill9_mid_upload_then_a_fresh_attempt_resumes_from_what_s3_holds(
         runner_bin, reference, upload_index, moto, s3, tmp_path, fault_seed):
     rng = random.Random(f"{fault_seed}-upload-{upload_index}")
@@ -133,17 +141,27 @@ def test_kill9_mid_upload_then_a_fresh_attempt_resumes_from_what_s3_holds(
     assert uploaded and uploaded[-1]["files"] > 0, first.output[-3000:]
 
     # 2. A fresh machine resumes from S3, finishes, and dies after k of its uploads
-    # (it uploads all its files: nothing is recorded as synced on a fresh machine).
-    k = rng.randrange(uploaded[-1]["files"])
-    context = f"SIGTERM at prime step point #{stop['n']}, kill -9 before upload #{k}; " \
-              f"seed {fault_seed}, rerun with --fault-seed {fault_seed}"
-    second = run_to_end(runner_bin, command, env=s3_env(
-        moto, tmp_path / "work2", RUNNER_FAULT_INJECT=f"kill_all:0:{k}:s3_upload"))
+    # (it uploads all its files: nothing is recorded as synced on a fresh machine). In
+    # every third scenario k is inside the prime run's last checkpoint: S3 then holds 1
+    # to 3 of its 4 files.
+    if upload_index % 3 == 0:
+        k = rng.randrange(1, 4)
+        spec = f"kill_all:0:{k}:s3_upload@/prime/checkpoint-{last_prime_checkpoint(reference)}/"
+    else:
+        k = rng.randrange(uploaded[-1]["files"])
+        spec = f"kill_all:0:{k}:s3_upload"
+    context = f"SIGTERM at prime step point #{stop['n']}, then {spec}; seed {fault_seed}, " \
+              f"rerun with --fault-seed {fault_seed}"
+    second = run_to_end(runner_bin, command, env=s3_env(moto, tmp_path / "work2",
+                                                        RUNNER_FAULT_INJECT=spec))
     assert second.events("job_done"), (context, second.output[-3000:])
     assert killed(second), (context, second.code, second.output[-3000:])
     held = tmp_path / "held"
     assert download(s3, prefix, held) > 0
     before = checkpoints(artefacts(held))
+    print(context, "S3 holds the checkpoints", before)
+    if upload_index % 3 == 0:
+        assert [s for s in before["prime"].values() if s], (context, before)  # one is torn
 
     # 3. Another fresh machine, from that mix of both attempts' objects.
     third = run_to_end(runner_bin, command, env=s3_env(moto, tmp_path / "work3"))
