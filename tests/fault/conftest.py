@@ -6,8 +6,9 @@ Options of this suite:
   --fault-seed N   the seed that draws the fault points (default: a fresh one, printed
                    in the header and in every failure; RUNNER_FAULT_SEED works too)
   --fault-long     the longer variant: the full default job (all the demo data, its 4
-                   trials and 2 epochs) at more points, and the ASan soak (tests marked
-                   fault_long, deselected otherwise). Minutes to an hour on 2 cores:
+                   trials and 2 epochs) at twice the points, and the ASan soak (tests
+                   marked fault_long, deselected otherwise; RUNNER_SOAK_RUNS=N runs the
+                   soak N times instead of 20). About an hour and a half on 2 cores:
                      .venv/bin/python -m pytest -q tests/fault --fault-long
 """
 import os
