@@ -45,13 +45,21 @@ for line in open(sys.argv[1]):
             gemms.append(r)
             continue
         rows.setdefault(r["case"], {})[r["impl"]] = r
-print(f"| case | C s/iter (cpu s) | PyTorch s/iter (cpu s) | PyTorch / C |")
-print(f"|---|---|---|---|")
+# The floor: OpenBLAS sgemm 2048^3 at the same thread count, measured in this run.
+floor = next((g["threaded_gflops"] for g in gemms if g["shape"].startswith("sgemm 2048")), None)
+print(f"| case | C s/iter (cpu s) | PyTorch s/iter (cpu s) | PyTorch / C | C of floor | PyTorch of floor |")
+print(f"|---|---|---|---|---|---|")
 for case, r in rows.items():
     c, t = r["c"], r["pytorch"]
+    gflop = c.get("gflop_per_iter")
+    share = (lambda x: f"{100 * gflop / (x['seconds_per_iter'] * floor):.0f} %") \
+        if gflop and floor else (lambda x: "-")
     print(f"| {case} | {c['seconds_per_iter']:.2f} ({c['cpu_seconds_per_iter']:.2f}) | "
           f"{t['seconds_per_iter']:.2f} ({t['cpu_seconds_per_iter']:.2f}) | "
-          f"{t['seconds_per_iter'] / c['seconds_per_iter']:.2f} |")
+          f"{t['seconds_per_iter'] / c['seconds_per_iter']:.2f} | {share(c)} | {share(t)} |")
+if floor:
+    print(f"\nfloor: sgemm 2048^3 at {floor:.0f} GFLOP/s; a case's share = its GFLOP per "
+          f"iteration (C's count: linear layers and attention GEMMs) / (s/iter x floor)")
 print()
 print("| GEMM | threaded OpenBLAS GFLOP/s | tiled GFLOP/s | tiled / threaded |")
 print("|---|---|---|---|")

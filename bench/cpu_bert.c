@@ -188,6 +188,17 @@ static void random_batch(int32_t *ids, int32_t *labels, int32_t *mask, int n, in
     }
 }
 
+// The matmul work of one iteration, GFLOP: the linear layers (2 x tokens x each layer's
+// 4C^2 + 2CF weights, the head's C x labels) and attention's QK^T and AV (2 x B T^2 C
+// each per layer); training does it three times (forward, dinp, dweight). bench/cpu.sh
+// divides it by the sgemm 2048^3 rate of the same run: the case's fraction of the floor.
+static double gflop_per_iter(const bert_config *c, bool train, int B, int T, int labels) {
+    double n = (double)B * T, C = c->hidden_size, F = c->intermediate_size;
+    double linear = 2 * n * (c->num_layers * (4 * C * C + 2 * C * F) + (train ? C * labels : 0));
+    double attention = c->num_layers * 4.0 * B * (double)T * T * C;
+    return (train ? 3 : 1) * (linear + attention) * 1e-9;
+}
+
 static int run_case(backend *be, const char *preset, bool train, int B, int T, int iters,
                     bool profile) {
     bert_config cfg;
@@ -230,9 +241,9 @@ static int run_case(backend *be, const char *preset, bool train, int B, int T, i
     snprintf(name, sizeof name, "%s %s %dx%d", preset, train ? "train" : "infer", B, T);
     printf("{\"case\":\"%s\",\"impl\":\"c\",\"threads\":%d,\"iters\":%d,"
            "\"seconds_per_iter\":%.4f,\"cpu_seconds_per_iter\":%.4f,\"tokens_per_s\":%.1f,"
-           "\"last_loss\":%.5f}\n",
+           "\"gflop_per_iter\":%.1f,\"last_loss\":%.5f}\n",
            name, omp_get_max_threads(), iters, total / iters, cpu / iters, n * iters / total,
-           loss);
+           gflop_per_iter(&cfg, train, B, T, labels_n), loss);
     if (profile) profile_print(name, total, iters);
     fflush(stdout);
     free(ids), free(labels), free(mask), free(emb);

@@ -61,6 +61,8 @@ void config_defaults(runner_config *cfg) {
     snprintf(cfg->redis, sizeof cfg->redis, "embedded");
     cfg->redis_port = 6379;
     cfg->rendezvous_timeout_s = 600;
+    // Long enough for a managed Redis to fail over (docs/coordination.md, "Redis outages").
+    cfg->redis_outage_timeout_s = 300;
     cfg->log_format = LOG_FORMAT_AUTO;
 }
 
@@ -76,6 +78,9 @@ static const config_option OPTIONS[] = {
      "model to start from: a Hugging Face model directory, an s3:// prefix or a Hub id"},
     {"revision", "revision", OPTION_STRING, FIELD(revision), 0, 0, "job", "REV",
      "Hub revision of --model: branch, tag, refs/pr/N or commit (default main)"},
+    {"hf-token-secret", "hf_token_secret", OPTION_STRING, FIELD(hf_token_secret), 0, 0, "job",
+     "ARN", "Secrets Manager secret holding the Hugging Face token (read when neither HF_TOKEN "
+     "nor $HF_HOME/token gives one)"},
     {"output", "output", OPTION_PATH, FIELD(output_path), 0, 0, "job", "PATH|S3URI",
      "where artefacts go (default ./out)"},
     {"input", "input", OPTION_PATH, FIELD(input_path), 0, 0, "job", "PATH|S3URI",
@@ -151,6 +156,9 @@ static const config_option OPTIONS[] = {
      "port of the embedded redis-server (default 6379)"},
     {"rendezvous-timeout", "rendezvous_timeout", OPTION_INT, FIELD(rendezvous_timeout_s), 1, 86400,
      "coordination", "SECONDS", "how long nodes wait for each other (default 600)"},
+    {"redis-outage-timeout", "redis_outage_timeout", OPTION_INT, FIELD(redis_outage_timeout_s), 1,
+     86400, "coordination", "SECONDS",
+     "how long a single node works on without its Redis before exit 82 (default 300)"},
     {"secret-id", "secret_id", OPTION_STRING, FIELD(secret_id), 0, 0, "coordination", "ID",
      "Secrets Manager secret holding bucket names"},
     // group "logging"

@@ -71,9 +71,11 @@ typedef struct {
     char redis[512]; // "embedded" | "off" | redis://[:password@]host:port
     int redis_port;  // 6379, for the embedded server
     int rendezvous_timeout_s;
+    int redis_outage_timeout_s; // a single node's patience with a lost Redis (300)
 
     // Cloud.
     char secret_id[256]; // Secrets Manager secret holding bucket names, or ""
+    char hf_token_secret[512]; // Secrets Manager secret holding the HF token, or ""
 
     // Logging.
     int log_format; // log_format from log.h

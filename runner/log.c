@@ -21,6 +21,7 @@ static char *recent[LOG_RECENT_LINES]; // ring of JSON lines, owned
 static unsigned long recent_seq[LOG_RECENT_LINES];
 static unsigned long next_seq = 1;
 static int log_fd = STDOUT_FILENO;
+static void (*before_line)(void); // clears a terminal status line first (a progress bar)
 
 static const char *LEVEL_NAMES[] = {"debug", "info", "warn", "error"};
 
@@ -47,6 +48,12 @@ log_format log_current_format(void) {
 void log_set_fd(int fd) {
     pthread_mutex_lock(&log_lock);
     log_fd = fd;
+    pthread_mutex_unlock(&log_lock);
+}
+
+void log_set_before_line(void (*hook)(void)) {
+    pthread_mutex_lock(&log_lock);
+    before_line = hook;
     pthread_mutex_unlock(&log_lock);
 }
 
@@ -152,6 +159,7 @@ static void write_line(const char *text) {
     // whichever fd the log writes to: the two streams then read in the order they were
     // produced, in a terminal and through `2>&1 | tee`.
     fflush(stdout);
+    if (before_line) before_line();
     size_t len = strlen(text);
     char *buf = malloc(len + 1);
     if (!buf) {

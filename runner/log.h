@@ -45,6 +45,10 @@ char *log_redacted(const char *text);
 // Write lines to `fd` instead of stdout (for --check and --exit-codes, whose report
 // owns stdout); the TTY test of LOG_FORMAT_AUTO then looks at `fd`.
 void log_set_fd(int fd);
+// Call `hook` (NULL: none) before each line is written, under the log's lock: a status
+// line redrawn in place on the terminal (runner/cloud/hub_progress.h) erases itself
+// there, so that log lines sharing the terminal start on a clean line.
+void log_set_before_line(void (*hook)(void));
 // Forget labels, secrets and recent lines (tests).
 void log_reset(void);
 

@@ -142,7 +142,7 @@ int main(int argc, char **argv) {
         hub_ref ref;
         char dir[PATH_MAX];
         rc = hub_ref_parse(cfg.prefetch, cfg.revision, &ref);
-        if (rc == 0) rc = hub_fetch_model(&ref, dir, sizeof dir);
+        if (rc == 0) rc = hub_fetch_model(&ref, cfg.hf_token_secret, dir, sizeof dir);
         runner_exit(rc, rc ? error_message() : "model cached");
     }
     case CLI_RUN:

@@ -273,10 +273,12 @@ int supervisor_run(const runner_config *cfg) {
 
     cloud_spot_watcher_stop(); // [aws]
     /* HOOK: coord stop */
-    // A stop that coordination asked for (a dead node: 83, Redis lost: 82) is the code.
-    if (code == EXIT_INTERRUPTED && coord_exit_code_hint() > EXIT_INTERRUPTED)
-        code = error_set(coord_exit_code_hint(), "%s",
-                         signals_stop_reason() ? signals_stop_reason() : "coordination");
+    // A stop that coordination asked for (a dead node: 83, Redis lost: 82) is the code,
+    // and its reason is the reason also when a worker ended with that very code (its
+    // wait for Redis, or its collective, cut short by the stop).
+    int hint = coord_exit_code_hint();
+    if (hint > EXIT_INTERRUPTED && (code == EXIT_INTERRUPTED || code == hint))
+        code = error_set(hint, "%s", signals_stop_reason() ? signals_stop_reason() : "coordination");
     coord_stop();
     /* HOOK: serve stop */
     serve_stop();

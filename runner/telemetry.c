@@ -2,7 +2,7 @@
 //  - in a worker (telemetry_worker_attach): into the worker's ring in the shared
 //    /dev/shm segment. The ring is single-producer and overwrite-oldest: the producer
 //    never blocks or waits on the reader; the supervisor's reader thread drains the
-//    rings every few milliseconds into the store (runner/serve/telemetry_store.h) and
+//    rings every few milliseconds into the store (runner/telemetry_store.h) and
 //    counts what was overwritten before it could read it.
 //  - in the supervisor, or in a process that never set up a segment (unit tests, tools):
 //    straight into the store (one short mutex).
@@ -12,7 +12,7 @@
 
 #include "runner/error.h"
 #include "runner/log.h"
-#include "runner/serve/telemetry_store.h"
+#include "runner/telemetry_store.h"
 #include "runner/serve/tfevents.h"
 #include "runner/timing.h"
 

@@ -268,6 +268,7 @@ typedef struct {
     long long sink_start; // bytes already in a resumed sink when the try began
     bool sink_restarted;  // a resumed sink was emptied for a 200 answer
     bool sink_failed, read_failed;
+    int sink_errno; // why the sink failed (ENOSPC, EDQUOT, ...), kept before curl runs on
     aws_response *resp;
     const aws_request *req;
     long long read_pos; // bytes of the body sent so far
@@ -284,12 +285,14 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
         if (t->sink_start > 0 && status == 200 && !t->sink_restarted) {
             if (fflush(t->sink) != 0 || ftruncate(fileno(t->sink), 0) != 0) {
                 t->sink_failed = true;
+                t->sink_errno = errno;
                 return 0;
             }
             t->sink_restarted = true;
         }
         if (fwrite(data, 1, len, t->sink) != len) {
             t->sink_failed = true;
+            t->sink_errno = errno;
             return 0;
         }
         if (t->req->on_sink_write) {
@@ -483,11 +486,14 @@ int aws_send(const aws_request *req, aws_response *resp, const char *what) {
             }
         }
         CURLcode cc = attempt(req, resp, req->service ? &creds : NULL, &t);
-        if (t.sink && fclose(t.sink) != 0) t.sink_failed = true;
+        if (t.sink && fclose(t.sink) != 0 && !t.sink_failed) { // the buffered tail
+            t.sink_failed = true;
+            t.sink_errno = errno;
+        }
         resp->curl_code = (int)cc;
         if (t.sink_failed)
             return error_set(EXIT_OUTPUT, "%s: cannot write %s: %s", what, req->sink_path,
-                             strerror(errno ? errno : EIO));
+                             strerror(t.sink_errno ? t.sink_errno : EIO));
         if (t.read_failed) // the local file shrank or vanished under us
             return error_set(EXIT_BAD_INPUT, "%s: cannot read the local file", what);
         if (cc == CURLE_OK && resp->status >= 200 && resp->status < 300) return 0;

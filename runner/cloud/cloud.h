@@ -83,8 +83,10 @@ cJSON *cloud_ecs_labels(void);
 
 // Secrets Manager GetSecretValue: the SecretString parsed as JSON when it is JSON,
 // else a JSON string. NULL with error_set() on failure. The value is registered with
-// log_redact() before it is returned. Caller frees.
-cJSON *cloud_secret_get(const char *secret_id);
+// log_redact() before it is returned (every string of it, when it is JSON). Errors name
+// `flag` (the option that named the secret: "--secret-id", "--hf-token-secret") and the id.
+// Caller frees.
+cJSON *cloud_secret_get(const char *flag, const char *secret_id);
 
 // --secret-id: read the secret and fill the locations still at their defaults (flags,
 // RUNNER_* variables and --config win). The secret is a JSON object; its keys, any

@@ -7,9 +7,13 @@
 #include "runner/cloud/hub.h"
 
 #include "runner/cloud/aws.h"
+#include "runner/cloud/cloud.h"
+#include "runner/cloud/hub_internal.h"
+#include "runner/cloud/hub_progress.h"
 #include "runner/error.h"
 #include "runner/job/files.h"
 #include "runner/log.h"
+#include "runner/model/safetensors.h"
 #include "runner/telemetry.h"
 #include "runner/timing.h"
 
@@ -23,6 +27,7 @@
 #include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -123,8 +128,7 @@ static const char *env_nonempty(const char *name) {
     return v && *v ? v : NULL;
 }
 
-// $HF_HOME, else $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface.
-static int hf_home(char *out, size_t n) {
+int hub_home_dir(char *out, size_t n) {
     const char *v;
     if ((v = env_nonempty("HF_HOME"))) return files_join(out, n, "%s", v);
     if ((v = env_nonempty("XDG_CACHE_HOME"))) return files_join(out, n, "%s/huggingface", v);
@@ -137,7 +141,7 @@ int hub_cache_dir(char *out, size_t n) {
     if ((v = env_nonempty("HF_HUB_CACHE")) || (v = env_nonempty("HUGGINGFACE_HUB_CACHE")))
         return files_join(out, n, "%s", v);
     char home[PATH_MAX];
-    int rc = hf_home(home, sizeof home);
+    int rc = hub_home_dir(home, sizeof home);
     return rc ? rc : files_join(out, n, "%s/hub", home);
 }
 
@@ -155,34 +159,7 @@ typedef struct {
     char commit[41];      // the revision's commit once known
 } hub_session;
 
-static int token_load(hub_session *s) {
-    const char *v = env_nonempty("HF_TOKEN");
-    if (!v) v = env_nonempty("HUGGING_FACE_HUB_TOKEN");
-    if (v) {
-        if (strlen(v) >= sizeof s->token)
-            return error_set(EXIT_USAGE, "HF_TOKEN is longer than a token can be");
-        snprintf(s->token, sizeof s->token, "%s", v);
-        log_redact(s->token);
-        return 0;
-    }
-    char path[PATH_MAX];
-    const char *what = "HF_TOKEN_PATH";
-    if ((v = env_nonempty("HF_TOKEN_PATH"))) {
-        snprintf(path, sizeof path, "%s", v);
-    } else {
-        char home[PATH_MAX];
-        if (hf_home(home, sizeof home) != 0) {
-            error_clear();
-            return 0;
-        }
-        if (files_join(path, sizeof path, "%s/token", home)) return EXIT_USAGE;
-        what = "the Hugging Face token file";
-        if (access(path, F_OK) != 0) return 0; // no token: anonymous, as huggingface_hub
-    }
-    return aws_read_token_file(path, what, s->token, sizeof s->token);
-}
-
-static int session_open(hub_session *s, const hub_ref *ref) {
+static int session_open(hub_session *s, const hub_ref *ref, const char *token_secret) {
     memset(s, 0, sizeof *s);
     s->ref = ref;
     s->offline = env_true("HF_HUB_OFFLINE");
@@ -203,7 +180,7 @@ static int session_open(hub_session *s, const hub_ref *ref) {
     }
     if (rc == 0) rc = files_join(s->repo, sizeof s->repo, "%s/%s", s->cache, folder);
     if (rc == 0) rc = files_join(s->locks, sizeof s->locks, "%s/.locks/%s", s->cache, folder);
-    if (rc == 0 && !s->offline) rc = token_load(s);
+    if (rc == 0 && !s->offline) rc = hub_token_load(token_secret, s->token, sizeof s->token);
     return rc;
 }
 
@@ -491,34 +468,38 @@ static int file_metadata(hub_session *s, const char *file, bool optional, file_m
 
 // ---- download -------------------------------------------------------------------------
 
-typedef struct {
-    const char *file;
-    long long total;
-    double started, last_log;
-    long long start_size;
-} progress;
-
-static void on_progress(void *ud, long long size) {
-    progress *p = ud;
-    double now = timing_now_s();
-    if (now - p->last_log < 5.0 && size < p->total) return;
-    p->last_log = now;
-    double elapsed = now - p->started;
-    double rate = elapsed > 0 ? (double)(size - p->start_size) / elapsed : 0;
-    cJSON *f = cJSON_CreateObject();
-    cJSON_AddStringToObject(f, "file", p->file);
-    cJSON_AddNumberToObject(f, "bytes", (double)size);
-    cJSON_AddNumberToObject(f, "total", (double)p->total);
-    cJSON_AddNumberToObject(f, "mib_per_s", (double)(long long)(rate / (1 << 20) * 10) / 10);
-    if (rate > 0)
-        cJSON_AddNumberToObject(f, "eta_s", (double)(long long)((double)(p->total - size) / rate));
-    log_fields(LOG_INFO, "hub_download", f);
-    telemetry_progress(size, p->total); // the API's and dashboard's view of the phase
-}
-
 static long long file_size(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+// Bytes free to this process on the filesystem of the folder holding `file`, -1 when
+// unknown.
+static long long free_bytes(const char *file) {
+    char dir[PATH_MAX + 32];
+    snprintf(dir, sizeof dir, "%s", file);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    struct statvfs st;
+    return statvfs(slash ? dir : ".", &st) == 0 ? (long long)st.f_bavail * (long long)st.f_frsize
+                                                : -1;
+}
+
+// The blob could not be written. When the filesystem is full, its part is removed: on a
+// full disk it only holds the space other files need (nothing under a final name refers
+// to it), and one line names the path, the size and the space there is. Other causes
+// (permissions, I/O errors) keep aws_send's reason and the part.
+static int blob_write_failed(const hub_session *s, const char *file, const file_meta *m,
+                             const char *partial) {
+    long long have = file_size(partial), room = free_bytes(partial);
+    if (room < 0 || room >= m->size - (have > 0 ? have : 0)) return EXIT_OUTPUT;
+    char why[1024];
+    snprintf(why, sizeof why, "%s", error_message());
+    unlink(partial);
+    return error_set(EXIT_OUTPUT, "%s (%s@%s: %s has %lld bytes, %lld are free in the cache %s "
+                     "without its partial download, which was removed: give HF_HUB_CACHE more "
+                     "room)", why, s->ref->repo_id, s->ref->revision, file, m->size,
+                     free_bytes(partial), s->cache);
 }
 
 // GET into blob.incomplete (resumed), check, rename to blob. Called under the lock.
@@ -536,17 +517,23 @@ static int blob_download(const hub_session *s, const char *file, const file_meta
         if (have > 0)
             log_info("hub_resume", "%s: resuming %s at byte %lld of %lld", s->ref->repo_id, file,
                      have, m->size);
+        // huggingface_hub's check before a download: a warning, as statvfs can be wrong
+        // (network filesystems); a full disk then fails the write itself (blob_write_failed).
+        long long room = free_bytes(partial), need = m->size - (have > 0 ? have : 0);
+        if (room >= 0 && room < need)
+            log_warn("hub_disk_space", "%s: %s needs %lld more bytes but the cache %s has %lld "
+                     "free", s->ref->repo_id, file, need, s->cache, room);
         if (have < m->size || have < 0) {
-            progress p = {.file = file, .total = m->size, .started = timing_now_s(),
-                          .start_size = have > 0 ? have : 0};
-            p.last_log = p.started;
+            hub_progress p;
+            hub_progress_begin(&p, file, have, m->size);
             struct curl_slist *headers = auth_headers(s, m->url_is_endpoint);
             aws_request req = {.method = "GET", .url = m->url, .headers = headers, .body_fd = -1,
                                .sink_path = partial, .sink_resume = true,
-                               .max_attempts = s->max_attempts, .on_sink_write = on_progress,
-                               .hook_ud = &p};
+                               .max_attempts = s->max_attempts,
+                               .on_sink_write = hub_progress_update, .hook_ud = &p};
             aws_response resp = {0};
             int rc = aws_send(&req, &resp, what);
+            hub_progress_end(&p, file_size(partial));
             curl_slist_free_all(headers);
             long status = resp.status;
             aws_response_free(&resp);
@@ -554,6 +541,7 @@ static int blob_download(const hub_session *s, const char *file, const file_meta
                 return error_set(EXIT_REMOTE_IO, "%s (%lld of %lld bytes kept in %s for the next "
                                  "attempt)", error_message(), file_size(partial), m->size,
                                  partial);
+            if (rc == EXIT_OUTPUT) return blob_write_failed(s, file, m, partial);
             if (rc) return rc;
             if (status == 416) { // the partial file is not a prefix the server knows
                 unlink(partial);
@@ -674,9 +662,55 @@ static int file_fetch(hub_session *s, const char *file, bool optional, char *out
 
 // ---- a model --------------------------------------------------------------------------
 
-int hub_fetch_model(const hub_ref *ref, char *dir, size_t n) {
+// A sharded checkpoint (transformers' save_pretrained with max_shard_size): every shard
+// its index names, each fetched, checked and linked as a single file is.
+static int shards_fetch(hub_session *s, const char *index) {
+    cJSON *shards = NULL;
+    int rc = safetensors_index_shards(index, &shards);
+    if (rc) return rc;
+    log_info("hub_shards", "%s@%s: a sharded checkpoint of %d files", s->ref->repo_id,
+             s->ref->revision, cJSON_GetArraySize(shards));
+    const cJSON *shard;
+    cJSON_ArrayForEach(shard, shards) {
+        char path[PATH_MAX];
+        bool absent;
+        if ((rc = file_fetch(s, shard->valuestring, false, path, sizeof path, &absent))) {
+            if (rc == EXIT_BAD_INPUT) {
+                char why[1024];
+                snprintf(why, sizeof why, "%s", error_message());
+                error_set(rc, "%s (a shard model.safetensors.index.json names)", why);
+            }
+            break;
+        }
+    }
+    cJSON_Delete(shards);
+    return rc;
+}
+
+// Neither model.safetensors nor an index: never unpickle, refuse a pickle-only repo with
+// the Hub's way out.
+static int no_weights(hub_session *s) {
+    const hub_ref *ref = s->ref;
+    bool absent = true;
+    if (!s->offline) {
+        file_meta m;
+        int rc = file_metadata(s, "pytorch_model.bin", true, &m, &absent);
+        if (rc) return rc;
+    }
+    if (!absent)
+        return error_set(EXIT_BAD_INPUT, "%s@%s has pytorch_model.bin but no model.safetensors, "
+                         "and a pickle is never loaded: pass the Hub's safetensors conversion "
+                         "as the revision (--revision refs/pr/N, N the \"Adding `safetensors` "
+                         "variant\" pull request at %s/%s/discussions)", ref->repo_id,
+                         ref->revision, s->endpoint, ref->repo_id);
+    return error_set(EXIT_BAD_INPUT, "%s@%s: no model.safetensors (nor a sharded "
+                     "model.safetensors.index.json)%s", ref->repo_id, ref->revision,
+                     s->offline ? " in the cache (HF_HUB_OFFLINE=1)" : "");
+}
+
+int hub_fetch_model(const hub_ref *ref, const char *token_secret, char *dir, size_t n) {
     hub_session s;
-    int rc = session_open(&s, ref);
+    int rc = session_open(&s, ref, token_secret);
     if (rc) return rc;
     log_info("hub", "%s@%s: %s (cache %s)", ref->repo_id, ref->revision,
              s.offline ? "offline, from the cache (HF_HUB_OFFLINE)" : s.endpoint, s.cache);
@@ -687,28 +721,9 @@ int hub_fetch_model(const hub_ref *ref, char *dir, size_t n) {
     if ((rc = file_fetch(&s, "config.json", false, path, sizeof path, &absent))) return rc;
     if ((rc = file_fetch(&s, "model.safetensors", true, path, sizeof path, &absent))) return rc;
     if (absent) {
-        // Never unpickle: a pickle-only repo is refused, with the Hub's way out.
-        bool sharded = false, pickle = false;
         rc = file_fetch(&s, "model.safetensors.index.json", true, path, sizeof path, &absent);
-        sharded = rc == 0 && !absent;
-        if (rc == 0 && !sharded && !s.offline) {
-            file_meta m;
-            rc = file_metadata(&s, "pytorch_model.bin", true, &m, &absent);
-            pickle = rc == 0 && !absent;
-        }
+        if (rc == 0) rc = absent ? no_weights(&s) : shards_fetch(&s, path);
         if (rc) return rc;
-        if (sharded)
-            return error_set(EXIT_BAD_INPUT, "%s@%s: sharded safetensors checkpoints "
-                             "(model.safetensors.index.json) are not loaded yet", ref->repo_id,
-                             ref->revision);
-        if (pickle)
-            return error_set(EXIT_BAD_INPUT, "%s@%s has pytorch_model.bin but no model.safetensors, "
-                             "and a pickle is never loaded: pass the Hub's safetensors conversion "
-                             "as the revision (--revision refs/pr/N, N the \"Adding `safetensors` "
-                             "variant\" pull request at %s/%s/discussions)", ref->repo_id,
-                             ref->revision, s.endpoint, ref->repo_id);
-        return error_set(EXIT_BAD_INPUT, "%s@%s: no model.safetensors%s", ref->repo_id,
-                         ref->revision, s.offline ? " in the cache (HF_HUB_OFFLINE=1)" : "");
     }
     static const char *const TOKENIZER_FILES[] = {"vocab.txt", "tokenizer.json", "vocab.json",
                                                   "merges.txt", "tokenizer_config.json",

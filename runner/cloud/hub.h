@@ -11,16 +11,19 @@
 // Environment read here (huggingface_hub's names):
 //   HF_ENDPOINT (default https://huggingface.co), HF_HUB_CACHE (else HUGGINGFACE_HUB_CACHE,
 //   else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub),
-//   HF_TOKEN (else HUGGING_FACE_HUB_TOKEN, else the file HF_TOKEN_PATH or $HF_HOME/token),
-//   HF_HUB_OFFLINE (1/true/yes/on: no network, the cache only);
+//   HF_TOKEN (else HUGGING_FACE_HUB_TOKEN, else the file HF_TOKEN_PATH or $HF_HOME/token,
+//   else the secret --hf-token-secret names), HF_HUB_OFFLINE (1/true/yes/on: no network,
+//   the cache only), HF_HUB_DISABLE_PROGRESS_BARS (no bar on a terminal's stderr);
 // and the runner's RUNNER_HUB_MAX_ATTEMPTS (default 5) and RUNNER_AWS_RETRY_BASE_MS
 // (the shared backoff of runner/cloud).
 //
 // Exit codes: EXIT_BAD_INPUT (3) for a repo, revision or file that does not exist, a
-// gated or private repo, a pickle-only repo and a file the offline cache lacks;
+// gated or private repo, a pickle-only repo, a shard the index names that the repo
+// lacks, and a file the offline cache lacks;
 // EXIT_REMOTE_IO (84) once the retries are spent (the partial .incomplete is kept for
 // the next attempt) and after a second checksum mismatch; EXIT_OUTPUT (4) when the
-// cache cannot be written; EXIT_USAGE (2) for a malformed id or revision.
+// cache cannot be written (a full disk: the partial blob is removed, nothing is linked);
+// EXIT_USAGE (2) for a malformed id or revision.
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -43,9 +46,12 @@ int hub_ref_parse(const char *spec, const char *revision, hub_ref *out);
 // The cache root huggingface_hub uses (see the variables above) into out[n].
 int hub_cache_dir(char *out, size_t n);
 
-// Fetch what a model needs into the cache: config.json, model.safetensors, and the
-// tokenizer files the repo has (vocab.txt, tokenizer.json, vocab.json, merges.txt,
-// tokenizer_config.json, special_tokens_map.json). The snapshot folder
+// Fetch what a model needs into the cache: config.json, model.safetensors (else a
+// sharded checkpoint: model.safetensors.index.json and every shard its weight_map
+// names), and the tokenizer files the repo has (vocab.txt, tokenizer.json, vocab.json,
+// merges.txt, tokenizer_config.json, special_tokens_map.json). The snapshot folder
 // ({cache}/models--org--name/snapshots/{commit}) goes into dir[n]. Concurrent callers on
 // one cache (workers, containers on a shared volume) download each file once.
-int hub_fetch_model(const hub_ref *ref, char *dir, size_t n);
+// `token_secret` (--hf-token-secret; NULL or "" for none) names a Secrets Manager secret
+// read for the token when neither HF_TOKEN nor a token file gives one.
+int hub_fetch_model(const hub_ref *ref, const char *token_secret, char *dir, size_t n);

@@ -40,7 +40,7 @@ static const location_field *field_for(const char *key, bool *bucket) {
 
 int cloud_apply_secret(runner_config *cfg) {
     if (!cfg->secret_id[0]) return 0;
-    cJSON *secret = cloud_secret_get(cfg->secret_id);
+    cJSON *secret = cloud_secret_get("--secret-id", cfg->secret_id);
     if (!secret) return error_code() ? error_code() : EXIT_REMOTE_IO;
     if (!cJSON_IsObject(secret)) {
         cJSON_Delete(secret);

@@ -1,5 +1,6 @@
 // Secrets Manager GetSecretValue (JSON protocol 1.1). The original job read its bucket
-// names from a secret; the runner does when --secret-id names one.
+// names from a secret; the runner does when --secret-id names one, and reads the Hugging
+// Face token from one when --hf-token-secret names it (runner/cloud/hub.c).
 #include "runner/cloud/aws.h"
 #include "runner/cloud/cloud.h"
 
@@ -15,9 +16,9 @@ static void redact_strings(const cJSON *node) {
     cJSON_ArrayForEach(child, node) redact_strings(child);
 }
 
-cJSON *cloud_secret_get(const char *secret_id) {
+cJSON *cloud_secret_get(const char *flag, const char *secret_id) {
     if (!secret_id || !*secret_id) {
-        error_set(EXIT_USAGE, "--secret-id: empty");
+        error_set(EXIT_USAGE, "%s: empty", flag);
         return NULL;
     }
     char what[400];
@@ -32,17 +33,17 @@ cJSON *cloud_secret_get(const char *secret_id) {
     if (rc == 0 && resp.status != 200) {
         const char *code = resp.error_code;
         if (strcmp(code, "ResourceNotFoundException") == 0)
-            error_set(EXIT_USAGE, "--secret-id %s: no such secret", secret_id);
+            error_set(EXIT_USAGE, "%s %s: no such secret", flag, secret_id);
         else if (resp.status == 403 || strstr(code, "AccessDenied"))
-            error_set(EXIT_BAD_INPUT, "--secret-id %s: access denied (%s)", secret_id, code);
+            error_set(EXIT_BAD_INPUT, "%s %s: access denied (%s)", flag, secret_id, code);
         else
             error_set(EXIT_REMOTE_IO, "%s: HTTP %ld %s", what, resp.status, code);
     } else if (rc == 0) {
         cJSON *answer = cJSON_ParseWithLength(resp.body.data, resp.body.len);
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(answer, "SecretString");
         if (!cJSON_IsString(s)) {
-            error_set(EXIT_BAD_INPUT, "--secret-id %s: no SecretString (binary secrets are "
-                                      "not supported)", secret_id);
+            error_set(EXIT_BAD_INPUT, "%s %s: no SecretString (binary secrets are not "
+                      "supported)", flag, secret_id);
         } else {
             log_redact(s->valuestring);
             result = cJSON_Parse(s->valuestring);

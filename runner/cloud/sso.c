@@ -8,22 +8,35 @@
 //       x-amz-sso_bearer_token: <accessToken>                     (unsigned)
 //   -> {"roleCredentials": {"accessKeyId", "secretAccessKey", "sessionToken",
 //                           "expiration": <milliseconds since the epoch>}}
-// botocore refreshes an sso-session token through SSO OIDC when it is within 15 minutes
-// of expiry; the runner does not write the CLI's cache, so it asks for a new login once
-// the token has expired.
+// An sso-session token within 15 minutes of its expiry (or past it) is renewed as
+// botocore's SSOTokenProvider renews it, through SSO OIDC CreateToken with the cached
+// refresh token and client registration, and the CLI's cache file is rewritten (the
+// same fields botocore writes, atomically), so the AWS CLI, boto3 and the next runner
+// see the new token:
+//   POST https://oidc.<sso_region>.amazonaws.com/token                      (unsigned)
+//       {"grantType": "refresh_token", "clientId", "clientSecret", "refreshToken"}
+//   -> {"accessToken", "expiresIn": <seconds>, "refreshToken"?, "tokenType"}
+// A legacy profile (no sso_session) has no refresh token: as with botocore, it asks for
+// a new login once its token has expired.
 #include "runner/cloud/aws.h"
 
 #include "runner/error.h"
 #include "runner/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
-enum { TOKEN_FILE_MAX = 256 * 1024 };
+enum {
+    TOKEN_FILE_MAX = 256 * 1024,
+    REFRESH_WINDOW_S = 15 * 60, // botocore's SSOTokenProvider._REFRESH_WINDOW
+};
 
 void sso_cache_file_name(const char *key, char out[46]) {
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -57,7 +70,153 @@ static int check_settings(const aws_profile *p) {
                      p->sso_session[0] ? " (in the profile or its sso-session)" : "");
 }
 
-// The cached access token into token[cap] (registered with log_redact()).
+// Overwrite every string of a parsed token cache entry (access and refresh tokens, the
+// client secret) before it is freed.
+static void wipe_json(cJSON *json) {
+    const cJSON *field;
+    cJSON_ArrayForEach(field, json) {
+        if (cJSON_IsString(field)) memset(field->valuestring, 0, strlen(field->valuestring));
+    }
+    cJSON_Delete(json);
+}
+
+static const char *json_string(const cJSON *json, const char *key) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(json, key);
+    return cJSON_IsString(item) && item->valuestring[0] ? item->valuestring : NULL;
+}
+
+// "2026-12-07T21:00:00Z", the form botocore's _sso_json_dumps writes.
+static void format_utc(time_t t, char out[32]) {
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+// Write `json` to `path` as botocore's JSONFileCache does: a temporary file beside it,
+// fsync, rename over the old entry (mode 0600: it holds a refresh token). 0 or errno.
+static int write_cache_entry(const char *path, const cJSON *json) {
+    char *text = cJSON_PrintUnformatted(json);
+    if (!text) return ENOMEM;
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
+    int err = 0;
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        err = errno;
+    } else {
+        size_t len = strlen(text), done = 0;
+        while (done < len && !err) {
+            ssize_t n = write(fd, text + done, len - done);
+            if (n < 0 && errno != EINTR) err = errno;
+            if (n > 0) done += (size_t)n;
+        }
+        if (!err && fsync(fd) != 0) err = errno;
+        if (close(fd) != 0 && !err) err = errno;
+        if (!err && rename(tmp, path) != 0) err = errno;
+        if (err) unlink(tmp);
+    }
+    memset(text, 0, strlen(text));
+    free(text);
+    return err;
+}
+
+// SSO OIDC CreateToken with the cached refresh token. On success *renewed is the new
+// cache entry (botocore's fields) and 0 is returned; otherwise `why` says why not (no
+// secret in it) and the cached token stays as it is.
+static int refresh_token(const aws_profile *p, const cJSON *cached, cJSON **renewed,
+                         char *why, size_t why_n) {
+    *renewed = NULL;
+    const char *refresh = json_string(cached, "refreshToken");
+    const char *client_id = json_string(cached, "clientId");
+    const char *client_secret = json_string(cached, "clientSecret");
+    const char *registration = json_string(cached, "registrationExpiresAt");
+    if (!refresh || !client_id || !client_secret || !registration) {
+        snprintf(why, why_n, "the cache entry holds no refresh token and client registration");
+        return -1;
+    }
+    time_t registration_end = aws_parse_time(registration);
+    if (registration_end <= time(NULL)) {
+        snprintf(why, why_n, "the client registration expired at %s", registration);
+        return -1;
+    }
+    log_redact(refresh);
+    log_redact(client_secret);
+
+    cJSON *request = cJSON_CreateObject();
+    cJSON_AddStringToObject(request, "grantType", "refresh_token");
+    cJSON_AddStringToObject(request, "clientId", client_id);
+    cJSON_AddStringToObject(request, "clientSecret", client_secret);
+    cJSON_AddStringToObject(request, "refreshToken", refresh);
+    char *body = cJSON_PrintUnformatted(request);
+    wipe_json(request);
+
+    char base[600], url[700];
+    aws_endpoint_in("SSO_OIDC", "oidc", p->sso_region, base, sizeof base, NULL);
+    snprintf(url, sizeof url, "%s/token", base);
+    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    char what[300];
+    snprintf(what, sizeof what, "SSO OIDC CreateToken (sso-session %s)", p->sso_session);
+    aws_response resp = {0};
+    int rc;
+    if (!body || !headers) {
+        rc = error_set(EXIT_RESOURCES, "%s: out of memory", what);
+    } else {
+        aws_request req = {.method = "POST", .url = url, .headers = headers, .body = body,
+                           .body_len = strlen(body), .body_fd = -1,
+                           .connect_timeout_ms = 5000, .timeout_ms = 30000};
+        rc = aws_send(&req, &resp, what);
+    }
+    if (body) memset(body, 0, strlen(body));
+    free(body);
+    curl_slist_free_all(headers);
+
+    cJSON *answer = NULL;
+    if (rc != 0) {
+        snprintf(why, why_n, "%s", error_message());
+        error_clear(); // handled here: the caller decides whether the old token still does
+    } else {
+        answer = cJSON_ParseWithLength(resp.body.data ? resp.body.data : "", resp.body.len);
+        if (resp.status != 200) {
+            // OIDC errors: {"error": "invalid_grant", "error_description": "..."}.
+            const char *code = json_string(answer, "error");
+            const char *text = json_string(answer, "error_description");
+            snprintf(why, why_n, "%s: HTTP %ld%s%s%s%s", what, resp.status, code ? " " : "",
+                     code ? code : "", text ? ": " : "", text ? text : "");
+            rc = -1;
+        }
+    }
+    const char *access = rc == 0 ? json_string(answer, "accessToken") : NULL;
+    const cJSON *expires_in = cJSON_GetObjectItemCaseSensitive(answer, "expiresIn");
+    if (rc == 0 && (!access || !cJSON_IsNumber(expires_in) || expires_in->valuedouble <= 0)) {
+        snprintf(why, why_n, "%s: the answer holds no accessToken and expiresIn", what);
+        rc = -1;
+    }
+    if (rc == 0) {
+        const char *new_refresh = json_string(answer, "refreshToken");
+        log_redact(access);
+        if (new_refresh) log_redact(new_refresh);
+        char expires_at[32];
+        format_utc(time(NULL) + (time_t)expires_in->valuedouble, expires_at);
+        // botocore's _attempt_create_token: these fields and no others.
+        cJSON *entry = cJSON_CreateObject();
+        cJSON_AddStringToObject(entry, "startUrl", p->sso_start_url);
+        cJSON_AddStringToObject(entry, "region", p->sso_region);
+        cJSON_AddStringToObject(entry, "accessToken", access);
+        cJSON_AddStringToObject(entry, "expiresAt", expires_at);
+        cJSON_AddStringToObject(entry, "clientId", client_id);
+        cJSON_AddStringToObject(entry, "clientSecret", client_secret);
+        cJSON_AddStringToObject(entry, "registrationExpiresAt", registration);
+        if (new_refresh) cJSON_AddStringToObject(entry, "refreshToken", new_refresh);
+        *renewed = entry;
+    }
+    if (answer) wipe_json(answer);
+    if (resp.body.data) memset(resp.body.data, 0, resp.body.len);
+    aws_response_free(&resp);
+    return rc == 0 ? 0 : -1;
+}
+
+// The cached access token into token[cap] (registered with log_redact()), renewed
+// first when it is an sso-session token close to or past its expiry.
 static int read_cached_token(const aws_profile *p, char *token, size_t cap) {
     const char *home = getenv("HOME");
     char hint[200];
@@ -82,30 +241,52 @@ static int read_cached_token(const aws_profile *p, char *token, size_t cap) {
     cJSON *json = cJSON_ParseWithLength(text, len);
     memset(text, 0, TOKEN_FILE_MAX);
     free(text);
-    const cJSON *access = cJSON_GetObjectItemCaseSensitive(json, "accessToken");
-    const cJSON *expires = cJSON_GetObjectItemCaseSensitive(json, "expiresAt");
+    const char *access = json_string(json, "accessToken");
+    const char *expires = json_string(json, "expiresAt");
+    time_t expires_at = expires ? aws_parse_time(expires) : 0;
+    if (!access || !expires_at) {
+        wipe_json(json);
+        return error_set(EXIT_USAGE, "AWS profile %s: %s is not an SSO token (accessToken, "
+                                     "expiresAt); %s", p->name, path, hint);
+    }
+    log_redact(access);
+
+    char why[600] = "";
+    if (p->sso_session[0] && expires_at - time(NULL) < REFRESH_WINDOW_S) {
+        cJSON *renewed = NULL;
+        if (refresh_token(p, json, &renewed, why, sizeof why) == 0) {
+            int err = write_cache_entry(path, renewed);
+            // The new token is good whether or not the cache took it; an old cache entry
+            // only means the next reader renews again.
+            if (err)
+                log_warn("sso_token_cache", "%s: %s (the renewed token is used, not cached)",
+                         path, strerror(err));
+            wipe_json(json);
+            json = renewed;
+            access = json_string(json, "accessToken");
+            expires = json_string(json, "expiresAt");
+            expires_at = aws_parse_time(expires);
+            log_info("sso_token_renewed", "sso-session %s, valid until %s", p->sso_session,
+                     expires);
+        } else if (expires_at > time(NULL)) {
+            // botocore keeps using a token it could not renew while it lasts.
+            log_warn("sso_token_not_renewed", "sso-session %s expires at %s: %s", p->sso_session,
+                     expires, why);
+        }
+    }
     int rc = 0;
-    time_t expires_at = cJSON_IsString(expires) ? aws_parse_time(expires->valuestring) : 0;
-    if (!cJSON_IsString(access) || !access->valuestring[0] || !expires_at)
-        rc = error_set(EXIT_USAGE, "AWS profile %s: %s is not an SSO token (accessToken, "
-                                   "expiresAt); %s", p->name, path, hint);
-    else if (expires_at <= time(NULL))
-        rc = error_set(EXIT_USAGE, "AWS profile %s: the SSO token for %s %s expired at %s; %s",
-                       p->name, of, key, expires->valuestring, hint);
-    else if (strlen(access->valuestring) >= cap)
+    if (expires_at <= time(NULL))
+        rc = error_set(EXIT_USAGE, "AWS profile %s: the SSO token for %s %s expired at %s%s%s; "
+                                   "%s", p->name, of, key, expires,
+                       why[0] ? " and could not be renewed: " : "", why, hint);
+    else if (strlen(access) >= cap)
         rc = error_set(EXIT_USAGE, "AWS profile %s: the SSO token in %s is too long", p->name,
                        path);
     if (rc == 0) {
-        aws_copy(token, cap, access->valuestring);
+        aws_copy(token, cap, access);
         log_redact(token);
     }
-    if (cJSON_IsString(access)) memset(access->valuestring, 0, strlen(access->valuestring));
-    // The cache may hold a refresh token and a client secret too: wipe every string.
-    const cJSON *field;
-    cJSON_ArrayForEach(field, json) {
-        if (cJSON_IsString(field)) memset(field->valuestring, 0, strlen(field->valuestring));
-    }
-    cJSON_Delete(json);
+    wipe_json(json);
     return rc;
 }
 

@@ -1,10 +1,14 @@
-// Coordination: Redis, node identity, rendezvous, heartbeats, control, metrics stream.
+// Coordination: Redis, rendezvous, the public interface and its snapshots.
 //
 // Threads (all in the supervisor process, each with its own Redis connection because
 // a hiredis context is not thread-safe):
-//   heartbeat  beats every period, scans the peers' beats, flushes the metrics queue;
-//   control    subscribed to runner:{job}:{attempt}:control;
-//   fan-in     (main node, several nodes) reads the other nodes' metrics stream.
+//   heartbeat  beats every period, scans the peers' beats, flushes the metrics queue,
+//              judges Redis outages (coord_heartbeat.c);
+//   control    subscribed to runner:{job}:{attempt}:control (coord_control.c);
+//   fan-in     (main node, several nodes) reads the other nodes' metrics stream
+//              (coord_metrics.c).
+// Other areas read coordination's state through coord_snapshot_get(); coordination
+// calls into none of them (the HTTP servers, runner/serve, read snapshots).
 #include "runner/coord/coord.h"
 
 #include "runner/coord/coord_internal.h"
@@ -14,203 +18,52 @@
 #include "runner/error.h"
 #include "runner/exitcode.h"
 #include "runner/log.h"
-#include "runner/serve/serve.h"
 #include "runner/signals.h"
 #include "runner/timing.h"
 
-#include <arpa/inet.h>
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <ifaddrs.h>
-#include <net/if.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 enum {
     DEFAULT_HEARTBEAT_MS = 5000,
-    MISSED_BEATS_DEAD = 3,
     DEFAULT_RENDEZVOUS_TIMEOUT_S = 300,
+    DEFAULT_OUTAGE_TIMEOUT_S = 300,
     RENDEZVOUS_POLL_MS = 200,
     KEY_TTL_S = 7 * 24 * 3600, // rendezvous and node keys outlive no job by long
-    METRICS_QUEUE = 1024,
-    METRICS_STREAM_MAXLEN = 100000,
     LEAVE_WAIT_MS = 10000,
 };
 
-typedef struct {
-    char run[64];
-    char tag[96];
-    int64_t step;
-    double value;
-} queued_metric;
+coord_state coord = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-typedef struct {
-    int node_index;
-    char address[COORD_ADDR_MAX];
-    long long last_beat;    // the peer's own counter, last value seen
-    long long last_seen_ms; // our monotonic clock when it changed
-    bool dead;
-    bool left; // stopped normally (its beat says "left")
-} peer;
-
-static struct {
-    bool started;
-    bool enabled; // Redis in use
-    coord_node self;
-    char prefix[COORD_PREFIX_MAX];
-    redis_endpoint ep;
-    bool embedded;
-    int heartbeat_ms;
-    int rendezvous_timeout_s;
-    atomic_bool stop;
-    atomic_int exit_hint;
-
-    pthread_mutex_t lock; // guards peers and the metrics queue
-    peer peers[COORD_MAX_NODES];
-    int n_peers;
-    queued_metric metrics[METRICS_QUEUE];
-    int metrics_head, metrics_len;
-    long long metrics_dropped;
-
-    pthread_t heartbeat_thread, control_thread, fanin_thread;
-    bool heartbeat_running, control_running, fanin_running;
-} coord = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-// Sleep up to `ms`, waking early when coordination stops.
-static void nap(int ms) {
+void coord_nap(int ms) {
     for (int slept = 0; slept < ms && !atomic_load(&coord.stop); slept += 50)
         timing_sleep_ms(ms - slept < 50 ? ms - slept : 50);
 }
 
-// Ask the job to stop with `code` as the exit code; the first request wins.
-static void request_stop(int code, const char *reason) {
+void coord_request_stop(int code, const char *reason) {
     int expected = 0;
     atomic_compare_exchange_strong(&coord.exit_hint, &expected, code);
     log_warn("coord_stop_requested", "%s (exit %d)", reason, code);
     signals_request_stop(reason);
 }
 
-// ---------------------------------------------------------------------------------
-// Identity
-
-static int env_int(const char *name, int fallback, int min, int *out) {
-    const char *v = getenv(name);
-    if (!v || !*v) {
-        *out = fallback;
-        return 0;
-    }
-    char *end;
-    long n = strtol(v, &end, 10);
-    if (*end || n < min || n > 1000000)
-        return error_set(EXIT_USAGE, "%s: expected an integer >= %d, got '%s'", name, min, v);
-    *out = (int)n;
-    return 0;
+// This node's identity, written under the lock (a snapshot may be read meanwhile).
+static void set_self(const coord_node *n) {
+    pthread_mutex_lock(&coord.lock);
+    coord.self = *n;
+    pthread_mutex_unlock(&coord.lock);
 }
 
-// The local address that routes to `remote` (no packet is sent: UDP connect only).
-static void route_address(const char *remote, char *out, size_t out_len) {
-    snprintf(out, out_len, "127.0.0.1");
-    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(6379)};
-    if (inet_pton(AF_INET, remote, &dst.sin_addr) != 1)
-        return;
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return;
-    struct sockaddr_in me;
-    socklen_t len = sizeof me;
-    if (connect(fd, (struct sockaddr *)&dst, sizeof dst) == 0 &&
-        getsockname(fd, (struct sockaddr *)&me, &len) == 0)
-        inet_ntop(AF_INET, &me.sin_addr, out, (socklen_t)out_len);
-    close(fd);
-}
-
-// The main node's own address (Batch does not tell it): the first IPv4 address of an
-// interface that is up and not loopback.
-static void interface_address(char *out, size_t out_len) {
-    snprintf(out, out_len, "127.0.0.1");
-    struct ifaddrs *list = NULL;
-    if (getifaddrs(&list) != 0)
-        return;
-    for (struct ifaddrs *a = list; a; a = a->ifa_next) {
-        if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET || (a->ifa_flags & IFF_LOOPBACK) ||
-            !(a->ifa_flags & IFF_UP))
-            continue;
-        inet_ntop(AF_INET, &((struct sockaddr_in *)a->ifa_addr)->sin_addr, out, (socklen_t)out_len);
-        break;
-    }
-    freeifaddrs(list);
-}
-
-int coord_identity_from_env(coord_node *n) {
-    memset(n, 0, sizeof *n);
-    int code;
-    if ((code = env_int("AWS_BATCH_JOB_ATTEMPT", 1, 1, &n->attempt)) ||
-        (code = env_int("AWS_BATCH_JOB_NUM_NODES", 1, 1, &n->num_nodes)) ||
-        (code = env_int("AWS_BATCH_JOB_NODE_INDEX", 0, 0, &n->node_index)) ||
-        (code = env_int("AWS_BATCH_JOB_MAIN_NODE_INDEX", 0, 0, &n->main_node_index)))
-        return code;
-    if (n->num_nodes > COORD_MAX_NODES)
-        return error_set(EXIT_USAGE, "AWS_BATCH_JOB_NUM_NODES: at most %d nodes, got %d",
-                         COORD_MAX_NODES, n->num_nodes);
-    if (n->node_index >= n->num_nodes || n->main_node_index >= n->num_nodes)
-        return error_set(EXIT_USAGE,
-                         "AWS_BATCH_JOB_NODE_INDEX %d / MAIN_NODE_INDEX %d out of range for %d "
-                         "nodes", n->node_index, n->main_node_index, n->num_nodes);
-    n->is_main = n->node_index == n->main_node_index;
-
-    // Multi-node children carry "<id>#<node index>"; all nodes share the part before '#'.
-    const char *id = getenv("AWS_BATCH_JOB_ID");
-    if (id && *id) {
-        size_t len = strcspn(id, "#");
-        if (len >= sizeof n->job_id)
-            len = sizeof n->job_id - 1;
-        memcpy(n->job_id, id, len);
-        n->job_id[len] = '\0';
-    } else if (n->num_nodes > 1) {
-        return error_set(EXIT_USAGE, "AWS_BATCH_JOB_ID is required when AWS_BATCH_JOB_NUM_NODES > 1");
-    } else {
-        char host[64] = "localhost";
-        gethostname(host, sizeof host - 1);
-        snprintf(n->job_id, sizeof n->job_id, "local-%.60s-%d", host, (int)getpid());
-    }
-    // Key names: keep them free of spaces, braces and control characters.
-    for (char *c = n->job_id; *c; c++)
-        if (*c <= ' ' || *c == '{' || *c == '}' || *c == ':' || *c == 0x7f)
-            *c = '_';
-
-    const char *main_addr = getenv("AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS");
-    if (n->is_main || !main_addr || !*main_addr) {
-        if (!n->is_main)
-            return error_set(EXIT_USAGE, "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS is unset "
-                                         "on node %d (not the main node)", n->node_index);
-        snprintf(n->main_address, sizeof n->main_address, "127.0.0.1");
-    } else {
-        snprintf(n->main_address, sizeof n->main_address, "%s", main_addr);
-    }
-    const char *own = getenv("RUNNER_NODE_ADDRESS");
-    if (own && *own)
-        snprintf(n->node_address, sizeof n->node_address, "%s", own);
-    else if (n->num_nodes == 1)
-        snprintf(n->node_address, sizeof n->node_address, "127.0.0.1");
-    else if (!n->is_main)
-        route_address(n->main_address, n->node_address, sizeof n->node_address);
-    else {
-        // The source address of the default route (what Batch reports as this node's
-        // private address), else the first interface's.
-        route_address("192.0.2.1", n->node_address, sizeof n->node_address);
-        if (strcmp(n->node_address, "127.0.0.1") == 0)
-            interface_address(n->node_address, sizeof n->node_address);
-    }
-    return 0;
+static void set_rank(int rank) {
+    pthread_mutex_lock(&coord.lock);
+    coord.self.rank = rank;
+    pthread_mutex_unlock(&coord.lock);
 }
 
 // ---------------------------------------------------------------------------------
@@ -324,7 +177,7 @@ static const char RENDEZVOUS_LUA[] =
     "return state\n";
 
 static int compare_peers(const void *a, const void *b) {
-    const peer *x = a, *y = b;
+    const coord_peer *x = a, *y = b;
     return x->node_index - y->node_index;
 }
 
@@ -339,8 +192,8 @@ static int time_left(long long deadline) {
 static int rendezvous(redis_client *rc, long long deadline) {
     int min_nodes = 0, last_call_ms = 0;
     int code;
-    if ((code = env_int("RUNNER_RDZV_MIN_NODES", coord.self.num_nodes, 1, &min_nodes)) ||
-        (code = env_int("RUNNER_RDZV_LAST_CALL_MS", 2000, 0, &last_call_ms)))
+    if ((code = coord_env_int("RUNNER_RDZV_MIN_NODES", coord.self.num_nodes, 1, &min_nodes)) ||
+        (code = coord_env_int("RUNNER_RDZV_LAST_CALL_MS", 2000, 0, &last_call_ms)))
         return code;
     if (min_nodes > coord.self.num_nodes)
         min_nodes = coord.self.num_nodes;
@@ -392,7 +245,7 @@ static int rendezvous(redis_client *rc, long long deadline) {
     pthread_mutex_lock(&coord.lock);
     coord.n_peers = 0;
     for (size_t i = 0; i + 1 < r->elements && coord.n_peers < COORD_MAX_NODES; i += 2) {
-        peer *p = &coord.peers[coord.n_peers++];
+        coord_peer *p = &coord.peers[coord.n_peers++];
         memset(p, 0, sizeof *p);
         p->node_index = atoi(r->element[i]->str);
         snprintf(p->address, sizeof p->address, "%s", r->element[i + 1]->str);
@@ -400,7 +253,7 @@ static int rendezvous(redis_client *rc, long long deadline) {
         p->last_beat = -1;
     }
     freeReplyObject(r);
-    qsort(coord.peers, (size_t)coord.n_peers, sizeof(peer), compare_peers);
+    qsort(coord.peers, (size_t)coord.n_peers, sizeof(coord_peer), compare_peers);
     // Ranks in node-index order (the supervisor numbers its workers the same way:
     // rank = node index * workers per node + local rank when every node joined).
     coord.self.rank = -1;
@@ -433,314 +286,6 @@ static int rendezvous(redis_client *rc, long long deadline) {
 }
 
 // ---------------------------------------------------------------------------------
-// Heartbeats: SET hb:{node} {counter} PX 3*period every period; peers are scanned on
-// every tick with our own clock, so a Redis restart (keys gone for a moment) is not a
-// death, and expiry notifications (not timely) are not needed.
-
-// Send the queued step metrics; 0, or EXIT_COORDINATION when Redis did not answer
-// (the metric in hand is dropped).
-static int flush_metrics(redis_client *rc) {
-    for (;;) {
-        queued_metric m;
-        pthread_mutex_lock(&coord.lock);
-        bool have = coord.metrics_len > 0;
-        if (have) {
-            m = coord.metrics[coord.metrics_head];
-            coord.metrics_head = (coord.metrics_head + 1) % METRICS_QUEUE;
-            coord.metrics_len--;
-        }
-        pthread_mutex_unlock(&coord.lock);
-        if (!have)
-            return 0;
-        redisReply *r = redis_client_command(
-            rc, "XADD %smetrics MAXLEN ~ %d * node %d run %s tag %s step %lld value %.9g",
-            coord.prefix, METRICS_STREAM_MAXLEN, coord.self.node_index, m.run, m.tag,
-            (long long)m.step, m.value);
-        if (!r)
-            return EXIT_COORDINATION;
-        freeReplyObject(r);
-    }
-}
-
-// The cluster view of /api/v1/nodes and the dashboard (multi-node jobs; one node shows
-// its own workers and GPUs instead).
-static void publish_nodes(void) {
-    if (coord.self.num_nodes < 2)
-        return;
-    cJSON *nodes = coord_nodes_json();
-    serve_set_nodes(nodes);
-    cJSON_Delete(nodes);
-}
-
-// Read every peer's beat and mark the silent ones dead; 0, or EXIT_COORDINATION when
-// Redis did not answer.
-static int scan_peers(redis_client *rc, long long now) {
-    pthread_mutex_lock(&coord.lock);
-    int n = coord.n_peers;
-    pthread_mutex_unlock(&coord.lock);
-    if (n <= 1)
-        return 0;
-    // One MGET for all beats.
-    const char *argv[COORD_MAX_NODES + 1];
-    size_t lens[COORD_MAX_NODES + 1];
-    char keys[COORD_MAX_NODES][COORD_PREFIX_MAX + 16];
-    argv[0] = "MGET";
-    lens[0] = 4;
-    for (int i = 0; i < n; i++) {
-        snprintf(keys[i], sizeof keys[i], "%shb:%d", coord.prefix, coord.peers[i].node_index);
-        argv[i + 1] = keys[i];
-        lens[i + 1] = strlen(keys[i]);
-    }
-    redisReply *r = redis_client_argv(rc, n + 1, argv, lens);
-    if (!r)
-        return EXIT_COORDINATION;
-    if (r->type == REDIS_REPLY_ARRAY && (int)r->elements == n) {
-        int dead_index = -1;
-        long long quiet_ms = 0;
-        bool changed = false;
-        pthread_mutex_lock(&coord.lock);
-        for (int i = 0; i < n; i++) {
-            peer *p = &coord.peers[i];
-            redisReply *e = r->element[i];
-            if (e->type == REDIS_REPLY_STRING && strcmp(e->str, "left") == 0) {
-                changed = changed || !p->left;
-                p->left = true; // finished and gone on purpose: not a death
-            } else if (e->type == REDIS_REPLY_STRING) {
-                long long beat = atoll(e->str);
-                if (beat != p->last_beat) {
-                    p->last_beat = beat;
-                    p->last_seen_ms = now;
-                }
-            }
-            if (p->node_index != coord.self.node_index && !p->dead && !p->left &&
-                now - p->last_seen_ms > (long long)MISSED_BEATS_DEAD * coord.heartbeat_ms) {
-                p->dead = true;
-                dead_index = p->node_index;
-                quiet_ms = now - p->last_seen_ms;
-            }
-        }
-        pthread_mutex_unlock(&coord.lock);
-        if (changed || dead_index >= 0)
-            publish_nodes();
-        if (dead_index >= 0) {
-            char reason[160];
-            snprintf(reason, sizeof reason, "node %d missed %d heartbeats (silent %lld ms)",
-                     dead_index, MISSED_BEATS_DEAD, quiet_ms);
-            request_stop(EXIT_PEER_LOST, reason);
-        }
-    }
-    freeReplyObject(r);
-    return 0;
-}
-
-// Peers get a fresh grace period after we ourselves could not see Redis.
-static void forgive_peers(long long now) {
-    pthread_mutex_lock(&coord.lock);
-    for (int i = 0; i < coord.n_peers; i++)
-        coord.peers[i].last_seen_ms = now;
-    pthread_mutex_unlock(&coord.lock);
-}
-
-// The heartbeat thread's view of Redis.
-typedef struct {
-    redis_client *rc;
-    bool multi;                  // a multi-node job: stop when Redis stays away
-    int retry_ms;                // one call's retry window while Redis answers
-    long long counter, next_beat;
-    long long unreachable_since; // when the first failed call began (0: Redis answers)
-    long reconnects;
-} heartbeat;
-
-// A multi-node job gives Redis as long as a dead node may be silent.
-static long long outage_budget_ms(void) { return (long long)MISSED_BEATS_DEAD * coord.heartbeat_ms; }
-
-// Redis came back (perhaps restarted, empty): the others need a period to write their
-// beats again; their silence meanwhile is not a death.
-static void note_reconnects(heartbeat *h) {
-    if (redis_client_reconnects(h->rc) != h->reconnects) {
-        h->reconnects = redis_client_reconnects(h->rc);
-        forgive_peers(timing_now_ms());
-    }
-}
-
-// Write this node's beat, then read the others'.
-static int beat(heartbeat *h) {
-    int code = redis_client_ok(h->rc, "SET %shb:%d %lld PX %lld", coord.prefix,
-                               coord.self.node_index, ++h->counter, outage_budget_ms());
-    if (code == 0)
-        code = scan_peers(h->rc, timing_now_ms());
-    return code;
-}
-
-// Between beats: the peers' beats, the metrics queue, this node's telemetry. Stops at
-// the first failure, so an outage costs one retry window per round, not three.
-static int chores(heartbeat *h, long long now) {
-    int code = scan_peers(h->rc, now);
-    if (code == 0)
-        code = flush_metrics(h->rc);
-    if (code == 0 && h->multi && !coord.self.is_main)
-        code = coord_metrics_export(h->rc);
-    return code;
-}
-
-// Account for one round of calls that began at `started`. Any failed call starts (or
-// continues) the outage; on a multi-node job the next calls retry no longer than what
-// is left of its budget, so the stop comes on time.
-static void track_outage(heartbeat *h, long long started, bool failed) {
-    if (!failed) {
-        if (h->unreachable_since) {
-            log_info("redis_reachable", "after %lld ms", timing_now_ms() - h->unreachable_since);
-            h->unreachable_since = 0;
-            forgive_peers(timing_now_ms());
-            redis_client_set_retry_ms(h->rc, h->retry_ms);
-        }
-        note_reconnects(h);
-        return;
-    }
-    if (!h->unreachable_since) {
-        h->unreachable_since = started;
-        log_warn("redis_unreachable", "%s", error_message());
-    }
-    error_clear();
-    long long left = h->unreachable_since + outage_budget_ms() - timing_now_ms();
-    if (h->multi)
-        redis_client_set_retry_ms(h->rc, left < h->retry_ms ? (int)left : h->retry_ms);
-}
-
-// A multi-node job cannot go on without Redis for longer than a dead node may be
-// silent (3 beats): the nodes stop and exit 82. A single node keeps training and trying.
-static bool outage_too_long(const heartbeat *h) {
-    return h->multi && h->unreachable_since &&
-           timing_now_ms() - h->unreachable_since >= outage_budget_ms();
-}
-
-// One turn of the loop: the beat when due, else the chores while Redis answers.
-// Returns true when the job must stop.
-static bool heartbeat_turn(heartbeat *h) {
-    long long now = timing_now_ms();
-    if (now >= h->next_beat) {
-        h->next_beat = now + coord.heartbeat_ms;
-        track_outage(h, now, beat(h) != 0);
-    } else if (!h->unreachable_since) {
-        track_outage(h, now, chores(h, now) != 0);
-    }
-    return outage_too_long(h);
-}
-
-static void *heartbeat_main(void *arg) {
-    (void)arg;
-    heartbeat h = {.multi = coord.self.num_nodes > 1, .retry_ms = coord.heartbeat_ms};
-    // One call retries for at most a beat: the outage budget is counted here, across
-    // calls, and a retry must not overrun it.
-    h.rc = redis_client_new(&coord.ep, h.retry_ms);
-    if (!h.rc)
-        return NULL;
-    redis_client_set_stop_flag(h.rc, &coord.stop);
-    int tick = coord.heartbeat_ms / 5 < 200 ? coord.heartbeat_ms / 5 : 200;
-    if (tick < 20)
-        tick = 20;
-    while (!atomic_load(&coord.stop)) {
-        if (heartbeat_turn(&h)) {
-            request_stop(EXIT_COORDINATION, "Redis unreachable on a multi-node job");
-            break;
-        }
-        nap(tick);
-    }
-    // The last points of a node that ends normally still reach the main node; one try
-    // each: never hold the exit up when Redis is gone.
-    if (!h.unreachable_since) {
-        redis_client_set_retry_ms(h.rc, 0);
-        if (flush_metrics(h.rc) == 0 && h.multi && !coord.self.is_main)
-            coord_metrics_export(h.rc);
-        error_clear();
-    }
-    redis_client_free(h.rc);
-    return NULL;
-}
-
-// ---------------------------------------------------------------------------------
-// Control channel: "stop" → everyone checkpoints and exits 80; "checkpoint" → everyone
-// checkpoints and goes on. Plain words or {"command": "stop"}.
-
-static void handle_control(const char *msg, size_t len) {
-    char command[32] = "";
-    if (len > 0 && msg[0] == '{') {
-        cJSON *j = cJSON_ParseWithLength(msg, len);
-        const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "command");
-        if (cJSON_IsString(c))
-            snprintf(command, sizeof command, "%s", c->valuestring);
-        cJSON_Delete(j);
-    } else {
-        snprintf(command, sizeof command, "%.*s", (int)(len < 31 ? len : 31), msg);
-        command[strcspn(command, " \r\n")] = '\0';
-    }
-    if (strcmp(command, "stop") == 0) {
-        request_stop(EXIT_INTERRUPTED, "stop command on the control channel");
-    } else if (strcmp(command, "checkpoint") == 0) {
-        log_info("coord_checkpoint_requested", "checkpoint command on the control channel");
-        signals_request_checkpoint();
-    } else {
-        log_warn("coord_control_unknown", "ignored control message '%.*s'",
-                 (int)(len < 64 ? len : 64), msg);
-    }
-}
-
-static void *control_main(void *arg) {
-    (void)arg;
-    redis_client *rc = redis_client_new(&coord.ep, 2000);
-    if (!rc)
-        return NULL;
-    redis_client_set_stop_flag(rc, &coord.stop);
-    char channel[COORD_PREFIX_MAX + 16];
-    snprintf(channel, sizeof channel, "%scontrol", coord.prefix);
-    while (!atomic_load(&coord.stop)) {
-        int connected = redis_client_connect(rc);
-        if (connected != 0) {
-            error_clear();
-            nap(500);
-            continue;
-        }
-        redisContext *c = redis_client_context(rc);
-        redisReply *r = redisCommand(c, "SUBSCRIBE %s", channel);
-        if (r)
-            freeReplyObject(r);
-        if (!r) {
-            redis_client_drop(rc);
-            continue;
-        }
-        // A subscribed connection only reads: poll its socket so stop is noticed.
-        while (!atomic_load(&coord.stop)) {
-            void *reply = NULL;
-            int status = redisGetReplyFromReader(c, &reply);
-            if (reply) {
-                redisReply *m = reply;
-                if (m->type == REDIS_REPLY_ARRAY && m->elements == 3 &&
-                    m->element[0]->type == REDIS_REPLY_STRING &&
-                    strcmp(m->element[0]->str, "message") == 0)
-                    handle_control(m->element[2]->str, m->element[2]->len);
-                freeReplyObject(m);
-            }
-            if (status != REDIS_OK)
-                break;
-            if (reply)
-                continue;
-            struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-            int ready = poll(&pfd, 1, 200);
-            if (ready < 0 && errno != EINTR)
-                break;
-            if (ready > 0) {
-                status = redisBufferRead(c);
-                if (status != REDIS_OK)
-                    break;
-            }
-        }
-        redis_client_drop(rc);
-    }
-    redis_client_free(rc);
-    return NULL;
-}
-
-// ---------------------------------------------------------------------------------
 // Public interface
 
 bool coord_enabled(void) { return coord.enabled; }
@@ -748,6 +293,42 @@ const coord_node *coord_self(void) { return &coord.self; }
 const char *coord_prefix(void) { return coord.prefix; }
 int coord_exit_code_hint(void) { return atomic_load(&coord.exit_hint); }
 int coord_heartbeat_ms(void) { return coord.heartbeat_ms; }
+int coord_outage_timeout_ms(void) {
+    return coord.outage_timeout_ms > 0 ? coord.outage_timeout_ms : DEFAULT_OUTAGE_TIMEOUT_S * 1000;
+}
+
+int coord_worker_redis_wait_ms(void) {
+    int period = coord.heartbeat_ms > 0 ? coord.heartbeat_ms : DEFAULT_HEARTBEAT_MS;
+    return coord_outage_timeout_ms() + 2 * period + 2000;
+}
+
+void coord_snapshot_get(coord_snapshot *out) {
+    memset(out, 0, sizeof *out);
+    long long now = timing_now_ms();
+    pthread_mutex_lock(&coord.lock);
+    out->enabled = coord.enabled;
+    out->self = coord.self;
+    // The cluster view is a multi-node job's; one node shows its own workers instead.
+    if (coord.self.num_nodes > 1)
+        for (int i = 0; i < coord.n_peers && i < COORD_MAX_NODES; i++) {
+            const coord_peer *p = &coord.peers[i];
+            coord_peer_view *v = &out->nodes[out->n_nodes++];
+            v->node_index = p->node_index;
+            snprintf(v->address, sizeof v->address, "%s", p->address);
+            v->state = p->dead ? COORD_PEER_DEAD : p->left ? COORD_PEER_LEFT : COORD_PEER_ALIVE;
+            v->main = p->node_index == coord.self.main_node_index;
+            v->self = p->node_index == coord.self.node_index;
+            v->last_heartbeat_ms_ago = v->self ? 0 : now - p->last_seen_ms;
+        }
+    out->redis.enabled = coord.health.tracked;
+    out->redis.up = coord.health.up;
+    out->redis.outages = coord.health.outages;
+    long long ms = coord.health.outage_ms_done;
+    if (coord.health.down_since_ms)
+        ms += now - coord.health.down_since_ms;
+    pthread_mutex_unlock(&coord.lock);
+    out->redis.outage_seconds = (double)ms / 1000.0;
+}
 
 bool coord_redis_endpoint(char *host, int host_len, int *port, char *password,
                           int password_len) {
@@ -764,8 +345,12 @@ const redis_endpoint *coord_endpoint(void) { return coord.enabled ? &coord.ep : 
 void coord_worker_view_export(coord_worker_view *out) {
     memset(out, 0, sizeof *out);
     out->enabled = coord.enabled;
+    pthread_mutex_lock(&coord.lock);
     out->self = coord.self;
+    pthread_mutex_unlock(&coord.lock);
     snprintf(out->prefix, sizeof out->prefix, "%s", coord.prefix);
+    out->outage_timeout_ms = coord_outage_timeout_ms();
+    out->heartbeat_ms = coord.heartbeat_ms;
     if (coord.enabled)
         out->endpoint = coord.ep;
 }
@@ -776,9 +361,11 @@ static int redis_trials_factory(trial_source **out, const trial_spec *specs, int
 
 void coord_worker_view_adopt(const coord_worker_view *view) {
     coord.enabled = view->enabled;
-    coord.self = view->self;
+    set_self(&view->self);
     snprintf(coord.prefix, sizeof coord.prefix, "%s", view->prefix);
     coord.ep = view->endpoint;
+    coord.outage_timeout_ms = view->outage_timeout_ms;
+    coord.heartbeat_ms = view->heartbeat_ms;
     log_redact(coord.ep.password);
     trials_set_factory(coord.enabled ? redis_trials_factory : NULL);
 }
@@ -787,12 +374,12 @@ void coord_publish_metric(const char *run, const char *tag, int64_t step, double
     if (!coord.enabled)
         return;
     pthread_mutex_lock(&coord.lock);
-    if (coord.metrics_len == METRICS_QUEUE) {
-        coord.metrics_head = (coord.metrics_head + 1) % METRICS_QUEUE; // drop the oldest
+    if (coord.metrics_len == COORD_METRICS_QUEUE) {
+        coord.metrics_head = (coord.metrics_head + 1) % COORD_METRICS_QUEUE; // drop the oldest
         coord.metrics_len--;
         coord.metrics_dropped++;
     }
-    queued_metric *m = &coord.metrics[(coord.metrics_head + coord.metrics_len) % METRICS_QUEUE];
+    coord_queued_metric *m = &coord.metrics[(coord.metrics_head + coord.metrics_len) % COORD_METRICS_QUEUE];
     snprintf(m->run, sizeof m->run, "%s", run);
     snprintf(m->tag, sizeof m->tag, "%s", tag);
     m->step = step;
@@ -812,30 +399,6 @@ int coord_publish_control(const char *command) {
     return code;
 }
 
-cJSON *coord_nodes_json(void) {
-    cJSON *arr = cJSON_CreateArray();
-    long long now = timing_now_ms();
-    pthread_mutex_lock(&coord.lock);
-    for (int i = 0; i < coord.n_peers; i++) {
-        const peer *p = &coord.peers[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "node", p->node_index);
-        cJSON_AddNumberToObject(o, "node_index", p->node_index);
-        cJSON_AddStringToObject(o, "state", p->dead ? "dead" : p->left ? "left" : "alive");
-        cJSON_AddStringToObject(o, "address", p->address);
-        cJSON_AddBoolToObject(o, "main", p->node_index == coord.self.main_node_index);
-        cJSON_AddBoolToObject(o, "self", p->node_index == coord.self.node_index);
-        cJSON_AddBoolToObject(o, "alive", !p->dead && !p->left);
-        cJSON_AddBoolToObject(o, "left", p->left);
-        cJSON_AddNumberToObject(o, "last_heartbeat_ms_ago",
-                                p->node_index == coord.self.node_index ? 0
-                                                                       : (double)(now - p->last_seen_ms));
-        cJSON_AddItemToArray(arr, o);
-    }
-    pthread_mutex_unlock(&coord.lock);
-    return arr;
-}
-
 static void stop_at_exit(void) { coord_stop(); }
 
 // The pipeline's search shares its trials through Redis when the job has several
@@ -850,14 +413,18 @@ static int redis_trials_factory(trial_source **out, const trial_spec *specs, int
 int coord_start(const runner_config *cfg) {
     if (coord.started)
         return 0;
-    int code = coord_identity_from_env(&coord.self);
+    coord_node self;
+    int code = coord_identity_from_env(&self);
     if (code)
         return code;
+    set_self(&self);
     snprintf(coord.prefix, sizeof coord.prefix, "runner:%s:%d:", coord.self.job_id,
              coord.self.attempt);
     coord.rendezvous_timeout_s =
         cfg->rendezvous_timeout_s > 0 ? cfg->rendezvous_timeout_s : DEFAULT_RENDEZVOUS_TIMEOUT_S;
-    if ((code = env_int("RUNNER_HEARTBEAT_MS", DEFAULT_HEARTBEAT_MS, 50, &coord.heartbeat_ms)))
+    coord.outage_timeout_ms = (cfg->redis_outage_timeout_s > 0 ? cfg->redis_outage_timeout_s
+                                                                : DEFAULT_OUTAGE_TIMEOUT_S) * 1000;
+    if ((code = coord_env_int("RUNNER_HEARTBEAT_MS", DEFAULT_HEARTBEAT_MS, 50, &coord.heartbeat_ms)))
         return code;
     atomic_store(&coord.stop, false);
     atomic_store(&coord.exit_hint, 0);
@@ -868,7 +435,7 @@ int coord_start(const runner_config *cfg) {
         if (coord.self.num_nodes > 1)
             return error_set(EXIT_USAGE, "--redis off: a multi-node job (AWS_BATCH_JOB_NUM_NODES=%d) "
                                          "coordinates through Redis", coord.self.num_nodes);
-        coord.self.rank = 0;
+        set_rank(0);
         log_info("coord_off", "single node, Redis off");
         return 0;
     }
@@ -879,7 +446,7 @@ int coord_start(const runner_config *cfg) {
             log_warn("coord_redis_unavailable", "%s; going on without Redis (single node)",
                      error_message());
             error_clear();
-            coord.self.rank = 0;
+            set_rank(0);
             return 0;
         }
         return code;
@@ -904,11 +471,15 @@ int coord_start(const runner_config *cfg) {
     if (code)
         return code;
 
+    pthread_mutex_lock(&coord.lock);
+    memset(&coord.health, 0, sizeof coord.health);
+    coord.health.tracked = true;
+    coord.health.up = true; // it answered the join
+    pthread_mutex_unlock(&coord.lock);
     trials_set_factory(redis_trials_factory);
-    publish_nodes();
-    if (pthread_create(&coord.heartbeat_thread, NULL, heartbeat_main, NULL) == 0)
+    if (pthread_create(&coord.heartbeat_thread, NULL, coord_heartbeat_main, NULL) == 0)
         coord.heartbeat_running = true;
-    if (pthread_create(&coord.control_thread, NULL, control_main, NULL) == 0)
+    if (pthread_create(&coord.control_thread, NULL, coord_control_main, NULL) == 0)
         coord.control_running = true;
     if (coord.self.is_main && coord.self.num_nodes > 1 &&
         pthread_create(&coord.fanin_thread, NULL, coord_fanin_main, NULL) == 0)
@@ -972,6 +543,9 @@ void coord_stop(void) {
     if (coord.fanin_running)
         pthread_join(coord.fanin_thread, NULL);
     coord.heartbeat_running = coord.control_running = coord.fanin_running = false;
+    pthread_mutex_lock(&coord.lock);
+    coord.health.tracked = false;
+    pthread_mutex_unlock(&coord.lock);
     if (coord.enabled)
         leave();
     if (coord.embedded && coord.self.is_main)

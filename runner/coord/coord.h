@@ -61,6 +61,8 @@ typedef struct {
     coord_node self;
     char prefix[COORD_PREFIX_MAX];
     redis_endpoint endpoint;
+    int outage_timeout_ms; // --redis-outage-timeout
+    int heartbeat_ms;      // RUNNER_HEARTBEAT_MS as the supervisor read it
 } coord_worker_view;
 void coord_worker_view_export(coord_worker_view *out);
 // In a worker, before its job runs: take over `view` (the password is registered with
@@ -70,16 +72,46 @@ void coord_worker_view_adopt(const coord_worker_view *view);
 // password of the Redis in use. Returns false when Redis is off.
 bool coord_redis_endpoint(char *host, int host_len, int *port, char *password,
                           int password_len);
+// Redis as this node's heartbeat thread sees it. An outage begins with the first call
+// that Redis did not answer within its retry window (one redis_lost line) and ends
+// with the next answer (one redis_back line).
+typedef struct {
+    bool enabled;          // Redis in use and the heartbeat running (the supervisor)
+    bool up;
+    long long outages;     // outages so far
+    double outage_seconds; // time spent in them, the current one included
+} coord_redis_health;
+
+typedef enum { COORD_PEER_ALIVE, COORD_PEER_DEAD, COORD_PEER_LEFT } coord_peer_state;
+
+// One node of the rendezvous as this node sees it.
+typedef struct {
+    int node_index;
+    char address[COORD_ADDR_MAX];
+    coord_peer_state state; // LEFT: it ended normally and said so in its beat
+    bool main, self;
+    long long last_heartbeat_ms_ago; // since its beat last changed (0 for this node)
+} coord_peer_view;
+
+// What coordination shows the rest of the process (the HTTP servers: identity, the
+// cluster view of /api/v1/nodes, the runner_redis_* families of /metrics). A copy
+// taken under coordination's lock, so any thread may ask at any time: readers pull,
+// coordination calls into none of them.
+typedef struct coord_snapshot {
+    bool enabled;      // Redis in use
+    coord_node self;   // job_id is "" before coord_start()
+    int n_nodes;       // a multi-node job's rendezvous members; 0 on one node
+    coord_peer_view nodes[COORD_MAX_NODES];
+    coord_redis_health redis;
+} coord_snapshot;
+void coord_snapshot_get(coord_snapshot *out);
+
 // Publish one step metric of this node to the capped metrics stream (non-blocking for
 // the caller: queued and sent by the heartbeat thread; dropped when Redis is down).
 // Not needed for telemetry: on a multi-node job every non-main node exports the new
-// points of its telemetry store (serve/telemetry_store.h) to the stream by itself, and
+// points of its telemetry store (runner/telemetry_store.h) to the stream by itself, and
 // the main node adds the other nodes' points to its store as run "node<N>/<run>".
 void coord_publish_metric(const char *run, const char *tag, int64_t step, double value);
 // Publish a control command ("stop" or "checkpoint") to every node of this job
 // (what `redis-cli PUBLISH runner:{job}:{attempt}:control stop` does). 0 or exit code.
 int coord_publish_control(const char *command);
-// The nodes of the rendezvous for /api/v1/nodes: [{"node_index", "address", "main",
-// "self", "alive", "last_heartbeat_ms_ago"}...]; an empty array when Redis is off.
-// The caller owns the result.
-cJSON *coord_nodes_json(void);

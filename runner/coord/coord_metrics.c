@@ -5,13 +5,13 @@
 #include "runner/coord/coord_internal.h"
 #include "runner/error.h"
 #include "runner/log.h"
-#include "runner/serve/telemetry_store.h"
+#include "runner/telemetry_store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { METRICS_STREAM_MAXLEN = 100000, EXPORT_BATCH = 512, FANIN_BLOCK_MS = 500 };
+enum { EXPORT_BATCH = 512, FANIN_BLOCK_MS = 500 };
 
 static uint64_t exported_seq; // the heartbeat thread's cursor in the local store
 
@@ -30,7 +30,7 @@ int coord_metrics_export(redis_client *rc) {
                     continue;
                 redisReply *r = redis_client_command(
                     rc, "XADD %smetrics MAXLEN ~ %d * node %d run %s tag %s step %.0f value %.17g wall %.6f",
-                    coord_prefix(), METRICS_STREAM_MAXLEN, self->node_index, run->string,
+                    coord_prefix(), COORD_METRICS_STREAM_MAXLEN, self->node_index, run->string,
                     tag->string, cJSON_GetArrayItem(point, 0)->valuedouble,
                     cJSON_GetArrayItem(point, 1)->valuedouble,
                     cJSON_GetArrayItem(point, 2)->valuedouble);

@@ -10,6 +10,7 @@
 #include "runner/error.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 enum { GROUP_TIMEOUT_MS = 120000 };
 
@@ -88,6 +89,38 @@ int data_parallel_sync(collective *c, bert_model *m, long labelled, float *loss)
         return code;
     *loss = totals[0] > 0 ? totals[1] / totals[0] : 0.0f;
     return 0;
+}
+
+int data_parallel_allreduce_host(collective *c, backend *be, float *values, size_t n) {
+    if (!be || strcmp(be->name, "cpu") == 0) return collective_allreduce_sum_f32(c, values, n);
+    float *dev = be->alloc(be, n * sizeof *values);
+    if (!dev) return error_code() ? error_code() : EXIT_GPU_OOM;
+    int code = be->copy_to_device(be, dev, values, n * sizeof *values);
+    if (code == 0) code = collective_allreduce_sum_f32(c, dev, n);
+    if (code == 0) code = be->copy_to_host(be, values, dev, n * sizeof *values);
+    be->free(be, dev);
+    return code;
+}
+
+// 24 bits a float: an fp32 holds every integer below 2^24 exactly, and adding zeros
+// to it changes nothing, so the sum over ranks is exactly each rank's own slot.
+static const long HALF_BITS = 24, HALF_MASK = (1L << 24) - 1;
+
+int data_parallel_gather_long(collective *c, backend *be, long mine, long *all) {
+    int world = collective_world(c);
+    if (mine < -1 || mine + 1 > (1L << 48) - 1)
+        return error_set(EXIT_INTERNAL, "data_parallel_gather_long: %ld out of range", mine);
+    float *slots = calloc(2 * (size_t)world, sizeof *slots);
+    if (!slots) return error_set(EXIT_RESOURCES, "out of memory");
+    int rank = collective_rank(c);
+    long v = mine + 1; // -1 (none) travels as 0
+    slots[2 * rank] = (float)(v >> HALF_BITS);
+    slots[2 * rank + 1] = (float)(v & HALF_MASK);
+    int code = data_parallel_allreduce_host(c, be, slots, 2 * (size_t)world);
+    for (int k = 0; code == 0 && k < world; k++)
+        all[k] = ((long)slots[2 * k] << HALF_BITS) + (long)slots[2 * k + 1] - 1;
+    free(slots);
+    return code;
 }
 
 void data_parallel_slice(int global_batch, int rank, int world, int *first, int *count) {

@@ -25,6 +25,15 @@ void data_parallel_close(collective *group);
 // 0 or EXIT_PEER_LOST (a peer died) with error_set().
 int data_parallel_sync(collective *c, bert_model *m, long labelled, float *loss);
 
+// In place: values[i] = the sum over ranks of values[i], for a small HOST buffer (flags,
+// counts): staged through `be`'s memory when the group reduces there (NCCL on a GPU
+// backend; `be` NULL or the CPU backend reduce in place). 0 or EXIT_PEER_LOST.
+int data_parallel_allreduce_host(collective *c, backend *be, float *values, size_t n);
+// Every rank's `mine` (a step, >= -1) into all[0..world) in rank order: an all-gather
+// built from that all-reduce (each rank fills its own slot, the others add zeros).
+// Exact for values below 2^48. 0 or EXIT_PEER_LOST.
+int data_parallel_gather_long(collective *c, backend *be, long mine, long *all);
+
 // Rows [*first, *first + *count) of a global batch of `global_batch` rows for `rank` of
 // `world`: contiguous, sizes differing by at most one.
 void data_parallel_slice(int global_batch, int rank, int world, int *first, int *count);

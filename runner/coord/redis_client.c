@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 enum {
     CONNECT_TIMEOUT_MS = 2000,
@@ -28,8 +30,10 @@ struct redis_client {
     int command_timeout_ms;
     atomic_bool *stop;
     bool (*should_stop)(void);
-    bool was_connected; // to log "reconnected" once after an outage
+    bool was_connected; // to count a reconnection once after an outage
     long reconnects;
+    long long last_failure_ms;
+    redis_backoff backoff;
 };
 
 static struct timeval timeval_ms(int ms) {
@@ -90,6 +94,61 @@ done:
     return rc;
 }
 
+// ---- full-jitter backoff ----------------------------------------------------------
+
+void redis_backoff_init(redis_backoff *b, int base_ms, int cap_ms, uint64_t seed) {
+    b->base_ms = base_ms > 0 ? base_ms : 1;
+    b->cap_ms = cap_ms > b->base_ms ? cap_ms : b->base_ms;
+    b->attempt = 0;
+    // splitmix64 of the seed: neighbouring seeds (pids, clocks) give unrelated streams.
+    uint64_t z = seed + 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    b->state = z ? z : 0x2545f4914f6cdd1dull;
+}
+
+void redis_backoff_reset(redis_backoff *b) { b->attempt = 0; }
+
+int redis_backoff_ceiling_ms(const redis_backoff *b) {
+    long long ceiling = b->base_ms;
+    for (int i = 0; i < b->attempt && ceiling < b->cap_ms; i++)
+        ceiling *= 2;
+    return ceiling < b->cap_ms ? (int)ceiling : b->cap_ms;
+}
+
+int redis_backoff_next_ms(redis_backoff *b) {
+    int ceiling = redis_backoff_ceiling_ms(b);
+    if (b->attempt < 64)
+        b->attempt++;
+    // xorshift64*: a statistically fine, lock-free generator per client.
+    b->state ^= b->state >> 12;
+    b->state ^= b->state << 25;
+    b->state ^= b->state >> 27;
+    uint64_t r = b->state * 0x2545f4914f6cdd1dull;
+    return (int)((r >> 11) % ((uint64_t)ceiling + 1));
+}
+
+bool redis_reply_is_transient(const redisReply *r) {
+    if (!r || r->type != REDIS_REPLY_ERROR || !r->str)
+        return false;
+    static const char *const codes[] = {"LOADING", "READONLY", "MASTERDOWN"};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        size_t n = strlen(codes[i]);
+        if (strncmp(r->str, codes[i], n) == 0 && (r->str[n] == ' ' || r->str[n] == '\0'))
+            return true;
+    }
+    return false;
+}
+
+static uint64_t backoff_seed(const redis_client *rc) {
+    uint64_t seed;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) == (ssize_t)sizeof seed)
+        return seed;
+    // No entropy yet (early boot): the clock, the process and the client still differ.
+    return (uint64_t)timing_now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)rc;
+}
+
 redis_client *redis_client_new(const redis_endpoint *ep, int retry_ms) {
     redis_client *rc = calloc(1, sizeof *rc);
     if (!rc)
@@ -97,6 +156,7 @@ redis_client *redis_client_new(const redis_endpoint *ep, int retry_ms) {
     rc->ep = *ep;
     rc->retry_ms = retry_ms;
     rc->command_timeout_ms = DEFAULT_COMMAND_TIMEOUT_MS;
+    redis_backoff_init(&rc->backoff, BACKOFF_FIRST_MS, BACKOFF_MAX_MS, backoff_seed(rc));
     return rc;
 }
 
@@ -140,6 +200,8 @@ redisContext *redis_client_context(redis_client *rc) { return rc->ctx; }
 
 long redis_client_reconnects(const redis_client *rc) { return rc->reconnects; }
 
+long long redis_client_last_failure_ms(const redis_client *rc) { return rc->last_failure_ms; }
+
 // One connection attempt: connect, timeouts, keep-alive, AUTH, PING. Writes the reason
 // of a failure into `why`.
 static bool connect_once(redis_client *rc, int timeout_ms, char *why, size_t why_len) {
@@ -178,10 +240,10 @@ static int connect_timeout(const redis_client *rc, long long deadline) {
     return left > CONNECT_MIN_MS ? (int)left : CONNECT_MIN_MS;
 }
 
-// Sleep between retries, doubling the pause up to BACKOFF_MAX_MS.
-static void backoff_sleep(int *backoff, long long left) {
-    timing_sleep_ms(*backoff < left ? *backoff : (int)left);
-    *backoff = *backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *backoff * 2;
+// Sleep between retries: a full-jitter pause, never past the window's end.
+static void backoff_sleep(redis_client *rc, long long left) {
+    int pause = redis_backoff_next_ms(&rc->backoff);
+    timing_sleep_ms(pause < left ? pause : (int)left);
 }
 
 static bool wrong_password(const char *why) {
@@ -193,52 +255,74 @@ static bool wrong_password(const char *why) {
 static int connect_until(redis_client *rc, long long deadline) {
     if (rc->ctx)
         return 0;
-    int backoff = BACKOFF_FIRST_MS;
     char why[256] = "";
     for (;;) {
         if (connect_once(rc, connect_timeout(rc, deadline), why, sizeof why)) {
+            // One line per client and outage, at debug level: the heartbeat thread logs
+            // the outage itself once (redis_lost / redis_back), whatever the clients.
             if (rc->was_connected) {
                 rc->reconnects++;
-                log_info("redis_reconnected", "%s:%d", rc->ep.host, rc->ep.port);
+                log_debug("redis_reconnected", "%s:%d", rc->ep.host, rc->ep.port);
             }
             rc->was_connected = true;
             return 0;
         }
+        rc->last_failure_ms = timing_now_ms();
         if (wrong_password(why)) // will not fix itself
             break;
         long long left = deadline - timing_now_ms();
         if (left <= 0 || stopping(rc))
             break;
-        backoff_sleep(&backoff, left);
+        backoff_sleep(rc, left);
     }
     return error_set(EXIT_COORDINATION, "redis %s:%d unreachable: %s", rc->ep.host,
                      rc->ep.port, why);
 }
 
 int redis_client_connect(redis_client *rc) {
-    return connect_until(rc, timing_now_ms() + rc->retry_ms);
+    int code = connect_until(rc, timing_now_ms() + rc->retry_ms);
+    if (code == 0)
+        redis_backoff_reset(&rc->backoff);
+    return code;
 }
 
 // Send through `send` until a reply arrives or the retry window closes.
+// A transient reply drops the connection too: after a failover the primary's DNS name
+// points to the promoted replica, and only a new connection resolves it again. The
+// backoff grows across reconnections and is reset by an answer only, so a replica that
+// keeps saying READONLY is not asked again every few milliseconds.
 static redisReply *command_with_retry(redis_client *rc, redisReply *(*send)(redis_client *, void *),
                                       void *arg) {
     long long deadline = timing_now_ms() + rc->retry_ms;
-    int backoff = BACKOFF_FIRST_MS;
+    char transient[160] = "";
     for (;;) {
-        if (connect_until(rc, deadline) == 0) {
+        if (connect_until(rc, deadline) != 0) {
+            transient[0] = '\0'; // the reason is now the connect's (error_set by it)
+        } else {
             redisReply *r = send(rc, arg);
-            if (r)
+            if (r && !redis_reply_is_transient(r)) {
+                redis_backoff_reset(&rc->backoff);
                 return r;
-            log_warn("redis_connection_lost", "%s:%d: %s", rc->ep.host, rc->ep.port,
-                     rc->ctx->errstr);
+            }
+            if (r) {
+                snprintf(transient, sizeof transient, "%s", r->str);
+                log_debug("redis_busy", "%s:%d: %s; retrying", rc->ep.host, rc->ep.port, r->str);
+                freeReplyObject(r);
+            } else {
+                log_debug("redis_connection_lost", "%s:%d: %s", rc->ep.host, rc->ep.port,
+                          rc->ctx->errstr);
+            }
+            rc->last_failure_ms = timing_now_ms();
             redis_client_drop(rc);
         }
         long long left = deadline - timing_now_ms();
         if (left <= 0 || stopping(rc))
             break;
-        backoff_sleep(&backoff, left);
+        backoff_sleep(rc, left);
     }
-    if (error_code() != EXIT_COORDINATION)
+    if (transient[0])
+        error_set(EXIT_COORDINATION, "redis %s:%d: %s", rc->ep.host, rc->ep.port, transient);
+    else if (error_code() != EXIT_COORDINATION)
         error_set(EXIT_COORDINATION, "redis %s:%d unreachable", rc->ep.host, rc->ep.port);
     return NULL;
 }

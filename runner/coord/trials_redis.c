@@ -18,7 +18,13 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { DEFAULT_CLAIM_MS = 30000, DEFAULT_POLL_MS = 500, MAX_HELD = 16, KEY_TTL_S = 7 * 24 * 3600 };
+enum {
+    DEFAULT_CLAIM_MS = 30000,
+    DEFAULT_POLL_MS = 500,
+    DEFAULT_RETRY_MS = 10000,
+    MAX_HELD = 16,
+    KEY_TTL_S = 7 * 24 * 3600,
+};
 
 #define GROUP "workers"
 
@@ -45,6 +51,7 @@ typedef struct {
     atomic_bool stop;
     pthread_t thread;
     bool thread_running;
+    bool takeover_deferred_logged;
 } redis_source;
 
 // ---- claims ---------------------------------------------------------------------------
@@ -70,6 +77,15 @@ static void release(redis_source *rs, int trial_id, char *entry_id, size_t len) 
             break;
         }
     pthread_mutex_unlock(&rs->lock);
+}
+
+static bool is_held(redis_source *rs, const char *entry_id) {
+    bool held = false;
+    pthread_mutex_lock(&rs->lock);
+    for (int i = 0; i < rs->n_held && !held; i++)
+        held = strcmp(rs->held[i].entry_id, entry_id) == 0;
+    pthread_mutex_unlock(&rs->lock);
+    return held;
 }
 
 // Reset the idle time of the trials this worker runs, so nobody takes them over.
@@ -187,6 +203,63 @@ static int autoclaim(redis_source *rs, char *entry_id, size_t len, int *trial_id
     }
 }
 
+// An entry delivered to this consumer that this worker does not hold: the reply of an
+// XREADGROUP (or XAUTOCLAIM) was lost with its connection, and the retry asked again.
+// The entry is ours in Redis: run it now (XCLAIM to ourselves returns its fields)
+// rather than wait claim_ms for someone to take it over. Same results as take().
+static int adopt_orphan(redis_source *rs, char *entry_id, size_t len, int *trial_id) {
+    redisReply *r = redis_client_command(rs->rc, "XPENDING %s " GROUP " - + %d %s", rs->stream,
+                                         MAX_HELD + 1, rs->consumer);
+    if (!r)
+        return -EXIT_COORDINATION;
+    int result = reply_failure(r, "XPENDING");
+    char orphan[48] = "";
+    for (size_t i = 0; result == CLAIM_NONE && r->type == REDIS_REPLY_ARRAY && i < r->elements;
+         i++) {
+        const redisReply *e = r->element[i];
+        if (e->type == REDIS_REPLY_ARRAY && e->elements >= 1 &&
+            e->element[0]->type == REDIS_REPLY_STRING && !is_held(rs, e->element[0]->str)) {
+            snprintf(orphan, sizeof orphan, "%s", e->element[0]->str);
+            break;
+        }
+    }
+    freeReplyObject(r);
+    if (result != CLAIM_NONE || !orphan[0])
+        return result;
+    r = redis_client_command(rs->rc, "XCLAIM %s " GROUP " %s 0 %s", rs->stream, rs->consumer,
+                             orphan);
+    if (!r)
+        return -EXIT_COORDINATION;
+    result = reply_failure(r, "XCLAIM");
+    if (result == CLAIM_NONE && first_entry(r, entry_id, len, trial_id)) {
+        result = CLAIM_FOUND;
+        log_info("trial_adopted", "trial %d was delivered to %s while its connection was lost; "
+                 "running it now", *trial_id, rs->consumer);
+    }
+    freeReplyObject(r);
+    return result;
+}
+
+// Whether this worker may take over other workers' trials now: only once Redis has
+// answered both of its connections for claim_ms without a failure. During an outage no
+// worker could refresh its claims, so every running trial looks abandoned when Redis
+// comes back; after claim_ms of service every live worker has refreshed its own (the
+// keeper does every claim_ms / 6), and what is still idle is a dead worker's.
+static bool may_take_over(redis_source *rs) {
+    long long a = redis_client_last_failure_ms(rs->rc), b = redis_client_last_failure_ms(rs->keeper);
+    long long last = a > b ? a : b;
+    if (last == 0 || timing_now_ms() - last >= rs->opt.claim_ms) {
+        rs->takeover_deferred_logged = false;
+        return true;
+    }
+    if (!rs->takeover_deferred_logged)
+        log_info("trials_takeover_deferred", "Redis was unreachable %lld ms ago: other workers' "
+                 "trials are not taken over before %d ms of service", timing_now_ms() - last,
+                 rs->opt.claim_ms);
+    rs->takeover_deferred_logged = true;
+    return false;
+}
+
 // Take a new trial (XREADGROUP). CLAIM_FOUND (entry_id, trial_id set), CLAIM_NONE when
 // none is left, CLAIM_REQUEUE when the queue is gone, or -exit code.
 static int read_new(redis_source *rs, char *entry_id, size_t len, int *trial_id) {
@@ -209,8 +282,12 @@ static int take(redis_source *rs, trial_spec *out, bool *found) {
     for (;;) {
         char entry_id[48];
         int trial_id = -1;
-        int got = autoclaim(rs, entry_id, sizeof entry_id, &trial_id);
-        bool claimed = got == CLAIM_FOUND;
+        int got = adopt_orphan(rs, entry_id, sizeof entry_id, &trial_id);
+        bool claimed = false;
+        if (got == CLAIM_NONE && may_take_over(rs)) {
+            got = autoclaim(rs, entry_id, sizeof entry_id, &trial_id);
+            claimed = got == CLAIM_FOUND;
+        }
         if (got == CLAIM_NONE)
             got = read_new(rs, entry_id, sizeof entry_id, &trial_id);
         if (got < 0)
@@ -420,9 +497,13 @@ static int load_state(redis_source *rs, bool *done) {
     return 0;
 }
 
-// Record the result once (HSETNX) and acknowledge the entry, atomically.
+// Record the result once (HSETNX) and acknowledge the entry, atomically. Returns 1 for
+// a new result, 2 when this very result is there already (the script ran, its reply
+// was lost with the connection, and the client sent it again), 0 when another
+// worker's result for the trial came first.
 static const char COMPLETE_LUA[] =
     "local new = redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])\n"
+    "if new == 0 and redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then new = 2 end\n"
     "redis.call('EXPIRE', KEYS[2], ARGV[4])\n"
     "if ARGV[3] ~= '' then redis.call('XACK', KEYS[1], 'workers', ARGV[3]) end\n"
     "return new\n";
@@ -460,6 +541,9 @@ static int redis_complete(trial_source *s, const trial_result *result) {
     else if (r->type == REDIS_REPLY_INTEGER && r->integer == 0)
         log_warn("trial_already_complete", "trial %d was completed by another worker first; "
                  "this result is not recorded", result->id);
+    else if (r->type == REDIS_REPLY_INTEGER && r->integer == 2)
+        log_debug("trial_complete_repeated", "trial %d: this result was recorded already "
+                  "(a retried completion counts once)", result->id);
     freeReplyObject(r);
     if (code == 0)
         code = save_state(rs);
@@ -609,6 +693,7 @@ int trials_redis_create(trial_source **out, const trial_spec *specs, int n,
         rs->opt.claim_ms = options->claim_ms;
     if (options && options->poll_ms > 0)
         rs->opt.poll_ms = options->poll_ms;
+    rs->opt.retry_ms = options && options->retry_ms > 0 ? options->retry_ms : DEFAULT_RETRY_MS;
     snprintf(rs->stream, sizeof rs->stream, "%strials", prefix);
     snprintf(rs->results, sizeof rs->results, "%strials:results", prefix);
     snprintf(rs->rungs, sizeof rs->rungs, "%strials:rungs", prefix);
@@ -616,7 +701,7 @@ int trials_redis_create(trial_source **out, const trial_spec *specs, int n,
     snprintf(rs->consumer, sizeof rs->consumer, "%s", consumer);
     rs->state_path = options && options->state_path ? strdup(options->state_path) : NULL;
     rs->specs = malloc((size_t)(n ? n : 1) * sizeof *rs->specs);
-    rs->rc = redis_client_new(ep, 10000);
+    rs->rc = redis_client_new(ep, rs->opt.retry_ms);
     rs->keeper = redis_client_new(ep, 1000);
     if (!rs->specs || !rs->rc || !rs->keeper ||
         (options && options->state_path && !rs->state_path)) {
@@ -624,6 +709,8 @@ int trials_redis_create(trial_source **out, const trial_spec *specs, int n,
         return error_set(EXIT_RESOURCES, "out of memory");
     }
     redis_client_set_stop_flag(rs->keeper, &rs->stop);
+    // A stop (SIGTERM, or coordination's 82 when the outage lasts) ends a wait for Redis.
+    redis_client_set_stop_check(rs->rc, signals_stop_requested);
     memcpy(rs->specs, specs, (size_t)n * sizeof *specs);
     for (int i = 0; i < n; i++)
         if (specs[i].id != i) {
@@ -653,6 +740,7 @@ int trials_redis_create_for_job(trial_source **out, const trial_spec *specs, int
     char consumer[96];
     snprintf(consumer, sizeof consumer, "node%d-rank%d-pid%d", coord_self()->node_index, rank,
              (int)getpid());
-    trials_redis_options options = {.state_path = state_path};
+    trials_redis_options options = {.state_path = state_path,
+                                    .retry_ms = coord_worker_redis_wait_ms()};
     return trials_redis_create(out, specs, n, asha, ep, coord_prefix(), consumer, &options);
 }

@@ -12,6 +12,14 @@
 // stream carries only ids; the first worker to arrive seeds it. While a worker runs a
 // trial, a thread of the source refreshes its claim (XCLAIM with min-idle 0) every
 // claim_ms / 6.
+//
+// Through a Redis outage (the data kept, as a failover to a replica keeps it) no trial
+// is lost or run twice: a command whose reply was lost with the connection is sent
+// again, so an entry delivered to this worker but never seen by it is taken up from
+// the worker's own pending list at its next take; completing is idempotent (the same
+// result twice counts once, silently); and nobody takes over another worker's trial
+// until it has seen Redis answer for claim_ms without interruption, since the outage
+// kept every worker from refreshing its claims (their idle times grew meanwhile).
 #include "runner/coord/redis_client.h"
 #include "runner/job/trials.h"
 
@@ -23,6 +31,10 @@ typedef struct {
     // has new keys but the same output), and every completion rewrites it atomically
     // with everything Redis knows, so the next attempt starts where this one stopped.
     const char *state_path;
+    // How long one command of the job thread waits for a Redis that went away (10000;
+    // the job's: --redis-outage-timeout): the search waits through an outage, and a
+    // stop request (signals_stop_requested) ends the wait.
+    int retry_ms;
 } trials_redis_options;
 
 // A source over `ep` with keys under `prefix` ("runner:{job}:{attempt}:"), consumer

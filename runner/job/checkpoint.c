@@ -5,6 +5,7 @@
 #include "runner/fault.h"
 #include "runner/job/files.h"
 #include "runner/log.h"
+#include "runner/model/safetensors.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -406,59 +407,223 @@ static int load_state_bin(const char *ck, bert_model *m, bool optimizer) {
     return rc;
 }
 
+// state.bin's header and size as load_state_bin checks them, without reading its
+// floats (the manifest's CRC-32 covered those): a rank checks before the ranks agree, and
+// loads only afterwards.
+static int check_state_bin(const char *ck, const bert_model *m) {
+    char path[PATH_MAX], head[16];
+    int rc = files_join(path, sizeof path, "%s/state.bin", ck);
+    if (rc) return rc;
+    FILE *f = fopen(path, "rb");
+    if (!f) return error_set(EXIT_BAD_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    bool read_all = fread(head, 1, sizeof head, f) == sizeof head;
+    bool sized = fstat(fileno(f), &sb) == 0;
+    fclose(f);
+    size_t P = bert_num_parameters(m);
+    uint64_t count = 0;
+    if (read_all) memcpy(&count, head + 8, sizeof count);
+    if (!read_all || memcmp(head, STATE_MAGIC, sizeof STATE_MAGIC) != 0)
+        return error_set(EXIT_BAD_INPUT, "%s: not a runner checkpoint state", path);
+    if (!sized || count != P || (uint64_t)sb.st_size != 16 + 3 * (uint64_t)P * sizeof(float))
+        return error_set(EXIT_BAD_INPUT, "%s: holds %llu parameters, the model has %zu", path,
+                         (unsigned long long)count, P);
+    return 0;
+}
+
+// Everything a resume checks before it loads `ck` into m: the manifest and every file's
+// size and CRC-32, the trainer state (parsed into *loaded, which the caller frees; freed
+// here on failure), the run's fingerprint and seed, state.bin's header and the
+// safetensors header. 0 or EXIT_BAD_INPUT (why in error_message()).
+static int validate(const char *ck, const bert_model *m, const train_state *st,
+                    train_state *loaded) {
+    char path[PATH_MAX], *text = NULL;
+    train_state_init(loaded, st->seed);
+    int rc = checkpoint_verify(ck);
+    if (rc == 0) rc = files_join(path, sizeof path, "%s/trainer_state.json", ck);
+    if (rc == 0) rc = files_read_all(path, &text, NULL);
+    if (rc == 0) {
+        cJSON *json = cJSON_Parse(text);
+        rc = json ? state_from_json(json, loaded, path)
+                  : error_set(EXIT_BAD_INPUT, "%s: not valid JSON", path);
+        cJSON_Delete(json);
+    }
+    free(text);
+    cJSON *differ = rc == 0 && st->fingerprint
+                        ? fingerprint_differences(st->fingerprint, loaded->fingerprint)
+                        : NULL;
+    if (differ) {
+        // Another run's checkpoint (a setting, the data, the model or the code changed
+        // under the same output): not resumed, and never deleted.
+        cJSON *fields = cJSON_CreateObject();
+        cJSON_AddStringToObject(fields, "checkpoint", ck);
+        cJSON_AddItemToObject(fields, "keys", differ);
+        log_fields(LOG_WARN, "checkpoint_fingerprint_mismatch", fields);
+        rc = error_set(EXIT_BAD_INPUT, "%s: written by a run with another fingerprint (left "
+                       "as it is)", ck);
+    }
+    if (rc == 0 && loaded->seed != st->seed)
+        rc = error_set(EXIT_BAD_INPUT, "%s: written with seed %llu, this run uses %llu", path,
+                       (unsigned long long)loaded->seed, (unsigned long long)st->seed);
+    if (rc == 0) rc = check_state_bin(ck, m);
+    if (rc == 0) rc = files_join(path, sizeof path, "%s/model.safetensors", ck);
+    if (rc == 0) {
+        safetensors_file *weights = NULL;
+        rc = safetensors_open(path, &weights);
+        safetensors_close(weights);
+    }
+    if (rc) train_state_free(loaded);
+    return rc;
+}
+
+// Load validated `ck` into m and take its trainer state (*loaded, moved into *st).
+static int restore(const char *ck, bert_model *m, train_state *st, train_state *loaded) {
+    int rc = load_state_bin(ck, m, true);
+    if (rc) {
+        train_state_free(loaded);
+        return rc;
+    }
+    train_state_free(st);
+    *st = *loaded;
+    log_info("checkpoint_resumed", "%s: step %ld, epoch %d, batch %d", ck, st->step, st->epoch,
+             st->batch_in_epoch);
+    return 0;
+}
+
+static void log_skipped(const char *ck) {
+    log_warn("checkpoint_skipped", "%s: %s; trying the previous checkpoint", ck, error_message());
+    error_clear();
+}
+
 int checkpoint_resume(const char *dir, bert_model *m, train_state *st, bool *found) {
     *found = false;
     long *steps;
     int n = list_checkpoints(dir, &steps);
     for (int i = 0; i < n; i++) {
-        char ck[PATH_MAX], path[PATH_MAX], *text;
+        char ck[PATH_MAX];
         if (files_join(ck, sizeof ck, "%s/checkpoint-%ld", dir, steps[i])) continue;
-        int rc = checkpoint_verify(ck);
-        if (rc == 0) rc = files_join(path, sizeof path, "%s/trainer_state.json", ck);
-        if (rc == 0) rc = files_read_all(path, &text, NULL);
+        train_state loaded;
+        int rc = validate(ck, m, st, &loaded);
+        if (rc == 0) rc = restore(ck, m, st, &loaded);
         if (rc == 0) {
-            cJSON *json = cJSON_Parse(text);
-            free(text);
-            train_state loaded;
-            train_state_init(&loaded, st->seed);
-            rc = json ? state_from_json(json, &loaded, path)
-                      : error_set(EXIT_BAD_INPUT, "%s: not valid JSON", path);
-            cJSON_Delete(json);
-            cJSON *differ = rc == 0 && st->fingerprint
-                                ? fingerprint_differences(st->fingerprint, loaded.fingerprint)
-                                : NULL;
-            if (differ) {
-                // Another run's checkpoint (a setting, the data, the model or the code
-                // changed under the same output): not resumed, and never deleted.
-                cJSON *fields = cJSON_CreateObject();
-                cJSON_AddStringToObject(fields, "checkpoint", ck);
-                cJSON_AddItemToObject(fields, "keys", differ);
-                log_fields(LOG_WARN, "checkpoint_fingerprint_mismatch", fields);
-                rc = error_set(EXIT_BAD_INPUT, "%s: written by a run with another fingerprint "
-                               "(left as it is)", ck);
-            }
-            if (rc == 0 && loaded.seed != st->seed)
-                rc = error_set(EXIT_BAD_INPUT, "%s: written with seed %llu, this run uses %llu",
-                               path, (unsigned long long)loaded.seed,
-                               (unsigned long long)st->seed);
-            if (rc == 0) rc = load_state_bin(ck, m, true);
-            if (rc == 0) {
-                train_state_free(st);
-                *st = loaded;
-                *found = true;
-                log_info("checkpoint_resumed", "%s: step %ld, epoch %d, batch %d", ck, st->step,
-                         st->epoch, st->batch_in_epoch);
-                free(steps);
-                return 0;
-            }
-            train_state_free(&loaded);
+            *found = true;
+            free(steps);
+            return 0;
         }
-        log_warn("checkpoint_skipped", "%s: %s; trying the previous checkpoint", ck,
-                 error_message());
-        error_clear();
+        log_skipped(ck);
     }
     free(steps);
     return 0;
+}
+
+// This rank's side of resume.h: its checkpoints, validated when first named.
+typedef struct {
+    const resume_ops *group;
+    const char *dir;
+    const bert_model *m;
+    const train_state *st;
+    long *steps; // newest first
+    int n;
+    signed char *verdict; // per step: 0 not checked yet, 1 valid, -1 not
+    train_state *loaded;  // per step with verdict 1: its trainer state
+} agree_side;
+
+static int side_exchange(void *ctx, long mine, long *all) {
+    const agree_side *side = ctx;
+    return side->group->exchange(side->group->ctx, mine, all);
+}
+
+static int side_newest_valid(void *ctx, long bound, long *step) {
+    agree_side *side = ctx;
+    *step = -1;
+    for (int i = 0; i < side->n; i++) {
+        if (side->steps[i] > bound) continue;
+        char ck[PATH_MAX];
+        if (side->verdict[i] == 0) {
+            side->verdict[i] = -1;
+            int rc = files_join(ck, sizeof ck, "%s/checkpoint-%ld", side->dir, side->steps[i]);
+            if (rc) snprintf(ck, sizeof ck, "checkpoint-%ld", side->steps[i]); // for the line
+            else rc = validate(ck, side->m, side->st, &side->loaded[i]);
+            if (rc == 0) side->verdict[i] = 1;
+            else log_skipped(ck);
+        }
+        if (side->verdict[i] == 1) {
+            *step = side->steps[i];
+            return 0;
+        }
+    }
+    return 0;
+}
+
+static void log_agreement(const char *dir, const resume_agreement *a, int world) {
+    char why[2048], msg[2600];
+    resume_describe(a, why, sizeof why);
+    if (a->step < 0 && a->own_newest < 0)
+        snprintf(msg, sizeof msg, "no checkpoint of this run under %s is valid on every rank: "
+                 "all %d ranks start from scratch", dir, world);
+    else if (a->step < 0)
+        snprintf(msg, sizeof msg, "no checkpoint is valid on every rank: all %d ranks start from "
+                 "scratch, not from this rank's checkpoint-%ld (left as it is): %s", world,
+                 a->own_newest, why);
+    else if (a->step == a->own_newest)
+        snprintf(msg, sizeof msg, "checkpoint-%ld, this rank's newest valid one, is valid on "
+                 "all %d ranks", a->step, world);
+    else
+        snprintf(msg, sizeof msg, "checkpoint-%ld, not this rank's newest valid checkpoint-%ld "
+                 "(left as it is): %s", a->step, a->own_newest, why);
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "msg", msg);
+    if (a->step >= 0) cJSON_AddNumberToObject(f, "step", (double)a->step);
+    else cJSON_AddNullToObject(f, "step");
+    if (a->own_newest >= 0) cJSON_AddNumberToObject(f, "newest", (double)a->own_newest);
+    else cJSON_AddNullToObject(f, "newest");
+    cJSON_AddNumberToObject(f, "world", world);
+    cJSON_AddNumberToObject(f, "rounds", a->rounds);
+    cJSON *lacking = cJSON_AddArrayToObject(f, "lacking");
+    for (int i = 0; i < a->n_lacking; i++) {
+        cJSON *l = cJSON_CreateObject();
+        cJSON_AddNumberToObject(l, "rank", a->lacking[i].rank);
+        cJSON_AddNumberToObject(l, "lacks", (double)a->lacking[i].lacks);
+        if (a->lacking[i].holds >= 0) cJSON_AddNumberToObject(l, "holds", (double)a->lacking[i].holds);
+        else cJSON_AddNullToObject(l, "holds");
+        cJSON_AddItemToArray(lacking, l);
+    }
+    log_fields(a->step == a->own_newest ? LOG_INFO : LOG_WARN, "resume_agreed", f);
+}
+
+int checkpoint_resume_agreed(const char *dir, bert_model *m, train_state *st,
+                             const resume_ops *group, bool *found) {
+    *found = false;
+    agree_side side = {.group = group, .dir = dir, .m = m, .st = st};
+    side.n = list_checkpoints(dir, &side.steps);
+    size_t slots = side.n > 0 ? (size_t)side.n : 1;
+    side.verdict = calloc(slots, sizeof *side.verdict);
+    side.loaded = calloc(slots, sizeof *side.loaded);
+    int rc = side.verdict && side.loaded ? 0 : error_set(EXIT_RESOURCES, "out of memory");
+    resume_ops ops = {.rank = group->rank, .world = group->world, .ctx = &side,
+                      .exchange = side_exchange, .newest_valid = side_newest_valid};
+    resume_agreement agreed;
+    if (rc == 0) rc = resume_agree(&ops, &agreed);
+    if (rc == 0) log_agreement(dir, &agreed, group->world);
+    for (int i = 0; i < side.n && side.loaded; i++) {
+        if (side.verdict[i] != 1) continue;
+        if (rc == 0 && side.steps[i] == agreed.step) {
+            // This rank named it, so it validated it. Every other rank loads this step
+            // now: a failure here ends the job (the others then fail with 83), never a
+            // quiet fall back to another step.
+            char ck[PATH_MAX];
+            rc = files_join(ck, sizeof ck, "%s/checkpoint-%ld", dir, side.steps[i]);
+            if (rc == 0) rc = restore(ck, m, st, &side.loaded[i]);
+            else train_state_free(&side.loaded[i]);
+            *found = rc == 0;
+        } else {
+            train_state_free(&side.loaded[i]);
+        }
+    }
+    free(side.steps);
+    free(side.verdict);
+    free(side.loaded);
+    return rc;
 }
 
 int checkpoint_load_weights(const char *dir, long step, bert_model *m) {

@@ -8,6 +8,7 @@
 // Every file is written atomically (temporary name, fsync, rename), so a checkpoint
 // without a manifest, or whose files disagree with it, is incomplete or corrupt: resume
 // skips it with a warning and takes the previous one.
+#include "runner/job/resume.h"
 #include "runner/model/bert.h"
 
 #include <cjson/cJSON.h>
@@ -44,10 +45,22 @@ void train_state_free(train_state *st);
 // written and the best one (st->best_step) are never deleted. 0 or an exit code.
 int checkpoint_save(const char *dir, const bert_model *m, const train_state *st, int keep);
 // Restore the newest valid checkpoint under `dir` into m and st; *found = false (and
-// 0 returned) when there is none. Corrupt or incomplete ones are skipped with a warning;
-// so is one whose fingerprint differs from st->fingerprint (when set): logged as
-// "checkpoint_fingerprint_mismatch" with the keys that differ, and left untouched.
+// 0 returned) when there is none. Valid: its manifest present, every file of the size
+// and CRC-32 the manifest says, trainer_state.json parses with st's seed, state.bin
+// holds m's parameter count, model.safetensors' header parses. Corrupt or incomplete
+// ones are skipped with a warning; so is one whose fingerprint differs from
+// st->fingerprint (when set): logged as "checkpoint_fingerprint_mismatch" with the keys
+// that differ, and left untouched.
 int checkpoint_resume(const char *dir, bert_model *m, train_state *st, bool *found);
+// The same as rank group->rank of a data-parallel group: the ranks agree on the newest
+// step that every one of them holds valid (runner/job/resume.h, through group->exchange;
+// group->newest_valid is not used) and restore that one, or none (*found = false on
+// every rank: all start from scratch). Each rank validates its own copies, lazily and as
+// checkpoint_resume does, and loads only one it validated; newer ones are left as they
+// are. Logs "resume_agreed": the step and, when it is older than this rank's newest
+// valid one, which rank lacked which step. 0 or an exit code.
+int checkpoint_resume_agreed(const char *dir, bert_model *m, train_state *st,
+                             const resume_ops *group, bool *found);
 // Load only the weights of <dir>/checkpoint-<step> (the best model at the end).
 int checkpoint_load_weights(const char *dir, long step, bert_model *m);
 // Delete every checkpoint-* under `dir` (a finished trial's: its result is recorded).

@@ -1,8 +1,8 @@
-// Hugging Face model directories out of a trained model; see job_internal.h.
+// Hugging Face model directories out of a trained model; see modes.h.
 #include "runner/error.h"
 #include "runner/fault.h"
 #include "runner/job/files.h"
-#include "runner/job/job_internal.h"
+#include "runner/job/modes.h"
 #include "runner/signals.h"
 
 #include <cjson/cJSON.h>

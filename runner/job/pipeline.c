@@ -6,7 +6,7 @@
 #include "runner/job/checkpoint.h"
 #include "runner/job/encode.h"
 #include "runner/job/files.h"
-#include "runner/job/job_internal.h"
+#include "runner/job/modes.h"
 #include "runner/job/learned.h"
 #include "runner/job/metrics.h"
 #include "runner/job/train.h"

@@ -199,22 +199,21 @@ static int agree_on_requests(const train_options *opt, bool *stop, bool *checkpo
     float flags[2] = {signals_stop_requested() ? 1.0f : 0.0f,
                       signals_take_checkpoint_request() ? 1.0f : 0.0f};
     if (opt->group) {
-        int rc;
-        if (opt->be && strcmp(opt->be->name, "cpu") != 0) {
-            float *device = opt->be->alloc(opt->be, sizeof flags);
-            if (!device) return error_code() ? error_code() : EXIT_GPU_OOM;
-            rc = opt->be->copy_to_device(opt->be, device, flags, sizeof flags);
-            if (rc == 0) rc = collective_allreduce_sum_f32(opt->group, device, 2);
-            if (rc == 0) rc = opt->be->copy_to_host(opt->be, flags, device, sizeof flags);
-            opt->be->free(opt->be, device);
-        } else {
-            rc = collective_allreduce_sum_f32(opt->group, flags, 2);
-        }
+        int rc = data_parallel_allreduce_host(opt->group, opt->be, flags, 2);
         if (rc) return rc;
     }
     *stop = flags[0] > 0;
     *checkpoint = flags[1] > 0;
     return 0;
+}
+
+// resume.h's exchange over the training group: the same collective the steps use, so
+// exactly the ranks that will train together agree, a dead peer fails it with 83 as it
+// fails a step, and no key or timeout of its own is needed (rather than the Redis
+// rendezvous, which knows nodes, not the group's ranks).
+static int exchange_step(void *ctx, long mine, long *all) {
+    const train_options *opt = ctx;
+    return data_parallel_gather_long(opt->group, opt->be, mine, all);
 }
 
 // Evaluate after an epoch: scalars, curve entry, best/early-stopping bookkeeping.
@@ -321,7 +320,14 @@ int train_run(bert_model *m, const encoded_set *train, const encoded_set *valid,
         return rc;
     }
     bool resumed;
-    rc = checkpoint_resume(opt->dir, m, &st, &resumed);
+    if (opt->group) {
+        // Every rank from the same step: the newest one all of them hold valid.
+        resume_ops group = {.rank = opt->rank, .world = opt->world, .ctx = (void *)opt,
+                            .exchange = exchange_step};
+        rc = checkpoint_resume_agreed(opt->dir, m, &st, &group, &resumed);
+    } else {
+        rc = checkpoint_resume(opt->dir, m, &st, &resumed);
+    }
     int B = opt->batch_size;
     int world = opt->group ? opt->world : 1;
     long global_batch = (long)B * world;

@@ -6,7 +6,8 @@
 // ASHA reports at epoch ends, progress lines (step, loss, tokens/s, ETA) and every scalar
 // handed to telemetry. Stop requests are honoured at step boundaries: checkpoint, then
 // EXIT_INTERRUPTED. A run that finds checkpoints in its directory resumes from the newest
-// valid one and ends with the same weights as an uninterrupted run.
+// valid one (with a group: the newest one every rank holds valid, runner/job/resume.h)
+// and ends with the same weights as an uninterrupted run.
 #include "kernels/collectives/collectives.h"
 #include "runner/job/encode.h"
 #include "runner/job/trials.h"

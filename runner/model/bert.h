@@ -67,7 +67,9 @@ void bert_destroy(bert_model *m);
 int bert_init_random(bert_model *m, uint64_t seed);
 // Load weights by HF name (with or without the "bert." / "distilbert." / "electra." /
 // "roberta." prefix); a head missing from the file keeps its random init (as HF warns). Validates
-// shapes against the config; a bad file exits 3 naming the tensor.
+// shapes against the config; a bad file exits 3 naming the tensor. `path` is a
+// .safetensors file or a sharded checkpoint's model.safetensors.index.json (the tensors
+// are read across its shards; safetensors_checkpoint_path picks one for a folder).
 int bert_load_safetensors(bert_model *m, const char *path);
 // Write every parameter under its HF name with the task model's prefix.
 int bert_save_safetensors(const bert_model *m, const char *path);

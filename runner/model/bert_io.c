@@ -161,12 +161,13 @@ int bert_config_load(const char *path, bert_config *out) {
 
 // ---- safetensors in ----------------------------------------------------------------------
 
-// The file's tensor for one of ours: its own name, then without the task prefix, then
+// The checkpoint's tensor for one of ours (and the file holding it): its own name, then without the task prefix, then
 // under another model's prefix, and the TF-era LayerNorm names (gamma, beta).
-static const st_tensor_info *find_tensor(const safetensors_file *f, const bert_tensor *t) {
+static const st_tensor_info *find_tensor(const safetensors_set *f, const bert_tensor *t,
+                                         const safetensors_file **file) {
     static const char *const prefixes[] = {"", "bert.", "distilbert.", "electra.", "roberta."};
     char name[BERT_NAME_MAX + 16];
-    const st_tensor_info *ti = safetensors_find(f, t->name);
+    const st_tensor_info *ti = safetensors_set_find(f, t->name, file);
     if (ti) return ti;
     for (int alias = 0; alias < 2; alias++) {
         char base[BERT_NAME_MAX];
@@ -183,22 +184,22 @@ static const st_tensor_info *find_tensor(const safetensors_file *f, const bert_t
         }
         for (size_t p = 0; p < sizeof prefixes / sizeof prefixes[0]; p++) {
             snprintf(name, sizeof name, "%s%s", prefixes[p], base);
-            if ((ti = safetensors_find(f, name))) return ti;
+            if ((ti = safetensors_set_find(f, name, file))) return ti;
         }
     }
     if (strcmp(t->name, "cls.predictions.bias") == 0)
-        return safetensors_find(f, "cls.predictions.decoder.bias");
+        return safetensors_set_find(f, "cls.predictions.decoder.bias", file);
     return NULL;
 }
 
 int bert_load_safetensors(bert_model *m, const char *path) {
-    safetensors_file *f = NULL;
-    int rc = safetensors_open(path, &f);
+    safetensors_set *f = NULL;
+    int rc = safetensors_set_open(path, &f);
     if (rc) return rc;
     size_t bytes = m->num_params * sizeof(float);
     float *host = malloc(bytes);
     if (!host) {
-        safetensors_close(f);
+        safetensors_set_close(f);
         return error_set(EXIT_RESOURCES, "%s: out of memory for %zu parameters", path,
                          m->num_params);
     }
@@ -206,13 +207,14 @@ int bert_load_safetensors(bert_model *m, const char *path) {
     rc = m->be->copy_to_host(m->be, host, m->params, bytes);
     // What from_pretrained reports of a base checkpoint loaded into a task model: the
     // head it initialised and the file's tensors nothing took (MLM/NSP heads, pooler).
-    int count = safetensors_count(f);
+    int count = safetensors_set_count(f);
     bool *used = calloc(count > 0 ? (size_t)count : 1, sizeof *used);
     cJSON *initialised = cJSON_CreateArray(), *unused = cJSON_CreateArray();
     if (!used || !initialised || !unused) rc = error_set(EXIT_RESOURCES, "%s: out of memory", path);
     for (int i = 0; i < m->num_tensors && !rc; i++) {
         const bert_tensor *t = &m->tensors[i];
-        const st_tensor_info *ti = find_tensor(f, t);
+        const safetensors_file *file = NULL;
+        const st_tensor_info *ti = find_tensor(f, t, &file);
         if (!ti) {
             if (!t->head) {
                 rc = error_set(EXIT_BAD_INPUT, "%s: tensor \"%s\" missing", path, t->name);
@@ -222,13 +224,15 @@ int bert_load_safetensors(bert_model *m, const char *path) {
             continue;
         }
         for (int k = 0; k < count; k++)
-            if (safetensors_tensor(f, k) == ti) used[k] = true;
+            if (safetensors_set_tensor(f, k, NULL) == ti) used[k] = true;
         int64_t shape[2] = {t->shape[0], t->shape[1]};
-        rc = safetensors_read_f32_shape(f, ti, t->shape[1] ? 2 : 1, shape, host + t->offset);
+        // a shard's shape error names the shard file and the tensor
+        rc = safetensors_read_f32_shape(file, ti, t->shape[1] ? 2 : 1, shape, host + t->offset);
     }
     for (int k = 0; k < count && !rc; k++)
-        if (!used[k]) cJSON_AddItemToArray(unused, cJSON_CreateString(safetensors_tensor(f, k)->name));
-    safetensors_close(f);
+        if (!used[k])
+            cJSON_AddItemToArray(unused, cJSON_CreateString(safetensors_set_tensor(f, k, NULL)->name));
+    safetensors_set_close(f);
     free(used);
     if (!rc) rc = m->be->copy_to_device(m->be, m->params, host, bytes);
     free(host);

@@ -10,6 +10,7 @@
 // EXIT_OUTPUT. A safetensors_file is read-only once open: several threads may read
 // from it at the same time.
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -80,6 +81,41 @@ size_t safetensors_dtype_size(st_dtype dtype);
 // 0 and *out, or -1 when `name` is not a safetensors dtype.
 int safetensors_dtype_parse(const char *name, st_dtype *out);
 
+// ---- checkpoints of one or several files --------------------------------------------
+// transformers' save_pretrained(max_shard_size=...) splits a checkpoint into shards
+// (model-00001-of-00005.safetensors, ...) and writes model.safetensors.index.json:
+// {"metadata": {"total_size": N}, "weight_map": {"tensor name": "shard file", ...}}.
+// A set reads either kind as one list of tensors, as from_pretrained does: for an index,
+// the tensors of its weight_map (a shard's tensors the map does not name are not read).
+typedef struct safetensors_set safetensors_set;
+
+// True when `path` names an index (ends in ".index.json").
+bool safetensors_is_index(const char *path);
+// The weights of a model folder: dir/model.safetensors, else
+// dir/model.safetensors.index.json when only that exists (the single file's name when
+// neither does: opening it then reports it missing). 0 or EXIT_BAD_INPUT (too long).
+int safetensors_checkpoint_path(const char *dir, char *out, size_t n);
+// The shard files an index names (its weight_map's values, each once, in first-seen
+// order), each checked to be a relative path inside the index's folder, as a cJSON
+// array of strings (*shards, the caller frees). 0 or EXIT_BAD_INPUT naming the index
+// and the entry.
+int safetensors_index_shards(const char *index_path, cJSON **shards);
+// Open a single .safetensors file, or an index and every shard it names (each validated
+// as safetensors_open does). A shard that is missing or bad, or lacks a tensor the map
+// puts there, is EXIT_BAD_INPUT naming the index, the shard and a tensor.
+int safetensors_set_open(const char *path, safetensors_set **out);
+void safetensors_set_close(safetensors_set *s);
+const char *safetensors_set_path(const safetensors_set *s);
+int safetensors_set_count(const safetensors_set *s);
+// Tensor i (weight_map order; header order for a single file), and the file holding it
+// into *file (may be NULL); NULL past the end.
+const st_tensor_info *safetensors_set_tensor(const safetensors_set *s, int i,
+                                             const safetensors_file **file);
+// The tensor called `name` and its file, or NULL (no error recorded).
+const st_tensor_info *safetensors_set_find(const safetensors_set *s, const char *name,
+                                           const safetensors_file **file);
+
+// ---- writing -------------------------------------------------------------------------
 typedef struct {
     const char *name;
     const float *data; // C-contiguous, numel floats

@@ -1,4 +1,5 @@
 // JSON bodies of the /api/v1/ routes (port 6007, and the dashboard's own origin).
+#include "runner/coord/coord.h"
 #include "runner/preflight.h"
 #include "runner/serve/nvml.h"
 #include "runner/serve/serve.h"
@@ -8,17 +9,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-
-static pthread_mutex_t nodes_lock = PTHREAD_MUTEX_INITIALIZER;
-static cJSON *nodes_view; // set by coordination through serve_set_nodes()
-
-void serve_set_nodes(const cJSON *nodes) {
-    cJSON *copy = nodes ? cJSON_Duplicate(nodes, 1) : NULL;
-    pthread_mutex_lock(&nodes_lock);
-    cJSON_Delete(nodes_view);
-    nodes_view = copy;
-    pthread_mutex_unlock(&nodes_lock);
-}
 
 // cJSON numbers cannot hold NaN/Inf (they would print as null); say so explicitly.
 static void add_number(cJSON *obj, const char *key, double v) {
@@ -127,15 +117,38 @@ cJSON *api_history(const char *run, int64_t since_step, uint64_t after_seq, size
     return root;
 }
 
+// A multi-node job's cluster view, from coordination's snapshot: every node of the
+// rendezvous with its state as this node sees it.
+static cJSON *cluster_nodes(const coord_snapshot *snap) {
+    static const char *const states[] = {"alive", "dead", "left"};
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; i < snap->n_nodes; i++) {
+        const coord_peer_view *p = &snap->nodes[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "node", p->node_index);
+        cJSON_AddNumberToObject(o, "node_index", p->node_index);
+        cJSON_AddStringToObject(o, "state", states[p->state]);
+        cJSON_AddStringToObject(o, "address", p->address);
+        cJSON_AddBoolToObject(o, "main", p->main);
+        cJSON_AddBoolToObject(o, "self", p->self);
+        cJSON_AddBoolToObject(o, "alive", p->state == COORD_PEER_ALIVE);
+        cJSON_AddBoolToObject(o, "left", p->state == COORD_PEER_LEFT);
+        cJSON_AddNumberToObject(o, "last_heartbeat_ms_ago", (double)p->last_heartbeat_ms_ago);
+        cJSON_AddItemToArray(arr, o);
+    }
+    return arr;
+}
+
 cJSON *api_nodes(void) {
-    pthread_mutex_lock(&nodes_lock);
-    cJSON *view = nodes_view ? cJSON_Duplicate(nodes_view, 1) : NULL;
-    pthread_mutex_unlock(&nodes_lock);
+    coord_snapshot *snap = malloc(sizeof *snap); // a few KB: off the handler's stack
     cJSON *root = cJSON_CreateObject();
-    if (view) {
-        cJSON_AddItemToObject(root, "nodes", view);
+    if (snap) coord_snapshot_get(snap);
+    if (snap && snap->n_nodes > 0) {
+        cJSON_AddItemToObject(root, "nodes", cluster_nodes(snap));
+        free(snap);
         return root;
     }
+    free(snap);
     // Without coordination's view, this node alone: its identity, workers and GPUs.
     serve_identity id;
     serve_identity_get(&id);

@@ -1,6 +1,7 @@
 // Prometheus text exposition format 0.0.4 for port 6006. Each metric family is written
 // whole (HELP, TYPE, then its samples) so promtool and Prometheus accept it; a family
 // with no samples is left out entirely.
+#include "runner/coord/coord.h"
 #include "runner/serve/nvml.h"
 #include "runner/serve/serve_internal.h"
 #include "runner/serve/strbuf.h"
@@ -115,6 +116,23 @@ static void render_gpus(strbuf *b, const serve_identity *id) {
     gpu_family(b, gpus, n, id, "DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).",
                HAS(has_sm_clock), gpu_sm_clock);
 #undef HAS
+}
+
+// Redis as coordination sees it; no family at all when the job runs without Redis.
+static void render_redis(strbuf *b) {
+    coord_snapshot *snap = malloc(sizeof *snap);
+    if (!snap) return;
+    coord_snapshot_get(snap);
+    coord_redis_health h = snap->redis;
+    free(snap);
+    if (!h.enabled) return;
+    family(b, "runner_redis_up", "gauge", "1 while Redis answers coordination, 0 during an outage.");
+    sample(b, "runner_redis_up", h.up ? 1 : 0);
+    family(b, "runner_redis_outages_total", "counter", "Redis outages seen by coordination.");
+    sample(b, "runner_redis_outages_total", (double)h.outages);
+    family(b, "runner_redis_outage_seconds_total", "counter",
+           "Seconds Redis was unreachable, the current outage included.");
+    sample(b, "runner_redis_outage_seconds_total", h.outage_seconds);
 }
 
 static void render_process(strbuf *b) {
@@ -303,6 +321,7 @@ char *metrics_render(size_t *len) {
     sample(&b, "runner_telemetry_scalars_total", (double)st.scalars);
     family(&b, "runner_telemetry_dropped_total", "counter", "Scalars lost because a worker's ring was full.");
     sample(&b, "runner_telemetry_dropped_total", (double)st.dropped);
+    render_redis(&b);
     render_process(&b);
     render_gpus(&b, &id);
 

@@ -22,6 +22,3 @@ int serve_bound_port(serve_server which);
 // Labels of runner_job_info and the dashboard header; call before or after serve_start.
 // Any argument may be NULL (left unchanged).
 void serve_set_job(const char *job_id, int attempt, const char *node);
-// The cluster view for /api/v1/nodes: a JSON array of node objects (the coordination
-// layer calls this when membership changes). Copied; the caller keeps `nodes`.
-void serve_set_nodes(const cJSON *nodes);

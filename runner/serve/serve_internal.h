@@ -2,7 +2,7 @@
 // Pieces shared by the servers (serve.c), the Prometheus renderer (metrics.c) and the
 // JSON API (api.c). Not for use outside runner/serve/.
 #include "runner/config.h"
-#include "runner/serve/telemetry_store.h"
+#include "runner/telemetry_store.h"
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>

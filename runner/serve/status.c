@@ -65,7 +65,9 @@ void serve_identity_get(serve_identity *out) {
     *out = ident.id;
     bool job_set = ident.job_set, attempt_set = ident.attempt_set, node_set = ident.node_set;
     pthread_mutex_unlock(&ident.lock);
-    const coord_node *self = coord_self();
+    coord_snapshot *snap = calloc(1, sizeof *snap); // a few KB: off the handler's stack
+    if (snap) coord_snapshot_get(snap);
+    const coord_node *self = snap ? &snap->self : NULL;
     const char *env;
     if (!job_set) {
         if (self && self->job_id[0])
@@ -91,6 +93,7 @@ void serve_identity_get(serve_identity *out) {
         else
             snprintf(out->node, sizeof out->node, "0");
     }
+    free(snap);
     if (gethostname(out->hostname, sizeof out->hostname - 1) != 0)
         snprintf(out->hostname, sizeof out->hostname, "localhost");
     out->hostname[sizeof out->hostname - 1] = '\0';

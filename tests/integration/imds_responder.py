@@ -16,6 +16,11 @@ It plays, on one loopback port:
     ?account_id=&role_name= with x-amz-sso_bearer_token one of `sso_tokens`, answered
     with credentials "ASIASSO00000000N" expiring at `sso_expiration_ms`, 401 for an
     unknown token, 403 for a role not in `sso_roles` ({(account, role)}, None = any);
+  - SSO OIDC CreateToken (grantType refresh_token): POST /token with a JSON body whose
+    refreshToken is a key of `oidc_clients` ({refresh token: (clientId, clientSecret)}),
+    answered with accessToken "renewed-access-N-do-not-log" (added to `sso_tokens`),
+    expiresIn `oidc_expires_in` and a rotated refreshToken "renewed-refresh-N-do-not-log";
+    400 invalid_grant for an unknown refresh token, 401 invalid_client for a wrong client;
 Every request is recorded (method, path, headers, body) so tests can check what the
 runner sent, signatures included. `faults` is a list consumed one per request:
 an int answers that HTTP status, "drop" closes the connection without an answer.
@@ -69,6 +74,9 @@ class Responder:
         self.sso_roles = None
         self.sso_calls = 0
         self.sso_expiration_ms = 4070908800000  # 2099-01-01
+        self.oidc_clients = {}
+        self.oidc_calls = 0
+        self.oidc_expires_in = 28800
         self.faults = []
         self.requests = []
         self.tokens = set()
@@ -166,6 +174,8 @@ def _handler(state):
                 return self._answer(404, "Not Found", "text/plain")
             if path == "/federation/credentials" and self.command == "GET":
                 return self._sso(parse_qs(urlsplit(self.path).query))
+            if path == "/token" and self.command == "POST":
+                return self._oidc(body)
             if path.startswith("/creds"):
                 if state.auth_token and self.headers.get("Authorization") != state.auth_token:
                     return self._answer(403, {"message": "bad authorization"})
@@ -210,6 +220,43 @@ def _handler(state):
                 "secretAccessKey": f"sso-secret-{n}-do-not-log",
                 "sessionToken": f"sso-token-{n}-do-not-log",
                 "expiration": state.sso_expiration_ms}})
+
+        def _oidc(self, body):
+            # SSO OIDC answers errors as {"error", "error_description"} with the
+            # exception's name in x-amzn-ErrorType.
+            def refuse(status, kind, error, description):
+                data = json.dumps({"error": error, "error_description": description}).encode()
+                self.send_response(status)
+                self.send_header("x-amzn-ErrorType", kind)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            try:
+                request = json.loads(body or b"{}")
+            except ValueError:
+                return refuse(400, "InvalidRequestException", "invalid_request", "not JSON")
+            if request.get("grantType") != "refresh_token":
+                return refuse(400, "UnsupportedGrantTypeException", "unsupported_grant_type",
+                              "only refresh_token here")
+            with state.lock:
+                client = state.oidc_clients.get(request.get("refreshToken"))
+                if client is None:
+                    return refuse(400, "InvalidGrantException", "invalid_grant",
+                                  "Refresh token has expired")
+                if client != (request.get("clientId"), request.get("clientSecret")):
+                    return refuse(401, "InvalidClientException", "invalid_client",
+                                  "Client authentication failed")
+                state.oidc_calls += 1
+                n = state.oidc_calls
+                del state.oidc_clients[request["refreshToken"]]  # refresh tokens rotate
+                state.oidc_clients[f"renewed-refresh-{n}-do-not-log"] = client
+                state.sso_tokens.add(f"renewed-access-{n}-do-not-log")
+            return self._answer(200, {"accessToken": f"renewed-access-{n}-do-not-log",
+                                      "tokenType": "Bearer",
+                                      "expiresIn": state.oidc_expires_in,
+                                      "refreshToken": f"renewed-refresh-{n}-do-not-log"})
 
         def _sts(self, form):
             action = form.get("Action", [""])[0]

@@ -368,6 +368,127 @@ def test_sso_credentials_are_fetched_again_before_they_expire(aws_tool, responde
     assert "do-not-log" not in r.stdout + r.stderr
 
 
+def cache_renewable_token(home, token, expires_in_s, refresh="refresh-1-do-not-log",
+                          registration_in_s=90 * 86400):
+    """A cache entry as `aws sso login` writes it for an sso-session: the access token
+    with the refresh token and client registration botocore renews it with."""
+    path = cache_token(home, "corp", token, expires_in_s)
+    entry = json.loads(path.read_text())
+    entry.update(refreshToken=refresh, clientId="client-id-1",
+                 clientSecret="client-secret-do-not-log",
+                 registrationExpiresAt=time.strftime(
+                     "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + registration_in_s)))
+    path.write_text(json.dumps(entry))
+    return path
+
+
+def oidc_calls(responder):
+    return [json.loads(r["body"]) for r in responder.recorded("POST", "/token")]
+
+
+def test_sso_token_is_renewed_as_botocore_renews_it(aws_tool, responder, tmp_path, monkeypatch):
+    env = sso_env(tmp_path, responder, AWS_ENDPOINT_URL_SSO_OIDC=responder.url)
+    # Ten minutes left: inside botocore's 15-minute window, so it is renewed first, and
+    # the portal only takes the renewed token.
+    path = cache_renewable_token(env["HOME"], "old-access-do-not-log", 600)
+    responder.oidc_clients = {"refresh-1-do-not-log": ("client-id-1", "client-secret-do-not-log")}
+    got, r = creds(aws_tool, dict(env, AWS_PROFILE="sso-new"))
+    assert got["access_key"] == "ASIASSO000000001", r.stderr
+    (sent,) = oidc_calls(responder)
+    assert sent == {"grantType": "refresh_token", "clientId": "client-id-1",
+                    "clientSecret": "client-secret-do-not-log",
+                    "refreshToken": "refresh-1-do-not-log"}
+    (req,) = responder.recorded("POST", "/token")
+    assert "authorization" not in req["headers"]  # unsigned, as botocore sends it
+    assert portal_calls(responder)[-1]["headers"]["x-amz-sso_bearer_token"] == \
+        "renewed-access-1-do-not-log"
+    assert [line["event"] for line in logs(r)].count("sso_token_renewed") == 1
+    assert "do-not-log" not in r.stdout + r.stderr
+
+    # The cache holds what botocore writes after a renewal, in a file only its owner reads.
+    ours = json.loads(path.read_text())
+    assert ours["accessToken"] == "renewed-access-1-do-not-log"
+    assert ours["refreshToken"] == "renewed-refresh-1-do-not-log"
+    assert abs(aws_time(ours["expiresAt"]) - (time.time() + 28800)) < 60
+    assert (ours["clientId"], ours["startUrl"], ours["region"]) == \
+        ("client-id-1", START_URL, "eu-central-1")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left
+
+    # boto3 reads the renewed entry as it is (valid for hours: no second renewal) ...
+    boto3_credentials(monkeypatch, dict(env, AWS_PROFILE="sso-new"), "sso-new")
+    assert len(oidc_calls(responder)) == 1
+    assert portal_calls(responder)[-1]["headers"]["x-amz-sso_bearer_token"] == \
+        "renewed-access-1-do-not-log"
+    # ... and, given an entry close to expiry, renews it with the same request and
+    # writes the same fields the runner wrote.
+    cache_renewable_token(env["HOME"], "old-access-do-not-log", 600,
+                          refresh="renewed-refresh-1-do-not-log")
+    boto3_credentials(monkeypatch, dict(env, AWS_PROFILE="sso-new"), "sso-new")
+    assert oidc_calls(responder)[-1] == dict(sent, refreshToken="renewed-refresh-1-do-not-log")
+    theirs = json.loads(path.read_text())
+    assert sorted(theirs) == sorted(ours)
+    assert theirs["accessToken"] == "renewed-access-2-do-not-log"
+
+
+def aws_time(text):
+    import calendar
+    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def test_sso_token_renewal_failures(aws_tool, responder, tmp_path):
+    env = sso_env(tmp_path, responder, AWS_ENDPOINT_URL_SSO_OIDC=responder.url,
+                  AWS_PROFILE="sso-new")
+
+    def attempt():
+        r = tool(aws_tool, "credentials", env=env)
+        assert "do-not-log" not in r.stdout + r.stderr
+        return r
+
+    # Expired, and the refresh token refused: log in again, naming why.
+    cache_renewable_token(env["HOME"], "old-access-do-not-log", -60)
+    r = attempt()
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert "expired at" in line and "could not be renewed" in line
+    assert "HTTP 400 invalid_grant: Refresh token has expired" in line
+    assert "run `aws sso login --profile sso-new`" in line
+    assert portal_calls(responder) == []
+
+    # An expired registration is not sent at all.
+    cache_renewable_token(env["HOME"], "old-access-do-not-log", -60, registration_in_s=-60)
+    before = len(oidc_calls(responder))
+    r = attempt()
+    assert r.returncode == 2 and "the client registration expired at" in r.stderr
+    assert len(oidc_calls(responder)) == before
+
+    # Still valid for a few minutes and the renewal refused: the old token is used while
+    # it lasts (as botocore does), with one warning.
+    cache_renewable_token(env["HOME"], "old-access-do-not-log", 300)
+    responder.sso_tokens = {"old-access-do-not-log"}
+    r = attempt()
+    assert r.returncode == 0, r.stderr
+    assert [line["event"] for line in logs(r)].count("sso_token_not_renewed") == 1
+    assert portal_calls(responder)[-1]["headers"]["x-amz-sso_bearer_token"] == \
+        "old-access-do-not-log"
+
+    # Expired but renewable: renewed, and the job goes on.
+    responder.oidc_clients = {"refresh-1-do-not-log": ("client-id-1", "client-secret-do-not-log")}
+    cache_renewable_token(env["HOME"], "old-access-do-not-log", -60)
+    r = attempt()
+    assert r.returncode == 0, r.stderr
+    assert portal_calls(responder)[-1]["headers"]["x-amz-sso_bearer_token"] == \
+        "renewed-access-1-do-not-log"
+
+    # A legacy profile has no refresh token: expired means log in again, nothing sent.
+    env["AWS_PROFILE"] = "sso-legacy"
+    cache_token(env["HOME"], LEGACY_URL, "legacy-do-not-log", expires_in_s=-60)
+    before = len(oidc_calls(responder))
+    r = attempt()
+    assert r.returncode == 2 and "aws sso login --profile sso-legacy" in r.stderr
+    assert len(oidc_calls(responder)) == before
+
+
 # ---- the runner binary ----
 
 def test_runner_writes_to_s3_with_process_credentials(runner_bin, moto, tmp_path):

@@ -1,6 +1,7 @@
 """Two CPU workers: the search's trials are shared between them through Redis, the prime
 model is trained data-parallel (Gloo), a SIGTERM stops both at the same step and the
-restart ends with the same weights as an uninterrupted two-worker run."""
+restart (both ranks agreeing on the checkpoint) ends with the same weights as an
+uninterrupted two-worker run."""
 import json
 import shutil
 import signal
@@ -71,6 +72,11 @@ def test_sigterm_stops_both_workers_and_the_restart_matches(runner_bin, tmp_path
                timeout=500)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert events(proc.stdout, "checkpoint_resumed")
+    # Both ranks read the one folder and agree on its newest checkpoint.
+    agreed = events(proc.stdout, "resume_agreed")
+    assert sorted(e["rank"] for e in agreed) == [0, 1], agreed
+    assert len({e["step"] for e in agreed}) == 1 and agreed[0]["step"] == agreed[0]["newest"]
+    assert agreed[0]["step"] is not None and all(not e["lacking"] for e in agreed)
     for path in ("prime/model/model.safetensors", "prime/metrics/testing/fine.txt"):
         assert (resumed / "artefacts/bert" / path).read_bytes() == \
             (straight / "artefacts/bert" / path).read_bytes(), path

@@ -101,7 +101,7 @@ int main(int argc, char **argv) {
         return finish(rc);
     }
     if (strcmp(op, "secret") == 0 && argc == 3) {
-        cJSON *secret = cloud_secret_get(argv[2]);
+        cJSON *secret = cloud_secret_get("--secret-id", argv[2]);
         if (!secret) return finish(error_code() ? error_code() : EXIT_INTERNAL);
         char *text = cJSON_PrintUnformatted(secret);
         printf("%s\n", text);

@@ -14,7 +14,7 @@
 #include "runner/error.h"
 #include "runner/exitcode.h"
 #include "runner/log.h"
-#include "runner/serve/telemetry_store.h"
+#include "runner/telemetry_store.h"
 #include "runner/signals.h"
 
 #include <stdio.h>

@@ -60,7 +60,7 @@ int main(int argc, char **argv) {
     backend *be = backend_cpu_create(1);
     bert_model *m = NULL;
     if (!be || bert_create(&m, be, &cfg, HEAD_TOKEN_CLASSIFICATION, labels, B, T)) return fail();
-    snprintf(path, sizeof path, "%s/model.safetensors", argv[1]);
+    safetensors_checkpoint_path(argv[1], path, sizeof path);
     if (bert_init_random(m, (uint64_t)number(spec, "seed")) || bert_load_safetensors(m, path))
         return fail();
     bert_batch batch = {B, T, ids, types, mask, NULL};

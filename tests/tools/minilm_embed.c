@@ -10,6 +10,7 @@
 #include "runner/error.h"
 #include "runner/log.h"
 #include "runner/model/bert.h"
+#include "runner/model/safetensors.h"
 #include "runner/model/tokenizer.h"
 
 #include <stdio.h>
@@ -49,7 +50,7 @@ int main(int argc, char **argv) {
     }
     bert_model *model = NULL;
     if (bert_create(&model, be, &cfg, HEAD_EMBEDDING, 0, max_batch, max_len)) return fail();
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    safetensors_checkpoint_path(dir, path, sizeof path);
     if (bert_load_safetensors(model, path)) return fail();
 
     FILE *in = fopen(argv[2], "r"), *out = fopen(argv[3], "wb");

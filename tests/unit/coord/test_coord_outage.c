@@ -12,9 +12,12 @@
 #include "runner/signals.h"
 #include "runner/timing.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 // The single node's beat is short; the multi-node job's long enough that Redis surely
 // dies between two beats (the keeper takes up to 300 ms to stop it), so the first call
@@ -37,12 +40,23 @@ static void batch_env(const char *nodes, const char *index) {
     setenv("RUNNER_NODE_ADDRESS", "127.0.0.1", 1);
 }
 
-static int start(int port, const char *password) {
+static int start_with_timeout(int port, const char *password, int outage_timeout_s) {
     runner_config cfg;
     config_defaults(&cfg);
     snprintf(cfg.redis, sizeof cfg.redis, "redis://:%s@127.0.0.1:%d", password, port);
     cfg.rendezvous_timeout_s = 10;
+    if (outage_timeout_s > 0)
+        cfg.redis_outage_timeout_s = outage_timeout_s;
     return coord_start(&cfg);
+}
+
+static int start(int port, const char *password) { return start_with_timeout(port, password, 0); }
+
+// Redis as coordination's snapshot shows it (what /metrics renders).
+static coord_redis_health health(void) {
+    static coord_snapshot snap;
+    coord_snapshot_get(&snap);
+    return snap.redis;
 }
 
 static redis_client *client(int port, const char *password) {
@@ -79,27 +93,93 @@ static void wait_for_beat(redis_client *rc, int node) {
     }
 }
 
-// One node: Redis gone for 4 budgets is no reason to stop; the beat is back after it.
+// One node: Redis gone for 4 multi-node budgets is no reason to stop (the default
+// outage timeout is 300 s); the beat is back after it. The health view counts one
+// outage, down while it lasts, up again after it, with its duration.
 static void test_single_node_keeps_trying(void) {
     heartbeat_env(HEARTBEAT_MS);
     int port = test_free_port();
     CHECK_INT(redis_keeper_start(port, "outage-pw"), 0);
     batch_env("1", "0");
     CHECK_INT(start(port, "outage-pw"), 0);
+    coord_redis_health h = health();
+    CHECK(h.enabled && h.up);
+    CHECK_INT(h.outages, 0);
     timing_sleep_ms(2 * HEARTBEAT_MS);
     redis_keeper_stop(); // the server is stopped with it
+    double lost = timing_now_s();
     timing_sleep_ms(4 * BUDGET_MS);
     CHECK(!signals_stop_requested());
     CHECK_INT(coord_exit_code_hint(), 0);
+    h = health();
+    CHECK(!h.up);
+    CHECK_INT(h.outages, 1);
+    CHECK(h.outage_seconds > 0.5 * 4 * BUDGET_MS / 1000.0 &&
+          h.outage_seconds <= timing_now_s() - lost + 0.1);
     CHECK_INT(redis_keeper_start(port, "outage-pw"), 0); // back, empty
+    double back = timing_now_s();
     bool seen = false;
     for (int i = 0; i < 30 && !seen; i++) {
         timing_sleep_ms(HEARTBEAT_MS);
         seen = beat_seen(port, "outage-pw");
     }
     CHECK(seen);
+    timing_sleep_ms(2 * HEARTBEAT_MS);
+    h = health();
+    CHECK(h.up);
+    CHECK_INT(h.outages, 1);
+    double total = h.outage_seconds;
+    CHECK(total >= back - lost - 2 * HEARTBEAT_MS / 1000.0 && total <= timing_now_s() - lost);
+    timing_sleep_ms(HEARTBEAT_MS);
+    h = health();
+    CHECK(h.outage_seconds == total); // no longer growing
     coord_stop();
+    h = health();
+    CHECK(!h.enabled);
     redis_keeper_stop();
+}
+
+// One node whose Redis stays away longer than --redis-outage-timeout (2 s here): the
+// stop is requested with 82 about then, not at the multi-node budget and not never. In
+// a child process: a stop request cannot be taken back. The parent owns the server.
+static void test_single_node_gives_up_after_the_outage_timeout(void) {
+    enum { TIMEOUT_S = 2 };
+    heartbeat_env(HEARTBEAT_MS);
+    int port = test_free_port();
+    CHECK_INT(redis_keeper_start(port, "outage-pw"), 0);
+    int ready[2], lost[2];
+    CHECK(pipe(ready) == 0 && pipe(lost) == 0);
+    fflush(NULL);
+    pid_t child = fork();
+    if (child == 0) {
+        close(redis_keeper_fd); // the keeper stops when the parent closes its end
+        batch_env("1", "0");
+        char byte = start_with_timeout(port, "outage-pw", TIMEOUT_S) == 0 ? 'r' : 'x';
+        if (write(ready[1], &byte, 1) != 1 || byte != 'r' || read(lost[0], &byte, 1) != 1)
+            _exit(10);
+        double t0 = timing_now_s();
+        while (!signals_stop_requested() && timing_now_s() - t0 < 10)
+            timing_sleep_ms(10);
+        double took = timing_now_s() - t0;
+        fprintf(stderr, "single node: stop requested %.2f s after Redis went away (timeout %d s)\n",
+                took, TIMEOUT_S);
+        CHECK(signals_stop_requested());
+        CHECK_INT(coord_exit_code_hint(), EXIT_COORDINATION);
+        CHECK(took >= TIMEOUT_S - 0.1 && took < TIMEOUT_S + 4.0 * HEARTBEAT_MS / 1000.0);
+        coord_stop();
+        _exit(check_failed ? 1 : 0);
+    }
+    char byte = 0;
+    CHECK(read(ready[0], &byte, 1) == 1 && byte == 'r');
+    redis_keeper_stop(); // the server with it
+    CHECK(write(lost[1], &byte, 1) == 1);
+    int status = -1;
+    waitpid(child, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(ready[0]);
+    close(ready[1]);
+    close(lost[0]);
+    close(lost[1]);
 }
 
 // A multi-node job: the stop (82) comes about 3 heartbeats after Redis went away, even
@@ -121,6 +201,16 @@ static void test_multi_node_stops_within_the_budget(void) {
     wait_for_beat(rc, 1);
     redis_client_free(rc);
     CHECK(!signals_stop_requested());
+    // The cluster view as the HTTP servers read it: node 0 left, node 1 is this one.
+    static coord_snapshot snap;
+    coord_snapshot_get(&snap);
+    CHECK_INT(snap.n_nodes, 2);
+    CHECK(snap.enabled && snap.self.node_index == 1 && snap.self.num_nodes == 2);
+    CHECK(snap.nodes[0].node_index == 0 && snap.nodes[0].main && !snap.nodes[0].self);
+    CHECK_INT(snap.nodes[0].state, COORD_PEER_LEFT);
+    CHECK(snap.nodes[1].node_index == 1 && snap.nodes[1].self && !snap.nodes[1].main);
+    CHECK_INT(snap.nodes[1].state, COORD_PEER_ALIVE);
+    CHECK_INT(snap.nodes[1].last_heartbeat_ms_ago, 0);
     redis_keeper_stop();
     double lost = timing_now_s();
     while (!signals_stop_requested() && timing_now_s() - lost < 10) {
@@ -140,6 +230,7 @@ static void test_multi_node_stops_within_the_budget(void) {
 
 int main(void) {
     test_single_node_keeps_trying();
+    test_single_node_gives_up_after_the_outage_timeout();
     test_multi_node_stops_within_the_budget(); // last: the stop flag stays set
     return check_summary();
 }

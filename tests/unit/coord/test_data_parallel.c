@@ -105,6 +105,17 @@ static int train_rank(int rank, int world, const char *group, const char *path) 
     }
     if (bert_get_state(m, params, NULL, NULL) != 0)
         return 18;
+    // The all-gather of resume steps (runner/job/resume.h): exact for "none" (-1) and for
+    // steps no single fp32 holds (2^24 + 1, 2^47 + 12345).
+    if (c) {
+        const long sent[3] = {16777217L, -1, (1L << 47) + 12345};
+        long got[3] = {0, 0, 0};
+        if (data_parallel_gather_long(c, NULL, sent[rank], got) != 0)
+            return 20;
+        for (int k = 0; k < world; k++)
+            if (got[k] != sent[k])
+                return 21;
+    }
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(params, sizeof *params, n, f) != n || fwrite(grads1, sizeof *grads1, n, f) != n)
         return 19;

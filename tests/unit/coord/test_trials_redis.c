@@ -5,6 +5,7 @@
 #include "coord/redis_keeper.h"
 #include "runner/coord/trials_redis.h"
 #include "runner/error.h"
+#include "runner/timing.h"
 
 #include <math.h>
 #include <netinet/in.h>
@@ -266,6 +267,89 @@ static void test_takeover_behind_live_claims(void) {
     live->destroy(live);
 }
 
+// A trial delivered to a worker whose connection dropped before the reply came (the
+// XREADGROUP ran; the client's retry asked again and got the next trial): the worker
+// runs it at its next take, from its own pending list, instead of leaving it to be
+// taken over after claim_ms. Completing twice (a completion whose reply was lost and
+// which was sent again) records one result and is no error.
+static void test_lost_delivery_and_repeated_completion(void) {
+    const char *prefix = "runner:t:7:";
+    trials_redis_options slow = {.claim_ms = 60000, .poll_ms = 50};
+    trial_source *w;
+    CHECK_INT(trials_redis_create(&w, specs, N_TRIALS, &asha, &endpoint, prefix, "w", &slow), 0);
+    redis_client *rc = redis_client_new(&endpoint, 1000);
+    redisReply *r = redis_client_command(rc, "XREADGROUP GROUP workers w COUNT 1 STREAMS %strials >",
+                                         prefix); // trial 0 to "w", its reply never seen by w
+    CHECK(r && r->type == REDIS_REPLY_ARRAY);
+    if (r)
+        freeReplyObject(r);
+    int count[N_TRIALS] = {0}, taken = 0;
+    long long t0 = timing_now_ms();
+    for (;;) {
+        trial_spec t;
+        bool have = false;
+        CHECK_INT(w->next(w, &t, &have), 0);
+        if (!have)
+            break;
+        if (taken++ == 0)
+            CHECK_INT(t.id, 0); // the lost delivery first
+        trial_result res = {.id = t.id, .epochs_run = 1, .best_eval_loss = 2.0 + t.id};
+        CHECK_INT(w->complete(w, &res), 0);
+        CHECK_INT(w->complete(w, &res), 0); // again, as a retry would: counts once
+        count[t.id]++;
+    }
+    CHECK(timing_now_ms() - t0 < slow.claim_ms / 2); // nothing waited for a takeover
+    for (int i = 0; i < N_TRIALS; i++)
+        CHECK_INT(count[i], 1);
+    trial_result results[N_TRIALS + 1];
+    CHECK_INT(w->results(w, results, N_TRIALS + 1), N_TRIALS);
+    r = redis_client_command(rc, "XPENDING %strials workers", prefix);
+    CHECK(r && r->type == REDIS_REPLY_ARRAY && r->element[0]->integer == 0);
+    if (r)
+        freeReplyObject(r);
+    redis_client_free(rc);
+    w->destroy(w);
+}
+
+// Right after an outage every running trial looks abandoned (nobody could refresh a
+// claim meanwhile, so their idle times grew). A worker that has just seen Redis fail
+// takes a new trial, not a live worker's; after claim_ms of service it would.
+static void test_no_takeover_right_after_an_outage(void) {
+    const char *prefix = "runner:t:8:";
+    trials_redis_options opt = {.claim_ms = 4000, .poll_ms = 50};
+    trial_source *a, *b;
+    CHECK_INT(trials_redis_create(&a, specs, N_TRIALS, &asha, &endpoint, prefix, "a", &opt), 0);
+    CHECK_INT(trials_redis_create(&b, specs, N_TRIALS, &asha, &endpoint, prefix, "b", &opt), 0);
+    trial_spec t;
+    bool have = false;
+    CHECK_INT(a->next(a, &t, &have), 0);
+    CHECK(have && t.id == 0);
+    // The outage as the workers see it: every connection cut; and as Redis sees it: a's
+    // trial idle far beyond claim_ms (a's keeper refreshes it within claim_ms / 6).
+    redis_client *admin = redis_client_new(&endpoint, 1000);
+    redisReply *r = redis_client_command(admin, "CLIENT KILL TYPE normal SKIPME yes");
+    if (r)
+        freeReplyObject(r);
+    r = redis_client_command(admin, "XPENDING %strials workers - + 1 a", prefix);
+    char entry[48] = "";
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1)
+        snprintf(entry, sizeof entry, "%s", r->element[0]->element[0]->str);
+    if (r)
+        freeReplyObject(r);
+    CHECK(entry[0]);
+    r = redis_client_command(admin, "XCLAIM %strials workers a 0 %s IDLE 100000 JUSTID", prefix,
+                             entry);
+    if (r)
+        freeReplyObject(r);
+    redis_client_free(admin);
+    have = false;
+    CHECK_INT(b->next(b, &t, &have), 0); // its first command fails: the connection was cut
+    CHECK(have);
+    CHECK_INT(t.id, 1); // a new one, not a's
+    b->destroy(b);
+    a->destroy(a);
+}
+
 int main(void) {
     for (int i = 0; i < N_TRIALS; i++)
         specs[i] = (trial_spec){.id = i, .seed = 100u + (unsigned)i, .learning_rate = 1e-4,
@@ -279,6 +363,8 @@ int main(void) {
     test_asha_records_are_shared();
     test_state_file_carries_over_attempts();
     test_takeover_behind_live_claims();
+    test_lost_delivery_and_repeated_completion();
+    test_no_takeover_right_after_an_outage();
     test_search_survives_a_redis_restart();
     redis_keeper_stop();
     return check_summary();

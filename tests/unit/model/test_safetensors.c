@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char dir[64];
@@ -262,6 +263,118 @@ static void test_write_errors(void) {
     safetensors_close(f);
 }
 
+static void write_text(const char *name, const char *text) {
+    FILE *f = fopen(path_of(name), "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+// A set must refuse the index with EXIT_BAD_INPUT and a reason holding every needle.
+static void expect_bad_set(const char *index, const char *needle, const char *needle2) {
+    safetensors_set *s = (safetensors_set *)1;
+    error_clear();
+    CHECK_INT(safetensors_set_open(path_of(index), &s), EXIT_BAD_INPUT);
+    CHECK(s == NULL);
+    if (!strstr(error_message(), needle) || (needle2 && !strstr(error_message(), needle2)))
+        fprintf(stderr, "  reason \"%s\" lacks \"%s\" or \"%s\"\n", error_message(), needle,
+                needle2 ? needle2 : "");
+    CHECK(strstr(error_message(), needle) != NULL);
+    CHECK(!needle2 || strstr(error_message(), needle2) != NULL);
+    CHECK(strchr(error_message(), '\n') == NULL);
+}
+
+// transformers' sharded checkpoints: an index names the shard of each tensor, and the
+// set reads them as one checkpoint; a missing, short or wrong shard names itself and a
+// tensor, and no index entry may leave the folder.
+static void test_sharded(void) {
+    char sub[160];
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    CHECK_INT(mkdir(sub, 0755), 0);
+    float a[4] = {1, 2, 3, 4}, b[2] = {5, 6}, c[3] = {7, 8, 9}, stray[1] = {0};
+    st_write_tensor one[] = {{"a", a, 2, {2, 2}}, {"b", b, 1, {2}}, {"stray", stray, 1, {1}}};
+    st_write_tensor two[] = {{"c", c, 1, {3}}};
+    CHECK_INT(safetensors_write_f32(path_of("m-1.safetensors"), one, 3, NULL), 0);
+    CHECK_INT(safetensors_write_f32(path_of("sub/m-2.safetensors"), two, 1, NULL), 0);
+    write_text("good.index.json", "{\"metadata\": {\"total_size\": 36}, \"weight_map\": "
+               "{\"c\": \"sub/m-2.safetensors\", \"a\": \"m-1.safetensors\", "
+               "\"b\": \"m-1.safetensors\"}}");
+    cJSON *shards = NULL;
+    CHECK_INT(safetensors_index_shards(path_of("good.index.json"), &shards), 0);
+    CHECK_INT(cJSON_GetArraySize(shards), 2);
+    CHECK_STR(cJSON_GetArrayItem(shards, 0)->valuestring, "sub/m-2.safetensors");
+    CHECK_STR(cJSON_GetArrayItem(shards, 1)->valuestring, "m-1.safetensors");
+    cJSON_Delete(shards);
+
+    CHECK(safetensors_is_index(path_of("good.index.json")));
+    CHECK(!safetensors_is_index(path_of("m-1.safetensors")));
+    safetensors_set *s = NULL;
+    CHECK_INT(safetensors_set_open(path_of("good.index.json"), &s), 0);
+    if (s) {
+        CHECK_INT(safetensors_set_count(s), 3); // the map's tensors: "stray" is not read
+        const safetensors_file *f = NULL;
+        const st_tensor_info *t = safetensors_set_find(s, "c", &f);
+        CHECK(t && f && strstr(safetensors_path(f), "sub/m-2.safetensors"));
+        float got[4] = {0};
+        if (t) CHECK_INT(safetensors_read_f32(f, t, got), 0);
+        CHECK(got[0] == 7 && got[2] == 9);
+        t = safetensors_set_find(s, "a", &f);
+        CHECK(t && f && strstr(safetensors_path(f), "m-1.safetensors"));
+        if (t) CHECK_INT(safetensors_read_f32(f, t, got), 0);
+        CHECK(got[3] == 4);
+        CHECK(safetensors_set_find(s, "stray", NULL) == NULL);
+        CHECK(safetensors_set_find(s, "nope", NULL) == NULL);
+        CHECK_STR(safetensors_set_tensor(s, 0, NULL)->name, "c"); // weight_map order
+        CHECK(safetensors_set_tensor(s, 3, NULL) == NULL);
+        safetensors_set_close(s);
+    }
+    // a single file is a set of one
+    CHECK_INT(safetensors_set_open(path_of("m-1.safetensors"), &s), 0);
+    if (s) CHECK_INT(safetensors_set_count(s), 3);
+    safetensors_set_close(s);
+
+    write_text("missing.index.json", "{\"weight_map\": {\"a\": \"m-1.safetensors\", "
+               "\"z\": \"m-9.safetensors\"}}");
+    expect_bad_set("missing.index.json", "m-9.safetensors", "'z'");
+    write_text("absent.index.json", "{\"weight_map\": {\"c\": \"m-1.safetensors\"}}");
+    expect_bad_set("absent.index.json", "'c'", "m-1.safetensors");
+    FILE *f = fopen(path_of("short.safetensors"), "wb");
+    fwrite("\x10\0\0\0\0\0\0\0{}", 1, 10, f);
+    fclose(f);
+    write_text("short.index.json", "{\"weight_map\": {\"q\": \"short.safetensors\"}}");
+    expect_bad_set("short.index.json", "short.safetensors", "'q'");
+    write_text("up.index.json", "{\"weight_map\": {\"a\": \"../m-1.safetensors\"}}");
+    expect_bad_set("up.index.json", "../m-1.safetensors", "not a file in");
+    write_text("abs.index.json", "{\"weight_map\": {\"a\": \"/etc/passwd\"}}");
+    expect_bad_set("abs.index.json", "/etc/passwd", NULL);
+    write_text("dots.index.json", "{\"weight_map\": {\"a\": \"sub/./m-2.safetensors\"}}");
+    expect_bad_set("dots.index.json", "sub/./m-2", NULL);
+    write_text("num.index.json", "{\"weight_map\": {\"a\": 3}}");
+    expect_bad_set("num.index.json", "weight_map[\"a\"]", NULL);
+    write_text("nomap.index.json", "{\"metadata\": {}}");
+    expect_bad_set("nomap.index.json", "weight_map", NULL);
+    write_text("empty.index.json", "{\"weight_map\": {}}");
+    expect_bad_set("empty.index.json", "empty", NULL);
+    write_text("notjson.index.json", "{\"weight_map\": ");
+    expect_bad_set("notjson.index.json", "not a JSON object", NULL);
+    write_text("dup.index.json", "{\"weight_map\": {\"a\": \"m-1.safetensors\", "
+               "\"a\": \"m-1.safetensors\"}}");
+    expect_bad_set("dup.index.json", "'a'", "twice");
+    expect_bad_set("nothing.index.json", "cannot open", NULL);
+
+    // a folder's checkpoint: the single file first, else the index
+    char folder[160], got[4096];
+    snprintf(folder, sizeof folder, "%s/ckpt", dir);
+    CHECK_INT(mkdir(folder, 0755), 0);
+    CHECK_INT(safetensors_checkpoint_path(folder, got, sizeof got), 0);
+    CHECK(strstr(got, "ckpt/model.safetensors") && !safetensors_is_index(got));
+    write_text("ckpt/model.safetensors.index.json", "{}");
+    CHECK_INT(safetensors_checkpoint_path(folder, got, sizeof got), 0);
+    CHECK(strstr(got, "ckpt/model.safetensors.index.json") != NULL);
+    CHECK_INT(safetensors_write_f32(path_of("ckpt/model.safetensors"), two, 1, NULL), 0);
+    CHECK_INT(safetensors_checkpoint_path(folder, got, sizeof got), 0);
+    CHECK(!safetensors_is_index(got));
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/test_safetensors.XXXXXX");
     if (!mkdtemp(dir)) return 1;
@@ -269,6 +382,7 @@ int main(void) {
     test_half_types();
     test_bad_files();
     test_write_errors();
+    test_sharded();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

@@ -4,7 +4,7 @@
 // never corrupts the latest value.
 #include "check.h"
 #include "runner/log.h"
-#include "runner/serve/telemetry_store.h"
+#include "runner/telemetry_store.h"
 #include "runner/telemetry.h"
 
 #include <signal.h>

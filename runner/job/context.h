@@ -1,6 +1,7 @@
 #pragma once
-// Shared plumbing of the job's modes (job.c, pipeline.c, modes.c, export.c): where
-// things are, which backend, model shape and tokenizer, and how a model is created.
+// The context every mode of the job runs on (context.c): where things are, which
+// backend, model shape and tokenizer, and how a model is created. job.c opens it; the
+// modes (pipeline.c, modes.c, export.c) use it.
 #include "kernels/backend.h"
 #include "runner/config.h"
 #include "runner/job/dataset.h"
@@ -46,18 +47,3 @@ space_start job_space_start(const job_context *ctx);
 // The learning rate and warm-up ratio of a run without a search: the configured ones
 // where the user set them, else the starting point's defaults.
 void job_schedule(const job_context *ctx, double *learning_rate, double *warmup_ratio);
-
-// The modes.
-int job_pipeline(job_context *ctx, bool search);
-int job_predict(job_context *ctx);
-int job_embed(job_context *ctx);
-int job_pretrain(job_context *ctx);
-
-// Write a Hugging Face model directory: config.json (with id2label/label2id for token
-// classification), model.safetensors, vocab.txt, tokenizer_config.json,
-// special_tokens_map.json. labels may be NULL (no label maps). 0, EXIT_OUTPUT, or
-// EXIT_INTERRUPTED when a stop was requested before a file or after the last one.
-int export_model_dir(const job_context *ctx, const bert_model *m, bert_head head,
-                     const char *const *labels, int num_labels, const char *dir);
-// Read id2label of an exported model's config.json (malloc'd strings); 0 or EXIT_BAD_INPUT.
-int export_read_labels(const char *model_dir, char ***labels, int *num_labels);

@@ -1,4 +1,4 @@
-#include "runner/serve/telemetry_store.h"
+#include "runner/telemetry_store.h"
 
 #include "runner/log.h"
 

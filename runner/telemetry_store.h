@@ -2,7 +2,10 @@
 // The supervisor's in-memory view of telemetry: latest value and bounded history per
 // (run, tag), the job's phase and progress, a step-time histogram per run. Fed by
 // telemetry.c (directly in-process, or by its reader thread draining the workers'
-// rings); read by the HTTP servers. One mutex, held only for memory copies.
+// rings); read by the HTTP servers (runner/serve) and by coordination's metrics export
+// and fan-in (runner/coord), which also adds the other nodes' points: it lives beside
+// telemetry.c, in neither area, so neither depends on the other. One mutex, held only
+// for memory copies.
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
