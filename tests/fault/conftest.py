@@ -48,6 +48,11 @@ def pytest_report_header(config):
             f"variant")
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    # Also under -q, which hides the header: the seed is what replays a failure.
+    terminalreporter.write_line(pytest_report_header(config))
+
+
 def pytest_collection_modifyitems(config, items):
     harness.pytest_collection_modifyitems(config, items)
     if config.getoption("--fault-long"):
