@@ -760,6 +760,7 @@ static void check_disk(checks *c, const runner_config *cfg) {
         return;
     }
     bool writable = access(dir, W_OK | X_OK) == 0;
+    int not_writable = writable ? 0 : errno; // EACCES, or EROFS: not a matter of owners
     cJSON_AddBoolToObject(s, "writable", writable);
     uint64_t available = (uint64_t)vfs.f_bavail * vfs.f_frsize;
     // A checkpoint holds weights and both AdamW moments; save_total_limit of them plus
@@ -769,21 +770,22 @@ static void check_disk(checks *c, const runner_config *cfg) {
     uint64_t floor_need = (uint64_t)(weights * 2) + 64ull * MIB;
     cJSON_AddNumberToObject(s, "free_bytes", (double)available);
     cJSON_AddNumberToObject(s, "need_bytes", (double)need);
-    char free_text[32], need_text[32];
+    char free_text[32], need_text[32], floor_text[32];
     size_text(available, free_text, sizeof free_text);
     size_text(need, need_text, sizeof need_text);
+    size_text(floor_need, floor_text, sizeof floor_text);
     if (!writable) {
-        snprintf(message, sizeof message, "output %.256s: %.256s is not writable by uid %d", output,
-                 dir, (int)geteuid());
-        set_status(s, "fail", "%s not writable", dir);
+        snprintf(message, sizeof message, "output %.256s: %.256s is not writable by uid %d: %s",
+                 output, dir, (int)geteuid(), strerror(not_writable));
+        set_status(s, "fail", "%s not writable: %s", dir, strerror(not_writable));
         fail(c, s, EXIT_OUTPUT, message);
     } else if (available < floor_need) {
         snprintf(message, sizeof message,
                  "output %.256s: %.256s free at %.256s, the model alone needs %s: give the job "
                  "more disk "
                  "(a larger volume in the launch template) or use an s3:// output",
-                 output, free_text, dir, need_text);
-        set_status(s, "fail", "%s free, need %s", free_text, need_text);
+                 output, free_text, dir, floor_text);
+        set_status(s, "fail", "%s free, need at least %s", free_text, floor_text);
         fail(c, s, EXIT_RESOURCES, message);
     } else {
         set_status(s, "ok", "%s: %s free, need %s", dir, free_text, need_text);

@@ -3,6 +3,7 @@
 #include "runner/job/checkpoint_internal.h"
 
 #include "runner/error.h"
+#include "runner/fault.h"
 #include "runner/job/files.h"
 #include "runner/log.h"
 #include "runner/model/safetensors.h"
@@ -293,11 +294,14 @@ int checkpoint_save(const char *dir, const bert_model *m, const train_state *st,
     const void *parts[] = {STATE_MAGIC, &count, buf};
     size_t lens[] = {sizeof STATE_MAGIC, sizeof count, 3 * P * sizeof(float)};
     if (rc == 0) rc = files_join(path, sizeof path, "%s/state.bin", ck);
+    if (rc == 0) fault_point("checkpoint_file", path);
     if (rc == 0) rc = files_write_atomic_parts(path, parts, lens, 3);
     free(buf);
     if (rc == 0) rc = files_join(path, sizeof path, "%s/model.safetensors", ck);
+    if (rc == 0) fault_point("checkpoint_file", path);
     if (rc == 0) rc = bert_save_safetensors(m, path);
     if (rc == 0) rc = files_join(path, sizeof path, "%s/trainer_state.json", ck);
+    if (rc == 0) fault_point("checkpoint_file", path);
     if (rc == 0) rc = files_write_json(path, state_to_json(st));
     if (rc) return rc;
 
@@ -324,6 +328,7 @@ int checkpoint_save(const char *dir, const bert_model *m, const train_state *st,
         cJSON_Delete(manifest);
         return rc;
     }
+    fault_point("checkpoint_file", path);
     if ((rc = files_write_json(path, manifest))) return rc;
     log_info("checkpoint_saved", "%s", ck);
 

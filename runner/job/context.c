@@ -197,6 +197,10 @@ int job_context_open(job_context *ctx, const runner_config *cfg, int rank, int w
         rc = files_join(ctx->artefacts, sizeof ctx->artefacts, "%s/artefacts/%s", ctx->output,
                         cfg->architecture);
     if (rc == 0) rc = files_mkdirs(ctx->artefacts);
+    // An attempt killed while writing (SIGKILL, a lost instance) leaves temporaries
+    // beside the files it was replacing; rank 0, the only writer, clears them before it
+    // writes (or uploads) anything.
+    if (rc == 0 && rank == 0 && files_remove_temporaries(ctx->artefacts) < 0) rc = error_code();
     if (rc) return rc;
 
     // Inputs.

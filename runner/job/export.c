@@ -1,7 +1,9 @@
 // Hugging Face model directories out of a trained model; see modes.h.
 #include "runner/error.h"
+#include "runner/fault.h"
 #include "runner/job/files.h"
 #include "runner/job/modes.h"
+#include "runner/signals.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -80,6 +82,20 @@ static cJSON *config_json(const job_context *ctx, const bert_config *c, bert_hea
     return o;
 }
 
+// Before each file of the export and once after the last: a stop request ends the export
+// with EXIT_INTERRUPTED. The run's checkpoints are complete, so the next attempt only
+// exports again; a stop that arrives before the job is done always exits 80, however
+// long an export of a large model takes (Batch kills 30 s after its SIGTERM).
+static int export_step(const char *dir, const char *what) {
+    char where[PATH_MAX + 64];
+    snprintf(where, sizeof where, "%s/%s", dir, what);
+    fault_point("export_file", where);
+    if (!signals_stop_requested()) return 0;
+    return error_set(EXIT_INTERRUPTED, "stopped (%s) while exporting %s; the run's checkpoints "
+                     "are complete: the next attempt exports again",
+                     signals_stop_reason() ? signals_stop_reason() : "stop", where);
+}
+
 int export_model_dir(const job_context *ctx, const bert_model *m, bert_head head,
                      const char *const *labels, int num_labels, const char *dir) {
     int rc = files_mkdirs(dir);
@@ -88,13 +104,16 @@ int export_model_dir(const job_context *ctx, const bert_model *m, bert_head head
     cJSON *config = config_json(ctx, bert_get_config(m), head, labels, num_labels);
     char *text = cJSON_Print(config);
     cJSON_Delete(config);
-    rc = text ? files_join(path, sizeof path, "%s/config.json", dir)
-              : error_set(EXIT_RESOURCES, "out of memory");
+    rc = text ? export_step(dir, "config.json") : error_set(EXIT_RESOURCES, "out of memory");
+    if (rc == 0) rc = files_join(path, sizeof path, "%s/config.json", dir);
     if (rc == 0) rc = files_write_text(path, text);
     free(text);
+    if (rc == 0) rc = export_step(dir, "model.safetensors");
     if (rc == 0) rc = files_join(path, sizeof path, "%s/model.safetensors", dir);
     if (rc == 0) rc = bert_save_safetensors(m, path);
+    if (rc == 0) rc = export_step(dir, "tokenizer files");
     if (rc == 0) rc = tokenizer_save_dir(ctx->tok, dir, bert_get_config(m)->max_position);
+    if (rc == 0) rc = export_step(dir, "(done)");
     return rc;
 }
 

@@ -2,8 +2,11 @@
 #include "runner/job/files.h"
 
 #include "runner/error.h"
+#include "runner/fault.h"
+#include "runner/log.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -65,30 +68,43 @@ int files_write_atomic_parts(const char *path, const void *const *parts, const s
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
         return error_set(EXIT_OUTPUT, "path too long: %s", path);
+    // Errors name the file the job could not write, not its temporary (removed).
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return error_set(EXIT_OUTPUT, "%s: cannot write: %s", tmp, strerror(errno));
+    if (fd < 0) return error_set(EXIT_OUTPUT, "%s: cannot write: %s", path, strerror(errno));
+    // The test-only fault point "file_write" sits half way through the bytes (fault.h).
+    size_t total = 0, done = 0;
+    for (int part = 0; part < nparts; part++) total += lens[part];
+    bool halfway = false;
     for (int part = 0; part < nparts; part++) {
         const char *p = parts[part];
         size_t left = lens[part];
         while (left > 0) {
-            ssize_t n = write(fd, p, left);
+            size_t chunk = left;
+            if (!halfway && done < total / 2 && done + chunk > total / 2) chunk = total / 2 - done;
+            ssize_t n = write(fd, p, chunk);
             if (n < 0) {
                 if (errno == EINTR) continue;
                 int err = errno;
                 close(fd);
                 unlink(tmp);
-                return error_set(EXIT_OUTPUT, "%s: write failed: %s", tmp, strerror(err));
+                return error_set(EXIT_OUTPUT, "%s: write failed: %s", path, strerror(err));
             }
             p += n;
             left -= (size_t)n;
+            done += (size_t)n;
+            if (!halfway && done >= total / 2) {
+                halfway = true;
+                fault_point("file_write", path);
+            }
         }
     }
+    if (!halfway) fault_point("file_write", path); // an empty file
     // Both always run: a failed fsync must not leave the descriptor open.
     int sync_err = fsync(fd) == 0 ? 0 : errno;
     int close_err = close(fd) == 0 ? 0 : errno;
     if (sync_err || close_err) {
         unlink(tmp);
-        return error_set(EXIT_OUTPUT, "%s: %s failed: %s", tmp, sync_err ? "fsync" : "close",
+        return error_set(EXIT_OUTPUT, "%s: %s failed: %s", path, sync_err ? "fsync" : "close",
                          strerror(sync_err ? sync_err : close_err));
     }
     if (rename(tmp, path) != 0) {
@@ -197,4 +213,49 @@ int files_remove_tree(const char *path, const char *prefix) {
     if (nftw(real_path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
         return error_set(EXIT_OUTPUT, "%s: cannot remove: %s", real_path, strerror(errno));
     return 0;
+}
+
+// Whether `name` ends in ".tmp." and the suffix of one of the atomic writers: a pid
+// (files_write_atomic_parts) or mkostemp's six letters and digits.
+static bool is_temporary_name(const char *name) {
+    const char *mark = strstr(name, ".tmp.");
+    for (const char *next = mark; next; next = strstr(mark + 1, ".tmp."))
+        mark = next;
+    if (!mark || mark == name) return false;
+    const char *suffix = mark + 5;
+    size_t n = strlen(suffix);
+    bool digits = n > 0 && n <= 10, alnum = n == 6;
+    for (size_t i = 0; i < n; i++) {
+        digits &= isdigit((unsigned char)suffix[i]) != 0;
+        alnum &= isalnum((unsigned char)suffix[i]) != 0;
+    }
+    return digits || alnum;
+}
+
+// nftw() takes no user pointer: the sweep's state, one sweep per thread.
+static _Thread_local struct {
+    int removed;
+    int rc;
+} sweep;
+
+static int sweep_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+    if (type != FTW_F || !S_ISREG(st->st_mode) || !is_temporary_name(path + ftw->base)) return 0;
+    if (unlink(path) != 0) {
+        sweep.rc = error_set(EXIT_OUTPUT, "%s: cannot remove a stale temporary: %s", path,
+                             strerror(errno));
+        return 1;
+    }
+    sweep.removed++;
+    log_info("temporary_removed", "%s: left half written by an attempt that was killed", path);
+    return 0;
+}
+
+int files_remove_temporaries(const char *root) {
+    if (!files_is_dir(root)) return 0;
+    sweep.removed = 0;
+    sweep.rc = 0;
+    if (nftw(root, sweep_entry, 16, FTW_PHYS) != 0 && sweep.rc == 0)
+        sweep.rc = error_set(EXIT_OUTPUT, "%s: cannot walk the directory: %s", root,
+                             strerror(errno));
+    return sweep.rc ? -1 : sweep.removed;
 }

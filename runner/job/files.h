@@ -31,5 +31,10 @@ int files_crc32(const char *path, uint32_t *crc, uint64_t *size);
 // Remove a directory tree that lies under `prefix` (refused otherwise: the job never
 // deletes outside its own output). 0 or EXIT_OUTPUT / EXIT_INTERNAL.
 int files_remove_tree(const char *path, const char *prefix);
+// Remove, below `root`, the temporaries of atomic writes that a killed process left
+// (NAME.tmp.PID of files_write_atomic, NAME.tmp.XXXXXX of the safetensors and tokenizer
+// writers), each logged as "temporary_removed". Only for a tree no other process is
+// writing. The count removed, or -1 (EXIT_OUTPUT set) when one cannot be removed.
+int files_remove_temporaries(const char *root);
 // snprintf into a fixed buffer; EXIT_USAGE when the path would not fit.
 int files_join(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -317,7 +317,9 @@ static int evaluate_split(job_context *ctx, const pipeline_data *d, bert_model *
                           const train_options *opt, const encoded_set *set, const char *name,
                           double *f1) {
     eval_result ev;
-    int rc = train_evaluate(m, set, opt, &ev);
+    train_options final = *opt;
+    final.final_split = name; // a stop ends it: the prime run's checkpoints are complete
+    int rc = train_evaluate(m, set, &final, &ev);
     if (rc) return rc;
     metrics_report report;
     rc = metrics_compute((const char *const *)d->ds.labels, d->ds.num_labels, ev.truth, ev.pred,

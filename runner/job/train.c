@@ -104,6 +104,14 @@ int train_evaluate(bert_model *m, const encoded_set *set, const train_options *o
     double loss_sum = 0;
     long loss_count = 0, word = 0;
     for (int start = 0; rc == 0 && start < set->n; start += B) {
+        fault_point("evaluate_batch", opt->final_split ? opt->final_split : opt->run);
+        if (opt->final_split && signals_stop_requested()) {
+            rc = error_set(EXIT_INTERRUPTED, "stopped (%s) while evaluating %s; the prime run's "
+                           "checkpoints are complete: the next attempt evaluates again",
+                           signals_stop_reason() ? signals_stop_reason() : "stop",
+                           opt->final_split);
+            break;
+        }
         int nb = set->n - start < B ? set->n - start : B;
         for (int b = 0; b < nb; b++) bb.rows[b] = start + b;
         int T = encoded_batch(set, bb.rows, nb, bb.ids, bb.mask, bb.labels, NULL);
@@ -362,6 +370,7 @@ int train_run(bert_model *m, const encoded_set *train, const encoded_set *valid,
             }
             if (checkpoint && (rc = save(opt, m, &st))) break;
             fault_maybe_inject("step", st.step);
+            fault_point("train_step", opt->run);
 
             // This rank's rows of the global batch.
             long start = b * global_batch;

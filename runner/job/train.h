@@ -42,6 +42,11 @@ typedef struct {
     collective *group;
     int rank, world;
     backend *be;           // for the GPU group's device-side flags
+    // The job's final evaluation of a split ("validating", "testing"): a stop request
+    // ends it before its next batch with EXIT_INTERRUPTED, since the run's checkpoints
+    // are complete and the next attempt evaluates again. NULL (the evaluation after each
+    // epoch): it runs to its end, as the epoch's checkpoint that follows needs it.
+    const char *final_split;
 } train_options;
 
 typedef struct {
@@ -75,7 +80,7 @@ typedef struct {
 // probability per word (first sub-token). MLM models (opt->mask_id >= 0) get the loss only.
 // Batches without a labelled token add nothing to the loss; a set with none at all (a tiny
 // MLM evaluation set where nothing was masked) has no loss: n_labelled 0, loss NAN, which
-// is no divergence.
+// is no divergence. EXIT_INTERRUPTED when opt->final_split is set and a stop was requested.
 int train_evaluate(bert_model *m, const encoded_set *set, const train_options *opt,
                    eval_result *out);
 void eval_result_free(eval_result *r);

@@ -511,6 +511,12 @@ done:
     return text;
 }
 
+static void (*write_hook)(const char *path);
+
+void safetensors_set_write_hook(void (*hook)(const char *path)) {
+    write_hook = hook;
+}
+
 int safetensors_write_f32(const char *path, const st_write_tensor *tensors, int n,
                           const cJSON *metadata) {
     size_t header_len = 0, data_len = 0;
@@ -540,6 +546,7 @@ int safetensors_write_f32(const char *path, const st_write_tensor *tensors, int 
     bool ok = fchmod(fd, 0644) == 0 && write_all(fd, len_bytes, 8) == 0 &&
               write_all(fd, header, header_len) == 0;
     for (int i = 0; ok && i < n; i++) {
+        if (i == n / 2 && write_hook) write_hook(path);
         size_t numel = 1;
         for (int d = 0; d < tensors[i].ndim; d++) numel *= (size_t)tensors[i].shape[d];
         if (numel) ok = write_all(fd, tensors[i].data, numel * sizeof(float)) == 0;

@@ -123,6 +123,11 @@ typedef struct {
     int64_t shape[ST_MAX_DIMS];
 } st_write_tensor;
 
+// Called half way through each safetensors_write_f32 (after half of the tensors, before
+// the fsync and rename) with the file's final path; none by default. The runner's
+// workers point it at their test-only fault injection (runner/fault.h, "file_write").
+void safetensors_set_write_hook(void (*hook)(const char *path));
+
 // Write fp32 tensors (in the given order) to `path` atomically: a temporary file in the
 // same directory, fsync, rename, fsync of the directory. `metadata` is NULL or a cJSON
 // object of string values; "format": "pt" is added when absent (transformers requires

@@ -170,7 +170,7 @@ def pytest_collection_modifyitems(config, items):
 # Under scripts/test every tool is built and every peer installed, so a skip there is a
 # failure in disguise (a missing build step, a job that no longer runs). Only skips for
 # facts about the machine itself stay skips.
-MACHINE_SKIPS = ("running as root", "this machine has GPUs")
+MACHINE_SKIPS = ("running as root", "this machine has GPUs", "the sandbox refuses unshare")
 
 
 @pytest.hookimpl(hookwrapper=True)
