@@ -109,8 +109,9 @@ int trials_sample_space(const cJSON *root, const char *path, int n, uint64_t see
     int rc = 0;
     if (lr) {
         rc = read_range(path, lr, "learning_rate", 1, &lr_lo, &lr_hi);
-        if (rc == 0 && lr_lo <= 0)
-            rc = error_set(EXIT_BAD_INPUT, "%s: continuous.learning_rate must be > 0", path);
+        if (rc == 0 && lr_lo < 1e-12)
+            rc = error_set(EXIT_BAD_INPUT, "%s: continuous.learning_rate must be >= 1e-12",
+                           path);
     }
     if (rc == 0 && wd) rc = read_range(path, wd, "weight_decay", 1, &wd_lo, &wd_hi);
     if (rc == 0 && wd_choice && !wd)

@@ -66,6 +66,7 @@ static void test_sample(const char *dir) {
         {"{\"continuous\": {\"weight_decay\": [0, 1e999]}}", "weight_decay"},
         {"{\"continuous\": {\"learning_rate\": [1e-5, 1e999]}}", "learning_rate"},
         {"{\"continuous\": {\"learning_rate\": [0.5, 2]}}", "learning_rate"},
+        {"{\"continuous\": {\"learning_rate\": [1e-13, 1e-3]}}", "learning_rate"},
         {"{\"choice\": {\"per_device_train_batch_size\": [16, 8.5]}}", "batch_size"},
         {"{\"choice\": {\"per_device_train_batch_size\": [1e10]}}", "batch_size"},
         {"{\"choice\": {\"per_device_train_batch_size\": [0]}}", "batch_size"},
