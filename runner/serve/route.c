@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-const char *const route_api_names[] = {"status", "history", "nodes", "trials", "preflight",
+const char *const route_api_names[] = {"status", "history", "nodes",  "trials", "preflight",
                                        "gpus",   "logs",    "events", NULL};
 static const char *const CONTROL_NAMES[] = {"stop", "checkpoint", NULL};
 
@@ -17,7 +17,9 @@ static const char *find_name(const char *const *names, const char *name) {
     return NULL;
 }
 
-static route_result result(route_kind kind) { return (route_result){.kind = kind}; }
+static route_result result(route_kind kind) {
+    return (route_result){.kind = kind};
+}
 
 static route_result not_allowed(const char *allow) {
     return (route_result){.kind = ROUTE_METHOD_NOT_ALLOWED, .allow = allow};

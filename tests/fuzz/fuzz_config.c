@@ -14,12 +14,14 @@
 #include <string.h>
 
 #define SEED_ONE                                                                                   \
-    "{\"MAX_LENGTH\": 60, \"TRAIN_BATCH_SIZE\": 8, \"EPOCHS\": 7, \"LEARNING_RATE\": 0.001,"      \
+    "{\"MAX_LENGTH\": 60, \"TRAIN_BATCH_SIZE\": 8, \"EPOCHS\": 7, \"LEARNING_RATE\": 0.001,"       \
     " \"WEIGHT_DECAY\": 0.02, \"N_TRIALS\": 3, \"N_INSTANCES\": 1000, \"min_shm\": \"512m\","      \
     " \"gpus\": \"auto\", \"serve\": false, \"SEED\": 5, \"architecture\": \"bert-tiny\","         \
     " \"mode\": \"train\", \"backend\": \"cpu\", \"log_format\": \"json\", \"EPOCH\": 1}"
 #define SEED_TWO "{\"redis\": \"redis://user:pw@host:6379/0\", \"min_shm\": 1048576, \"gpus\": 2}\n"
-#define SEED_THREE "\x01\x05" "15.5gb"
+#define SEED_THREE                                                                                 \
+    "\x01\x05"                                                                                     \
+    "15.5gb"
 const char *const fuzz_seeds[] = {SEED_ONE, SEED_TWO, SEED_THREE, NULL};
 const size_t fuzz_seed_sizes[] = {sizeof SEED_ONE - 1, sizeof SEED_TWO - 1, sizeof SEED_THREE - 1,
                                   0};

@@ -21,7 +21,9 @@
     "0,\"Inflation in Somalia fell , he said .\",O O B-geo O O O O O,0 0 1 0 0 0 0 0\r\n"          \
     "1,Iranian media report,B-gpe O O,3 0 0\n\n"                                                   \
     "2,\"a \"\"quoted\"\"\nword\",O O O"
-#define SEED_TWO "\xEF\xBB\xBF" "sentence,tagstr\nx y,B-per I-per\n\"unclosed,O\n"
+#define SEED_TWO                                                                                   \
+    "\xEF\xBB\xBF"                                                                                 \
+    "sentence,tagstr\nx y,B-per I-per\n\"unclosed,O\n"
 #define SEED_THREE "a,b,,\"\"\r\n\"x\"y,1\n,\r"
 const char *const fuzz_seeds[] = {SEED_ONE, SEED_TWO, SEED_THREE, NULL};
 const size_t fuzz_seed_sizes[] = {sizeof SEED_ONE - 1, sizeof SEED_TWO - 1, sizeof SEED_THREE - 1,
@@ -105,9 +107,11 @@ static void check_round_trip(const char *data, size_t size) {
 static void check_dataset(const char *data, size_t size) {
     ner_dataset ds = {0};
     ds.labels = malloc(NUM_LABELS * sizeof *ds.labels);
-    for (int i = 0; i < NUM_LABELS; i++) ds.labels[i] = strdup(LABELS[i]);
+    for (int i = 0; i < NUM_LABELS; i++)
+        ds.labels[i] = strdup(LABELS[i]);
     ds.num_labels = NUM_LABELS;
-    dataset_options opt = {.max_instances = (long)(size % 4), .max_bad_fraction = size & 4 ? 1 : 0.01};
+    dataset_options opt = {.max_instances = (long)(size % 4),
+                           .max_bad_fraction = size & 4 ? 1 : 0.01};
     error_clear();
     int rc = dataset_parse_csv(data, size, "fuzz/dataset.csv", &opt, &ds);
     if (rc != 0 && rc != EXIT_BAD_INPUT) abort();

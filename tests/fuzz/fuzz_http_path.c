@@ -21,7 +21,7 @@
 #define SEED_FOUR "\x02/assets/%2e%2e/assets/dashboard%2Ejs"
 #define SEED_FIVE "\x05/index.html"
 const char *const fuzz_seeds[] = {SEED_ONE, SEED_TWO, SEED_THREE, SEED_FOUR, SEED_FIVE, NULL};
-const size_t fuzz_seed_sizes[] = {sizeof SEED_ONE - 1, sizeof SEED_TWO - 1, sizeof SEED_THREE - 1,
+const size_t fuzz_seed_sizes[] = {sizeof SEED_ONE - 1,  sizeof SEED_TWO - 1,  sizeof SEED_THREE - 1,
                                   sizeof SEED_FOUR - 1, sizeof SEED_FIVE - 1, 0};
 
 static const char *const METHODS[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "get", ""};
@@ -57,7 +57,8 @@ static void check(serve_server which, const char *method, const char *path) {
     }
     case ROUTE_API: {
         bool known = false;
-        for (size_t i = 0; route_api_names[i]; i++) known |= r.name == route_api_names[i];
+        for (size_t i = 0; route_api_names[i]; i++)
+            known |= r.name == route_api_names[i];
         if (which == SERVE_METRICS || !known || !is_get(method) ||
             !api_path(path, "/api/v1/", r.name))
             abort();
@@ -72,7 +73,8 @@ static void check(serve_server which, const char *method, const char *path) {
     case ROUTE_ASSET: {
         if (which != SERVE_DASHBOARD || !is_get(method) || r.asset >= serve_asset_count) abort();
         const char *file = serve_assets[r.asset].path;
-        if (strcmp(path, file) != 0 && !(strcmp(path, "/index.html") == 0 && strcmp(file, "/") == 0))
+        if (strcmp(path, file) != 0 &&
+            !(strcmp(path, "/index.html") == 0 && strcmp(file, "/") == 0))
             abort();
         if (file[0] != '/' || strstr(file, "..") || strstr(file, "//") || strstr(path, ".."))
             abort();

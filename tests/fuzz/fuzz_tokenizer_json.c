@@ -20,9 +20,13 @@
     "\"continuing_subword_prefix\":\"##\",\"max_input_chars_per_word\":100,\"vocab\":{"            \
     "\"[PAD]\":0,\"[UNK]\":1,\"[CLS]\":2,\"[SEP]\":3,\"[MASK]\":4,\"hello\":5,\"##s\":6,"          \
     "\"caf\\u00e9\":7,\"\\u6771\":8,\"a\":9}}}"
-#define SEED_ONE "{\"do_lower_case\": true, \"strip_accents\": null}\n\n\n" MODEL "\n\n\n\x07Hellos caf\xc3\xa9 [MASK]\tA"
+#define SEED_ONE                                                                                   \
+    "{\"do_lower_case\": true, \"strip_accents\": null}\n\n\n" MODEL                               \
+    "\n\n\n\x07Hellos caf\xc3\xa9 [MASK]\tA"
 #define SEED_TWO MODEL
-#define SEED_THREE "{\"tokenize_chinese_chars\": false, \"do_lower_case\": false}\n\n\n" MODEL "\n\n\n\x30\xe6\x9d\xb1 a\ta"
+#define SEED_THREE                                                                                 \
+    "{\"tokenize_chinese_chars\": false, \"do_lower_case\": false}\n\n\n" MODEL                    \
+    "\n\n\n\x30\xe6\x9d\xb1 a\ta"
 const char *const fuzz_seeds[] = {SEED_ONE, SEED_TWO, SEED_THREE, NULL};
 const size_t fuzz_seed_sizes[] = {sizeof SEED_ONE - 1, sizeof SEED_TWO - 1, sizeof SEED_THREE - 1,
                                   0};
