@@ -6,6 +6,7 @@
 #include "runner/job/files.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,9 +48,11 @@ static const cJSON *range_of(const cJSON *root, const char *kind, const char *na
     return item;
 }
 
-// The bounds are those of the matching options (LEARNING_RATE, WEIGHT_DECAY,
-// TRAIN_BATCH_SIZE in runner/config.c), so a trial never runs what the flags refuse; a
-// value past them (1e999 parses as infinity) would make the sampled specs inf or NaN.
+// Values must be finite (1e999 parses as infinity, and the sampled rates would be inf or
+// NaN). Weight decay and batch size keep to the ranges of WEIGHT_DECAY and
+// TRAIN_BATCH_SIZE (runner/config.c), so a trial never runs what the flags refuse; the
+// learning rate has only LEARNING_RATE's low bound: a rate too high for the model is a
+// trial that diverges and is recorded as failed (docs/pipeline.md), not a bad file.
 static int read_range(const char *path, const cJSON *item, const char *name, double max,
                       double *lo, double *hi) {
     if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 2 ||
@@ -57,7 +60,9 @@ static int read_range(const char *path, const cJSON *item, const char *name, dou
         return error_set(EXIT_BAD_INPUT, "%s: continuous.%s must be [low, high]", path, name);
     *lo = cJSON_GetArrayItem(item, 0)->valuedouble;
     *hi = cJSON_GetArrayItem(item, 1)->valuedouble;
-    if (!(*lo <= *hi) || *lo < 0 || !(*hi <= max))
+    if (!isfinite(*lo) || !isfinite(*hi))
+        return error_set(EXIT_BAD_INPUT, "%s: continuous.%s must hold finite numbers", path, name);
+    if (!(*lo <= *hi) || *lo < 0 || *hi > max)
         return error_set(EXIT_BAD_INPUT, "%s: continuous.%s needs 0 <= low <= high <= %g", path,
                          name, max);
     return 0;
@@ -108,7 +113,7 @@ int trials_sample_space(const cJSON *root, const char *path, int n, uint64_t see
     double wd_lo = base->weight_decay, wd_hi = base->weight_decay;
     int rc = 0;
     if (lr) {
-        rc = read_range(path, lr, "learning_rate", 1, &lr_lo, &lr_hi);
+        rc = read_range(path, lr, "learning_rate", DBL_MAX, &lr_lo, &lr_hi);
         if (rc == 0 && lr_lo < 1e-12)
             rc = error_set(EXIT_BAD_INPUT, "%s: continuous.learning_rate must be >= 1e-12",
                            path);
