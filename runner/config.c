@@ -1,8 +1,7 @@
 #include "runner/config.h"
 
-#include "runner/cloud/cloud.h"
 #include "runner/error.h"
-#include "runner/log.h"
+#include "runner/log.h" // LOG_FORMAT_AUTO
 #include "runner/units.h"
 
 #include <ctype.h>
@@ -11,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static const char *const ARCHITECTURES[] = {"bert",      "distil",    "electra",    "roberta",
                                             "bert-tiny", "bert-mini", "bert-small", "bert-base"};
@@ -509,56 +507,8 @@ int config_load_json(runner_config *cfg, const cJSON *root, const char *origin, 
     return 0;
 }
 
-// An s3:// configuration is fetched to a private temporary file and read from there.
-static int load_remote_file(runner_config *cfg, const char *uri, cJSON *warnings) {
-    char local[512];
-    snprintf(local, sizeof local, "%s/runner-config-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    int fd = mkstemp(local);
-    if (fd < 0)
-        return error_set(EXIT_OUTPUT, "--config %s: cannot create %s: %s", uri, local,
-                         strerror(errno));
-    close(fd);
-    int rc = cloud_fetch(uri, local);
-    if (rc == EXIT_BAD_INPUT) { // missing or forbidden: a wrong --config, not a data problem
-        char reason[1024];
-        snprintf(reason, sizeof reason, "%s", error_message()); // error_set() overwrites it
-        rc = error_set(EXIT_USAGE, "--config %s: %s", uri, reason);
-    } else if (rc == 0)
-        rc = config_load_file(cfg, local, warnings);
-    unlink(local);
-    if (rc && strstr(error_message(), local)) {
-        // Name the URI the person gave, not the temporary copy.
-        char message[1024];
-        const char *at = strstr(error_message(), local);
-        snprintf(message, sizeof message, "%.*s%s%s", (int)(at - error_message()), error_message(),
-                 uri, at + strlen(local));
-        error_set(rc, "%s", message);
-    }
-    return rc;
-}
-
-int config_load_file(runner_config *cfg, const char *path, cJSON *warnings) {
-    if (cloud_is_remote(path)) return load_remote_file(cfg, path, warnings);
-    FILE *file = fopen(path, "rb");
-    if (!file) return error_set(EXIT_USAGE, "--config %s: cannot open: %s", path, strerror(errno));
-    enum { CONFIG_FILE_MAX = 1 << 20 };
-    char *text = malloc(CONFIG_FILE_MAX + 1);
-    if (!text) {
-        fclose(file);
-        return error_set(EXIT_INTERNAL, "--config %s: out of memory", path);
-    }
-    size_t len = fread(text, 1, CONFIG_FILE_MAX + 1, file);
-    int read_error = ferror(file);
-    fclose(file);
-    if (read_error) {
-        free(text);
-        return error_set(EXIT_USAGE, "--config %s: cannot read (is it a directory?)", path);
-    }
-    if (len > CONFIG_FILE_MAX) {
-        free(text);
-        return error_set(EXIT_USAGE, "--config %s: larger than 1 MiB", path);
-    }
+int config_parse_json(runner_config *cfg, const char *text, size_t len, const char *origin,
+                      cJSON *warnings) {
     const char *error_at = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &error_at, false);
     if (!root) {
@@ -566,12 +516,11 @@ int config_load_file(runner_config *cfg, const char *path, cJSON *warnings) {
         int line = 1;
         for (size_t i = 0; i < offset && i < len; i++)
             line += text[i] == '\n';
-        free(text);
         // cJSON points at the last byte when the input ended inside a value.
         if (offset + 1 >= len)
             return error_set(EXIT_USAGE, "--config %s: truncated or empty JSON (ends at line %d)",
-                             path, line);
-        return error_set(EXIT_USAGE, "--config %s: malformed JSON at line %d (byte %zu)", path,
+                             origin, line);
+        return error_set(EXIT_USAGE, "--config %s: malformed JSON at line %d (byte %zu)", origin,
                          line, offset);
     }
     for (const char *p = error_at; p && p < text + len; p++) {
@@ -579,15 +528,13 @@ int config_load_file(runner_config *cfg, const char *path, cJSON *warnings) {
         int line = 1;
         for (const char *q = text; q < p; q++)
             line += *q == '\n';
-        free(text);
         cJSON_Delete(root);
         return error_set(EXIT_USAGE,
                          "--config %s: malformed JSON: unexpected text after the "
                          "object at line %d",
-                         path, line);
+                         origin, line);
     }
-    free(text);
-    int rc = config_load_json(cfg, root, path, warnings);
+    int rc = config_load_json(cfg, root, origin, warnings);
     cJSON_Delete(root);
     return rc;
 }
@@ -607,19 +554,27 @@ int config_apply_env(runner_config *cfg) {
     return 0;
 }
 
-void config_redis_password(const char *url, char *out, size_t size) {
-    out[0] = '\0';
+bool config_redis_password_span(const char *url, size_t *start, size_t *len) {
     const char *scheme = strstr(url, "://");
-    if (!scheme) return;
+    if (!scheme) return false;
     const char *userinfo = scheme + 3;
     const char *at = strchr(userinfo, '@');
     const char *slash = strchr(userinfo, '/');
-    if (!at || (slash && slash < at)) return;
+    if (!at || (slash && slash < at)) return false;
     const char *colon = memchr(userinfo, ':', (size_t)(at - userinfo));
-    const char *start = colon ? colon + 1 : userinfo;
-    size_t len = (size_t)(at - start);
+    const char *begin = colon ? colon + 1 : userinfo;
+    if (at == begin) return false;
+    *start = (size_t)(begin - url);
+    *len = (size_t)(at - begin);
+    return true;
+}
+
+void config_redis_password(const char *url, char *out, size_t size) {
+    out[0] = '\0';
+    size_t start, len;
+    if (!config_redis_password_span(url, &start, &len)) return;
     if (len >= size) len = size - 1;
-    memcpy(out, start, len);
+    memcpy(out, url + start, len);
     out[len] = '\0';
 }
 
@@ -656,17 +611,15 @@ cJSON *config_to_json(const runner_config *cfg) {
             cJSON_AddStringToObject(json, opt->flag, LOG_FORMATS[*(const int *)field]);
             break;
         default: {
-            char password[256];
-            config_redis_password(field, password, sizeof password);
-            if (!password[0]) {
+            size_t start, len;
+            if (!config_redis_password_span(field, &start, &len)) {
                 cJSON_AddStringToObject(json, opt->flag, field);
                 break;
             }
-            // Keep the URL's shape, hide the password.
-            char shown[1024];
-            const char *at = strstr(field, password);
-            snprintf(shown, sizeof shown, "%.*s***%s", (int)(at - field), field,
-                     at + strlen(password));
+            // Keep the URL's shape, hide the password: at its own place in the URL (the
+            // same text may come earlier, in the user name), and all of it however long.
+            char shown[CONFIG_PATH_MAX + 8];
+            snprintf(shown, sizeof shown, "%.*s***%s", (int)start, field, field + start + len);
             cJSON_AddStringToObject(json, opt->flag, shown);
         }
         }

@@ -118,6 +118,11 @@ int config_set_text(runner_config *cfg, const config_option *opt, const char *va
 // truncated) or the key (wrong type, out of range). Unknown keys are appended to
 // `warnings` (a cJSON array of strings, may be NULL).
 int config_load_file(runner_config *cfg, const char *path, cJSON *warnings);
+// The text of a --config file (`len` bytes, need not be NUL-terminated; `origin` names it
+// in errors): what config_load_file applies once it has read the file (config_file.c).
+// 0 or EXIT_USAGE, as config_load_file.
+int config_parse_json(runner_config *cfg, const char *text, size_t len, const char *origin,
+                      cJSON *warnings);
 int config_load_json(runner_config *cfg, const cJSON *root, const char *origin,
                      cJSON *warnings);
 // Apply every RUNNER_<NAME> environment variable of the table. 0 or EXIT_USAGE.
@@ -135,3 +140,5 @@ const char *config_suggest_key(const char *key);
 const char *config_suggest_flag(const char *flag);
 // The password inside a redis:// URL (for log_redact), "" when none; into `out`.
 void config_redis_password(const char *url, char *out, size_t size);
+// Where that password lies in `url`: true with its offset and length, false when none.
+bool config_redis_password_span(const char *url, size_t *start, size_t *len);

@@ -124,7 +124,9 @@ int csv_next(csv_reader *r) {
 }
 
 void csv_write_field(FILE *out, const char *field) {
-    if (strpbrk(field, ",\"\r\n") == NULL) {
+    // A field that starts with a byte-order mark is quoted too: at the start of a file
+    // the reader would drop the mark (tests/fuzz/corpus/fuzz_csv/regress-bom-in-first-field).
+    if (strpbrk(field, ",\"\r\n") == NULL && strncmp(field, "\xEF\xBB\xBF", 3) != 0) {
         fputs(field, out);
         return;
     }

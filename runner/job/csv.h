@@ -28,5 +28,6 @@ int csv_next(csv_reader *r);
 static inline const char *csv_field(const csv_reader *r, int i) { return r->buf + r->offsets[i]; }
 void csv_reader_free(csv_reader *r);
 
-// Write one field, quoted when it holds a comma, quote, CR or LF (quotes doubled).
+// Write one field, quoted when it holds a comma, quote, CR or LF or starts with a UTF-8
+// byte-order mark (quotes doubled).
 void csv_write_field(FILE *out, const char *field);

@@ -242,6 +242,14 @@ static int load_csv(const char *path, const dataset_options *opt, ner_dataset *d
     size_t len;
     int rc = files_read_all(path, &text, &len);
     if (rc) return rc;
+    rc = dataset_parse_csv(text, len, path, opt, ds);
+    free(text);
+    return rc;
+}
+
+int dataset_parse_csv(const char *text, size_t len, const char *path, const dataset_options *opt,
+                      ner_dataset *ds) {
+    int rc = 0;
     csv_reader r;
     csv_reader_init(&r, text, len);
     int col_id = 0, col_sentence = 1, col_tags = 2, col_codes = 3, min_fields = 3;
@@ -296,7 +304,6 @@ static int load_csv(const char *path, const dataset_options *opt, ner_dataset *d
     }
     sentence_free(&s);
     csv_reader_free(&r);
-    free(text);
     ds->bad_rows = bad;
     if (rc == 0) rc = check_bad_rows(path, bad, total, opt->max_bad_fraction);
     if (rc == 0 && ds->n == 0) rc = error_set(EXIT_BAD_INPUT, "%s: no usable rows", path);

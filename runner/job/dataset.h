@@ -5,6 +5,7 @@
 //   `enumerator.json` (label -> id) and `archetype.json` (id -> label) beside it;
 // - JSONL, one `{"tokens": [...], "tags": [...]}` per line.
 // Malformed rows are reported as file:line and skipped, up to a fraction of all rows.
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
@@ -32,6 +33,11 @@ typedef struct {
 // for CSV; for JSONL, when absent, the labels are the sorted set of tags seen).
 // 0, EXIT_BAD_INPUT (missing file, bad label map, too many bad rows) or EXIT_RESOURCES.
 int dataset_load(const char *path, const dataset_options *opt, ner_dataset *out);
+// The rows of a CSV file's text (`len` bytes; `path` names it in errors and warnings) into
+// `ds`, whose labels are already loaded (dataset_load_labels): what dataset_load does with
+// a .csv once it has read it. 0, EXIT_BAD_INPUT or EXIT_RESOURCES; the caller frees `ds`.
+int dataset_parse_csv(const char *text, size_t len, const char *path, const dataset_options *opt,
+                      ner_dataset *ds);
 // Load enumerator.json + archetype.json from `dir` into ds->labels; 0 or EXIT_BAD_INPUT.
 int dataset_load_labels(const char *dir, ner_dataset *ds);
 void dataset_free(ner_dataset *ds);

@@ -102,42 +102,12 @@ int space_choose(const space_start *start, const char *path, bool given, space_c
     space_describe_start(start, run, sizeof run);
     if (path && path[0]) {
         char *text;
-        int rc = files_read_all(path, &text, NULL);
+        size_t len;
+        int rc = files_read_all(path, &text, &len);
         if (rc) return rc;
-        cJSON *root = cJSON_Parse(text);
+        rc = space_choose_text(start, path, text, len, given, out);
         free(text);
-        if (!cJSON_IsObject(root)) {
-            cJSON_Delete(root);
-            return error_set(EXIT_BAD_INPUT, "%s: not a JSON object", path);
-        }
-        bool matches;
-        char tuned[256];
-        rc = tuned_for_matches(path, root, start, &matches, tuned, sizeof tuned);
-        if (rc) {
-            cJSON_Delete(root);
-            return rc;
-        }
-        if (given || matches) {
-            out->space = root;
-            snprintf(out->origin, sizeof out->origin, "%s", path);
-            if (given)
-                snprintf(out->why, sizeof out->why, "named by --hyperspace%s%s%s",
-                         matches ? "" : " (it says it was tuned for ", matches ? "" : tuned,
-                         matches ? "" : "; a space the user names always wins)");
-            else
-                snprintf(out->why, sizeof out->why, "found beside the data%s%s%s",
-                         tuned[0] ? ", tuned for " : "", tuned, tuned[0] ? " as this run is" : "");
-            return 0;
-        }
-        cJSON_Delete(root);
-        space_defaults d;
-        space_defaults_for(start, &d);
-        out->space = space_defaults_json(&d);
-        out->builtin = true;
-        snprintf(out->origin, sizeof out->origin, "built-in defaults");
-        snprintf(out->why, sizeof out->why, "%s is tuned for %s, not for %s: the defaults for %s "
-                 "replace it (--hyperspace FILE to use it anyway)", path, tuned, run, run);
-        return 0;
+        return rc;
     }
     space_defaults d;
     space_defaults_for(start, &d);
@@ -146,6 +116,51 @@ int space_choose(const space_start *start, const char *path, bool given, space_c
     snprintf(out->origin, sizeof out->origin, "built-in defaults");
     snprintf(out->why, sizeof out->why, "no hyperspace.json given or beside the data: the "
              "defaults for %s", run);
+    return 0;
+}
+
+int space_choose_text(const space_start *start, const char *path, const char *text, size_t len,
+                      bool given, space_choice *out) {
+    memset(out, 0, sizeof *out);
+    char run[256];
+    space_describe_start(start, run, sizeof run);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
+    // Only white space may follow the object (as in a --config file).
+    while (root && end && end < text + len &&
+           (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
+        end++;
+    if (!cJSON_IsObject(root) || (end && end < text + len)) {
+        cJSON_Delete(root);
+        return error_set(EXIT_BAD_INPUT, "%s: not a JSON object", path);
+    }
+    bool matches;
+    char tuned[256];
+    int rc = tuned_for_matches(path, root, start, &matches, tuned, sizeof tuned);
+    if (rc) {
+        cJSON_Delete(root);
+        return rc;
+    }
+    if (given || matches) {
+        out->space = root;
+        snprintf(out->origin, sizeof out->origin, "%s", path);
+        if (given)
+            snprintf(out->why, sizeof out->why, "named by --hyperspace%s%s%s",
+                     matches ? "" : " (it says it was tuned for ", matches ? "" : tuned,
+                     matches ? "" : "; a space the user names always wins)");
+        else
+            snprintf(out->why, sizeof out->why, "found beside the data%s%s%s",
+                     tuned[0] ? ", tuned for " : "", tuned, tuned[0] ? " as this run is" : "");
+        return 0;
+    }
+    cJSON_Delete(root);
+    space_defaults d;
+    space_defaults_for(start, &d);
+    out->space = space_defaults_json(&d);
+    out->builtin = true;
+    snprintf(out->origin, sizeof out->origin, "built-in defaults");
+    snprintf(out->why, sizeof out->why, "%s is tuned for %s, not for %s: the defaults for %s "
+             "replace it (--hyperspace FILE to use it anyway)", path, tuned, run, run);
     return 0;
 }
 

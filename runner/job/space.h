@@ -46,4 +46,8 @@ typedef struct {
 // `given` says the user named it (--hyperspace / config / RUNNER_HYPERSPACE). 0, or
 // EXIT_BAD_INPUT naming the file (unreadable, not a JSON object, a malformed tuned_for).
 int space_choose(const space_start *start, const char *path, bool given, space_choice *out);
+// The same for the file's text (`len` bytes, need not be NUL-terminated) already read from
+// `path` (named in errors): what space_choose does once it has read the file.
+int space_choose_text(const space_start *start, const char *path, const char *text, size_t len,
+                      bool given, space_choice *out);
 void space_choice_free(space_choice *c);

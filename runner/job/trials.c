@@ -6,6 +6,7 @@
 #include "runner/job/files.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,27 +48,37 @@ static const cJSON *range_of(const cJSON *root, const char *kind, const char *na
     return item;
 }
 
-static int read_range(const char *path, const cJSON *item, const char *name, double *lo,
-                      double *hi) {
+// Values must be finite (1e999 parses as infinity, and the sampled rates would be inf or
+// NaN). Weight decay and batch size keep to the ranges of WEIGHT_DECAY and
+// TRAIN_BATCH_SIZE (runner/config.c), so a trial never runs what the flags refuse; the
+// learning rate has only LEARNING_RATE's low bound: a rate too high for the model is a
+// trial that diverges and is recorded as failed (docs/pipeline.md), not a bad file.
+static int read_range(const char *path, const cJSON *item, const char *name, double max,
+                      double *lo, double *hi) {
     if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 2 ||
         !cJSON_IsNumber(cJSON_GetArrayItem(item, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(item, 1)))
         return error_set(EXIT_BAD_INPUT, "%s: continuous.%s must be [low, high]", path, name);
     *lo = cJSON_GetArrayItem(item, 0)->valuedouble;
     *hi = cJSON_GetArrayItem(item, 1)->valuedouble;
-    if (!(*lo <= *hi) || *lo < 0)
-        return error_set(EXIT_BAD_INPUT, "%s: continuous.%s needs 0 <= low <= high", path, name);
+    if (!isfinite(*lo) || !isfinite(*hi))
+        return error_set(EXIT_BAD_INPUT, "%s: continuous.%s must hold finite numbers", path, name);
+    if (!(*lo <= *hi) || *lo < 0 || *hi > max)
+        return error_set(EXIT_BAD_INPUT, "%s: continuous.%s needs 0 <= low <= high <= %g", path,
+                         name, max);
     return 0;
 }
 
-static int check_choice(const char *path, const cJSON *item, const char *name, double min) {
+static int check_choice(const char *path, const cJSON *item, const char *name, double min,
+                        double max, bool integer) {
     int n = cJSON_GetArraySize(item);
     if (!cJSON_IsArray(item) || n == 0)
         return error_set(EXIT_BAD_INPUT, "%s: choice.%s must be a non-empty list", path, name);
     const cJSON *v;
     cJSON_ArrayForEach(v, item) {
-        if (!cJSON_IsNumber(v) || v->valuedouble < min)
-            return error_set(EXIT_BAD_INPUT, "%s: choice.%s holds a value that is not a number "
-                             ">= %g", path, name, min);
+        if (!cJSON_IsNumber(v) || !(v->valuedouble >= min && v->valuedouble <= max) ||
+            (integer && v->valuedouble != floor(v->valuedouble)))
+            return error_set(EXIT_BAD_INPUT, "%s: choice.%s holds a value that is not %s in "
+                             "%g..%g", path, name, integer ? "an integer" : "a number", min, max);
     }
     return 0;
 }
@@ -102,13 +113,16 @@ int trials_sample_space(const cJSON *root, const char *path, int n, uint64_t see
     double wd_lo = base->weight_decay, wd_hi = base->weight_decay;
     int rc = 0;
     if (lr) {
-        rc = read_range(path, lr, "learning_rate", &lr_lo, &lr_hi);
-        if (rc == 0 && lr_lo <= 0)
-            rc = error_set(EXIT_BAD_INPUT, "%s: continuous.learning_rate must be > 0", path);
+        rc = read_range(path, lr, "learning_rate", DBL_MAX, &lr_lo, &lr_hi);
+        if (rc == 0 && lr_lo < 1e-12)
+            rc = error_set(EXIT_BAD_INPUT, "%s: continuous.learning_rate must be >= 1e-12",
+                           path);
     }
-    if (rc == 0 && wd) rc = read_range(path, wd, "weight_decay", &wd_lo, &wd_hi);
-    if (rc == 0 && wd_choice && !wd) rc = check_choice(path, wd_choice, "weight_decay", 0);
-    if (rc == 0 && bs_choice) rc = check_choice(path, bs_choice, "per_device_train_batch_size", 1);
+    if (rc == 0 && wd) rc = read_range(path, wd, "weight_decay", 1, &wd_lo, &wd_hi);
+    if (rc == 0 && wd_choice && !wd)
+        rc = check_choice(path, wd_choice, "weight_decay", 0, 1, false);
+    if (rc == 0 && bs_choice)
+        rc = check_choice(path, bs_choice, "per_device_train_batch_size", 1, 65536, true);
     for (int i = 0; rc == 0 && i < n; i++) {
         trial_spec *t = &out[i];
         *t = *base;

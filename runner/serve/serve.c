@@ -16,6 +16,7 @@
 #include "runner/log.h"
 #include "runner/serve/assets.h"
 #include "runner/serve/nvml.h"
+#include "runner/serve/route.h"
 #include "runner/serve/serve_internal.h"
 #include "runner/serve/strbuf.h"
 #include "runner/signals.h"
@@ -390,7 +391,7 @@ static enum MHD_Result handle_control(struct MHD_Connection *c, const char *acti
     return send_json(c, SERVE_API, MHD_HTTP_ACCEPTED, ok);
 }
 
-// ---- routing --------------------------------------------------------------------------
+// ---- routing (which handler: runner/serve/route.c) -------------------------------------
 
 static enum MHD_Result route_api_get(struct MHD_Connection *c, serve_server which,
                                      const char *route) {
@@ -423,29 +424,22 @@ static enum MHD_Result route_api_get(struct MHD_Connection *c, serve_server whic
     return send_error(c, which, MHD_HTTP_NOT_FOUND, "not found");
 }
 
-static bool is_api_get_route(const char *route) {
-    static const char *routes[] = {"status", "history", "nodes", "trials", "preflight",
-                                   "gpus",   "logs",    "events"};
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        if (strcmp(route, routes[i]) == 0) return true;
-    return false;
-}
-
 static enum MHD_Result route(struct MHD_Connection *c, serve_server which, const char *url,
                              const char *method) {
-    bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
-    bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
-    if (which == SERVE_METRICS) {
-        bool known = strcmp(url, "/metrics") == 0 || strcmp(url, "/healthz") == 0 ||
-                     strcmp(url, "/readyz") == 0;
-        if (!known) return send_error(c, which, MHD_HTTP_NOT_FOUND, "not found");
-        if (!get) return send_method_not_allowed(c, which, "GET, HEAD");
-        if (strcmp(url, "/metrics") == 0) return send_metrics(c);
-        if (strcmp(url, "/healthz") == 0) {
-            static char alive[] = "ok\n";
-            return send_buffer(c, which, MHD_HTTP_OK, "text/plain; charset=utf-8", alive,
-                               strlen(alive), false, false);
-        }
+    route_result r = route_resolve(which, method, url);
+    switch (r.kind) {
+    case ROUTE_NOT_FOUND:
+        break;
+    case ROUTE_METHOD_NOT_ALLOWED:
+        return send_method_not_allowed(c, which, r.allow);
+    case ROUTE_METRICS:
+        return send_metrics(c);
+    case ROUTE_HEALTHZ: {
+        static char alive[] = "ok\n";
+        return send_buffer(c, which, MHD_HTTP_OK, "text/plain; charset=utf-8", alive,
+                           strlen(alive), false, false);
+    }
+    case ROUTE_READYZ: {
         store_state st;
         telemetry_store_state(&st);
         char why[64] = "";
@@ -456,29 +450,15 @@ static enum MHD_Result route(struct MHD_Connection *c, serve_server which, const
         return send_buffer(c, which, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
                            "text/plain; charset=utf-8", body, strlen(body), true, false);
     }
-
-    static const char api_prefix[] = "/api/v1/";
-    if (strncmp(url, api_prefix, sizeof api_prefix - 1) == 0) {
-        const char *rest = url + sizeof api_prefix - 1;
-        if (strncmp(rest, "control/", 8) == 0 && which == SERVE_API) {
-            const char *action = rest + 8;
-            if (strcmp(action, "stop") != 0 && strcmp(action, "checkpoint") != 0)
-                return send_error(c, which, MHD_HTTP_NOT_FOUND, "not found");
-            if (!post) return send_method_not_allowed(c, which, "POST");
-            return handle_control(c, action);
-        }
-        if (!is_api_get_route(rest)) return send_error(c, which, MHD_HTTP_NOT_FOUND, "not found");
-        if (!get) return send_method_not_allowed(c, which, "GET, HEAD");
-        return route_api_get(c, which, rest);
+    case ROUTE_CONTROL:
+        return handle_control(c, r.name);
+    case ROUTE_API:
+        return route_api_get(c, which, r.name);
+    case ROUTE_ASSET: {
+        const serve_asset *a = &serve_assets[r.asset];
+        return send_buffer(c, which, MHD_HTTP_OK, a->content_type, (char *)a->data, a->len, false,
+                           true);
     }
-    if (which == SERVE_DASHBOARD) {
-        const char *path = strcmp(url, "/index.html") == 0 ? "/" : url;
-        for (size_t i = 0; i < serve_asset_count; i++) {
-            if (strcmp(path, serve_assets[i].path) != 0) continue;
-            if (!get) return send_method_not_allowed(c, which, "GET, HEAD");
-            return send_buffer(c, which, MHD_HTTP_OK, serve_assets[i].content_type,
-                               (char *)serve_assets[i].data, serve_assets[i].len, false, true);
-        }
     }
     return send_error(c, which, MHD_HTTP_NOT_FOUND, "not found");
 }
@@ -542,6 +522,12 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
     log_debug("http_server", "%s", text);
 }
 
+static size_t unescape(void *cls, struct MHD_Connection *c, char *text) {
+    (void)cls;
+    (void)c;
+    return route_unescape(text);
+}
+
 static int start_one(serve_server which, const struct sockaddr *addr, bool ipv6,
                      const char *bind_address, int port) {
     unsigned flags = MHD_USE_ERROR_LOG | (ipv6 ? MHD_USE_IPv6 : 0);
@@ -560,8 +546,8 @@ static int start_one(serve_server which, const struct sockaddr *addr, bool ipv6,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_IP_LIMIT,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger,
-        NULL, MHD_OPTION_NOTIFY_COMPLETED,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, NULL, MHD_OPTION_ARRAY, pool, MHD_OPTION_END);
     if (!d)
         return error_set(EXIT_USAGE, "--%s-port %d: cannot listen on %s:%d (port in use?)",

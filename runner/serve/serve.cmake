@@ -15,6 +15,9 @@ set(SERVE_ASSET_FILES ${SERVE_DIR}/dashboard.html ${SERVE_DIR}/dashboard.js
 # list, so embed.cmake adds the "; charset=utf-8").
 set(SERVE_ASSET_SPEC
     "/|text/html|${SERVE_DIR}/dashboard.html,/assets/dashboard.js|text/javascript|${SERVE_DIR}/dashboard.js,/assets/dashboard.css|text/css|${SERVE_DIR}/dashboard.css,/assets/favicon.svg|image/svg+xml|${SERVE_DIR}/favicon.svg,/assets/chart.umd.min.js|text/javascript|${RUNNER_CHARTJS}")
+# tests/fuzz/fuzz.cmake embeds the same table for fuzz_http_path.
+set_property(GLOBAL PROPERTY RUNNER_SERVE_ASSET_SPEC "${SERVE_ASSET_SPEC}")
+set_property(GLOBAL PROPERTY RUNNER_SERVE_ASSET_FILES ${SERVE_ASSET_FILES})
 add_custom_command(OUTPUT ${SERVE_ASSETS_C}
   COMMAND ${CMAKE_COMMAND} -DOUT=${SERVE_ASSETS_C} "-DASSETS=${SERVE_ASSET_SPEC}"
           -P ${SERVE_DIR}/embed.cmake

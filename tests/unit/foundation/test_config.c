@@ -126,6 +126,43 @@ static void test_redis_password_and_json(void) {
     CHECK(strstr(text, "\"train-batch-size\":16") != NULL);
     free(text);
     cJSON_Delete(json);
+
+    // The password is hidden where it stands, even when the user name holds the same
+    // text first, and whole, however long (it used to be cut to 255 bytes).
+    const struct {
+        const char *url, *shown;
+    } cases[] = {
+        {"redis://ab:b@host:6379", "redis://ab:***@host:6379"},
+        {"redis://user@host", "redis://***@host"},
+        {"redis://:@host", "redis://:@host"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(cfg.redis, sizeof cfg.redis, "%s", cases[i].url);
+        json = config_to_json(&cfg);
+        CHECK_STR(cJSON_GetObjectItem(json, "redis")->valuestring, cases[i].shown);
+        cJSON_Delete(json);
+    }
+    char long_pw[400];
+    memset(long_pw, 'p', sizeof long_pw - 1);
+    long_pw[sizeof long_pw - 1] = '\0';
+    snprintf(cfg.redis, sizeof cfg.redis, "redis://:%s@h:1", long_pw);
+    json = config_to_json(&cfg);
+    CHECK_STR(cJSON_GetObjectItem(json, "redis")->valuestring, "redis://:***@h:1");
+    cJSON_Delete(json);
+}
+
+// config_parse_json is what config_load_file applies; it takes text that is not
+// NUL-terminated and names `origin` in its errors.
+static void test_parse_text(void) {
+    runner_config cfg;
+    config_defaults(&cfg);
+    const char text[] = "{\"EPOCHS\": 9}garbage";
+    CHECK_INT(config_parse_json(&cfg, text, 13, "mem.json", NULL), 0);
+    CHECK_INT(cfg.epochs, 9);
+    CHECK_INT(config_parse_json(&cfg, text, sizeof text - 1, "mem.json", NULL), EXIT_USAGE);
+    CHECK(strstr(error_message(), "mem.json") && strstr(error_message(), "after the object"));
+    CHECK_INT(config_parse_json(&cfg, text, 12, "mem.json", NULL), EXIT_USAGE);
+    CHECK(strstr(error_message(), "truncated") != NULL);
 }
 
 static void test_suggestions(void) {
@@ -152,6 +189,7 @@ int main(void) {
     test_wrong_types();
     test_bad_files();
     test_redis_password_and_json();
+    test_parse_text();
     rmdir(dir);
     return check_summary();
 }

@@ -110,6 +110,15 @@ static void test_choose(const char *dir) {
     CHECK_INT(space_choose(&tiny, bad, false, &c), EXIT_BAD_INPUT);
     CHECK(strstr(error_message(), bad) && strstr(error_message(), "tuned_for.start"));
     CHECK(c.space == NULL);
+    // Text after the object is refused, as in a --config file; white space is not.
+    const char trailing[] = "{\"continuous\": {}}\n{\"choice\": {}}";
+    CHECK_INT(space_choose_text(&tiny, "t.json", trailing, sizeof trailing - 1, true, &c),
+              EXIT_BAD_INPUT);
+    CHECK(strstr(error_message(), "t.json") && c.space == NULL);
+    const char spaced[] = "{\"continuous\": {}}\r\n\t ";
+    CHECK_INT(space_choose_text(&tiny, "t.json", spaced, sizeof spaced - 1, true, &c), 0);
+    CHECK(c.space != NULL);
+    space_choice_free(&c);
 }
 
 // An encoded set of one sentence whose labelled tokens carry `tags`.

@@ -56,6 +56,34 @@ static void test_sample(const char *dir) {
     files_write_text(path, "{\"continuous\": {\"learning_rate\": [1e-2]}}");
     CHECK_INT(trials_sample(path, 2, 7, 3, &base, b), EXIT_BAD_INPUT);
     CHECK(strstr(error_message(), "learning_rate") != NULL);
+
+    // Found by fuzz_hyperspace: values the options refuse (and 1e999, which parses as
+    // infinity and made the sampled rates inf or NaN) are bad input naming the key.
+    const struct {
+        const char *text, *key;
+    } refused[] = {
+        {"{\"choice\": {\"weight_decay\": [5.01]}}", "weight_decay"},
+        {"{\"continuous\": {\"weight_decay\": [0, 1e999]}}", "weight_decay"},
+        {"{\"continuous\": {\"learning_rate\": [1e-5, 1e999]}}", "learning_rate"},
+        {"{\"continuous\": {\"learning_rate\": [1e-13, 1e-3]}}", "learning_rate"},
+        {"{\"choice\": {\"per_device_train_batch_size\": [16, 8.5]}}", "batch_size"},
+        {"{\"choice\": {\"per_device_train_batch_size\": [1e10]}}", "batch_size"},
+        {"{\"choice\": {\"per_device_train_batch_size\": [0]}}", "batch_size"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        files_write_text(path, refused[i].text);
+        error_clear();
+        CHECK_INT(trials_sample(path, 2, 7, 3, &base, b), EXIT_BAD_INPUT);
+        CHECK(strstr(error_message(), refused[i].key) != NULL);
+    }
+    files_write_text(path, "{\"continuous\": {\"learning_rate\": [1, 1], \"weight_decay\": [1, 1]},"
+                           " \"choice\": {\"per_device_train_batch_size\": [65536]}}");
+    CHECK_INT(trials_sample(path, 2, 7, 3, &base, b), 0); // the bounds themselves are fine
+    CHECK(b[0].learning_rate == 1 && b[0].weight_decay == 1 && b[0].batch_size == 65536);
+    // A learning rate too high to train is a trial that diverges, not a bad file.
+    files_write_text(path, "{\"continuous\": {\"learning_rate\": [50, 100]}}");
+    CHECK_INT(trials_sample(path, 2, 7, 3, &base, b), 0);
+    CHECK(b[0].learning_rate >= 50 && b[0].learning_rate <= 100);
 }
 
 static void test_local_restart(const char *dir) {
