@@ -44,10 +44,14 @@ set(FUZZ_SOURCES_fuzz_tokenizer ${RUNNER_DIR}/model/tokenizer.c ${RUNNER_DIR}/mo
 set(FUZZ_SOURCES_fuzz_tokenizer_bpe ${FUZZ_SOURCES_fuzz_tokenizer})
 set(FUZZ_SOURCES_fuzz_tokenizer_json ${FUZZ_SOURCES_fuzz_tokenizer})
 set(FUZZ_SOURCES_fuzz_config ${RUNNER_DIR}/config.c ${RUNNER_DIR}/units.c)
+# files.c's atomic writes hold test-only fault points (runner/fault.c, off unless
+# RUNNER_FAULT is set): the real module is linked, with what it needs.
+set(FUZZ_FILES_SOURCES ${RUNNER_DIR}/job/files.c ${RUNNER_DIR}/fault.c ${RUNNER_DIR}/signals.c
+  ${RUNNER_DIR}/model/safetensors.c ${RUNNER_DIR}/log.c)
 set(FUZZ_SOURCES_fuzz_hyperspace ${RUNNER_DIR}/job/space.c ${RUNNER_DIR}/job/trials.c
-  ${RUNNER_DIR}/job/files.c)
+  ${FUZZ_FILES_SOURCES})
 set(FUZZ_SOURCES_fuzz_csv ${RUNNER_DIR}/job/csv.c ${RUNNER_DIR}/job/dataset.c
-  ${RUNNER_DIR}/job/files.c ${RUNNER_DIR}/log.c)
+  ${FUZZ_FILES_SOURCES})
 set(FUZZ_SOURCES_fuzz_http_path ${RUNNER_DIR}/serve/route.c ${FUZZ_ASSETS_C})
 set(FUZZ_LIBS_fuzz_tokenizer PkgConfig::UTF8PROC PkgConfig::PCRE2)
 set(FUZZ_LIBS_fuzz_tokenizer_bpe ${FUZZ_LIBS_fuzz_tokenizer})
