@@ -1,6 +1,7 @@
 // Prometheus text exposition format 0.0.4 for port 6006. Each metric family is written
 // whole (HELP, TYPE, then its samples) so promtool and Prometheus accept it; a family
 // with no samples is left out entirely.
+#include "runner/serve/guard.h"
 #include "runner/serve/nvml.h"
 #include "runner/serve/serve_internal.h"
 #include "runner/serve/strbuf.h"
@@ -115,6 +116,37 @@ static void render_gpus(strbuf *b, const serve_identity *id) {
     gpu_family(b, gpus, n, id, "DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).",
                HAS(has_sm_clock), gpu_sm_clock);
 #undef HAS
+}
+
+// The servers' own state, so that an operator sees a client holding connections or
+// streams (and the job's answer to it) in the same scrape as the job.
+static void render_http(strbuf *b) {
+    serve_guard_counts g;
+    serve_guard_counts_get(&g);
+    const struct {
+        const char *name, *type, *help;
+    } fams[4] = {
+        {"runner_http_connections", "gauge", "Open connections of a server."},
+        {"runner_http_event_streams", "gauge", "Open Server-Sent Events streams of a server."},
+        {"runner_http_request_timeouts_total", "counter",
+         "Connections closed because no complete request arrived in time."},
+        {"runner_http_event_streams_refused_total", "counter",
+         "Event streams refused (503) because the server had its limit open."},
+    };
+    for (int k = 0; k < 4; k++) {
+        family(b, fams[k].name, fams[k].type, fams[k].help);
+        for (int i = 0; i < SERVE_COUNT; i++) {
+            double v = k == 0   ? g.connections[i]
+                       : k == 1 ? g.streams[i]
+                       : k == 2 ? (double)g.timed_out[i]
+                                : (double)g.streams_refused[i];
+            strbuf_printf(b, "%s{", fams[k].name);
+            put_label(b, "server", serve_server_name((serve_server)i), true);
+            strbuf_puts(b, "} ");
+            put_value(b, v);
+            strbuf_add(b, "\n", 1);
+        }
+    }
 }
 
 static void render_process(strbuf *b) {
@@ -304,6 +336,7 @@ char *metrics_render(size_t *len) {
     family(&b, "runner_telemetry_dropped_total", "counter", "Scalars lost because a worker's ring was full.");
     sample(&b, "runner_telemetry_dropped_total", (double)st.dropped);
     render_process(&b);
+    render_http(&b);
     render_gpus(&b, &id);
 
     free(series);
