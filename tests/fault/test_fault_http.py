@@ -11,16 +11,16 @@ The abuse comes from other loopback addresses (127.0.0.2-4) than the measuring c
 is what keeps the server for the others.
 
 How the step time is compared on a 2-core machine other jobs share (docs/faults.md): the
-runner (worker and servers) runs on one CPU and, where allowed, at nice -20, this test
-(the abusing and measuring client, whose CPU a real attacker would spend elsewhere) on
-the other at nice -10, so that what is measured is the servers' work taking time from
-the training thread. Abuse runs in blocks of BLOCK_S seconds between quiet ones; each
-abuse block's median step time (from the job's own train/loss times) is divided by the
-mean of the quiet blocks either side, counting only pairs whose two quiet blocks agree
-within QUIET_AGREE (where they do not, outside load changed mid-pair); more pairs are run
-until MIN_INFORMATIVE count, and the median of their ratios must be under 1.05. Beside
-it, CPU accounting that outside load does not blur: the supervisor's extra CPU under
-abuse must stay under 5 % of the training thread's.
+runner (worker and servers) runs on one CPU, in a session of its own at nice -20 where
+allowed, and this test (the abusing and measuring client, whose CPU a real attacker would
+spend elsewhere) on the other, so that what is measured is the servers' work taking time
+from the training thread. Abuse runs in blocks of BLOCK_S seconds between quiet ones;
+each abuse block's median step time (from the job's own train/loss times) is divided by
+the mean of the quiet blocks either side, counting only pairs whose two quiet blocks
+agree within QUIET_AGREE (where they do not, outside load changed mid-pair); more pairs
+are run until MIN_INFORMATIVE count, and the median of their ratios must be under 1.05.
+Beside it, CPU accounting that outside load does not blur: the supervisor's extra CPU
+under abuse must stay under 5 % of the training thread's.
 """
 import http.client
 import json
@@ -186,13 +186,8 @@ class Job:
                "--dashboard-port", str(self.dashboard), "--log-format", "json"]
         self.proc = subprocess.Popen(
             cmd, env=base_env(), stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
-            preexec_fn=lambda: self.isolate(runner_cpu))
+            start_new_session=True, preexec_fn=lambda: self.isolate(runner_cpu))
         os.sched_setaffinity(0, self.client_cpus)
-        self.saved_nice = os.getpriority(os.PRIO_PROCESS, 0)
-        try:  # the measuring and abusing client: ahead of other load on its CPU too
-            os.setpriority(os.PRIO_PROCESS, 0, -10)
-        except OSError:
-            pass
         deadline = time.time() + 90
         while time.time() < deadline:
             assert self.proc.poll() is None, "runner exited:\n" + self.log.read_text()[-3000:]
@@ -206,12 +201,16 @@ class Job:
 
     @staticmethod
     def isolate(cpus):
-        """In the child before exec: one CPU, and (where allowed) a higher priority than
-        the rest of the machine, so that other jobs sharing it shift the comparison less.
-        The servers' threads and the training thread share both, so they still compete."""
+        """In the child (a session of its own) before exec: one CPU, and where allowed a
+        higher priority than the rest of the machine, so that other jobs sharing it shift
+        the comparison less. With autogroup scheduling a process's nice value counts only
+        inside its session, so the session's is raised too. The servers' threads and the
+        training thread share both, so they still compete with each other as they would."""
         os.sched_setaffinity(0, cpus)
         try:
             os.setpriority(os.PRIO_PROCESS, 0, -20)
+            with open("/proc/self/autogroup", "w") as f:
+                f.write("-20")
         except OSError:
             pass
 
@@ -235,10 +234,6 @@ class Job:
 
     def stop(self):
         os.sched_setaffinity(0, self.saved_affinity)
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0, self.saved_nice)
-        except OSError:
-            pass
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

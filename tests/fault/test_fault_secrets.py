@@ -24,7 +24,6 @@ refuses the model without the token, the API accepts the token.
 import http.client
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
