@@ -163,6 +163,12 @@ def plain_requests(ports, count):
              "Connection: close\r\n\r\n".encode()) for i in range(count)]
 
 
+def fresh_metrics(port):
+    """A /metrics body rendered after this call: answers within 100 ms share one render."""
+    time.sleep(0.11)
+    return scrape(port)[2]
+
+
 def gauge(body, name, server):
     m = re.search(rf'^{name}{{server="{server}"}} (\S+)$', body.decode(), re.M)
     return float(m.group(1)) if m else None
@@ -344,7 +350,7 @@ def test_slowloris_malformed_oversized_and_traversal_are_refused(job):
         assert b"root:" not in body and b"Chart.js" not in body and b"function" not in body
     print("answers:", sorted({str(o) for o in outcomes}))
     assert 404 in outcomes, outcomes  # the traversal paths reach the router and match nothing
-    _, _, body = scrape(job.metrics)
+    body = fresh_metrics(job.metrics)
     timeouts = sum(gauge(body, "runner_http_request_timeouts_total", n) for n in
                    ("metrics", "api", "dashboard"))
     assert timeouts >= len(held), (timeouts, len(held))
@@ -391,10 +397,9 @@ def test_event_streams_are_capped_per_server(job):
     # A closed stream's slot is free once the server next writes to it (its heartbeat).
     deadline = time.time() + 10
     while time.time() < deadline:
-        _, _, body = scrape(job.metrics)
+        body = fresh_metrics(job.metrics)
         if gauge(body, "runner_http_event_streams", "api") == 0:
             break
-        time.sleep(0.2)
     c = http.client.HTTPConnection("127.0.0.1", job.api, timeout=5)
     c.request("GET", "/api/v1/events")
     r = c.getresponse()
@@ -553,10 +558,10 @@ def test_abuse_does_not_slow_training_or_the_metrics(job):
     # for the idle timeout. Draining it now ends in end-of-file.
     deadline = stalled_since + IDLE_TIMEOUT_S + 15
     while time.monotonic() < deadline:
-        _, _, body = scrape(job.metrics)
+        body = fresh_metrics(job.metrics)
         if gauge(body, "runner_http_event_streams", "api") == 0:
             break
-        time.sleep(0.5)
+        time.sleep(0.4)
     stalled.settimeout(3)
     drained, eof = 0, False
     try:
