@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +35,30 @@ static struct {
     pthread_t thread;
 } server;
 
+// The server's environment: only what finding and loading the program needs. The job's
+// own environment holds the AWS keys, the Hub token, the control token and the Redis
+// password, none of which redis-server has any use for, and a process that holds no
+// secret cannot give one away (a Lua sandbox escape, a crash report, a debugger).
+static const char *const SERVER_ENV[] = {"PATH", "LD_LIBRARY_PATH", "HOME", "TZ", "LANG",
+                                         "LC_ALL"};
+enum { SERVER_ENV_COUNT = sizeof SERVER_ENV / sizeof SERVER_ENV[0] };
+
+static void server_environment(char *envp[SERVER_ENV_COUNT + 1]) {
+    size_t n = 0;
+    for (size_t i = 0; i < SERVER_ENV_COUNT; i++) { // the first of each, as getenv finds
+        size_t len = strlen(SERVER_ENV[i]);
+        for (char **e = environ; e && *e; e++)
+            if (strncmp(*e, SERVER_ENV[i], len) == 0 && (*e)[len] == '=') {
+                envp[n++] = *e;
+                break;
+            }
+    }
+    envp[n] = NULL;
+}
+
 // posix_spawnp `argv` with stdin from `in_fd`, stdout to /dev/null, its own process
-// group, default signal dispositions and an empty signal mask. 0 or an errno.
+// group, default signal dispositions, an empty signal mask and the environment of
+// server_environment(). 0 or an errno.
 static int spawn_with(char *const argv[], int in_fd, pid_t *pid) {
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
@@ -50,14 +73,21 @@ static int spawn_with(char *const argv[], int in_fd, pid_t *pid) {
     sigemptyset(&none);
     sigfillset(&all);
     short flags = POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
-    if (!(err = posix_spawn_file_actions_adddup2(&actions, in_fd, STDIN_FILENO)) &&
+    bool ready =
+        !(err = posix_spawn_file_actions_adddup2(&actions, in_fd, STDIN_FILENO)) &&
         // Its own log lines are not JSON: keep them out of the job's stdout.
         !(err = posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0)) &&
         !(err = posix_spawnattr_setflags(&attr, flags)) &&
         !(err = posix_spawnattr_setpgroup(&attr, 0)) &&
         !(err = posix_spawnattr_setsigmask(&attr, &none)) &&
-        !(err = posix_spawnattr_setsigdefault(&attr, &all)))
-        err = posix_spawnp(pid, argv[0], &actions, &attr, argv, environ);
+        !(err = posix_spawnattr_setsigdefault(&attr, &all));
+    if (ready) {
+        // posix_spawnp searches the caller's PATH; setpriv then finds redis-server on the
+        // PATH passed here.
+        char *envp[SERVER_ENV_COUNT + 1];
+        server_environment(envp);
+        err = posix_spawnp(pid, argv[0], &actions, &attr, argv, envp);
+    }
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&actions);
     return err;

@@ -2,6 +2,7 @@
 // whole (HELP, TYPE, then its samples) so promtool and Prometheus accept it; a family
 // with no samples is left out entirely.
 #include "runner/coord/coord.h"
+#include "runner/serve/guard.h"
 #include "runner/serve/nvml.h"
 #include "runner/serve/serve_internal.h"
 #include "runner/serve/strbuf.h"
@@ -133,6 +134,37 @@ static void render_redis(strbuf *b) {
     family(b, "runner_redis_outage_seconds_total", "counter",
            "Seconds Redis was unreachable, the current outage included.");
     sample(b, "runner_redis_outage_seconds_total", h.outage_seconds);
+}
+
+// The servers' own state, so that an operator sees a client holding connections or
+// streams (and the job's answer to it) in the same scrape as the job.
+static void render_http(strbuf *b) {
+    serve_guard_counts g;
+    serve_guard_counts_get(&g);
+    const struct {
+        const char *name, *type, *help;
+    } fams[4] = {
+        {"runner_http_connections", "gauge", "Open connections of a server."},
+        {"runner_http_event_streams", "gauge", "Open Server-Sent Events streams of a server."},
+        {"runner_http_request_timeouts_total", "counter",
+         "Connections closed because no complete request arrived in time."},
+        {"runner_http_event_streams_refused_total", "counter",
+         "Event streams refused (503) because the server had its limit open."},
+    };
+    for (int k = 0; k < 4; k++) {
+        family(b, fams[k].name, fams[k].type, fams[k].help);
+        for (int i = 0; i < SERVE_COUNT; i++) {
+            double v = k == 0   ? g.connections[i]
+                       : k == 1 ? g.streams[i]
+                       : k == 2 ? (double)g.timed_out[i]
+                                : (double)g.streams_refused[i];
+            strbuf_printf(b, "%s{", fams[k].name);
+            put_label(b, "server", serve_server_name((serve_server)i), true);
+            strbuf_puts(b, "} ");
+            put_value(b, v);
+            strbuf_add(b, "\n", 1);
+        }
+    }
 }
 
 static void render_process(strbuf *b) {
@@ -323,6 +355,7 @@ char *metrics_render(size_t *len) {
     sample(&b, "runner_telemetry_dropped_total", (double)st.dropped);
     render_redis(&b);
     render_process(&b);
+    render_http(&b);
     render_gpus(&b, &id);
 
     free(series);

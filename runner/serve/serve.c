@@ -15,6 +15,7 @@
 #include "runner/error.h"
 #include "runner/log.h"
 #include "runner/serve/assets.h"
+#include "runner/serve/guard.h"
 #include "runner/serve/nvml.h"
 #include "runner/serve/route.h"
 #include "runner/serve/serve_internal.h"
@@ -39,14 +40,10 @@
 #include <sys/socket.h>
 #include <time.h>
 
+// The limits every server applies are in serve_internal.h (SERVE_*).
 enum {
-    MAX_BODY = 4096,            // control requests carry no body; anything larger is 413
-    CONNECTION_LIMIT = 64,      // per server
-    PER_IP_LIMIT = 32,          // a browser opens ~6; a scraper 1-2
-    CONNECTION_TIMEOUT_S = 30,  // idle connections (SSE sends heartbeats well within it)
-    CONNECTION_MEMORY = 32768,  // request line + headers; more is answered 431 by MHD
     SSE_HEARTBEAT_MS = 10000,
-    SSE_HEARTBEAT_MAX_MS = (CONNECTION_TIMEOUT_S - 5) * 1000, // beats inside MHD's timeout
+    SSE_HEARTBEAT_MAX_MS = (SERVE_CONNECTION_TIMEOUT_S - 5) * 1000, // beats inside MHD's timeout
     REFUSAL_LOG_MS = 10000,     // refused control requests: one log line per this, counted
     SSE_MIN_INTERVAL_MS = 250,  // at most four updates a second per stream
     HISTORY_MAX_POINTS = 4096,
@@ -54,6 +51,10 @@ enum {
 };
 
 static const char *const SERVER_NAMES[SERVE_COUNT] = {"metrics", "api", "dashboard"};
+
+const char *serve_server_name(serve_server which) {
+    return (unsigned)which < SERVE_COUNT ? SERVER_NAMES[which] : "?";
+}
 
 static struct {
     struct MHD_Daemon *daemon[SERVE_COUNT];
@@ -195,6 +196,7 @@ static bool arg_int64(struct MHD_Connection *c, const char *name, int64_t *out) 
 // ---- Server-Sent Events ---------------------------------------------------------------
 
 typedef struct {
+    serve_server which;    // whose stream count it holds (serve_guard_stream_open)
     uint64_t version;      // store version last seen
     uint64_t cursor;       // history: points with seq > cursor are new
     unsigned long log_next;
@@ -294,14 +296,32 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
 
 static void sse_free(void *cls) {
     sse_stream *s = cls;
+    serve_guard_stream_closed(s->which);
     strbuf_free(&s->pending);
     free(s->run);
     free(s);
 }
 
 static enum MHD_Result send_events(struct MHD_Connection *c, serve_server which) {
+    if (!serve_guard_stream_open(which)) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "error", "too many event streams are open; try again later");
+        cJSON_AddNumberToObject(e, "limit", SERVE_STREAM_LIMIT);
+        char retry[16];
+        snprintf(retry, sizeof retry, "%d", SERVE_STREAM_RETRY_S);
+        return send_json_header(c, which, MHD_HTTP_SERVICE_UNAVAILABLE, e, "Retry-After", retry);
+    }
     sse_stream *s = calloc(1, sizeof *s);
-    if (!s) return send_error(c, which, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+    if (!s) {
+        serve_guard_stream_closed(which);
+        return send_error(c, which, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+    }
+    s->which = which;
+    const union MHD_ConnectionInfo *fd_info =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int sndbuf = SERVE_STREAM_SNDBUF;
+    if (fd_info) // best effort: without it the stream works, with the kernel's buffer
+        (void)setsockopt(fd_info->connect_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     strbuf_init(&s->pending, 4096);
     s->heartbeat_ms = SSE_HEARTBEAT_MS;
     int64_t v;
@@ -478,8 +498,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *con_cls = rs;
         const char *length =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (length && strtoull(length, NULL, 10) > MAX_BODY) {
+        if (length && strtoull(length, NULL, 10) > SERVE_MAX_BODY) {
             rs->too_big = true;
+            serve_guard_request_received(c); // answered: the deadline is over
             return send_error(c, which, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
         }
         return MHD_YES;
@@ -487,9 +508,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*upload_data_size) { // bodies are not used; count them to enforce the limit
         rs->body += *upload_data_size;
         *upload_data_size = 0;
-        if (rs->body > MAX_BODY) rs->too_big = true;
+        if (rs->body > SERVE_MAX_BODY) rs->too_big = true;
         return MHD_YES;
     }
+    serve_guard_request_received(c);
     if (rs->too_big)
         return send_error(c, which, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
     return route(c, which, url, method);
@@ -498,10 +520,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
     (void)cls;
-    (void)c;
     (void)toe;
     free(*con_cls);
     *con_cls = NULL;
+    serve_guard_request_done(c);
 }
 
 // ---- life cycle -------------------------------------------------------------------------
@@ -542,13 +564,16 @@ static int start_one(serve_server which, const struct sockaddr *addr, bool ipv6,
     };
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)port, NULL, NULL, on_request, (void *)(intptr_t)which,
-        MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_IP_LIMIT,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
+        MHD_OPTION_SOCK_ADDR, addr,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)SERVE_CONNECTION_LIMIT,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)SERVE_PER_IP_LIMIT,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVE_CONNECTION_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVE_CONNECTION_MEMORY,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
-        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, NULL, MHD_OPTION_ARRAY, pool, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, serve_guard_notify, (void *)(intptr_t)which,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+        MHD_OPTION_ARRAY, pool, MHD_OPTION_END);
     if (!d)
         return error_set(EXIT_USAGE, "--%s-port %d: cannot listen on %s:%d (port in use?)",
                          SERVER_NAMES[which], port, bind_address, port);
@@ -579,6 +604,10 @@ int serve_start(const runner_config *cfg) {
     snprintf(srv.token, sizeof srv.token, "%s", srv.token_set ? token : "");
     if (srv.token_set) log_redact(token);
     atomic_store(&srv.stopping, false);
+    if (serve_guard_start() != 0) {
+        freeaddrinfo(ai);
+        return error_code();
+    }
     int ports[SERVE_COUNT] = {cfg->metrics_port, cfg->api_port, cfg->dashboard_port};
     int rc = 0;
     for (int i = 0; i < SERVE_COUNT && rc == 0; i++) {
@@ -618,6 +647,7 @@ void serve_stop(void) {
         srv.daemon[i] = NULL;
         srv.port[i] = 0;
     }
+    serve_guard_stop(); // after the daemons: their connections are closed and unlinked
     pthread_mutex_lock(&srv.metrics_lock);
     if (srv.metrics_cached) MHD_destroy_response(srv.metrics_cached);
     srv.metrics_cached = NULL;

@@ -2,6 +2,7 @@
 // Pieces shared by the servers (serve.c), the Prometheus renderer (metrics.c) and the
 // JSON API (api.c). Not for use outside runner/serve/.
 #include "runner/config.h"
+#include "runner/serve/serve.h"
 #include "runner/telemetry_store.h"
 
 #include <cjson/cJSON.h>
@@ -19,6 +20,50 @@
 #define TAG_EVAL_LOSS "eval/loss"
 #define TAG_EVAL_F1 "eval/f1"
 #define RUN_TRIAL_PREFIX "trial-"
+
+// What the servers accept, chosen so that no client, whether it is slow, floods the port
+// or never reads, can take a server from the others or cost the training loop more than
+// a few threads' worth of sleeping. The table in docs/observability.md ("Limits") says
+// what a client sees at each.
+enum {
+    // Requests carry no body except the control POSTs, which need none: more is 413.
+    SERVE_MAX_BODY = 4096,
+    // Open connections per server. The API and dashboard servers run a thread per
+    // connection (512 KiB of stack reserved, little of it touched), so this bounds their
+    // threads; legitimate use is a Prometheus or two, a few curl and a few browser tabs
+    // (each holds an event stream and up to ~5 requests): well under 64.
+    SERVE_CONNECTION_LIMIT = 64,
+    // Per client address: half the server, so one address (one attacker, or a script run
+    // amok) never takes a server from everyone else. A browser opens at most 6 per host;
+    // several people behind one SSH tunnel or NAT share one address, hence not less.
+    SERVE_PER_IP_LIMIT = 32,
+    // libmicrohttpd closes a connection that has sent and received nothing for this long
+    // (an idle keep-alive, a client that stopped reading an event stream). Event streams
+    // write a heartbeat well inside it.
+    SERVE_CONNECTION_TIMEOUT_S = 30,
+    // libmicrohttpd's idle timeout restarts on every byte, so a client sending its headers
+    // a byte at a time ("slowloris") would hold a connection for ever. The whole request
+    // (line, headers, body) must arrive within this many seconds of the connection's
+    // accept, and a later request on a kept-alive connection within
+    // SERVE_CONNECTION_TIMEOUT_S of the previous answer; else the connection is closed
+    // (guard.c). Every real client sends a request in one write, milliseconds.
+    SERVE_REQUEST_TIMEOUT_S = 10,
+    // Each connection's memory pool holds the request line, the headers and the
+    // connection's buffers; a request that does not fit is answered 431 (414 for a long
+    // URI). Real requests are well under 2 KiB; 32 KiB is libmicrohttpd's default.
+    SERVE_CONNECTION_MEMORY = 32768,
+    // Event streams per server: each holds a connection (and so a thread) for as long as
+    // the client likes, so their number is capped well below SERVE_CONNECTION_LIMIT: plain
+    // requests always find room. A dashboard tab holds one. More is 503 + Retry-After.
+    SERVE_STREAM_LIMIT = 16,
+    SERVE_STREAM_RETRY_S = 10,
+    // The send buffer of an event stream's socket. Left to itself the kernel grows it up
+    // to tcp_wmem's maximum (4 MiB by default) for a client that never reads, which then
+    // takes many minutes of events to fill before the idle timeout can start counting;
+    // with a fixed 64 KiB one, such a stream is full within seconds and closed
+    // SERVE_CONNECTION_TIMEOUT_S later. It still carries 640 KiB/s at 100 ms round trip.
+    SERVE_STREAM_SNDBUF = 65536,
+};
 
 typedef struct {
     char job_id[128];
@@ -46,6 +91,9 @@ typedef struct {
     double rss_bytes, cpu_seconds, start_time, uptime_seconds;
 } serve_process_stats;
 bool serve_process_stats_read(int pid, serve_process_stats *out);
+
+// "metrics", "api", "dashboard": the name in flags (--NAME-port), logs and labels.
+const char *serve_server_name(serve_server which);
 
 // Prometheus text format 0.0.4; malloc'd, NULL on allocation failure.
 char *metrics_render(size_t *len);

@@ -1,7 +1,8 @@
 // The HTTP servers over real sockets (libcurl as the client): routes, status codes
 // (404 unknown, 405 wrong method, 413 oversized body, 431 oversized headers), HEAD,
 // security headers, the bearer-token control endpoints reaching signals.h, the SSE
-// stream's events and heartbeats, and a clean stop with a stream still open.
+// stream's events and heartbeats, the cap on streams, undecoded %00, the servers' own
+// gauges, and a clean stop with streams still open.
 #include "check.h"
 #include "runner/serve/serve.h"
 #include "runner/signals.h"
@@ -224,6 +225,17 @@ int main(void) {
     // An escaped NUL stays escaped (it would cut the path short: route_unescape).
     CHECK_INT(request("GET", dp, "/assets/dashboard.js%00.png", NULL, NULL, 0, r), 404);
     CHECK_INT(request("GET", dp, "/api/v1/history?run=a%00b", NULL, NULL, 0, r), 200);
+    // %00 would cut the decoded path short: it is not decoded, so nothing matches.
+    CHECK_INT(request("GET", dp, "/assets/dashboard.js%00.html", NULL, NULL, 0, r), 404);
+    CHECK_INT(request("GET", dp, "/assets/dashboard.js%2500", NULL, NULL, 0, r), 404);
+    CHECK_INT(request("GET", dp, "/%61ssets/dashboard.js", NULL, NULL, 0, r), 200); // %HH still decoded
+    // The servers' own gauges.
+    CHECK_INT(request("GET", mp, "/metrics", NULL, NULL, 0, r), 200);
+    // This request's own connection at least (an earlier one may not be reaped yet).
+    const char *conns = strstr(r->body, "runner_http_connections{server=\"metrics\"} ");
+    CHECK(conns != NULL && atoi(strchr(conns, '}') + 2) >= 1);
+    CHECK(strstr(r->body, "# TYPE runner_http_event_streams gauge\n") != NULL);
+    CHECK(strstr(r->body, "# TYPE runner_http_request_timeouts_total counter\n") != NULL);
 
     // Restart after stop on fresh ports; a second start while running changes nothing.
     serve_stop();
@@ -234,17 +246,40 @@ int main(void) {
     CHECK_INT(serve_start(&cfg), 0);
     CHECK_INT(serve_bound_port(SERVE_API), api_again);
 
-    // Stop with a stream open: the stream ends, serve_stop returns promptly.
-    pthread_t t;
+    // Event streams are capped per server: with 16 open on the API server the next one
+    // is 503 with Retry-After, while the dashboard server still has room and plain
+    // requests are answered.
+    enum { STREAMS = 16 };
+    pthread_t t[STREAMS];
     int stream_port = serve_bound_port(SERVE_API);
-    pthread_create(&t, NULL, stream_forever, &stream_port);
-    struct timespec pause = {0, 300 * 1000000L};
-    nanosleep(&pause, NULL);
+    for (int i = 0; i < STREAMS; i++) pthread_create(&t[i], NULL, stream_forever, &stream_port);
+    bool all_open = false;
+    for (int tries = 0; tries < 100 && !all_open; tries++) {
+        struct timespec pause = {0, 50 * 1000000L};
+        nanosleep(&pause, NULL);
+        request("GET", serve_bound_port(SERVE_METRICS), "/metrics", NULL, NULL, 0, r);
+        all_open = strstr(r->body, "runner_http_event_streams{server=\"api\"} 16\n") != NULL;
+    }
+    CHECK(all_open);
+    CHECK_INT(request("GET", stream_port, "/api/v1/events", NULL, NULL, 0, r), 503);
+    CHECK(header_is(r, "Retry-After: 10\r\n"));
+    CHECK(strstr(r->body, "\"limit\":16") != NULL);
+    CHECK_INT(request("GET", stream_port, "/api/v1/status", NULL, NULL, 0, r), 200);
+    r->stop_after = "event: status";
+    CHECK_INT(request("GET", serve_bound_port(SERVE_DASHBOARD), "/api/v1/events", NULL, NULL, 0, r),
+              200);
+    r->stop_after = NULL;
+    struct timespec past_cache = {0, 150 * 1000000L}; // /metrics answers are cached 100 ms
+    nanosleep(&past_cache, NULL);
+    request("GET", serve_bound_port(SERVE_METRICS), "/metrics", NULL, NULL, 0, r);
+    CHECK(strstr(r->body, "runner_http_event_streams_refused_total{server=\"api\"} 1\n") != NULL);
+
+    // Stop with the streams open: they end, serve_stop returns promptly.
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     serve_stop();
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    pthread_join(t, NULL);
+    for (int i = 0; i < STREAMS; i++) pthread_join(t[i], NULL);
     double stop_s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
     CHECK(stop_s < 2.0);
     CHECK_INT(serve_bound_port(SERVE_API), 0);
