@@ -94,7 +94,10 @@ int export_model_dir(const job_context *ctx, const bert_model *m, bert_head head
     free(text);
     if (rc == 0) rc = files_join(path, sizeof path, "%s/model.safetensors", dir);
     if (rc == 0) rc = bert_save_safetensors(m, path);
-    if (rc == 0) rc = tokenizer_save_dir(ctx->tok, dir, bert_get_config(m)->max_position);
+    bool distil = bert_get_config(m)->arch == ARCH_DISTILBERT;
+    if (rc == 0)
+        rc = tokenizer_save_dir(ctx->tok, dir, bert_get_config(m)->max_position,
+                                distil ? "DistilBertTokenizer" : NULL);
     return rc;
 }
 

@@ -145,7 +145,8 @@ def test_runner_fetches_and_trains_each_default(runner_bin, hub, tmp_path, arch)
     assert json.loads((model / "config.json").read_text())["model_type"] == MODEL_TYPES[arch]
     (weights,) = events(proc.stdout, "model_weights")
     assert sorted(weights["newly_initialised"]) == ["classifier.bias", "classifier.weight"]
-    expected = "RobertaTokenizerFast" if arch == "roberta" else "BertTokenizerFast"
+    expected = {"roberta": "RobertaTokenizerFast", "distil": "DistilBertTokenizerFast"}.get(
+        arch, "BertTokenizerFast")
     assert assert_predict_matches_transformers(runner_bin, model, SENTENCES, tmp_path) == expected
 
 
