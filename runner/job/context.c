@@ -84,6 +84,9 @@ static const char *default_pretrained(const char *architecture) {
 // The model to start from into ctx->model_dir ("" = from scratch): --model, else
 // pretrained_model_name, else the architecture's pretrained default on a GPU. Each is a
 // local folder, an s3:// prefix or a Hugging Face Hub id (fetched into the shared cache).
+// pretrained_model_name "none" trains from scratch even on a GPU; "default" takes the
+// architecture's checkpoint even on a CPU (hours at full size, but a cache or a mirror
+// may hold a smaller model under that id: the tests' mock Hub does).
 static int model_input(job_context *ctx) {
     const runner_config *cfg = ctx->cfg;
     const char *spec = cfg->model_path, *origin = "--model";
@@ -92,6 +95,16 @@ static int model_input(job_context *ctx) {
     // model the (shared) arguments.json names.
     if (!spec[0] && (trains || cfg->mode == MODE_PRETRAIN))
         spec = cfg->pretrained_model_name, origin = "pretrained_model_name";
+    if (strcmp(spec, "default") == 0) {
+        spec = default_pretrained(cfg->architecture);
+        if (!spec)
+            return error_set(EXIT_USAGE, "%s default: architecture %s has no pretrained default "
+                             "(bert, distil, electra and roberta have one)", origin,
+                             cfg->architecture);
+        log_info("model", "%s default: architecture %s starts from %s, its pretrained default",
+                 origin, cfg->architecture, spec);
+        origin = "the architecture's default";
+    }
     if (!spec[0] && trains && ctx->on_gpu && default_pretrained(cfg->architecture)) {
         spec = default_pretrained(cfg->architecture);
         origin = "the architecture's default on a GPU";
@@ -247,21 +260,20 @@ int job_context_open(job_context *ctx, const runner_config *cfg, int rank, int w
     }
     // No pretrained model: train from scratch. On a CPU the full-size shapes would take
     // hours, so "bert" (and the other full-size names) map to bert-tiny (L2 C128); with a
-    // GPU they keep their size. Named small presets are used as given.
-    snprintf(ctx->shape, sizeof ctx->shape, "%s", cfg->architecture);
+    // GPU they keep their size. Named small presets are used as given. RoBERTa is BERT's
+    // encoder with its own embeddings and tokenizer, so it takes the BERT preset of the
+    // same size (bert-base on a GPU, as roberta-base) and the RoBERTa changes below.
+    bool roberta = strcmp(cfg->architecture, "roberta") == 0;
+    snprintf(ctx->shape, sizeof ctx->shape, "%s", roberta ? "bert-base" : cfg->architecture);
     if (!ctx->on_gpu && is_big_shape(cfg->architecture)) {
         snprintf(ctx->shape, sizeof ctx->shape, "bert-tiny");
-        log_info("model", "no --model and no GPU: architecture %s runs as bert-tiny (L2 C128, "
-                 "random init); pass --architecture bert-mini/bert-small or --model DIR for more",
-                 cfg->architecture);
+        log_info("model", "no --model and no GPU: architecture %s runs as %s (L2 C128, random "
+                 "init); pass --architecture bert-mini/bert-small or --model DIR for more",
+                 cfg->architecture, roberta ? "a RoBERTa of bert-tiny's shape" : "bert-tiny");
     }
-    if (strcmp(cfg->architecture, "roberta") == 0)
-        return error_set(EXIT_USAGE, "--architecture roberta needs --model DIR (its byte-level BPE "
-                         "tokenizer and weights are not bundled)");
     rc = bert_config_preset(ctx->shape, &ctx->bcfg);
     if (rc) return rc;
     ctx->bcfg.hidden_dropout = ctx->bcfg.attention_dropout = (float)cfg->dropout;
-    char vocab[PATH_MAX];
     const char *dir = ctx->data[0] && files_is_dir(ctx->data) ? ctx->data : NULL;
     char data_dir[PATH_MAX];
     if (!dir && ctx->data[0]) {
@@ -272,16 +284,48 @@ int job_context_open(job_context *ctx, const runner_config *cfg, int rank, int w
         dir = data_dir;
     }
     if (!dir) return error_set(EXIT_USAGE, "no --model given: pass --model DIR or --data with a vocab.txt");
-    rc = files_join(vocab, sizeof vocab, "%s/vocab.txt", dir);
-    if (rc == 0 && !files_exists(vocab))
-        rc = error_set(EXIT_BAD_INPUT, "%s: missing; training from scratch needs a WordPiece "
-                       "vocabulary beside the data (or --model DIR)", vocab);
-    if (rc == 0) rc = tokenizer_load(vocab, true, true, &ctx->tok);
-    if (rc) return rc;
+    char vocab[PATH_MAX], merges[PATH_MAX];
+    if (roberta) {
+        // RoBERTa's tokenizer is byte-level BPE (vocab.json + merges.txt beside the data;
+        // the demo's are made by scripts/make_demo_bpe.py), never the vocab.txt beside it.
+        rc = files_join(vocab, sizeof vocab, "%s/vocab.json", dir);
+        if (rc == 0) rc = files_join(merges, sizeof merges, "%s/merges.txt", dir);
+        const char *missing = rc ? NULL : !files_exists(vocab) ? vocab : !files_exists(merges) ? merges : NULL;
+        if (missing)
+            rc = error_set(EXIT_BAD_INPUT, "%s: missing; --architecture roberta from scratch needs "
+                           "a byte-level BPE vocabulary (vocab.json and merges.txt) beside the "
+                           "data (scripts/make_demo_bpe.py --data FILE --out DIR trains one), or "
+                           "--model DIR", missing);
+        // The job's words always get a prefix space (is_split_into_words); texts (predict,
+        // embed, pretrain) get one too, as the vocabulary was trained with it.
+        if (rc == 0) rc = tokenizer_bpe_load(dir, true, &ctx->tok);
+        if (rc) return rc;
+        // One token type; positions counted from pad_token_id + 1, as transformers'
+        // RobertaEmbeddings does, with that many more rows (514 for 512 tokens, as in
+        // roberta-base).
+        ctx->bcfg.arch = ARCH_ROBERTA;
+        ctx->bcfg.type_vocab_size = 1;
+        ctx->bcfg.position_offset = tokenizer_pad_id(ctx->tok) + 1;
+        ctx->bcfg.max_position += ctx->bcfg.position_offset;
+    } else {
+        rc = files_join(vocab, sizeof vocab, "%s/vocab.txt", dir);
+        if (rc == 0 && !files_exists(vocab))
+            rc = error_set(EXIT_BAD_INPUT, "%s: missing; training from scratch needs a WordPiece "
+                           "vocabulary beside the data (or --model DIR)", vocab);
+        if (rc == 0) rc = tokenizer_load(vocab, true, true, &ctx->tok);
+        if (rc) return rc;
+    }
     ctx->bcfg.vocab_size = tokenizer_vocab_size(ctx->tok);
     if ((rc = fit_threads(ctx))) return rc;
-    log_info("model", "%s: L%d C%d H%d, vocabulary %d from %s", ctx->shape, ctx->bcfg.num_layers,
-             ctx->bcfg.hidden_size, ctx->bcfg.num_heads, ctx->bcfg.vocab_size, vocab);
+    if (roberta)
+        log_info("model", "roberta as %s: L%d C%d H%d, byte-level BPE vocabulary %d from %s and "
+                 "merges.txt (RoBERTa's tokenizer; the vocab.txt beside the data is BERT's), "
+                 "positions from %d", ctx->shape, ctx->bcfg.num_layers, ctx->bcfg.hidden_size,
+                 ctx->bcfg.num_heads, ctx->bcfg.vocab_size, vocab, ctx->bcfg.position_offset);
+    else
+        log_info("model", "%s: L%d C%d H%d, vocabulary %d from %s", ctx->shape,
+                 ctx->bcfg.num_layers, ctx->bcfg.hidden_size, ctx->bcfg.num_heads,
+                 ctx->bcfg.vocab_size, vocab);
     return 0;
 }
 

@@ -111,8 +111,11 @@ int export_model_dir(const job_context *ctx, const bert_model *m, bert_head head
     if (rc == 0) rc = export_step(dir, "model.safetensors");
     if (rc == 0) rc = files_join(path, sizeof path, "%s/model.safetensors", dir);
     if (rc == 0) rc = bert_save_safetensors(m, path);
+    bool distil = bert_get_config(m)->arch == ARCH_DISTILBERT;
     if (rc == 0) rc = export_step(dir, "tokenizer files");
-    if (rc == 0) rc = tokenizer_save_dir(ctx->tok, dir, bert_get_config(m)->max_position);
+    if (rc == 0)
+        rc = tokenizer_save_dir(ctx->tok, dir, bert_get_config(m)->max_position,
+                                distil ? "DistilBertTokenizer" : NULL);
     if (rc == 0) rc = export_step(dir, "(done)");
     return rc;
 }

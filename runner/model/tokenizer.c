@@ -766,7 +766,8 @@ static void add_special_names(const tokenizer *t, cJSON *json) {
         if (t->special[s] >= 0) cJSON_AddStringToObject(json, KEYS[s], t->special_names[s]);
 }
 
-int tokenizer_save_dir(const tokenizer *t, const char *dir, int model_max_length) {
+int tokenizer_save_dir(const tokenizer *t, const char *dir, int model_max_length,
+                       const char *wordpiece_class) {
     if (t->bpe) {
         int rc = tokenizer_bpe_save(t, dir);
         if (rc) return rc;
@@ -807,7 +808,8 @@ int tokenizer_save_dir(const tokenizer *t, const char *dir, int model_max_length
     cJSON_AddBoolToObject(config, "strip_accents", t->strip_accents);
     cJSON_AddBoolToObject(config, "tokenize_chinese_chars", t->chinese_chars);
     cJSON_AddNumberToObject(config, "model_max_length", model_max_length);
-    cJSON_AddStringToObject(config, "tokenizer_class", "BertTokenizer");
+    cJSON_AddStringToObject(config, "tokenizer_class",
+                            wordpiece_class ? wordpiece_class : "BertTokenizer");
     add_special_names(t, config);
     rc = write_json(dir, "tokenizer_config.json", config);
     if (rc) return rc;

@@ -38,10 +38,17 @@ int tokenizer_load(const char *vocab_txt_path, bool lowercase, bool strip_accent
 // (default true), "strip_accents" (null = follow do_lower_case), "tokenize_chinese_chars"
 // (default true)), as BertTokenizerFast applies them. 0 or EXIT_BAD_INPUT.
 int tokenizer_load_dir(const char *dir, tokenizer **out);
+// Load RoBERTa's byte-level BPE alone: dir/vocab.json and dir/merges.txt (what
+// RobertaTokenizer reads), whatever else dir holds (the demo data has a vocab.txt too).
+// 0 or EXIT_BAD_INPUT naming the file (and line).
+int tokenizer_bpe_load(const char *dir, bool add_prefix_space, tokenizer **out);
 // Write dir/vocab.txt, dir/tokenizer_config.json and dir/special_tokens_map.json so that
 // transformers' AutoTokenizer.from_pretrained(dir) rebuilds the same tokenizer.
-// 0 or EXIT_OUTPUT.
-int tokenizer_save_dir(const tokenizer *t, const char *dir, int model_max_length);
+// `wordpiece_class` names the WordPiece tokenizer class (NULL: "BertTokenizer"); a
+// DistilBERT model needs "DistilBertTokenizer", whose inputs have no token_type_ids (its
+// forward() refuses them). A BPE tokenizer is always "RobertaTokenizer". 0 or EXIT_OUTPUT.
+int tokenizer_save_dir(const tokenizer *t, const char *dir, int model_max_length,
+                       const char *wordpiece_class);
 void tokenizer_free(tokenizer *t);
 
 int tokenizer_vocab_size(const tokenizer *t);

@@ -57,9 +57,7 @@ int tokenizer_read_json_object(const char *path, size_t limit, cJSON **out);
 int tokenizer_write_atomic(const char *path, const char *data, size_t len);
 
 // ---- tokenizer_bpe.c
-// Load dir/vocab.json and dir/merges.txt (what RobertaTokenizer reads). 0 or
-// EXIT_BAD_INPUT naming the file (and line).
-int tokenizer_bpe_load(const char *dir, bool add_prefix_space, tokenizer **out);
+// tokenizer_bpe_load: tokenizer.h.
 // Byte-level BPE of `len` bytes of text that hold no special token.
 bool tokenizer_bpe_encode(const tokenizer *t, const char *text, size_t len, int32_t word,
                           bool prefix_space, token_list *out);

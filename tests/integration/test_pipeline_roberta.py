@@ -72,11 +72,18 @@ def test_roberta_pipeline_exports_a_model_transformers_loads(roberta_dir, runner
     assert tokenizer == "RobertaTokenizerFast"
 
 
-def test_roberta_without_model_names_what_is_missing(runner_bin, tmp_path):
-    proc = run(runner_bin, "--architecture", "roberta", "--output", tmp_path, "--no-serve",
-               "--redis", "off")
-    assert proc.returncode == 2
-    assert "--architecture roberta needs --model DIR" in proc.stdout + proc.stderr
+def test_roberta_from_scratch_needs_a_bpe_vocabulary_beside_the_data(runner_bin, tmp_path):
+    """Data of one's own with a WordPiece vocab.txt only: RoBERTa's tokenizer is not
+    there, and the reason names the file and how to make one."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("dataset.csv", "enumerator.json", "archetype.json", "vocab.txt"):
+        (data / name).write_bytes((ROOT / "data" / "demo" / name).read_bytes())
+    proc = run(runner_bin, "--architecture", "roberta", "--data", data, "--output",
+               tmp_path / "out", "--no-serve", "--redis", "off", "--log-format", "json")
+    assert proc.returncode == 3, proc.stdout[-2000:]
+    reason = exit_line(proc.stdout)["reason"]
+    assert str(data / "vocab.json") in reason and "make_demo_bpe.py" in reason, reason
 
 
 def test_roberta_pretrain_exports_a_masked_lm(roberta_dir, runner_bin, tmp_path):

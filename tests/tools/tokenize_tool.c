@@ -93,7 +93,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (!rc && strcmp(mode, "save") == 0)
-        rc = tokenizer_save_dir(t, argv[argc - 1], 512); // OUT_DIR: the last argument
+        rc = tokenizer_save_dir(t, argv[argc - 1], 512, NULL); // OUT_DIR: the last argument
     else if (!rc)
         rc = run(t, mode, max_len);
     if (rc && error_message()[0]) fprintf(stderr, "%s\n", error_message());

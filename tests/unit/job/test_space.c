@@ -38,11 +38,22 @@ static void test_defaults(void) {
     // Measured on the demo data (2 epochs): bert-small learns at 2e-4 to 1e-3, and not at
     // the 2.9e-3 the demo space gave it.
     CHECK(small.lr_high <= 1e-3 && small.lr_low >= 5e-5);
-    // Pretrained weights, whatever their shape: the BERT paper's fine-tuning range.
-    space_defaults pre;
-    space_defaults_for(&(space_start){true, "pretrained", 128, 2}, &pre);
+    // Pretrained weights of bert-base's width or wider: the BERT paper's fine-tuning
+    // range; narrower ones (MiniLM-L6, C384) a range 768 / width larger, at most 4 times.
+    space_defaults pre, large, minilm, narrow;
+    space_defaults_for(&(space_start){true, "pretrained", 768, 12}, &pre);
     CHECK_CLOSE(pre.lr_low, 2e-5, 1e-15, 0);
     CHECK_CLOSE(pre.lr_high, 5e-5, 1e-15, 0);
+    space_defaults_for(&(space_start){true, "pretrained", 1024, 24}, &large);
+    CHECK_CLOSE(large.lr_low, 2e-5, 1e-15, 0);
+    CHECK_CLOSE(large.lr_high, 5e-5, 1e-15, 0);
+    space_defaults_for(&(space_start){true, "pretrained", 384, 6}, &minilm);
+    CHECK_CLOSE(minilm.lr_low, 4e-5, 1e-15, 0);
+    CHECK_CLOSE(minilm.lr_high, 1e-4, 1e-15, 0);
+    CHECK_CLOSE(minilm.warmup_ratio, 0.1, 1e-15, 0);
+    space_defaults_for(&(space_start){true, "pretrained", 128, 2}, &narrow);
+    CHECK_CLOSE(narrow.lr_low, 8e-5, 1e-15, 0);
+    CHECK_CLOSE(narrow.lr_high, 2e-4, 1e-15, 0);
     CHECK_CLOSE(pre.weight_decay_low, 0.01, 1e-15, 0);
     CHECK_CLOSE(pre.weight_decay_high, 0.01, 1e-15, 0);
     CHECK_CLOSE(pre.warmup_ratio, 0.1, 1e-15, 0);
@@ -87,7 +98,7 @@ static void test_choose(const char *dir) {
     space_choice_free(&c);
     CHECK_INT(space_choose(&pre, demo, false, &c), 0);
     CHECK(c.builtin);
-    CHECK_CLOSE(lr_at(c.space, 0), 2e-5, 1e-15, 0);
+    CHECK_CLOSE(lr_at(c.space, 0), 4e-5, 1e-15, 0); // C384: twice the BERT paper's range
     CHECK(strstr(c.why, "pretrained weights") != NULL);
     space_choice_free(&c);
     // A file the user names wins, even tuned for another run.

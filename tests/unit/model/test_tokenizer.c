@@ -171,7 +171,7 @@ static void test_save_and_load_dir(void) {
     char model[160];
     snprintf(model, sizeof model, "%s/model", dir);
     CHECK_INT(mkdir(model, 0755), 0);
-    CHECK_INT(tokenizer_save_dir(t, model, 128), 0);
+    CHECK_INT(tokenizer_save_dir(t, model, 128, NULL), 0);
     CHECK_INT(tokenizer_load_dir(model, &u), 0);
     if (u) {
         CHECK_INT(tokenizer_vocab_size(u), tokenizer_vocab_size(t));
@@ -179,7 +179,7 @@ static void test_save_and_load_dir(void) {
             CHECK_STR(tokenizer_token(u, i), tokenizer_token(t, i));
         expect_ids(u, "Café cafÉ naïve", IDS(1, 1, 12)); // cased ("Cafe" unknown), no accents
     }
-    CHECK_INT(tokenizer_save_dir(t, "/nonexistent-dir", 8), EXIT_OUTPUT);
+    CHECK_INT(tokenizer_save_dir(t, "/nonexistent-dir", 8, NULL), EXIT_OUTPUT);
     CHECK(strstr(error_message(), "/nonexistent-dir") != NULL);
     tokenizer_free(u);
     tokenizer_free(t);
