@@ -161,7 +161,9 @@ def test_search_waits_through_an_outage_and_runs_every_trial_once(runner_bin, re
 def test_training_goes_on_through_an_outage(runner_bin, tmp_path):
     redis = ExternalRedis(tmp_path / "redis", keep_data=False)  # training needs no data back
     try:
-        proc = start(runner_bin, [*TINY, "--mode", "train", "--no-serve", "--epochs", 3,
+        # Long enough to outlast the outage on a quiet machine too (3 epochs take 4 s).
+        proc = start(runner_bin, [*TINY, "--mode", "train", "--no-serve", "--epochs", 30,
+                                  "--early-stopping-patience", 0,
                                   "--instances", 2000, "--redis", redis.url,
                                   "--output", tmp_path / "out"])
         proc.wait_event("train_progress", 60)
@@ -185,7 +187,8 @@ def test_training_goes_on_through_an_outage(runner_bin, tmp_path):
 @pytest.mark.parametrize("mode", ["train", "search"])
 def test_an_outage_longer_than_the_timeout_exits_82(runner_bin, redis, tmp_path, mode):
     timeout_s = 3
-    args = ([*TINY, "--mode", "train", "--epochs", 3, "--instances", 2000] if mode == "train"
+    args = ([*TINY, "--mode", "train", "--epochs", 30, "--early-stopping-patience", 0,
+             "--instances", 2000] if mode == "train"
             else [*TINY, "--mode", "pipeline", "--workers", 2, "--trials", 6, "--epochs", 2,
                   "--instances", 300])
     proc = start(runner_bin, [*args, "--no-serve", "--redis", redis.url,
