@@ -1,4 +1,5 @@
 #include "runner/preflight.h"
+#include "runner/preflight_internal.h"
 
 #include "kernels/cpu/ops.h"
 
@@ -10,11 +11,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <limits.h>
-#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -23,22 +21,14 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#ifdef RUNNER_HAVE_CUDA
-#include <cuda_runtime_api.h>
-#endif
-
-enum { GPU_MAX = 64, MIB = 1 << 20 };
+enum { MIB = 1 << 20 };
 #define UNLIMITED UINT64_MAX
-
-extern char **environ;
 
 static pthread_mutex_t report_lock = PTHREAD_MUTEX_INITIALIZER;
 static cJSON *last_report;
-static int last_gpu_count;
 
 // ---- helpers --------------------------------------------------------------------------
 
@@ -55,15 +45,13 @@ static char *size_text(uint64_t bytes, char *buf, size_t size) {
     return units_format_size(bytes, buf, size);
 }
 
-static cJSON *section(cJSON *report, const char *name) {
+cJSON *preflight_section(cJSON *report, const char *name) {
     cJSON *s = cJSON_AddObjectToObject(report, name);
     cJSON_AddStringToObject(s, "status", "ok");
     return s;
 }
 
-static void set_status(cJSON *s, const char *status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_status(cJSON *s, const char *status, const char *fmt, ...) {
+void preflight_set_status(cJSON *s, const char *status, const char *fmt, ...) {
     char text[600];
     va_list ap;
     va_start(ap, fmt);
@@ -74,13 +62,7 @@ static void set_status(cJSON *s, const char *status, const char *fmt, ...) {
     cJSON_AddStringToObject(s, "summary", text);
 }
 
-typedef struct {
-    cJSON *report, *problems, *warnings;
-    int code;           // first failing check's code
-    char message[1400]; // its message
-} checks;
-
-static void fail(checks *c, cJSON *s, int code, const char *message) {
+void preflight_fail(preflight_checks *c, cJSON *s, int code, const char *message) {
     cJSON_AddItemToArray(c->problems, cJSON_CreateString(message));
     cJSON_ReplaceItemInObjectCaseSensitive(s, "status", cJSON_CreateString("fail"));
     if (!c->code) {
@@ -89,7 +71,7 @@ static void fail(checks *c, cJSON *s, int code, const char *message) {
     }
 }
 
-static void warn(checks *c, cJSON *s, const char *message) {
+void preflight_warn(preflight_checks *c, cJSON *s, const char *message) {
     cJSON_AddItemToArray(c->warnings, cJSON_CreateString(message));
     const cJSON *status = cJSON_GetObjectItemCaseSensitive(s, "status");
     if (cJSON_IsString(status) && strcmp(status->valuestring, "ok") == 0)
@@ -123,259 +105,6 @@ static double parameter_count(const char *architecture) {
     return 110e6;
 }
 
-// ---- GPUs -----------------------------------------------------------------------------
-
-typedef struct {
-    int count, driver, runtime;
-    int status; // 0 ok, 1 no device/driver (count 0), 2 CUDA error
-    char error[200];
-    struct {
-        char name[96];
-        uint64_t memory;
-        int major, minor;
-        char pci[16];
-    } device[GPU_MAX];
-} gpu_probe;
-
-#ifdef RUNNER_HAVE_CUDA
-static void probe_cuda_runtime(gpu_probe *probe) {
-    cudaDriverGetVersion(&probe->driver);
-    cudaRuntimeGetVersion(&probe->runtime);
-    cudaError_t err = cudaGetDeviceCount(&probe->count);
-    if (err != cudaSuccess) {
-        probe->count = 0;
-        probe->status = err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver ? 1 : 2;
-        snprintf(probe->error, sizeof probe->error, "%s: %s", cudaGetErrorName(err),
-                 cudaGetErrorString(err));
-        return;
-    }
-    if (probe->count > GPU_MAX) probe->count = GPU_MAX;
-    for (int i = 0; i < probe->count; i++) {
-        struct cudaDeviceProp prop;
-        if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) continue;
-        // prop.name is 256 bytes; a longer name than ours is cut, never overrun.
-        if (snprintf(probe->device[i].name, sizeof probe->device[i].name, "%s", prop.name) < 0)
-            probe->device[i].name[0] = '\0';
-        probe->device[i].memory = prop.totalGlobalMem;
-        probe->device[i].major = prop.major;
-        probe->device[i].minor = prop.minor;
-        snprintf(probe->device[i].pci, sizeof probe->device[i].pci, "%04x:%02x:%02x.0",
-                 prop.pciDomainID, prop.pciBusID, prop.pciDeviceID);
-    }
-}
-#endif
-
-// The CUDA runtime is asked in a short-lived process of its own, `runner --gpu-probe`:
-// a supervisor that initialised CUDA would hold a context (and its memory) on GPU 0 for
-// the whole job. Started with posix_spawn of our own binary, not fork(): the supervisor
-// may already run threads (the Step Functions heartbeat), and a fork()ed child could
-// inherit one of their locks held. It writes its gpu_probe to fd PROBE_RESULT_FD.
-enum { PROBE_RESULT_FD = 3 };
-
-// The runner binary that answers --gpu-probe; NULL in programs that only link the
-// library (unit tests), whose own binary would not know the flag.
-static const char *probe_program;
-
-void preflight_set_probe_program(const char *path) {
-    probe_program = path;
-}
-
-int preflight_gpu_probe_main(void) {
-    gpu_probe probe;
-    memset(&probe, 0, sizeof probe);
-#ifdef RUNNER_HAVE_CUDA
-    probe_cuda_runtime(&probe);
-#else
-    probe.status = 1;
-    snprintf(probe.error, sizeof probe.error, "built without CUDA");
-#endif
-    const char *p = (const char *)&probe;
-    size_t left = sizeof probe;
-    while (left > 0) {
-        ssize_t n = write(PROBE_RESULT_FD, p, left);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            fprintf(stderr, "runner: %s writes to fd %d of the preflight only: %s\n",
-                    PREFLIGHT_GPU_PROBE_FLAG, PROBE_RESULT_FD, strerror(errno));
-            return EXIT_USAGE;
-        }
-        p += n, left -= (size_t)n;
-    }
-    return EXIT_OK;
-}
-
-#ifdef RUNNER_HAVE_CUDA
-static void probe_failed(gpu_probe *probe, const char *what, int err) {
-    memset(probe, 0, sizeof *probe);
-    probe->status = 2;
-    snprintf(probe->error, sizeof probe->error, "%s: %s", what, strerror(err));
-}
-
-// posix_spawn `runner --gpu-probe` with the write end of `fds` as its fd 3. 0 or errno.
-static int spawn_probe(int fds[2], pid_t *pid) {
-    // The write end must not sit on fd 3 already, or the dup2 below would be a no-op
-    // that leaves it close-on-exec.
-    if (fds[1] == PROBE_RESULT_FD) {
-        int moved = fcntl(fds[1], F_DUPFD_CLOEXEC, PROBE_RESULT_FD + 1);
-        if (moved < 0) return errno;
-        close(fds[1]);
-        fds[1] = moved;
-    }
-    posix_spawn_file_actions_t actions;
-    int rc = posix_spawn_file_actions_init(&actions);
-    if (rc) return rc;
-    rc = posix_spawn_file_actions_adddup2(&actions, fds[1], PROBE_RESULT_FD);
-    if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, PROBE_RESULT_FD + 1);
-    char *argv[] = {"runner", PREFLIGHT_GPU_PROBE_FLAG, NULL};
-    if (rc == 0) rc = posix_spawn(pid, probe_program, &actions, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&actions);
-    return rc;
-}
-#endif
-
-static void probe_gpus(gpu_probe *probe) {
-    memset(probe, 0, sizeof *probe);
-#ifdef RUNNER_HAVE_CUDA
-    if (!probe_program) {
-        probe->status = 1;
-        snprintf(probe->error, sizeof probe->error, "no CUDA probe program in this process");
-        return;
-    }
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) {
-        probe_failed(probe, "pipe", errno);
-        return;
-    }
-    pid_t pid = -1;
-    int rc = spawn_probe(fds, &pid);
-    close(fds[1]);
-    if (rc != 0) {
-        close(fds[0]);
-        probe_failed(probe, "start the CUDA probe", rc);
-        return;
-    }
-    size_t got = 0;
-    char *p = (char *)probe;
-    struct pollfd pfd = {fds[0], POLLIN, 0};
-    while (got < sizeof *probe) {
-        int ready = poll(&pfd, 1, 60000); // CUDA init on 8 GPUs takes seconds, not minutes
-        if (ready < 0 && errno == EINTR) continue;
-        if (ready <= 0) break;
-        ssize_t n = read(fds[0], p + got, sizeof *probe - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        got += (size_t)n;
-    }
-    close(fds[0]);
-    if (got < sizeof *probe) kill(pid, SIGKILL);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (got < sizeof *probe) {
-        memset(probe, 0, sizeof *probe);
-        probe->status = 2;
-        snprintf(probe->error, sizeof probe->error, "the CUDA probe process %s",
-                 WIFSIGNALED(status) ? "crashed" : "did not answer");
-    }
-#else
-    probe->status = 1;
-    snprintf(probe->error, sizeof probe->error, "built without CUDA");
-#endif
-}
-
-int preflight_check_gpu_count(int wanted, int visible) {
-    if (wanted <= 0) return 0;
-    if (visible == 0) return EXIT_GPU_FAULT;
-    if (visible < wanted) return EXIT_RESOURCES;
-    return 0;
-}
-
-int preflight_gpu_count(void) {
-    return last_gpu_count;
-}
-
-int preflight_worker_count(const runner_config *cfg, int visible) {
-    if (cfg->workers > 0) return cfg->workers;
-    if (cfg->backend == BACKEND_CPU || visible == 0) return 1;
-    if (cfg->gpus > 0 && cfg->gpus < visible) return cfg->gpus;
-    return visible;
-}
-
-static void check_gpus(checks *c, const runner_config *cfg, int *visible_out) {
-    cJSON *s = section(c->report, "gpus");
-    gpu_probe probe;
-    probe_gpus(&probe);
-    int visible = probe.count;
-    *visible_out = visible;
-    last_gpu_count = visible;
-#ifdef RUNNER_HAVE_CUDA
-    cJSON_AddBoolToObject(s, "cuda_built", true);
-#else
-    cJSON_AddBoolToObject(s, "cuda_built", false);
-#endif
-    cJSON_AddNumberToObject(s, "visible", visible);
-    // --backend cuda means at least one GPU, whatever --gpus says.
-    int wanted = cfg->gpus;
-    if (wanted < 0 && cfg->backend == BACKEND_CUDA) wanted = 1;
-    if (wanted < 0)
-        cJSON_AddStringToObject(s, "wanted", "auto");
-    else
-        cJSON_AddNumberToObject(s, "wanted", wanted);
-    char version[32];
-    if (probe.driver) {
-        snprintf(version, sizeof version, "%d.%d", probe.driver / 1000, probe.driver % 1000 / 10);
-        cJSON_AddStringToObject(s, "driver", version);
-    }
-    if (probe.runtime) {
-        snprintf(version, sizeof version, "%d.%d", probe.runtime / 1000, probe.runtime % 1000 / 10);
-        cJSON_AddStringToObject(s, "runtime", version);
-    }
-    const char *nvidia = getenv("NVIDIA_VISIBLE_DEVICES"), *cuda = getenv("CUDA_VISIBLE_DEVICES");
-    if (nvidia) cJSON_AddStringToObject(s, "nvidia_visible_devices", nvidia);
-    if (cuda) cJSON_AddStringToObject(s, "cuda_visible_devices", cuda);
-    if (probe.error[0]) cJSON_AddStringToObject(s, "error", probe.error);
-    cJSON *devices = cJSON_AddArrayToObject(s, "devices");
-    for (int i = 0; i < visible; i++) {
-        cJSON *d = cJSON_CreateObject();
-        cJSON_AddNumberToObject(d, "index", i);
-        cJSON_AddStringToObject(d, "name", probe.device[i].name);
-        cJSON_AddNumberToObject(d, "memory_bytes", (double)probe.device[i].memory);
-        snprintf(version, sizeof version, "%d.%d", probe.device[i].major, probe.device[i].minor);
-        cJSON_AddStringToObject(d, "compute_capability", version);
-        cJSON_AddStringToObject(d, "pci_bus_id", probe.device[i].pci);
-        cJSON_AddItemToArray(devices, d);
-    }
-
-    char message[700];
-    int code = preflight_check_gpu_count(wanted, visible);
-    if (code == 0 && probe.status == 2 && wanted > 0) code = EXIT_GPU_FAULT;
-    if (code == EXIT_GPU_FAULT) {
-        snprintf(message, sizeof message,
-                 "GPUs required (--gpus %d%s) but none is usable: %s (NVIDIA_VISIBLE_DEVICES=%s): "
-                 "give the job definition resourceRequirements GPU and a GPU host",
-                 wanted, cfg->backend == BACKEND_CUDA ? ", --backend cuda" : "",
-                 probe.error[0] ? probe.error : "no device", nvidia ? nvidia : "unset");
-        set_status(s, "fail", "none usable, %d required", wanted);
-        fail(c, s, code, message);
-    } else if (code == EXIT_RESOURCES) {
-        snprintf(message, sizeof message,
-                 "--gpus %d but only %d GPU%s visible: raise resourceRequirements GPU to %d in the "
-                 "job definition, or ask for fewer",
-                 wanted, visible, visible == 1 ? " is" : "s are", wanted);
-        set_status(s, "fail", "%d visible, %d required", visible, wanted);
-        fail(c, s, code, message);
-    } else if (visible == 0) {
-        set_status(s, "ok", "none visible (%s): CPU backend", probe.error[0] ? probe.error : "-");
-        if (probe.status == 2) warn(c, s, probe.error);
-    } else {
-        char mem[32];
-        set_status(s, "ok", "%d x %s (%s, sm_%d%d), driver %d.%d", visible, probe.device[0].name,
-                   units_format_size(probe.device[0].memory, mem, sizeof mem),
-                   probe.device[0].major, probe.device[0].minor, probe.driver / 1000,
-                   probe.driver % 1000 / 10);
-    }
-}
-
 // ---- /dev/shm -------------------------------------------------------------------------
 
 uint64_t preflight_shm_need(const runner_config *cfg, int workers) {
@@ -392,8 +121,8 @@ uint64_t preflight_shm_need(const runner_config *cfg, int workers) {
     return 16ull * MIB + (uint64_t)workers * per_worker + collectives;
 }
 
-static void check_shm(checks *c, const runner_config *cfg, int workers) {
-    cJSON *s = section(c->report, "shm");
+static void check_shm(preflight_checks *c, const runner_config *cfg, int workers) {
+    cJSON *s = preflight_section(c->report, "shm");
     const char *path = env_or("RUNNER_SHM_PATH", "/dev/shm");
     uint64_t need = cfg->min_shm_bytes ? cfg->min_shm_bytes : preflight_shm_need(cfg, workers);
     cJSON_AddStringToObject(s, "path", path);
@@ -408,8 +137,8 @@ static void check_shm(checks *c, const runner_config *cfg, int workers) {
                  "%s: %s: the job needs %s of shared memory: set linuxParameters.sharedMemorySize"
                  " to %llu (MiB) in the job definition (docker run --shm-size=%llum)",
                  path, strerror(errno), need_text, need_mib, need_mib);
-        set_status(s, "fail", "%s: %s", path, strerror(errno));
-        fail(c, s, EXIT_RESOURCES, message);
+        preflight_set_status(s, "fail", "%s: %s", path, strerror(errno));
+        preflight_fail(c, s, EXIT_RESOURCES, message);
         return;
     }
     uint64_t total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
@@ -428,11 +157,11 @@ static void check_shm(checks *c, const runner_config *cfg, int workers) {
                  path, free_text, total_text, need_text, workers, workers == 1 ? "" : "s",
                  cfg->train_batch_size, cfg->max_length, cfg->min_shm_bytes ? ", --min-shm" : "",
                  ask_mib, ask_mib);
-        set_status(s, "fail", "%s free of %s, need %s", free_text, total_text, need_text);
-        fail(c, s, EXIT_RESOURCES, message);
+        preflight_set_status(s, "fail", "%s free of %s, need %s", free_text, total_text, need_text);
+        preflight_fail(c, s, EXIT_RESOURCES, message);
         return;
     }
-    set_status(s, "ok", "%s: %s free of %s, need %s", path, free_text, total_text, need_text);
+    preflight_set_status(s, "ok", "%s: %s free of %s, need %s", path, free_text, total_text, need_text);
 }
 
 // ---- cgroup memory and CPU ------------------------------------------------------------
@@ -601,8 +330,8 @@ static void describe_cpu(cJSON *cpu, char *isa, size_t size) {
     else cJSON_AddNullToObject(cpu, "blas_core_forced");
 }
 
-static void check_cgroup(checks *c, const runner_config *cfg, int workers, int gpus) {
-    cJSON *s = section(c->report, "memory");
+static void check_cgroup(preflight_checks *c, const runner_config *cfg, int workers, int gpus) {
+    cJSON *s = preflight_section(c->report, "memory");
     const char *root = env_or("RUNNER_CGROUP_ROOT", "/sys/fs/cgroup");
     char path[PATH_MAX + 32], relative[PATH_MAX];
     snprintf(path, sizeof path, "%s/cgroup.controllers", root);
@@ -660,27 +389,27 @@ static void check_cgroup(checks *c, const runner_config *cfg, int workers, int g
                  "resourceRequirements MEMORY (MiB) in the job definition to at least %llu",
                  limit_text, version, need_text, workers, workers == 1 ? "" : "s",
                  cfg->architecture, (unsigned long long)((need + MIB - 1) / MIB));
-        set_status(s, "fail", "limit %s, need %s", limit_text, need_text);
-        fail(c, s, EXIT_RESOURCES, message);
+        preflight_set_status(s, "fail", "limit %s, need %s", limit_text, need_text);
+        preflight_fail(c, s, EXIT_RESOURCES, message);
     } else if (host_total && host_total < need) {
         snprintf(message, sizeof message,
                  "the host has %s of memory in all, below the %s that %d worker%s of %s need: "
                  "choose a larger instance type for the compute environment",
                  host_text, need_text, workers, workers == 1 ? "" : "s", cfg->architecture);
-        set_status(s, "fail", "host %s, need %s", host_text, need_text);
-        fail(c, s, EXIT_RESOURCES, message);
+        preflight_set_status(s, "fail", "host %s, need %s", host_text, need_text);
+        preflight_fail(c, s, EXIT_RESOURCES, message);
     } else {
-        set_status(s, "ok", "limit %s (cgroup v%d), host %s, need %s", limit_text, version,
+        preflight_set_status(s, "ok", "limit %s (cgroup v%d), host %s, need %s", limit_text, version,
                    host_text, need_text);
         if (host_available && host_available < need) {
             char available_text[32];
             snprintf(message, sizeof message, "only %s of host memory available, the job needs %s",
                      size_text(host_available, available_text, sizeof available_text), need_text);
-            warn(c, s, message);
+            preflight_warn(c, s, message);
         }
     }
 
-    cJSON *cpu = section(c->report, "cpu");
+    cJSON *cpu = preflight_section(c->report, "cpu");
     long online = sysconf(_SC_NPROCESSORS_ONLN);
     cpu_set_t set;
     int affinity = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)online;
@@ -695,21 +424,21 @@ static void check_cgroup(checks *c, const runner_config *cfg, int workers, int g
         snprintf(quota, sizeof quota, "quota %.2f CPUs", (double)millicpus / 1000.0);
     describe_cpu(cpu, isa, sizeof isa);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(cpu, "model");
-    set_status(cpu, "ok", "%d usable of %ld online, %s; %s, %s, OpenBLAS %s kernels", affinity,
+    preflight_set_status(cpu, "ok", "%d usable of %ld online, %s; %s, %s, OpenBLAS %s kernels", affinity,
                online, quota, cJSON_IsString(model) ? model->valuestring : "unknown model",
                *isa ? isa : "no AVX2", cpu_blas_core());
     if (millicpus != UNLIMITED && millicpus < (uint64_t)workers * 1000) {
         char text[200];
         snprintf(text, sizeof text, "CPU quota %.2f is below one CPU per worker (%d workers)",
                  (double)millicpus / 1000.0, workers);
-        warn(c, cpu, text);
+        preflight_warn(c, cpu, text);
     }
 }
 
 // ---- disk at the output location ------------------------------------------------------
 
-static void check_disk(checks *c, const runner_config *cfg) {
-    cJSON *s = section(c->report, "disk");
+static void check_disk(preflight_checks *c, const runner_config *cfg) {
+    cJSON *s = preflight_section(c->report, "disk");
     const char *output = cfg->output_path[0] ? cfg->output_path : "./out";
     cJSON_AddStringToObject(s, "output", output);
     if (cloud_is_remote(output)) {
@@ -719,8 +448,8 @@ static void check_disk(checks *c, const runner_config *cfg) {
         if (rc) {
             char remote[1400];
             snprintf(remote, sizeof remote, "output %.256s: %s", output, error_message());
-            set_status(s, "fail", "%.256s: not writable", output);
-            fail(c, s, rc, remote);
+            preflight_set_status(s, "fail", "%.256s: not writable", output);
+            preflight_fail(c, s, rc, remote);
             return;
         }
         const char *scratch = env_or("TMPDIR", "/tmp");
@@ -748,15 +477,15 @@ static void check_disk(checks *c, const runner_config *cfg) {
     struct statvfs vfs;
     if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
         snprintf(message, sizeof message, "output %.256s: %.256s is not a directory", output, dir);
-        set_status(s, "fail", "%s is not a directory", dir);
-        fail(c, s, EXIT_OUTPUT, message);
+        preflight_set_status(s, "fail", "%s is not a directory", dir);
+        preflight_fail(c, s, EXIT_OUTPUT, message);
         return;
     }
     if (statvfs(dir, &vfs) != 0) {
         snprintf(message, sizeof message, "output %.256s: %.256s: %s", output, dir,
                  strerror(errno));
-        set_status(s, "fail", "%s: %s", dir, strerror(errno));
-        fail(c, s, EXIT_OUTPUT, message);
+        preflight_set_status(s, "fail", "%s: %s", dir, strerror(errno));
+        preflight_fail(c, s, EXIT_OUTPUT, message);
         return;
     }
     bool writable = access(dir, W_OK | X_OK) == 0;
@@ -777,34 +506,34 @@ static void check_disk(checks *c, const runner_config *cfg) {
     if (!writable) {
         snprintf(message, sizeof message, "output %.256s: %.256s is not writable by uid %d: %s",
                  output, dir, (int)geteuid(), strerror(not_writable));
-        set_status(s, "fail", "%s not writable: %s", dir, strerror(not_writable));
-        fail(c, s, EXIT_OUTPUT, message);
+        preflight_set_status(s, "fail", "%s not writable: %s", dir, strerror(not_writable));
+        preflight_fail(c, s, EXIT_OUTPUT, message);
     } else if (available < floor_need) {
         snprintf(message, sizeof message,
                  "output %.256s: %.256s free at %.256s, the model alone needs %s: give the job "
                  "more disk "
                  "(a larger volume in the launch template) or use an s3:// output",
                  output, free_text, dir, floor_text);
-        set_status(s, "fail", "%s free, need at least %s", free_text, floor_text);
-        fail(c, s, EXIT_RESOURCES, message);
+        preflight_set_status(s, "fail", "%s free, need at least %s", free_text, floor_text);
+        preflight_fail(c, s, EXIT_RESOURCES, message);
     } else {
-        set_status(s, "ok", "%s: %s free, need %s", dir, free_text, need_text);
+        preflight_set_status(s, "ok", "%s: %s free, need %s", dir, free_text, need_text);
         if (available < need) {
             snprintf(message, sizeof message,
                      "output %.256s: %.256s free, %d checkpoints of %s need %s", output, free_text,
                      cfg->save_total_limit, cfg->architecture, need_text);
-            warn(c, s, message);
+            preflight_warn(c, s, message);
         }
     }
 }
 
 // ---- memlock and the Batch environment ------------------------------------------------
 
-static void check_memlock(checks *c, int gpus) {
-    cJSON *s = section(c->report, "memlock");
+static void check_memlock(preflight_checks *c, int gpus) {
+    cJSON *s = preflight_section(c->report, "memlock");
     struct rlimit limit;
     if (getrlimit(RLIMIT_MEMLOCK, &limit) != 0) {
-        set_status(s, "warn", "getrlimit: %s", strerror(errno));
+        preflight_set_status(s, "warn", "getrlimit: %s", strerror(errno));
         return;
     }
     uint64_t soft = limit.rlim_cur == RLIM_INFINITY ? UNLIMITED : (uint64_t)limit.rlim_cur;
@@ -819,7 +548,7 @@ static void check_memlock(checks *c, int gpus) {
         cJSON_AddNumberToObject(s, "hard_bytes", (double)hard);
     char soft_text[32];
     size_text(soft, soft_text, sizeof soft_text);
-    set_status(s, "ok", "%s", soft_text);
+    preflight_set_status(s, "ok", "%s", soft_text);
     // Pinned host buffers (cudaHostAlloc, NCCL) count against memlock.
     if (gpus > 0 && soft != UNLIMITED && soft < 64ull * MIB) {
         char text[300];
@@ -827,12 +556,12 @@ static void check_memlock(checks *c, int gpus) {
                  "memlock limit %s is low for pinned GPU transfers: set ulimits memlock "
                  "(soft and hard -1) in the job definition",
                  soft_text);
-        warn(c, s, text);
+        preflight_warn(c, s, text);
     }
 }
 
-static void check_batch(checks *c) {
-    cJSON *s = section(c->report, "batch");
+static void check_batch(preflight_checks *c) {
+    cJSON *s = preflight_section(c->report, "batch");
     static const struct {
         const char *env, *key;
     } VARS[] = {
@@ -853,12 +582,12 @@ static void check_batch(checks *c) {
     }
     const char *job = getenv("AWS_BATCH_JOB_ID");
     if (!job) {
-        set_status(s, "skip", "not on AWS Batch (no AWS_BATCH_JOB_ID)");
+        preflight_set_status(s, "skip", "not on AWS Batch (no AWS_BATCH_JOB_ID)");
         return;
     }
     const char *node = getenv("AWS_BATCH_JOB_NODE_INDEX"),
                *nodes = getenv("AWS_BATCH_JOB_NUM_NODES");
-    set_status(s, "ok", "job %s attempt %s%s%s%s%s", job, env_or("AWS_BATCH_JOB_ATTEMPT", "?"),
+    preflight_set_status(s, "ok", "job %s attempt %s%s%s%s%s", job, env_or("AWS_BATCH_JOB_ATTEMPT", "?"),
                node ? ", node " : "", node ? node : "", nodes ? " of " : "", nodes ? nodes : "");
 }
 
@@ -867,7 +596,7 @@ static void check_batch(checks *c) {
 int preflight_run(const runner_config *cfg, cJSON **report_out) {
     struct timespec start, end;
     clock_gettime(CLOCK_MONOTONIC, &start);
-    checks c = {0};
+    preflight_checks c = {0};
     c.report = cJSON_CreateObject();
     cJSON_AddBoolToObject(c.report, "ok", true);
     cJSON_AddNumberToObject(c.report, "code", 0);
@@ -875,7 +604,7 @@ int preflight_run(const runner_config *cfg, cJSON **report_out) {
     c.warnings = cJSON_AddArrayToObject(c.report, "warnings");
 
     int gpus = 0;
-    check_gpus(&c, cfg, &gpus);
+    preflight_check_gpus(&c, cfg, &gpus);
     int workers = preflight_worker_count(cfg, gpus);
     cJSON_AddNumberToObject(c.report, "workers", workers);
     check_shm(&c, cfg, workers);

@@ -1,8 +1,8 @@
 // The BERT model over a compute backend: parameter layout with HF names, forward and
 // backward of post-LN BERT (and DistilBERT / ELECTRA discriminator, which differ only in
 // names, the dropout after the attention projection and ELECTRA's embedding projection),
-// task heads, gradient clipping and AdamW. Configuration files and safetensors are in
-// bert_io.c.
+// task heads and their outputs. The backward pass, gradient clipping and AdamW are in
+// bert_backward.c, configuration files and safetensors in bert_io.c.
 //
 // Dropout streams: every dropout site draws from kernels/rng.h with one seed per step,
 // step_seed = mix(dropout_seed + golden * (step + 1)), and a site-specific counter
@@ -233,7 +233,7 @@ static int bert_layout(bert_model *m) {
 
 // ---- creation ----------------------------------------------------------------------------
 
-static void *dev_alloc(bert_model *m, size_t bytes, int *rc) {
+void *bert_dev_alloc(bert_model *m, size_t bytes, int *rc) {
     if (*rc) return NULL;
     void *p = m->be->alloc(m->be, bytes ? bytes : 1);
     if (!p) {
@@ -306,71 +306,71 @@ int bert_create(bert_model **out, backend *be, const bert_config *cfg, bert_head
     size_t N = (size_t)max_batch * max_seq, B = max_batch;
     size_t C = cfg->hidden_size, E = cfg->embedding_size, F = cfg->intermediate_size;
     size_t NH = cfg->num_heads, T = max_seq;
-    m->params = dev_alloc(m, m->num_params * f, &rc);
+    m->params = bert_dev_alloc(m, m->num_params * f, &rc);
     m->params_act = be->act_dtype == DTYPE_F32 ? (void *)m->params
-                                               : dev_alloc(m, m->num_params * a, &rc);
-    m->ids = dev_alloc(m, N * i32, &rc);
-    m->types = dev_alloc(m, N * i32, &rc);
-    m->mask = dev_alloc(m, N * i32, &rc);
-    m->labels = dev_alloc(m, N * i32, &rc);
+                                               : bert_dev_alloc(m, m->num_params * a, &rc);
+    m->ids = bert_dev_alloc(m, N * i32, &rc);
+    m->types = bert_dev_alloc(m, N * i32, &rc);
+    m->mask = bert_dev_alloc(m, N * i32, &rc);
+    m->labels = bert_dev_alloc(m, N * i32, &rc);
     m->host_ints = rc ? NULL : malloc(N * i32);
     if (!rc && !m->host_ints) rc = error_set(EXIT_RESOURCES, "bert: out of memory");
-    m->emb = dev_alloc(m, N * E * a, &rc);
-    m->emb_ln = dev_alloc(m, N * E * a, &rc);
-    m->emb_mean = dev_alloc(m, N * f, &rc);
-    m->emb_rstd = dev_alloc(m, N * f, &rc);
-    m->emb_drop = dev_alloc(m, N * E * a, &rc);
-    m->enc_in = m->proj_w != ABSENT ? dev_alloc(m, N * C * a, &rc) : m->emb_drop;
+    m->emb = bert_dev_alloc(m, N * E * a, &rc);
+    m->emb_ln = bert_dev_alloc(m, N * E * a, &rc);
+    m->emb_mean = bert_dev_alloc(m, N * f, &rc);
+    m->emb_rstd = bert_dev_alloc(m, N * f, &rc);
+    m->emb_drop = bert_dev_alloc(m, N * E * a, &rc);
+    m->enc_in = m->proj_w != ABSENT ? bert_dev_alloc(m, N * C * a, &rc) : m->emb_drop;
     for (int l = 0; l < L; l++) {
         bert_layer_acts *ac = &m->acts[l];
-        ac->qkv = dev_alloc(m, N * 3 * C * a, &rc);
-        ac->att = dev_alloc(m, B * NH * T * T * a, &rc);
-        ac->atty = dev_alloc(m, N * C * a, &rc);
-        ac->res1 = dev_alloc(m, N * C * a, &rc);
-        ac->ln1 = dev_alloc(m, N * C * a, &rc);
-        ac->mean1 = dev_alloc(m, N * f, &rc);
-        ac->rstd1 = dev_alloc(m, N * f, &rc);
-        ac->fc_pre = dev_alloc(m, N * F * a, &rc);
-        ac->fc_gelu = dev_alloc(m, N * F * a, &rc);
-        ac->res2 = dev_alloc(m, N * C * a, &rc);
-        ac->ln2 = dev_alloc(m, N * C * a, &rc);
-        ac->mean2 = dev_alloc(m, N * f, &rc);
-        ac->rstd2 = dev_alloc(m, N * f, &rc);
+        ac->qkv = bert_dev_alloc(m, N * 3 * C * a, &rc);
+        ac->att = bert_dev_alloc(m, B * NH * T * T * a, &rc);
+        ac->atty = bert_dev_alloc(m, N * C * a, &rc);
+        ac->res1 = bert_dev_alloc(m, N * C * a, &rc);
+        ac->ln1 = bert_dev_alloc(m, N * C * a, &rc);
+        ac->mean1 = bert_dev_alloc(m, N * f, &rc);
+        ac->rstd1 = bert_dev_alloc(m, N * f, &rc);
+        ac->fc_pre = bert_dev_alloc(m, N * F * a, &rc);
+        ac->fc_gelu = bert_dev_alloc(m, N * F * a, &rc);
+        ac->res2 = bert_dev_alloc(m, N * C * a, &rc);
+        ac->ln2 = bert_dev_alloc(m, N * C * a, &rc);
+        ac->mean2 = bert_dev_alloc(m, N * f, &rc);
+        ac->rstd2 = bert_dev_alloc(m, N * f, &rc);
     }
-    m->proj = dev_alloc(m, N * C * a, &rc);
+    m->proj = bert_dev_alloc(m, N * C * a, &rc);
     size_t rows = head == HEAD_SEQUENCE_CLASSIFICATION ? B : N;
     switch (head) {
     case HEAD_TOKEN_CLASSIFICATION:
-        m->head_in = dev_alloc(m, N * C * a, &rc);
+        m->head_in = bert_dev_alloc(m, N * C * a, &rc);
         break;
     case HEAD_SEQUENCE_CLASSIFICATION:
-        m->cls_rows = dev_alloc(m, B * C * a, &rc);
-        if (cfg->arch == ARCH_ROBERTA) m->cls_drop = dev_alloc(m, B * C * a, &rc);
-        m->pool_pre = dev_alloc(m, B * C * a, &rc);
-        m->pooled = dev_alloc(m, B * C * a, &rc);
-        m->pooled_drop = dev_alloc(m, B * C * a, &rc);
+        m->cls_rows = bert_dev_alloc(m, B * C * a, &rc);
+        if (cfg->arch == ARCH_ROBERTA) m->cls_drop = bert_dev_alloc(m, B * C * a, &rc);
+        m->pool_pre = bert_dev_alloc(m, B * C * a, &rc);
+        m->pooled = bert_dev_alloc(m, B * C * a, &rc);
+        m->pooled_drop = bert_dev_alloc(m, B * C * a, &rc);
         m->host_pool = rc ? NULL : malloc(B * C * f);
         if (!rc && !m->host_pool) rc = error_set(EXIT_RESOURCES, "bert: out of memory");
         break;
     case HEAD_MASKED_LM:
-        m->head_in = dev_alloc(m, N * C * a, &rc);
-        m->head_mid = dev_alloc(m, N * C * a, &rc);
-        m->head_ln = dev_alloc(m, N * C * a, &rc);
-        m->head_mean = dev_alloc(m, N * f, &rc);
-        m->head_rstd = dev_alloc(m, N * f, &rc);
+        m->head_in = bert_dev_alloc(m, N * C * a, &rc);
+        m->head_mid = bert_dev_alloc(m, N * C * a, &rc);
+        m->head_ln = bert_dev_alloc(m, N * C * a, &rc);
+        m->head_mean = bert_dev_alloc(m, N * f, &rc);
+        m->head_rstd = bert_dev_alloc(m, N * f, &rc);
         break;
     case HEAD_EMBEDDING:
         break;
     }
     if (m->num_labels > 0) {
-        m->logits = dev_alloc(m, rows * m->num_labels * a, &rc);
-        m->probs = dev_alloc(m, rows * m->num_labels * f, &rc);
-        m->losses = dev_alloc(m, rows * f, &rc);
+        m->logits = bert_dev_alloc(m, rows * m->num_labels * a, &rc);
+        m->probs = bert_dev_alloc(m, rows * m->num_labels * f, &rc);
+        m->losses = bert_dev_alloc(m, rows * f, &rc);
     }
-    m->pool_out = dev_alloc(m, B * C * f, &rc);
+    m->pool_out = bert_dev_alloc(m, B * C * f, &rc);
     if (be->act_dtype != DTYPE_F32) {
         m->f32_scratch_n = rows * (m->num_labels > (int)C ? (size_t)m->num_labels : C);
-        m->f32_scratch = dev_alloc(m, m->f32_scratch_n * f, &rc);
+        m->f32_scratch = bert_dev_alloc(m, m->f32_scratch_n * f, &rc);
     }
     if (rc) {
         bert_destroy(m);
@@ -452,7 +452,7 @@ int bert_init_random(bert_model *m, uint64_t seed) {
 
 // ---- forward -----------------------------------------------------------------------------
 
-static uint64_t dropout_offset(int site) { return (uint64_t)site << 40; }
+uint64_t bert_dropout_offset(int site) { return (uint64_t)site << 40; }
 
 // Copy the batch to the device after checking every id against the model's sizes.
 static int upload_batch(bert_model *m, const bert_batch *b) {
@@ -518,7 +518,7 @@ static int pooler_tanh(bert_model *m, int B) {
     return rc ? rc : be->f32_to_act(be, m->pooled, m->f32_scratch, n);
 }
 
-static void *final_hidden(bert_model *m) {
+void *bert_final_hidden(bert_model *m) {
     int L = m->cfg.num_layers;
     return L ? m->acts[L - 1].ln2 : m->enc_in;
 }
@@ -552,7 +552,7 @@ int bert_forward(bert_model *m, const bert_batch *batch, bool training, uint64_t
     be->layernorm_forward(be, m->emb_ln, NULL, m->emb_mean, m->emb_rstd, m->emb, NULL,
                           P + m->emb_ln_w, P + m->emb_ln_b, N, E, eps);
     be->dropout_forward(be, m->emb_drop, m->emb_ln, (size_t)N * E, p_hidden, s,
-                        dropout_offset(0));
+                        bert_dropout_offset(0));
     if (m->proj_w != ABSENT)
         be->matmul_forward(be, m->enc_in, NULL, m->emb_drop, bert_act_at(m, W, m->proj_w),
                            bert_act_at(m, W, m->proj_b), N, E, C, EPILOGUE_NONE);
@@ -569,11 +569,11 @@ int bert_forward(bert_model *m, const bert_batch *batch, bool training, uint64_t
         be->matmul_forward(be, ac->qkv, NULL, x, bert_act_at(m, W, lp->qkv_w),
                            bert_act_at(m, W, lp->qkv_b), N, C, 3 * C, EPILOGUE_NONE);
         be->attention_forward(be, ac->atty, save_att ? ac->att : NULL, ac->qkv, m->mask, B, T, C, NH, p_att, s,
-                              dropout_offset(1 + 3 * l));
+                              bert_dropout_offset(1 + 3 * l));
         be->matmul_forward(be, m->proj, NULL, ac->atty, bert_act_at(m, W, lp->ao_w),
                            bert_act_at(m, W, lp->ao_b), N, C, C, EPILOGUE_NONE);
         be->dropout_forward(be, m->proj, m->proj, (size_t)N * C, p_attn_out, s,
-                            dropout_offset(2 + 3 * l));
+                            bert_dropout_offset(2 + 3 * l));
         be->layernorm_forward(be, ac->ln1, ac->res1, ac->mean1, ac->rstd1, m->proj, x,
                               P + lp->ln1_w, P + lp->ln1_b, N, C, eps);
         be->matmul_forward(be, ac->fc_gelu, ac->fc_pre, ac->ln1, bert_act_at(m, W, lp->fc_w),
@@ -581,13 +581,13 @@ int bert_forward(bert_model *m, const bert_batch *batch, bool training, uint64_t
         be->matmul_forward(be, m->proj, NULL, ac->fc_gelu, bert_act_at(m, W, lp->fp_w),
                            bert_act_at(m, W, lp->fp_b), N, F, C, EPILOGUE_NONE);
         be->dropout_forward(be, m->proj, m->proj, (size_t)N * C, p_hidden, s,
-                            dropout_offset(3 + 3 * l));
+                            bert_dropout_offset(3 + 3 * l));
         be->layernorm_forward(be, ac->ln2, ac->res2, ac->mean2, ac->rstd2, m->proj, ac->ln1,
                               P + lp->ln2_w, P + lp->ln2_b, N, C, eps);
         x = ac->ln2;
     }
 
-    uint64_t head_offset = dropout_offset(1 + 3 * L);
+    uint64_t head_offset = bert_dropout_offset(1 + 3 * L);
     int rows = N;
     switch (m->head) {
     case HEAD_TOKEN_CLASSIFICATION:
@@ -604,7 +604,7 @@ int bert_forward(bert_model *m, const bert_batch *batch, bool training, uint64_t
         if (rc) return rc;
         if (m->cls_drop) // RoBERTa's head drops out the <s> rows first
             be->dropout_forward(be, m->cls_drop, m->cls_rows, (size_t)B * C, p_hidden, s,
-                                dropout_offset(2 + 3 * L));
+                                bert_dropout_offset(2 + 3 * L));
         be->matmul_forward(be, m->pool_pre, NULL, m->cls_drop ? m->cls_drop : m->cls_rows,
                            bert_act_at(m, W, m->pool_w), bert_act_at(m, W, m->pool_b), B, C, C,
                            EPILOGUE_NONE);
@@ -647,250 +647,6 @@ int bert_forward(bert_model *m, const bert_batch *batch, bool training, uint64_t
     return be->synchronize(be);
 }
 
-// ---- backward ----------------------------------------------------------------------------
-
-static int ensure_grads(bert_model *m) {
-    if (m->grads) return 0;
-    int rc = 0;
-    size_t a = backend_act_size(m->be), N = (size_t)m->max_B * m->max_T, B = m->max_B;
-    size_t C = m->cfg.hidden_size, E = m->cfg.embedding_size, F = m->cfg.intermediate_size;
-    size_t T = m->max_T, NH = m->cfg.num_heads;
-    size_t rows = m->head == HEAD_SEQUENCE_CLASSIFICATION ? B : N;
-    m->grads = dev_alloc(m, m->num_params * sizeof(float), &rc);
-    m->dx = dev_alloc(m, N * C * a, &rc);
-    m->dres = dev_alloc(m, N * C * a, &rc);
-    m->dproj = dev_alloc(m, N * C * a, &rc);
-    m->dln1 = dev_alloc(m, N * C * a, &rc);
-    m->datty = dev_alloc(m, N * C * a, &rc);
-    m->dqkv = dev_alloc(m, N * 3 * C * a, &rc);
-    m->dfc_gelu = dev_alloc(m, N * F * a, &rc);
-    m->dfc_pre = dev_alloc(m, N * F * a, &rc);
-    m->datt_scratch = dev_alloc(m, B * NH * T * T * a, &rc);
-    m->dlogits = dev_alloc(m, rows * (m->num_labels ? m->num_labels : 1) * a, &rc);
-    m->dhead_a = dev_alloc(m, N * C * a, &rc);
-    m->dhead_b = dev_alloc(m, N * C * a, &rc);
-    m->demb_a = dev_alloc(m, N * E * a, &rc);
-    m->demb_b = dev_alloc(m, N * E * a, &rc);
-    if (!rc) rc = m->be->memset_zero(m->be, m->grads, m->num_params * sizeof(float));
-    return rc;
-}
-
-void bert_zero_grad(bert_model *m) {
-    if (m->grads) m->be->memset_zero(m->be, m->grads, m->num_params * sizeof(float));
-}
-
-// Host-side derivative of the pooler's tanh: dpre = dpooled * (1 - pooled^2).
-static int pooler_tanh_backward(bert_model *m, void *dpre, const void *dpooled, int B) {
-    backend *be = m->be;
-    size_t n = (size_t)B * m->cfg.hidden_size;
-    float *host = malloc(n * sizeof(float));
-    if (!host) return error_set(EXIT_RESOURCES, "bert: out of memory");
-    int rc;
-    if (be->act_dtype == DTYPE_F32) {
-        rc = be->copy_to_host(be, host, dpooled, n * sizeof(float));
-    } else {
-        rc = be->act_to_f32(be, m->f32_scratch, dpooled, n);
-        if (!rc) rc = be->copy_to_host(be, host, m->f32_scratch, n * sizeof(float));
-    }
-    for (size_t i = 0; i < n && !rc; i++)
-        host[i] *= 1.0f - m->host_pool[i] * m->host_pool[i];
-    if (!rc) {
-        if (be->act_dtype == DTYPE_F32) {
-            rc = be->copy_to_device(be, dpre, host, n * sizeof(float));
-        } else {
-            rc = be->copy_to_device(be, m->f32_scratch, host, n * sizeof(float));
-            if (!rc) rc = be->f32_to_act(be, dpre, m->f32_scratch, n);
-        }
-    }
-    free(host);
-    return rc;
-}
-
-int bert_backward(bert_model *m) {
-    if (!m->have_labels)
-        return error_set(EXIT_INTERNAL, "bert: backward without a labelled forward");
-    int rc = ensure_grads(m);
-    if (rc) return rc;
-    backend *be = m->be;
-    const bert_config *c = &m->cfg;
-    int B = m->B, T = m->T, N = B * T;
-    int C = c->hidden_size, E = c->embedding_size, F = c->intermediate_size, NH = c->num_heads;
-    int L = c->num_layers;
-    size_t a = backend_act_size(be);
-    float p_hidden = m->training ? c->hidden_dropout : 0.0f;
-    float p_att = m->training ? c->attention_dropout : 0.0f;
-    float p_attn_out = c->arch == ARCH_DISTILBERT ? 0.0f : p_hidden;
-    uint64_t s = m->step_seed;
-    float *G = m->grads;
-    void *W = m->params_act;
-    const float *P = m->params;
-    // Only what forward saw: without token types both passes use type 0 for every
-    // token, and m->types holds nothing of this batch.
-    const int32_t *types = m->wtt != ABSENT && m->have_types ? m->types : NULL;
-    void *x = final_hidden(m);
-    size_t NC = (size_t)N * C * a;
-
-    // loss -> logits -> head -> dx, the gradient of the final hidden states
-    int rows = m->head == HEAD_SEQUENCE_CLASSIFICATION ? B : N;
-    float scale = m->label_count ? 1.0f / (float)m->label_count : 0.0f;
-    be->softmax_xent_backward(be, m->dlogits, m->probs, m->labels, rows, m->num_labels, scale);
-    uint64_t head_offset = dropout_offset(1 + 3 * L);
-    rc = be->memset_zero(be, m->dx, NC);
-    if (rc) return rc;
-    switch (m->head) {
-    case HEAD_TOKEN_CLASSIFICATION:
-        be->memset_zero(be, m->dhead_a, NC);
-        be->matmul_backward(be, m->dhead_a, G + m->cls_w, G + m->cls_b, m->dlogits, m->head_in,
-                            bert_act_at(m, W, m->cls_w), N, C, m->num_labels);
-        be->dropout_backward(be, m->dx, m->dhead_a, (size_t)N * C, p_hidden, s, head_offset);
-        break;
-    case HEAD_SEQUENCE_CLASSIFICATION: {
-        size_t BC = (size_t)B * C * a;
-        be->memset_zero(be, m->dhead_a, BC);
-        be->matmul_backward(be, m->dhead_a, G + m->cls_w, G + m->cls_b, m->dlogits,
-                            m->pooled_drop, bert_act_at(m, W, m->cls_w), B, C, m->num_labels);
-        be->memset_zero(be, m->dhead_b, BC);
-        be->dropout_backward(be, m->dhead_b, m->dhead_a, (size_t)B * C, p_hidden, s,
-                             head_offset);
-        rc = pooler_tanh_backward(m, m->dhead_a, m->dhead_b, B); // dhead_a = dpool_pre
-        if (rc) return rc;
-        be->memset_zero(be, m->dhead_b, BC);
-        be->matmul_backward(be, m->dhead_b, G + m->pool_w, G + m->pool_b, m->dhead_a,
-                            m->cls_drop ? m->cls_drop : m->cls_rows,
-                            bert_act_at(m, W, m->pool_w), B, C, C);
-        void *dcls = m->dhead_b; // (B,C) gradient of the <s> / [CLS] rows
-        if (m->cls_drop) {       // through RoBERTa's first dropout; dhead_a is free again
-            be->memset_zero(be, m->dhead_a, BC);
-            be->dropout_backward(be, m->dhead_a, m->dhead_b, (size_t)B * C, p_hidden, s,
-                                 dropout_offset(2 + 3 * L));
-            dcls = m->dhead_a;
-        }
-        for (int b = 0; b < B && !rc; b++)
-            rc = be->copy_device(be, bert_act_at(m, m->dx, (size_t)b * T * C),
-                                 bert_act_at(m, dcls, (size_t)b * C), (size_t)C * a);
-        if (rc) return rc;
-        break;
-    }
-    case HEAD_MASKED_LM:
-        be->memset_zero(be, m->dhead_a, NC);
-        // the tied decoder: its weight gradient lands in the word embeddings' gradient
-        be->matmul_backward(be, m->dhead_a, G + m->wte, G + m->mlm_bias, m->dlogits,
-                            m->head_ln, bert_act_at(m, W, m->wte), N, C, c->vocab_size);
-        be->memset_zero(be, m->dhead_b, NC);
-        be->layernorm_backward(be, m->dhead_b, G + m->mlm_ln_w, G + m->mlm_ln_b, m->dhead_a,
-                               m->head_mid, P + m->mlm_ln_w, m->head_mean, m->head_rstd, N, C);
-        be->memset_zero(be, m->dhead_a, NC);
-        be->gelu_backward(be, m->dhead_a, m->head_in, m->dhead_b, (size_t)N * C);
-        be->matmul_backward(be, m->dx, G + m->mlm_w, G + m->mlm_b, m->dhead_a, x,
-                            bert_act_at(m, W, m->mlm_w), N, C, C);
-        break;
-    case HEAD_EMBEDDING:
-        return error_set(EXIT_INTERNAL, "bert: the embedding head has no loss to backpropagate");
-    }
-
-    // encoder layers in reverse; dx holds the gradient of the layer's output
-    for (int l = L - 1; l >= 0; l--) {
-        const bert_layer_params *lp = &m->layer[l];
-        bert_layer_acts *ac = &m->acts[l];
-        void *lin = l ? m->acts[l - 1].ln2 : m->enc_in;
-        be->memset_zero(be, m->dres, NC);
-        be->layernorm_backward(be, m->dres, G + lp->ln2_w, G + lp->ln2_b, m->dx, ac->res2,
-                               P + lp->ln2_w, ac->mean2, ac->rstd2, N, C);
-        be->memset_zero(be, m->dproj, NC);
-        be->dropout_backward(be, m->dproj, m->dres, (size_t)N * C, p_hidden, s,
-                             dropout_offset(3 + 3 * l));
-        be->memset_zero(be, m->dfc_gelu, (size_t)N * F * a);
-        be->matmul_backward(be, m->dfc_gelu, G + lp->fp_w, G + lp->fp_b, m->dproj, ac->fc_gelu,
-                            bert_act_at(m, W, lp->fp_w), N, F, C);
-        be->memset_zero(be, m->dfc_pre, (size_t)N * F * a);
-        be->gelu_backward(be, m->dfc_pre, ac->fc_pre, m->dfc_gelu, (size_t)N * F);
-        // ln1 feeds both the FFN and the second residual
-        be->copy_device(be, m->dln1, m->dres, NC);
-        be->matmul_backward(be, m->dln1, G + lp->fc_w, G + lp->fc_b, m->dfc_pre, ac->ln1,
-                            bert_act_at(m, W, lp->fc_w), N, C, F);
-        be->memset_zero(be, m->dres, NC);
-        be->layernorm_backward(be, m->dres, G + lp->ln1_w, G + lp->ln1_b, m->dln1, ac->res1,
-                               P + lp->ln1_w, ac->mean1, ac->rstd1, N, C);
-        be->memset_zero(be, m->dproj, NC);
-        be->dropout_backward(be, m->dproj, m->dres, (size_t)N * C, p_attn_out, s,
-                             dropout_offset(2 + 3 * l));
-        be->memset_zero(be, m->datty, NC);
-        be->matmul_backward(be, m->datty, G + lp->ao_w, G + lp->ao_b, m->dproj, ac->atty,
-                            bert_act_at(m, W, lp->ao_w), N, C, C);
-        be->memset_zero(be, m->dqkv, (size_t)N * 3 * C * a);
-        be->attention_backward(be, m->dqkv, m->datt_scratch, m->datty, ac->qkv, ac->att,
-                               m->mask, B, T, C, NH, p_att, s, dropout_offset(1 + 3 * l));
-        // the layer input feeds both the attention and the first residual
-        be->copy_device(be, m->dx, m->dres, NC);
-        be->matmul_backward(be, m->dx, G + lp->qkv_w, G + lp->qkv_b, m->dqkv, lin,
-                            bert_act_at(m, W, lp->qkv_w), N, C, 3 * C);
-    }
-
-    // embeddings: (projection) -> dropout -> LayerNorm -> tables
-    size_t NE = (size_t)N * E * a;
-    void *ddrop = m->dx;
-    if (m->proj_w != ABSENT) {
-        be->memset_zero(be, m->demb_a, NE);
-        be->matmul_backward(be, m->demb_a, G + m->proj_w, G + m->proj_b, m->dx, m->emb_drop,
-                            bert_act_at(m, W, m->proj_w), N, E, C);
-        ddrop = m->demb_a;
-    }
-    be->memset_zero(be, m->demb_b, NE);
-    be->dropout_backward(be, m->demb_b, ddrop, (size_t)N * E, p_hidden, s, dropout_offset(0));
-    void *demb = m->demb_a; // free again: the projection's gradient was consumed above
-    be->memset_zero(be, demb, NE);
-    be->layernorm_backward(be, demb, G + m->emb_ln_w, G + m->emb_ln_b, m->demb_b, m->emb,
-                           P + m->emb_ln_w, m->emb_mean, m->emb_rstd, N, E);
-    be->embeddings_backward(be, G + m->wte, G + m->wpe, m->wtt != ABSENT ? G + m->wtt : NULL,
-                            demb, m->ids, types, B, T, E, c->vocab_size, c->position_offset);
-    return be->synchronize(be);
-}
-
-// ---- optimiser ---------------------------------------------------------------------------
-
-int bert_step(bert_model *m, float lr, float weight_decay, float max_grad_norm, int t,
-              float *grad_norm) {
-    backend *be = m->be;
-    int rc = ensure_grads(m);
-    if (rc) return rc;
-    if (!m->m) {
-        m->m = dev_alloc(m, m->num_params * sizeof(float), &rc);
-        m->v = dev_alloc(m, m->num_params * sizeof(float), &rc);
-        if (!rc) rc = be->memset_zero(be, m->m, m->num_params * sizeof(float));
-        if (!rc) rc = be->memset_zero(be, m->v, m->num_params * sizeof(float));
-        if (rc) return rc;
-    }
-    double ss = 0;
-    rc = be->grad_norm_squared(be, m->grads, m->num_params, &ss);
-    if (rc) return rc;
-    float norm = (float)sqrt(ss);
-    if (grad_norm) *grad_norm = norm;
-    if (!isfinite(norm))
-        return error_set(EXIT_DIVERGED, "bert: gradient norm is %s at step %d",
-                         isnan(norm) ? "NaN" : "Inf", t);
-    // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1
-    if (max_grad_norm > 0) {
-        float coef = max_grad_norm / (norm + 1e-6f);
-        if (coef < 1.0f) be->scale(be, m->grads, m->num_params, coef);
-    }
-    // one update per run of adjacent tensors with the same decay setting
-    int i = 0;
-    while (i < m->num_tensors) {
-        bool decay = m->tensors[i].decay;
-        size_t start = m->tensors[i].offset;
-        int j = i + 1;
-        while (j < m->num_tensors && m->tensors[j].decay == decay) j++;
-        size_t end = j < m->num_tensors ? m->tensors[j].offset : m->num_params;
-        void *act = m->params_act == (void *)m->params ? NULL
-                                                        : bert_act_at(m, m->params_act, start);
-        be->adamw_update(be, m->params + start, act, m->grads + start, m->m + start,
-                         m->v + start, end - start, lr, 0.9f, 0.999f, 1e-8f,
-                         decay ? weight_decay : 0.0f, t);
-        i = j;
-    }
-    return be->synchronize(be);
-}
-
 // ---- outputs -----------------------------------------------------------------------------
 
 // Copy n activation-dtype values at `src` to host fp32.
@@ -916,7 +672,7 @@ int bert_logits(bert_model *m, float *out) {
 int bert_embeddings(bert_model *m, float *out, bool normalize) {
     if (!m->B) return error_set(EXIT_INTERNAL, "bert: embeddings before any forward");
     backend *be = m->be;
-    be->mean_pool_forward(be, m->pool_out, final_hidden(m), m->mask, m->B, m->T,
+    be->mean_pool_forward(be, m->pool_out, bert_final_hidden(m), m->mask, m->B, m->T,
                           m->cfg.hidden_size, normalize);
     return be->copy_to_host(be, out, m->pool_out,
                             (size_t)m->B * m->cfg.hidden_size * sizeof(float));
@@ -940,8 +696,8 @@ int bert_set_state(bert_model *m, const float *params, const float *m1, const fl
     size_t bytes = m->num_params * sizeof(float);
     int rc = 0;
     if ((m1 || v1) && !m->m) {
-        m->m = dev_alloc(m, bytes, &rc);
-        m->v = dev_alloc(m, bytes, &rc);
+        m->m = bert_dev_alloc(m, bytes, &rc);
+        m->v = bert_dev_alloc(m, bytes, &rc);
         if (!rc) rc = be->memset_zero(be, m->m, bytes);
         if (!rc) rc = be->memset_zero(be, m->v, bytes);
     }

@@ -99,3 +99,11 @@ static inline void *bert_act_at(const bert_model *m, void *buf, size_t elems) {
 
 // Refresh params_act from params (after load, init or set_state).
 int bert_sync_params_act(bert_model *m);
+
+// Shared by the forward (bert.c) and backward (bert_backward.c) passes:
+// a device buffer of `bytes`, or NULL with *rc set (no-op when *rc is already set);
+void *bert_dev_alloc(bert_model *m, size_t bytes, int *rc);
+// the counter offset of dropout site `site` (see bert.c's header comment);
+uint64_t bert_dropout_offset(int site);
+// the encoder's output (N,C): the last layer's LayerNorm, or the embeddings without layers.
+void *bert_final_hidden(bert_model *m);
