@@ -43,6 +43,8 @@ bool token_list_push(token_list *l, int32_t id, int32_t word);
 uint64_t tokenizer_hash_bytes(const char *s, size_t len);
 // The id of `len` bytes at s, or -1.
 int32_t tokenizer_vocab_lookup(const tokenizer *t, const char *s, size_t len);
+// Add token `id` (t->tokens[id]) to the lookup table; a duplicate maps to the later id.
+void tokenizer_vocab_insert(tokenizer *t, int32_t id);
 // Hash tokens[0..size) (a repeated token maps to its last id) and find the specials by
 // special_names. 0 or EXIT_BAD_INPUT naming `path`.
 int tokenizer_index_vocab(tokenizer *t, const char *path);

@@ -40,7 +40,8 @@ add_custom_command(OUTPUT ${FUZZ_ASSETS_C}
   VERBATIM)
 
 set(FUZZ_SOURCES_fuzz_safetensors ${RUNNER_DIR}/model/safetensors.c)
-set(FUZZ_SOURCES_fuzz_tokenizer ${RUNNER_DIR}/model/tokenizer.c ${RUNNER_DIR}/model/tokenizer_bpe.c)
+set(FUZZ_SOURCES_fuzz_tokenizer ${RUNNER_DIR}/model/tokenizer.c
+  ${RUNNER_DIR}/model/tokenizer_files.c ${RUNNER_DIR}/model/tokenizer_bpe.c)
 set(FUZZ_SOURCES_fuzz_tokenizer_bpe ${FUZZ_SOURCES_fuzz_tokenizer})
 set(FUZZ_SOURCES_fuzz_tokenizer_json ${FUZZ_SOURCES_fuzz_tokenizer})
 set(FUZZ_SOURCES_fuzz_config ${RUNNER_DIR}/config.c ${RUNNER_DIR}/units.c)
