@@ -47,6 +47,10 @@ def base_env(**extra):
     """A minimal environment: no RUNNER_* or AWS_* leaking in from the caller."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("RUNNER_", "AWS_", "REDIS_", "SFN_"))}
+    # Some modules set HF_HUB_OFFLINE=1 in this process for transformers' own loads; a
+    # runner that is to be offline is told so by its test (extra), never by the order
+    # the modules ran in.
+    env.pop("HF_HUB_OFFLINE", None)
     # Nor the caller's ~/.aws files: a test that wants them names its own.
     env["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent/aws-credentials"
     env["AWS_CONFIG_FILE"] = "/nonexistent/aws-config"

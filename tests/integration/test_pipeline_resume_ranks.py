@@ -38,9 +38,11 @@ pytestmark = [pytest.mark.timeout(600),
 FAST = {"RUNNER_RDZV_LAST_CALL_MS": "200"}
 # bert-tiny, 480 training sentences in global batches of 3 x 16: 10 steps an epoch (under
 # a second), checkpoints at every epoch's end and at the stop; save_total_limit 2 (the
-# default) keeps both of the interrupted run.
+# default) keeps both of the interrupted run. 10 epochs, so that a SIGTERM sent 0.3 s
+# after a restart's first checkpoint lands well before the end on a busy CI machine too
+# (with 4, ranks 1 and 2 once finished the last epochs before the stop was agreed).
 ARGS = ["--architecture", "bert-tiny", "--mode", "train", "--max-length", 32,
-        "--instances", 600, "--epochs", 4, "--early-stopping-patience", 0,
+        "--instances", 600, "--epochs", 10, "--early-stopping-patience", 0,
         "--learning-rate", 3e-3, "--threads", 1, "--rendezvous-timeout", 60, "--no-serve",
         "--log-format", "json"]
 MODEL = "artefacts/bert-tiny/prime/model/model.safetensors"
