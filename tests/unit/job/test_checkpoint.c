@@ -5,6 +5,7 @@
 // parse), ranks resuming the newest step all their copies hold with the newer ones left
 // for save_total_limit, and deletion refused outside the run's directory.
 #include "check.h"
+#include "checkpoint_fixture.h"
 #include "kernels/backend.h"
 #include "runner/error.h"
 #include "runner/job/checkpoint.h"
@@ -19,41 +20,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static bert_config small_config(void) {
-    return (bert_config){.arch = ARCH_BERT, .vocab_size = 40, .hidden_size = 16, .num_layers = 1,
-                         .num_heads = 2, .intermediate_size = 32, .max_position = 16,
-                         .type_vocab_size = 2, .layer_norm_eps = 1e-12f, .hidden_dropout = 0.1f,
-                         .attention_dropout = 0.1f, .embedding_size = 16};
-}
-
 static void save_at(const char *dir, bert_model *m, long step, long best, uint64_t init_seed,
                     float *snapshot) {
-    size_t P = bert_num_parameters(m);
-    CHECK_INT(bert_init_random(m, init_seed), 0);
-    // Non-zero moments, so their restoration is visible.
-    float *buf = malloc(3 * P * sizeof(float));
-    CHECK_INT(bert_get_state(m, buf, buf + P, buf + 2 * P), 0);
-    for (size_t i = 0; i < P; i++) {
-        buf[P + i] = 0.001f * (float)(i % 7) + (float)step;
-        buf[2 * P + i] = 0.002f * (float)(i % 5) + (float)step;
-    }
-    CHECK_INT(bert_set_state(m, buf, buf + P, buf + 2 * P), 0);
-    if (snapshot) memcpy(snapshot, buf, 3 * P * sizeof(float));
-    free(buf);
-    train_state st;
-    train_state_init(&st, 7);
-    st.step = step;
-    st.epoch = (int)(step / 3);
-    st.batch_in_epoch = 1;
-    st.loss_sum = 0.1 * (double)step + 1e-17; // not representable in short decimal
-    st.loss_count = step;
-    st.best_eval_loss = 0.5;
-    st.best_step = best;
-    cJSON *point = cJSON_CreateObject();
-    cJSON_AddNumberToObject(point, "step", (double)step);
-    cJSON_AddItemToArray(st.curve, point);
-    CHECK_INT(checkpoint_save(dir, m, &st, 2), 0);
-    train_state_free(&st);
+    checkpoint_fixture_save(dir, m, step, best, init_seed, snapshot, 2);
 }
 
 static bool exists(const char *dir, long step) {
@@ -341,7 +310,7 @@ static int barrier_exchange(void *ctx, long mine, long *all) {
 static void *agree_rank_main(void *arg) {
     agree_rank *r = arg;
     backend *be = backend_cpu_create(1);
-    bert_config cfg = small_config();
+    bert_config cfg = checkpoint_fixture_config();
     bert_model *m;
     r->rc = bert_create(&m, be, &cfg, HEAD_TOKEN_CLASSIFICATION, 3, 2, 8);
     if (r->rc == 0) r->rc = bert_init_random(m, 99); // not any checkpoint's weights
@@ -471,7 +440,7 @@ int main(void) {
     char dir[] = "/tmp/test_checkpoint.XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
     backend *be = backend_cpu_create(1);
-    bert_config cfg = small_config();
+    bert_config cfg = checkpoint_fixture_config();
     bert_model *m, *r;
     CHECK_INT(bert_create(&m, be, &cfg, HEAD_TOKEN_CLASSIFICATION, 3, 2, 8), 0);
     CHECK_INT(bert_create(&r, be, &cfg, HEAD_TOKEN_CLASSIFICATION, 3, 2, 8), 0);

@@ -10,6 +10,7 @@
 // damaged copies alone keep the agreement's older step, and save_total_limit rotates
 // what a receiving folder held before.
 #include "check.h"
+#include "checkpoint_fixture.h"
 #include "kernels/backend.h"
 #include "runner/error.h"
 #include "runner/job/checkpoint.h"
@@ -27,37 +28,9 @@
 
 enum { WORLD = 3 };
 
-static bert_config small_config(void) {
-    return (bert_config){.arch = ARCH_BERT, .vocab_size = 40, .hidden_size = 16, .num_layers = 1,
-                         .num_heads = 2, .intermediate_size = 32, .max_position = 16,
-                         .type_vocab_size = 2, .layer_norm_eps = 1e-12f, .hidden_dropout = 0.1f,
-                         .attention_dropout = 0.1f, .embedding_size = 16};
-}
-
-// checkpoint-<step> under dir from weights of init_seed and moments of the step (their
-// state into snapshot, 3 P floats, when not NULL).
 static void save_at(const char *dir, bert_model *m, long step, long best, uint64_t init_seed,
                     float *snapshot) {
-    size_t P = bert_num_parameters(m);
-    CHECK_INT(bert_init_random(m, init_seed), 0);
-    float *buf = malloc(3 * P * sizeof(float));
-    CHECK_INT(bert_get_state(m, buf, buf + P, buf + 2 * P), 0);
-    for (size_t i = 0; i < P; i++) {
-        buf[P + i] = 0.001f * (float)(i % 7) + (float)step;
-        buf[2 * P + i] = 0.002f * (float)(i % 5) + (float)step;
-    }
-    CHECK_INT(bert_set_state(m, buf, buf + P, buf + 2 * P), 0);
-    if (snapshot) memcpy(snapshot, buf, 3 * P * sizeof(float));
-    free(buf);
-    train_state st;
-    train_state_init(&st, 7);
-    st.step = step;
-    st.epoch = (int)(step / 3);
-    st.batch_in_epoch = 1;
-    st.best_eval_loss = 0.5;
-    st.best_step = best;
-    CHECK_INT(checkpoint_save(dir, m, &st, 0), 0);
-    train_state_free(&st);
+    checkpoint_fixture_save(dir, m, step, best, init_seed, snapshot, 0);
 }
 
 typedef struct group group;
@@ -110,7 +83,7 @@ static int broadcast(void *ctx, void *bytes, size_t n, int root) {
 static void *rank_main(void *arg) {
     rank_side *r = arg;
     backend *be = backend_cpu_create(1);
-    bert_config cfg = small_config();
+    bert_config cfg = checkpoint_fixture_config();
     bert_model *m;
     r->rc = bert_create(&m, be, &cfg, HEAD_TOKEN_CLASSIFICATION, 3, 2, 8);
     if (r->rc == 0) r->rc = bert_init_random(m, 99); // not any checkpoint's weights
@@ -423,7 +396,7 @@ static void test_damaged_copies_alone_keep_the_agreement(bert_model *m) {
 
 int main(void) {
     backend *be = backend_cpu_create(1);
-    bert_config cfg = small_config();
+    bert_config cfg = checkpoint_fixture_config();
     bert_model *m;
     CHECK_INT(bert_create(&m, be, &cfg, HEAD_TOKEN_CLASSIFICATION, 3, 2, 8), 0);
     test_node_local_outputs_resume_rank_0s_newest(m);
