@@ -71,3 +71,18 @@ def fault_seed(request):
 @pytest.fixture(scope="session")
 def fault_long(request):
     return request.config.getoption("--fault-long")
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(runner_bin, tmp_path_factory, fault_long):
+    """The uninterrupted run the SIGTERM and kill -9 tests compare with, once per session
+    (both use the same job): its arguments, artefacts folder and the fault points it
+    passed (RUNNER_FAULT_TRACE)."""
+    from faults import artefacts, job_args, run_to_end, trace_points
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    args = job_args(folder / "data", fault_long)
+    out = folder / "out"
+    run = run_to_end(runner_bin, [*args, "--output", out],
+                     env=harness.base_env(RUNNER_FAULT_TRACE="1"), timeout=600)
+    assert run.code == 0, run.output[-3000:]
+    return {"args": args, "art": artefacts(out), "points": trace_points(run)}

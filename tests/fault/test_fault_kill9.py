@@ -20,9 +20,9 @@ import random
 import pytest
 
 from conftest import base_env
-from faults import (artefacts, assert_resumed_only_complete_checkpoints, assert_same_results,
-                    checkpoints, describe, draw_points, exit_event, inject, job_args,
-                    result_files, run_to_end, temporaries, trace_points)
+from faults import (artefacts, assert_resumed_only_complete_checkpoints,
+                    assert_same_results, checkpoints, describe, draw_points, exit_event,
+                    inject, result_files, run_to_end, temporaries)
 
 boto3 = pytest.importorskip("boto3")
 pytestmark = pytest.mark.timeout(1800)
@@ -44,21 +44,15 @@ def pytest_generate_tests(metafunc):
 
 
 @pytest.fixture(scope="module")
-def reference(runner_bin, tmp_path_factory, fault_seed, fault_long):
-    """The uninterrupted run (once per module), its fault points, and those drawn."""
-    folder = tmp_path_factory.mktemp("kill9-reference")
-    args = job_args(folder / "data", fault_long)
-    out = folder / "out"
-    run = run_to_end(runner_bin, [*args, "--output", out],
-                     env=base_env(RUNNER_FAULT_TRACE="1"), timeout=600)
-    assert run.code == 0, run.output[-3000:]
-    points = trace_points(run)
+def reference(uninterrupted, fault_seed, fault_long):
+    """The uninterrupted run (conftest.py, once per session) and the points drawn here."""
+    points = uninterrupted["points"]
     scale = COUNTS[fault_long] // COUNTS[False]
     drawn = draw_points(points, COUNTS[fault_long], fault_seed,
                         {phase: k * scale for phase, k in AT_LEAST.items()})
     print(f"seed {fault_seed}: {len(points)} fault points, drawn:",
           *(describe(p, fault_seed) for p in drawn), sep="\n  ")
-    return {"args": args, "art": artefacts(out), "drawn": drawn, "points": points}
+    return dict(uninterrupted, drawn=drawn)
 
 
 def killed(run):

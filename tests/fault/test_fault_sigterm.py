@@ -14,9 +14,9 @@ import time
 import pytest
 
 from conftest import base_env
-from faults import (artefacts, assert_resumed_only_complete_checkpoints, assert_same_results,
-                    checkpoints, describe, draw_points, exit_event, inject, job_args,
-                    run_to_end, temporaries, trace_points)
+from faults import (artefacts, assert_resumed_only_complete_checkpoints,
+                    assert_same_results, checkpoints, describe, draw_points, exit_event,
+                    inject, run_to_end, temporaries)
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -35,21 +35,15 @@ def pytest_generate_tests(metafunc):
 
 
 @pytest.fixture(scope="module")
-def reference(runner_bin, tmp_path_factory, fault_seed, fault_long):
-    """The uninterrupted run (once per module), its fault points, and those drawn."""
-    folder = tmp_path_factory.mktemp("sigterm-reference")
-    args = job_args(folder / "data", fault_long)
-    out = folder / "out"
-    run = run_to_end(runner_bin, [*args, "--output", out],
-                     env=base_env(RUNNER_FAULT_TRACE="1"), timeout=600)
-    assert run.code == 0, run.output[-3000:]
-    points = trace_points(run)
+def reference(uninterrupted, fault_seed, fault_long):
+    """The uninterrupted run (conftest.py, once per session) and the points drawn here."""
+    points = uninterrupted["points"]
     scale = COUNTS[fault_long] // COUNTS[False]
     drawn = draw_points(points, COUNTS[fault_long], fault_seed,
                         {phase: k * scale for phase, k in AT_LEAST.items()})
     print(f"seed {fault_seed}: {len(points)} fault points, drawn:",
           *(describe(p, fault_seed) for p in drawn), sep="\n  ")
-    return {"args": args, "art": artefacts(out), "drawn": drawn}
+    return dict(uninterrupted, drawn=drawn)
 
 
 def test_sigterm_exits_80_and_the_next_attempt_ends_as_an_uninterrupted_run(
