@@ -104,6 +104,15 @@ static int tuned_for_matches(const char *path, const cJSON *root, const space_st
     return 0;
 }
 
+// The built-in space for the starting point (the caller says why in out->why).
+static void choose_builtin(const space_start *start, space_choice *out) {
+    space_defaults d;
+    space_defaults_for(start, &d);
+    out->space = space_defaults_json(&d);
+    out->builtin = true;
+    snprintf(out->origin, sizeof out->origin, "built-in defaults");
+}
+
 int space_choose(const space_start *start, const char *path, bool given, space_choice *out) {
     memset(out, 0, sizeof *out);
     char run[256];
@@ -117,11 +126,7 @@ int space_choose(const space_start *start, const char *path, bool given, space_c
         free(text);
         return rc;
     }
-    space_defaults d;
-    space_defaults_for(start, &d);
-    out->space = space_defaults_json(&d);
-    out->builtin = true;
-    snprintf(out->origin, sizeof out->origin, "built-in defaults");
+    choose_builtin(start, out);
     snprintf(out->why, sizeof out->why, "no hyperspace.json given or beside the data: the "
              "defaults for %s", run);
     return 0;
@@ -162,11 +167,7 @@ int space_choose_text(const space_start *start, const char *path, const char *te
         return 0;
     }
     cJSON_Delete(root);
-    space_defaults d;
-    space_defaults_for(start, &d);
-    out->space = space_defaults_json(&d);
-    out->builtin = true;
-    snprintf(out->origin, sizeof out->origin, "built-in defaults");
+    choose_builtin(start, out);
     snprintf(out->why, sizeof out->why, "%s is tuned for %s, not for %s: the defaults for %s "
              "replace it (--hyperspace FILE to use it anyway)", path, tuned, run, run);
     return 0;
