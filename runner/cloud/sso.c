@@ -21,17 +21,15 @@
 #include "runner/cloud/aws.h"
 
 #include "runner/error.h"
+#include "runner/job/files.h"
 #include "runner/log.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 enum {
     TOKEN_FILE_MAX = 256 * 1024,
@@ -93,31 +91,15 @@ static void format_utc(time_t t, char out[32]) {
 }
 
 // Write `json` to `path` as botocore's JSONFileCache does: a temporary file beside it,
-// fsync, rename over the old entry (mode 0600: it holds a refresh token). 0 or errno.
+// fsync, rename over the old entry; mode 0600, since it holds a refresh token and a
+// client secret. 0 or an exit code (its reason in error_message()).
 static int write_cache_entry(const char *path, const cJSON *json) {
     char *text = cJSON_PrintUnformatted(json);
-    if (!text) return ENOMEM;
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
-    int err = 0;
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        err = errno;
-    } else {
-        size_t len = strlen(text), done = 0;
-        while (done < len && !err) {
-            ssize_t n = write(fd, text + done, len - done);
-            if (n < 0 && errno != EINTR) err = errno;
-            if (n > 0) done += (size_t)n;
-        }
-        if (!err && fsync(fd) != 0) err = errno;
-        if (close(fd) != 0 && !err) err = errno;
-        if (!err && rename(tmp, path) != 0) err = errno;
-        if (err) unlink(tmp);
-    }
+    if (!text) return error_set(EXIT_RESOURCES, "%s: out of memory", path);
+    int rc = files_write_private(path, text, strlen(text));
     memset(text, 0, strlen(text));
     free(text);
-    return err;
+    return rc;
 }
 
 // SSO OIDC CreateToken with the cached refresh token. On success *renewed is the new
@@ -255,12 +237,13 @@ static int read_cached_token(const aws_profile *p, char *token, size_t cap) {
     if (p->sso_session[0] && expires_at - time(NULL) < REFRESH_WINDOW_S) {
         cJSON *renewed = NULL;
         if (refresh_token(p, json, &renewed, why, sizeof why) == 0) {
-            int err = write_cache_entry(path, renewed);
             // The new token is good whether or not the cache took it; an old cache entry
             // only means the next reader renews again.
-            if (err)
-                log_warn("sso_token_cache", "%s: %s (the renewed token is used, not cached)",
-                         path, strerror(err));
+            if (write_cache_entry(path, renewed) != 0) {
+                log_warn("sso_token_cache", "%s (the renewed token is used, not cached)",
+                         error_message());
+                error_clear();
+            }
             wipe_json(json);
             json = renewed;
             access = json_string(json, "accessToken");

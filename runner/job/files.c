@@ -59,18 +59,37 @@ int files_sync_parent(const char *path) {
     return 0;
 }
 
+static int write_atomic(const char *path, const void *const *parts, const size_t *lens,
+                        int nparts, mode_t mode);
+
 int files_write_atomic(const char *path, const void *data, size_t len) {
-    return files_write_atomic_parts(path, &data, &len, 1);
+    return write_atomic(path, &data, &len, 1, 0644);
+}
+
+int files_write_private(const char *path, const void *data, size_t len) {
+    return write_atomic(path, &data, &len, 1, 0600);
 }
 
 int files_write_atomic_parts(const char *path, const void *const *parts, const size_t *lens,
                              int nparts) {
+    return write_atomic(path, parts, lens, nparts, 0644);
+}
+
+static int write_atomic(const char *path, const void *const *parts, const size_t *lens,
+                        int nparts, mode_t mode) {
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
         return error_set(EXIT_OUTPUT, "path too long: %s", path);
     // Errors name the file the job could not write, not its temporary (removed).
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode);
     if (fd < 0) return error_set(EXIT_OUTPUT, "%s: cannot write: %s", path, strerror(errno));
+    // A leftover temporary of a killed run keeps its old mode through O_TRUNC: set it.
+    if (fchmod(fd, mode) != 0) {
+        int err = errno;
+        close(fd);
+        unlink(tmp);
+        return error_set(EXIT_OUTPUT, "%s: cannot write: %s", path, strerror(err));
+    }
     // The test-only fault point "file_write" sits half way through the bytes (fault.h).
     size_t total = 0, done = 0;
     for (int part = 0; part < nparts; part++) total += lens[part];

@@ -11,7 +11,9 @@
 int files_mkdirs(const char *path);
 // Write `len` bytes to `path` atomically. 0 or EXIT_OUTPUT.
 int files_write_atomic(const char *path, const void *data, size_t len);
-// The same for the concatenation of n buffers (no copy into one).
+// The same, readable by its owner only (mode 0600): a file that holds a secret.
+int files_write_private(const char *path, const void *data, size_t len);
+// The same as files_write_atomic for the concatenation of n buffers (no copy into one).
 int files_write_atomic_parts(const char *path, const void *const *parts, const size_t *lens, int n);
 // fsync the directory that holds `path` (best effort: some file systems refuse it), so
 // that a rename or a new entry in it survives a crash. 0 or EXIT_OUTPUT (cannot open it).
