@@ -55,10 +55,7 @@ class MockHub:
         self.renamed = {}  # old id -> new id
         self.token = token
         self.requests = []
-        self.fail_next = 0
-        self.drop_after = []   # byte counts: each entry breaks one CDN body
-        self.corrupt_next = 0
-        self.delay = 0.0
+        self.reset()
         self.lock = threading.Lock()
         self.sha_memo = {}  # id(bytes) -> (bytes, sha256): hashing 440 MB per request would time the mock
         hub = self
@@ -83,6 +80,14 @@ class MockHub:
         self.cdn_base = f"http://localhost:{self.cdn.server_address[1]}"
         for srv in (self.server, self.cdn):
             threading.Thread(target=srv.serve_forever, daemon=True).start()
+
+    def reset(self):
+        """No injected faults and an empty request log (between tests)."""
+        self.requests.clear()
+        self.fail_next = 0
+        self.drop_after = []   # byte counts: each entry breaks one CDN body
+        self.corrupt_next = 0
+        self.delay = 0.0
 
     def close(self):
         for srv in (self.server, self.cdn):

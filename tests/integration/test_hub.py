@@ -93,10 +93,7 @@ def hub(tmp_path_factory):
 @pytest.fixture
 def fresh(hub):
     """Clear the mock's faults and request log for each test."""
-    hub.requests.clear()
-    hub.fail_next = hub.corrupt_next = 0
-    hub.drop_after = []
-    hub.delay = 0.0
+    hub.reset()
     return hub
 
 

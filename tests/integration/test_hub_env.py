@@ -54,10 +54,7 @@ def hub():
 
 @pytest.fixture
 def fresh(hub):
-    hub.requests.clear()
-    hub.fail_next = hub.corrupt_next = 0
-    hub.drop_after = []
-    hub.delay = 0.0
+    hub.reset()
     return hub
 
 
