@@ -36,6 +36,10 @@ static const shape SHAPES[] = {
     {"bert-base attn-out dweight", 1, 0, 768, 768, 1024},
     {"minilm ffn-in forward", 0, 1, 4096, 1536, 384},
     {"minilm ffn-out forward", 0, 1, 4096, 384, 1536},
+    {"bert-tiny qkv forward", 0, 1, 1024, 384, 128},
+    {"bert-tiny ffn-out forward", 0, 1, 1024, 128, 512},
+    {"bert-tiny ffn-in dweight", 1, 0, 512, 128, 1024},
+    {"bert-tiny ffn-out dinp", 0, 0, 1024, 512, 128},
     {"sgemm 2048^3", 0, 0, 2048, 2048, 2048},
 };
 

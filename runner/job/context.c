@@ -163,24 +163,6 @@ static int pick_backend(job_context *ctx) {
     return 0;
 }
 
-// Threads = cores, except for the smallest shapes on the CPU: at hidden size 128 every
-// op is a few microseconds of work, and OpenMP's fork/join and spin-waiting cost more than
-// a second core saves: on the 2-core build machine the default pipeline took 17 s with one
-// thread against 83 s with two (4 min 50 s with two when the machine was busy).
-// --threads N overrides.
-static int fit_threads(job_context *ctx) {
-    if (ctx->on_gpu || ctx->cfg->threads > 0 || ctx->bcfg.hidden_size > 128 ||
-        omp_get_num_procs() == 1)
-        return 0;
-    ctx->be->destroy(ctx->be);
-    omp_set_num_threads(1);
-    ctx->be = backend_create("cpu", 0, 1);
-    if (!ctx->be) return error_code() ? error_code() : EXIT_INTERNAL;
-    log_info("backend", "cpu, 1 thread for %s (hidden size %d: parallel ops cost more than they "
-             "save; --threads N to override)", ctx->shape, ctx->bcfg.hidden_size);
-    return 0;
-}
-
 int job_context_open(job_context *ctx, const runner_config *cfg, int rank, int world_size,
                      bool need_data) {
     memset(ctx, 0, sizeof *ctx);
@@ -255,7 +237,6 @@ int job_context_open(job_context *ctx, const runner_config *cfg, int rank, int w
         if (rc == 0)
             log_info("model", "%s: L%d C%d from %s", cfg->architecture, ctx->bcfg.num_layers,
                      ctx->bcfg.hidden_size, ctx->model_dir);
-        if (rc == 0) rc = fit_threads(ctx);
         return rc;
     }
     // No pretrained model: train from scratch. On a CPU the full-size shapes would take
@@ -316,7 +297,6 @@ int job_context_open(job_context *ctx, const runner_config *cfg, int rank, int w
         if (rc) return rc;
     }
     ctx->bcfg.vocab_size = tokenizer_vocab_size(ctx->tok);
-    if ((rc = fit_threads(ctx))) return rc;
     if (roberta)
         log_info("model", "roberta as %s: L%d C%d H%d, byte-level BPE vocabulary %d from %s and "
                  "merges.txt (RoBERTa's tokenizer; the vocab.txt beside the data is BERT's), "
