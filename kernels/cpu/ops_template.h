@@ -18,6 +18,7 @@
 #include <string.h>
 #include <tgmath.h>
 
+#include "kernels/cpu/gemm_split.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/rng.h"
 
@@ -241,24 +242,8 @@ OPS_CLONES void OPS(layernorm_backward)(REAL *dinp, REAL *dweight, REAL *dbias, 
 // by the thread count, and its Haswell and Zen kernels round an element differently
 // depending on where the split falls (docs/kernels.md "Determinism").
 //
-// A dimension is cut into the fewest pieces of at most OPS_GEMM_TILE elements, of equal
-// size rounded up to a multiple of 16 (whole AVX-512 vectors and micro-kernel panels; the
-// last piece takes the rest). Large tiles keep the cost of packing the operands once
-// per tile small (docs/BENCHMARKS.md "Thread-independent GEMM").
-#define OPS_GEMM_TILE 512
-
-typedef struct {
-    int pieces; // number of tiles along the dimension
-    int size;   // elements per tile (the last one may be shorter)
-} OPS(gemm_split);
-
-static OPS(gemm_split) OPS(gemm_split_dim)(int n) {
-    int pieces = (n + OPS_GEMM_TILE - 1) / OPS_GEMM_TILE;
-    if (pieces < 1) pieces = 1;
-    int size = ((n + pieces - 1) / pieces + 15) / 16 * 16;
-    pieces = (n + size - 1) / size;
-    return (OPS(gemm_split)){pieces > 0 ? pieces : 1, size};
-}
+// The split itself (tile sizes, CPU_GEMM_TILE) is kernels/cpu/gemm_split.h, shared with
+// the bf16 GEMMs of inference (kernels/cpu/gemm_bf16.c).
 
 // What a linear layer's forward does to each tile around its GEMM: bias preloaded into
 // the tile (then beta = 1), GELU applied from the pre-activation tile into `gelu_out`.
@@ -274,7 +259,7 @@ OPS_CLONES static void OPS(gemm_tiled)(int trans_a, int trans_b, int M, int N, i
                             const REAL *A, int lda, const REAL *B, int ldb, REAL beta, REAL *C,
                             int ldc, const OPS(gemm_epilogue) *ep) {
     if (M <= 0 || N <= 0) return;
-    OPS(gemm_split) rows = OPS(gemm_split_dim)(M), cols = OPS(gemm_split_dim)(N);
+    cpu_gemm_split rows = cpu_gemm_split_dim(M), cols = cpu_gemm_split_dim(N);
     long tiles = (long)rows.pieces * cols.pieces;
     int threads = cpu_ops_threads();
     if (tiles < threads) threads = (int)tiles;
