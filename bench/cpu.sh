@@ -7,7 +7,10 @@
 # bench_cpu_bert bench_cpu_gemm)
 # and .venv with Debian's torch (scripts/setup --test). Each case runs the C program and
 # then PyTorch, one after the other; the last column is PyTorch time / C time (> 1: C is
-# faster). Takes several minutes on 2 cores: not part of the test suite.
+# faster). The infer case runs twice: fp32, then bf16 (--precision bf16 on both sides:
+# oneDNN's bf16 GEMMs in C, torch.autocast bf16 in PyTorch; only where the CPU has
+# avx512_bf16 or AMX: elsewhere that row is left out). Takes several minutes on 2 cores:
+# not part of the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Both sides wait passively in OpenMP, as the runner makes its workers do (main.c):
@@ -29,9 +32,15 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 echo "# $(date -u +%FT%TZ) $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# threads=$threads iters=$iters OMP_WAIT_POLICY=$OMP_WAIT_POLICY (after one warm-up iteration)"
-for case in train infer; do
-  "$bin" --threads "$threads" --iters "$iters" --only "$case" --profile | tee -a "$log"
-  "$py" bench/pytorch_bert.py --threads "$threads" --iters "$iters" --only "$case" | tee -a "$log"
+for run in train:fp32 infer:fp32 infer:bf16; do
+  case=${run%:*} precision=${run#*:}
+  if ! "$bin" --threads "$threads" --iters "$iters" --only "$case" --precision "$precision" \
+      --profile | tee -a "$log"; then
+    echo "# $case $precision: not run here (see the message above)"
+    continue
+  fi
+  "$py" bench/pytorch_bert.py --threads "$threads" --iters "$iters" --only "$case" \
+    --precision "$precision" | tee -a "$log"
 done
 # The thread-independent tiled GEMM against one threaded OpenBLAS call, same shapes.
 "$gemm_bin" --threads "$threads" | tee -a "$log"

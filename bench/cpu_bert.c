@@ -1,11 +1,14 @@
 // CPU benchmark of the BERT core (docs/BENCHMARKS.md "CPU core"; bench/cpu.sh runs it
 // beside bench/pytorch_bert.py):
 //   train: bert-base token classification (9 labels), forward + backward + AdamW, 8 x 128
-//   infer: MiniLM-L6 shape (L6 C384 NH12 F1536), forward + mean pooling, 32 x 128
+//   infer: MiniLM-L6 shape (L6 C384 NH12 F1536), forward + mean pooling, 32 x 128; with
+//          --precision bf16 its linear layers in bf16 (docs/kernels.md "bf16 inference on
+//          the CPU"; the case is named "... bf16")
 // Every backend op is timed through a wrapper around the CPU backend's vtable (the CPU
 // backend is synchronous, so a call's wall time is its cost) and printed as a profile.
 //
-//   bench_cpu_bert [--threads N] [--iters N] [--only train|infer] [--profile]
+//   bench_cpu_bert [--threads N] [--iters N] [--only train|infer] [--precision fp32|bf16]
+//                  [--profile]
 // Prints one JSON line per case: {"case":..., "seconds_per_iter":..., "tokens_per_s":...}.
 #include <omp.h>
 #include <stdbool.h>
@@ -71,6 +74,10 @@ static void p_ln_b(backend *be, void *dinp, float *dw, float *db, const void *do
 static void p_mm_f(backend *be, void *out, void *pre, const void *inp, const void *w,
                    const void *b, int N, int IC, int OC, matmul_epilogue e) {
     TIMED(OP_MM_F, inner.matmul_forward(be, out, pre, inp, w, b, N, IC, OC, e));
+}
+static void p_mm_if(backend *be, void *out, void *pre, const void *inp, const void *w,
+                    const void *b, int N, int IC, int OC, matmul_epilogue e) {
+    TIMED(OP_MM_F, inner.infer_matmul_forward(be, out, pre, inp, w, b, N, IC, OC, e));
 }
 static void p_mm_b(backend *be, void *dinp, float *dw, float *db, const void *dout,
                    const void *inp, const void *w, int N, int IC, int OC) {
@@ -142,6 +149,7 @@ static void profile_install(backend *be) {
     be->layernorm_forward = p_ln_f;
     be->layernorm_backward = p_ln_b;
     be->matmul_forward = p_mm_f;
+    be->infer_matmul_forward = p_mm_if;
     be->matmul_backward = p_mm_b;
     be->gelu_forward = p_gelu_f;
     be->gelu_backward = p_gelu_b;
@@ -238,11 +246,13 @@ static int run_case(backend *be, const char *preset, bool train, int B, int T, i
         }
     }
     char name[96];
-    snprintf(name, sizeof name, "%s %s %dx%d", preset, train ? "train" : "infer", B, T);
-    printf("{\"case\":\"%s\",\"impl\":\"c\",\"threads\":%d,\"iters\":%d,"
+    bool bf16 = !train && be->infer_dtype == DTYPE_BF16;
+    snprintf(name, sizeof name, "%s %s %dx%d%s", preset, train ? "train" : "infer", B, T,
+             bf16 ? " bf16" : "");
+    printf("{\"case\":\"%s\",\"impl\":\"c\",\"precision\":\"%s\",\"threads\":%d,\"iters\":%d,"
            "\"seconds_per_iter\":%.4f,\"cpu_seconds_per_iter\":%.4f,\"tokens_per_s\":%.1f,"
            "\"gflop_per_iter\":%.1f,\"last_loss\":%.5f}\n",
-           name, omp_get_max_threads(), iters, total / iters, cpu / iters, n * iters / total,
+           name, bf16 ? "bf16" : "fp32", omp_get_max_threads(), iters, total / iters, cpu / iters, n * iters / total,
            gflop_per_iter(&cfg, train, B, T, labels_n), loss);
     if (profile) profile_print(name, total, iters);
     fflush(stdout);
@@ -253,17 +263,18 @@ static int run_case(backend *be, const char *preset, bool train, int B, int T, i
 
 int main(int argc, char **argv) {
     int threads = 0, iters = 3;
-    const char *only = NULL;
+    const char *only = NULL, *precision = "fp32";
     bool profile = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--iters") && i + 1 < argc) iters = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc) precision = argv[++i];
         else if (!strcmp(argv[i], "--profile")) profile = true;
         else {
             fprintf(stderr,
                     "usage: bench_cpu_bert [--threads N] [--iters N] [--only train|infer] "
-                    "[--profile]\n");
+                    "[--precision fp32|bf16] [--profile]\n");
             return 2;
         }
     }
@@ -272,6 +283,16 @@ int main(int argc, char **argv) {
     if (!be) {
         fprintf(stderr, "bench_cpu_bert: %s\n", error_message());
         return 1;
+    }
+    // bf16 applies to the infer case only (the training forward stays fp32 in the runner);
+    // a benchmark that cannot run what it was asked for says so instead of timing fp32
+    if (strcmp(precision, "fp32") != 0) {
+        if (strcmp(precision, "bf16") != 0 || be->set_infer_dtype(be, DTYPE_BF16) != 0) {
+            fprintf(stderr, "bench_cpu_bert: --precision %s: %s\n", precision,
+                    strcmp(precision, "bf16") ? "fp32 or bf16" : error_message());
+            be->destroy(be);
+            return 2;
+        }
     }
     if (profile) profile_install(be);
     int rc = 0;

@@ -4,12 +4,16 @@
          AdamW (no decay on biases and LayerNorm), gradient clipping at 1.0, 8 x 128,
          dropout on (train mode), as the C bench does
   infer: BertModel with the MiniLM-L6 shape (L6 C384 NH12 F1536), eval + no_grad,
-         mean pooling + L2 normalisation, 32 x 128
+         mean pooling + L2 normalisation, 32 x 128; with --precision bf16 under
+         torch.autocast("cpu", dtype=torch.bfloat16) (PyTorch's CPU bf16: its linear
+         layers through oneDNN's bf16 matmul), named "... bf16" as the C bench does
 
   python bench/pytorch_bert.py [--threads N] [--iters N] [--only train|infer]
+                               [--precision fp32|bf16]
 Prints one JSON line per case, like bench_cpu_bert.
 """
 import argparse
+import contextlib
 import json
 import time
 
@@ -53,22 +57,24 @@ def bench_train(iters):
     return "bert-base train 8x128", 8 * 128, total, cpu, loss.item()
 
 
-def bench_infer(iters):
+def bench_infer(iters, precision="fp32"):
     model = transformers.BertModel(bert_config(6, 384, 12, 1536), add_pooling_layer=False)
     model.eval()
     ids, mask, _ = batch(32, 128)
     total, cpu = 0.0, 0.0
-    with torch.no_grad():
+    bf16 = precision == "bf16"
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    with torch.no_grad(), autocast:
         for it in range(-1, iters):
             t0, c0 = time.perf_counter(), time.process_time()
             h = model(input_ids=ids, attention_mask=mask).last_hidden_state
             m = mask.unsqueeze(-1).float()
-            emb = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            emb = (h.float() * m).sum(1) / m.sum(1).clamp(min=1e-9)
             torch.nn.functional.normalize(emb, p=2, dim=1)
             if it >= 0:
                 total += time.perf_counter() - t0
                 cpu += time.process_time() - c0
-    return "minilm-l6 infer 32x128", 32 * 128, total, cpu, 0.0
+    return "minilm-l6 infer 32x128" + (" bf16" if bf16 else ""), 32 * 128, total, cpu, 0.0
 
 
 def main():
@@ -76,16 +82,21 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--only", choices=["train", "infer"])
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="of the infer case (train stays fp32)")
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cases = [bench_train, bench_infer]
+    infer = lambda iters: bench_infer(iters, args.precision)  # noqa: E731
+    cases = [bench_train, infer]
     if args.only:
-        cases = [bench_train if args.only == "train" else bench_infer]
+        cases = [bench_train if args.only == "train" else infer]
     for case in cases:
         name, tokens, total, cpu, loss = case(args.iters)
-        print(json.dumps({"case": name, "impl": "pytorch", "threads": torch.get_num_threads(),
+        precision = args.precision if case is infer else "fp32"
+        print(json.dumps({"case": name, "impl": "pytorch", "precision": precision,
+                          "threads": torch.get_num_threads(),
                           "iters": args.iters, "seconds_per_iter": round(total / args.iters, 4),
                           "cpu_seconds_per_iter": round(cpu / args.iters, 4),
                           "tokens_per_s": round(tokens * args.iters / total, 1),

@@ -102,7 +102,15 @@ static backend *cuda_create(int device) {
 backend *backend_create(const char *name, int device, int threads) {
     if (strcmp(name, "cpu") == 0) return backend_cpu_create(threads);
 #ifdef RUNNER_HAVE_CUDA
-    if (strcmp(name, "cuda") == 0) return cuda_create(device);
+    if (strcmp(name, "cuda") == 0) {
+        backend *be = cuda_create(device);
+        // The CUDA backend's inference GEMMs are its training ones (bf16 activations).
+        if (be && !be->infer_matmul_forward) {
+            be->infer_matmul_forward = be->matmul_forward;
+            be->infer_dtype = be->act_dtype;
+        }
+        return be;
+    }
 #endif
     (void)device;
     return NULL;

@@ -155,6 +155,20 @@ struct backend {
     void (*adamw_update)(backend *be, float *params, void *params_act, const float *grads,
                          float *m, float *v, size_t n, float lr, float beta1, float beta2,
                          float eps, float weight_decay, int t);
+
+    // ---- precision of inference passes ---------------------------------------------------
+    // The linear layers of a pass that no backward follows (bert_forward with training
+    // false: evaluation, predict, embed) call infer_matmul_forward, matmul_forward's
+    // contract, which may compute in a narrower type than act_dtype: infer_dtype names the
+    // GEMM operands' type (activations in and out stay act_dtype, accumulation fp32).
+    // backend_create fills in matmul_forward and act_dtype where a backend leaves them unset.
+    act_dtype_t infer_dtype;
+    void (*infer_matmul_forward)(backend *be, void *out, void *pre, const void *inp,
+                                 const void *weight, const void *bias, int N, int IC, int OC,
+                                 matmul_epilogue epilogue);
+    // Ask for inference GEMMs in `dtype`: 0, or EXIT_USAGE + error saying why this backend
+    // cannot (the CPU's bf16 needs avx512_bf16 or AMX). NULL: infer_dtype is all it has.
+    int (*set_infer_dtype)(backend *be, act_dtype_t dtype);
 };
 
 // The CPU backend (always available). Returns NULL and sets an error on failure.

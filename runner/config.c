@@ -16,6 +16,7 @@ static const char *const ARCHITECTURES[] = {"bert",      "distil",    "electra",
 static const char *const MODES[] = {"pipeline", "train", "predict", "embed", "pretrain", "check"};
 static const char *const BACKENDS[] = {"auto", "cpu", "cuda"};
 static const char *const LOG_FORMATS[] = {"auto", "json", "text"};
+static const char *const PRECISIONS[] = {"auto", "fp32", "bf16"};
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 #define FIELD(name) offsetof(runner_config, name), sizeof(((runner_config *)0)->name)
@@ -134,6 +135,10 @@ static const config_option OPTIONS[] = {
      "worker processes (0 = one per GPU, one on CPU)"},
     {"threads", "threads", OPTION_INT, FIELD(threads), 0, 4096, "resources", "N",
      "CPU threads per worker (0 = all cores)"},
+    {"precision", "precision", OPTION_PRECISION, FIELD(precision), 0, 0, "resources",
+     "auto|fp32|bf16",
+     "GEMMs of evaluation, predict and embed: auto (the backend's: CPU fp32, CUDA bf16), "
+     "bf16 (CPU: where it has avx512_bf16/AMX, else fp32 with a warning), fp32 (CPU only)"},
     {"min-shm", "min_shm", OPTION_SIZE, FIELD(min_shm_bytes), 0, 0, "resources", "SIZE",
      "/dev/shm needed, e.g. 15gb or 512m (default computed from workers and batch)"},
     // group "servers"
@@ -196,6 +201,10 @@ const char *config_mode_names(void) {
 
 const char *config_mode_name(run_mode mode) {
     return (size_t)mode < COUNT(MODES) ? MODES[mode] : "?";
+}
+
+const char *config_precision_name(precision_choice precision) {
+    return (size_t)precision < COUNT(PRECISIONS) ? PRECISIONS[precision] : "?";
 }
 
 static int find_name(const char *const *names, size_t n, const char *value) {
@@ -325,6 +334,14 @@ int config_set_text(runner_config *cfg, const config_option *opt, const char *va
             return error_set(EXIT_USAGE, "%s: unknown backend '%s' (valid: %s)", origin, value,
                              join_names(BACKENDS, COUNT(BACKENDS), names, sizeof names));
         *(backend_choice *)field = (backend_choice)i;
+        return 0;
+    }
+    case OPTION_PRECISION: {
+        int i = find_name(PRECISIONS, COUNT(PRECISIONS), value);
+        if (i < 0)
+            return error_set(EXIT_USAGE, "%s: unknown precision '%s' (valid: %s)", origin, value,
+                             join_names(PRECISIONS, COUNT(PRECISIONS), names, sizeof names));
+        *(precision_choice *)field = (precision_choice)i;
         return 0;
     }
     case OPTION_LOG_FORMAT: {
@@ -609,6 +626,10 @@ cJSON *config_to_json(const runner_config *cfg) {
             break;
         case OPTION_LOG_FORMAT:
             cJSON_AddStringToObject(json, opt->flag, LOG_FORMATS[*(const int *)field]);
+            break;
+        case OPTION_PRECISION:
+            cJSON_AddStringToObject(json, opt->flag,
+                                    config_precision_name(*(const precision_choice *)field));
             break;
         default: {
             size_t start, len;

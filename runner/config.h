@@ -20,11 +20,17 @@ typedef enum {
 
 typedef enum { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA } backend_choice;
 
+// --precision: what the linear layers of inference passes (evaluation, predict, embed)
+// compute in. auto = the backend's own (CPU fp32, CUDA bf16); bf16 on a CPU without bf16
+// instructions runs fp32 with a warning; fp32 on CUDA is refused (docs/kernels.md).
+typedef enum { PRECISION_AUTO, PRECISION_FP32, PRECISION_BF16 } precision_choice;
+
 typedef struct {
     // What to run.
     char architecture[64]; // "bert", "distil", "electra", "roberta", "bert-tiny", ...
     run_mode mode;
     backend_choice backend;
+    precision_choice precision;
     int gpus; // -1 = auto (all visible, none required), N = require N
     char config_path[CONFIG_PATH_MAX];
     char hyperspace_path[CONFIG_PATH_MAX];
@@ -93,7 +99,7 @@ void config_defaults(runner_config *cfg);
 typedef enum {
     OPTION_INT, OPTION_LONG, OPTION_DOUBLE, OPTION_U64, OPTION_STRING, OPTION_PATH,
     OPTION_BOOL, OPTION_SIZE, OPTION_ARCHITECTURE, OPTION_MODE, OPTION_BACKEND,
-    OPTION_GPUS, OPTION_LOG_FORMAT,
+    OPTION_GPUS, OPTION_LOG_FORMAT, OPTION_PRECISION,
 } option_type;
 
 typedef struct {
@@ -133,6 +139,7 @@ cJSON *config_to_json(const runner_config *cfg);
 const char *config_architecture_names(void);
 const char *config_mode_names(void);
 const char *config_mode_name(run_mode mode);
+const char *config_precision_name(precision_choice precision); // "auto", "fp32", "bf16"
 // The option a mistyped name most likely meant (flag or --config key, compared without
 // case, dashes or underscores), or NULL when none is within two edits. Returns the
 // spelling of the same kind: a --config key for a key, a flag name for a flag.

@@ -1,6 +1,7 @@
 #include "runner/preflight.h"
 #include "runner/preflight_internal.h"
 
+#include "kernels/cpu/gemm_bf16.h"
 #include "kernels/cpu/ops.h"
 
 #include "runner/cloud/cloud.h"
@@ -435,6 +436,50 @@ static void check_cgroup(preflight_checks *c, const runner_config *cfg, int work
     }
 }
 
+// ---- precision -------------------------------------------------------------------------
+
+// What --precision will give on the backend this machine runs (runner/job/context.c
+// applies it): auto is the backend's own; bf16 needs oneDNN's bf16 instructions on a CPU
+// (a warning and fp32 without them); fp32 on CUDA, whose GEMMs are bf16, exits 2.
+static void check_precision(preflight_checks *c, const runner_config *cfg, int gpus) {
+    cJSON *s = preflight_section(c->report, "precision");
+    char why[256] = "";
+    bool cpu_bf16 = cpu_bf16_supported(why, sizeof why);
+    bool cuda = cfg->backend == BACKEND_CUDA;
+#ifdef RUNNER_HAVE_CUDA
+    cuda = cuda || (cfg->backend == BACKEND_AUTO && gpus > 0);
+#else
+    (void)gpus;
+#endif
+    const char *requested = config_precision_name(cfg->precision);
+    cJSON_AddStringToObject(s, "requested", requested);
+    cJSON_AddStringToObject(s, "backend", cuda ? "cuda" : "cpu");
+    cJSON_AddBoolToObject(s, "cpu_bf16", cpu_bf16);
+    cJSON_AddStringToObject(s, "onednn_isa", cpu_bf16_isa());
+    const char *effective = cuda || (cfg->precision == PRECISION_BF16 && cpu_bf16) ? "bf16" : "fp32";
+    char message[400];
+    if (cuda && cfg->precision == PRECISION_FP32) {
+        cJSON_AddNullToObject(s, "effective");
+        preflight_set_status(s, "fail", "fp32 asked for, the CUDA backend computes in bf16");
+        const char *why_not = "--precision fp32: the cuda backend computes in bf16 only "
+                              "(--backend cpu runs fp32)";
+        preflight_fail(c, s, EXIT_USAGE, why_not);
+        // A command that can never run is the answer even where the machine failed too:
+        // exit 2 is not retried, a GPU fault (81) would be, to the same end.
+        c->code = EXIT_USAGE;
+        snprintf(c->message, sizeof c->message, "%s", why_not);
+        return;
+    }
+    cJSON_AddStringToObject(s, "effective", effective);
+    preflight_set_status(s, "ok", "%s on %s (--precision %s%s%s)", effective,
+                         cuda ? "cuda" : "cpu", requested, cuda ? "" : "; oneDNN ISA ",
+                         cuda ? "" : cpu_bf16_isa());
+    if (!cuda && cfg->precision == PRECISION_BF16 && !cpu_bf16) {
+        snprintf(message, sizeof message, "--precision bf16: %s; running fp32", why);
+        preflight_warn(c, s, message);
+    }
+}
+
 // ---- disk at the output location ------------------------------------------------------
 
 static void check_disk(preflight_checks *c, const runner_config *cfg) {
@@ -612,6 +657,7 @@ int preflight_run(const runner_config *cfg, cJSON **report_out) {
     check_disk(&c, cfg);
     check_memlock(&c, gpus);
     check_batch(&c);
+    check_precision(&c, cfg, gpus);
     cJSON_AddItemToObject(c.report, "config", config_to_json(cfg));
 
     clock_gettime(CLOCK_MONOTONIC, &end);
@@ -651,13 +697,13 @@ void preflight_print(const cJSON *report, bool json) {
         return;
     }
     static const char *const SECTIONS[] = {"gpus", "shm",     "memory", "cpu",
-                                           "disk", "memlock", "batch"};
-    printf("%-8s  %-6s  %s\n", "check", "status", "detail");
+                                           "disk", "memlock", "batch",  "precision"};
+    printf("%-9s  %-6s  %s\n", "check", "status", "detail");
     for (size_t i = 0; i < sizeof SECTIONS / sizeof SECTIONS[0]; i++) {
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(report, SECTIONS[i]);
         const cJSON *status = cJSON_GetObjectItemCaseSensitive(s, "status");
         const cJSON *summary = cJSON_GetObjectItemCaseSensitive(s, "summary");
-        printf("%-8s  %-6s  %s\n", SECTIONS[i], cJSON_IsString(status) ? status->valuestring : "?",
+        printf("%-9s  %-6s  %s\n", SECTIONS[i], cJSON_IsString(status) ? status->valuestring : "?",
                cJSON_IsString(summary) ? summary->valuestring : "");
     }
     const cJSON *list[2] = {cJSON_GetObjectItemCaseSensitive(report, "problems"),
@@ -667,7 +713,7 @@ void preflight_print(const cJSON *report, bool json) {
             printf("%s: %s\n", k == 0 ? "problem" : "warning", item->valuestring);
     const cJSON *code = cJSON_GetObjectItemCaseSensitive(report, "code");
     int value = cJSON_IsNumber(code) ? code->valueint : 1;
-    printf("%-8s  %-6s  exit %d %s\n", "result", value ? "fail" : "ok", value,
+    printf("%-9s  %-6s  exit %d %s\n", "result", value ? "fail" : "ok", value,
            exitcode_name(value));
     fflush(stdout);
 }

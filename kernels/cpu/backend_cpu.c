@@ -1,9 +1,14 @@
 // The CPU backend: kernels/backend.h over the fp32 ops of kernels/cpu/ops.h. "Device"
-// memory is host memory, so copies are memcpy and synchronize is a no-op.
+// memory is host memory, so copies are memcpy and synchronize only reports a failure of
+// the bf16 GEMMs of inference (kernels/cpu/gemm_bf16.h), which run when
+// set_infer_dtype(DTYPE_BF16) turned them on. Every op here that may write parameters
+// (copies, memset, AdamW, scale) or frees memory tells gemm_bf16.c, which keeps bf16
+// copies of weights.
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/gemm_bf16.h"
 #include "kernels/cpu/ops.h"
 #include "runner/error.h"
 
@@ -18,6 +23,7 @@ static void *cpu_alloc(backend *be, size_t bytes) {
 
 static void cpu_free(backend *be, void *ptr) {
     (void)be;
+    cpu_bf16_freed(ptr);
     free(ptr);
 }
 
@@ -25,6 +31,7 @@ static void cpu_free(backend *be, void *ptr) {
 // the memory bandwidth, so large buffers are split across the op threads.
 static int cpu_memset_zero(backend *be, void *ptr, size_t bytes) {
     (void)be;
+    cpu_bf16_written(ptr, bytes);
     enum { PARALLEL_FROM = 4 << 20, PIECE_ALIGN = 4096 };
     int threads = cpu_ops_threads();
     if (bytes < PARALLEL_FROM || threads < 2) {
@@ -43,6 +50,7 @@ static int cpu_memset_zero(backend *be, void *ptr, size_t bytes) {
 
 static int cpu_copy(backend *be, void *dst, const void *src, size_t bytes) {
     (void)be;
+    cpu_bf16_written(dst, bytes);
     if (dst != src) memmove(dst, src, bytes);
     return 0;
 }
@@ -57,10 +65,17 @@ static int cpu_act_to_f32(backend *be, float *dst, const void *src, size_t n) {
 
 static int cpu_synchronize(backend *be) {
     (void)be;
-    return 0;
+    return cpu_bf16_take_error();
 }
 
-static void cpu_destroy(backend *be) { free(be); }
+// gemm_bf16.c's state is process-wide (weights are found by address): it is released
+// with the last CPU backend.
+static int live_backends;
+
+static void cpu_destroy(backend *be) {
+    free(be);
+    if (--live_backends == 0) cpu_bf16_release();
+}
 
 static void cpu_embeddings_forward(backend *be, void *out, const int32_t *ids,
                                    const int32_t *token_types, const float *wte,
@@ -98,6 +113,23 @@ static void cpu_matmul_forward(backend *be, void *out, void *pre, const void *in
                                matmul_epilogue epilogue) {
     (void)be;
     cpu_f32_matmul_forward(out, pre, inp, weight, bias, N, IC, OC, epilogue == EPILOGUE_GELU);
+}
+
+static void cpu_bf16_infer_matmul_forward(backend *be, void *out, void *pre, const void *inp,
+                                          const void *weight, const void *bias, int N, int IC,
+                                          int OC, matmul_epilogue epilogue) {
+    (void)be;
+    cpu_bf16_matmul_forward(out, pre, inp, weight, bias, N, IC, OC, epilogue == EPILOGUE_GELU);
+}
+
+static int cpu_set_infer_dtype(backend *be, act_dtype_t dtype) {
+    char why[256];
+    if (dtype == DTYPE_BF16 && !cpu_bf16_supported(why, sizeof why))
+        return error_set(EXIT_USAGE, "bf16 on the CPU: %s", why);
+    be->infer_dtype = dtype;
+    be->infer_matmul_forward =
+        dtype == DTYPE_BF16 ? cpu_bf16_infer_matmul_forward : cpu_matmul_forward;
+    return 0;
 }
 
 static void cpu_matmul_backward(backend *be, void *dinp, float *dweight, float *dbias,
@@ -172,6 +204,7 @@ static int cpu_grad_norm_squared(backend *be, const float *grads, size_t n, doub
 
 static void cpu_scale(backend *be, float *grads, size_t n, float s) {
     (void)be;
+    cpu_bf16_written(grads, n * sizeof(float));
     cpu_f32_scale(grads, n, s);
 }
 
@@ -179,6 +212,7 @@ static void cpu_adamw_update(backend *be, float *params, void *params_act, const
                              float *m, float *v, size_t n, float lr, float beta1, float beta2,
                              float eps, float weight_decay, int t) {
     (void)be;
+    cpu_bf16_written(params, n * sizeof(float));
     cpu_f32_adamw_update(params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, t);
     // On the CPU the activation-dtype copy is the fp32 buffer itself; copy only when the
     // caller keeps a distinct one.
@@ -223,6 +257,10 @@ backend *backend_cpu_create(int threads) {
         .grad_norm_squared = cpu_grad_norm_squared,
         .scale = cpu_scale,
         .adamw_update = cpu_adamw_update,
+        .infer_dtype = DTYPE_F32,
+        .infer_matmul_forward = cpu_matmul_forward,
+        .set_infer_dtype = cpu_set_infer_dtype,
     };
+    live_backends++;
     return be;
 }

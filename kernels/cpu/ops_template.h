@@ -18,6 +18,7 @@
 #include <string.h>
 #include <tgmath.h>
 
+#include "kernels/cpu/gemm_split.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/rng.h"
 
@@ -241,57 +242,8 @@ OPS_CLONES void OPS(layernorm_backward)(REAL *dinp, REAL *dweight, REAL *dbias, 
 // by the thread count, and its Haswell and Zen kernels round an element differently
 // depending on where the split falls (docs/kernels.md "Determinism").
 //
-// How a GEMM is cut, a function of (M, N, K) alone. Each single-threaded sgemm packs its
-// own panels of A and B, so cutting the rows into pr pieces packs B pr times and cutting
-// the columns into pc pieces packs A pc times: of the plans with enough tiles, the one
-// that packs the fewest elements wins (docs/BENCHMARKS.md "GEMM tile plan"). "Enough" is
-// OPS_GEMM_TILES tiles (a multiple of it, so 1, 2, 4 or 8 threads share them evenly) when
-// the GEMM is big enough to keep that many busy, fewer for small GEMMs (each tile at least
-// OPS_GEMM_MIN_FLOP), and tiles are at least 16 wide (whole AVX-512 vectors and
-// micro-kernel panels) with equal pieces but for the last.
-#define OPS_GEMM_TILES 8
-#define OPS_GEMM_MIN_FLOP (1 << 20)
-
-typedef struct {
-    int pieces; // number of tiles along the dimension
-    int size;   // elements per tile (the last one may be shorter)
-} OPS(gemm_split);
-
-typedef struct {
-    OPS(gemm_split) rows, cols;
-} OPS(gemm_plan);
-
-static OPS(gemm_split) OPS(gemm_split_dim)(int n, int pieces) {
-    int size = ((n + pieces - 1) / pieces + 15) / 16 * 16;
-    if (size < 16) size = 16;
-    pieces = (n + size - 1) / size;
-    return (OPS(gemm_split)){pieces > 0 ? pieces : 1, size};
-}
-
-static OPS(gemm_plan) OPS(gemm_plan_for)(int M, int N, int K) {
-    double flop = 2.0 * M * N * (K > 0 ? K : 1);
-    long want = (long)(flop / OPS_GEMM_MIN_FLOP);
-    if (want > OPS_GEMM_TILES) want = OPS_GEMM_TILES;
-    long fit = (long)((M + 15) / 16) * ((N + 15) / 16);
-    if (want > fit) want = fit;
-    if (want < 1) want = 1;
-    while (want & (want - 1)) want &= want - 1; // a power of two: even shares
-    OPS(gemm_plan) best = {{1, M}, {1, N}};
-    double best_cost = -1;
-    for (int pr = 1; pr <= want && pr <= (M + 15) / 16; pr++) {
-        int pc = (int)((want + pr - 1) / pr);
-        if (pc > (N + 15) / 16) continue;
-        OPS(gemm_plan) p = {OPS(gemm_split_dim)(M, pr), OPS(gemm_split_dim)(N, pc)};
-        long tiles = (long)p.rows.pieces * p.cols.pieces;
-        // a plan whose tiles do not divide evenly among `want` threads is out
-        if (tiles < want || (tiles % want != 0 && tiles < 4 * want)) continue;
-        // elements packed: A (M,K) once per column piece, B (K,N) once per row piece
-        double cost = (double)M * K * p.cols.pieces + (double)K * N * p.rows.pieces;
-        if (best_cost < 0 || cost < best_cost) best = p, best_cost = cost;
-    }
-    if (best_cost < 0) best = (OPS(gemm_plan)){OPS(gemm_split_dim)(M, 1), OPS(gemm_split_dim)(N, 1)};
-    return best;
-}
+// The plan itself (kernels/cpu/gemm_split.h) is shared with the bf16 GEMMs of inference
+// (kernels/cpu/gemm_bf16.c).
 
 // What a linear layer's forward does to each tile around its GEMM: bias preloaded into
 // the tile (then beta = 1), GELU applied from the pre-activation tile into `gelu_out`.
@@ -307,8 +259,8 @@ OPS_CLONES static void OPS(gemm_tiled)(int trans_a, int trans_b, int M, int N, i
                             const REAL *A, int lda, const REAL *B, int ldb, REAL beta, REAL *C,
                             int ldc, const OPS(gemm_epilogue) *ep) {
     if (M <= 0 || N <= 0) return;
-    OPS(gemm_plan) plan = OPS(gemm_plan_for)(M, N, K);
-    OPS(gemm_split) rows = plan.rows, cols = plan.cols;
+    cpu_gemm_plan plan = cpu_gemm_plan_for(M, N, K);
+    cpu_gemm_split rows = plan.rows, cols = plan.cols;
     long tiles = (long)rows.pieces * cols.pieces;
     int threads = cpu_ops_threads();
     if (tiles < threads) threads = (int)tiles;

@@ -135,6 +135,34 @@ static bool is_big_shape(const char *name) {
            strcmp(name, "electra") == 0 || strcmp(name, "roberta") == 0;
 }
 
+// The effective precision of the backend's GEMMs, for the log line.
+static const char *precision_text(const backend *be) {
+    if (be->act_dtype == DTYPE_BF16) return "precision bf16";
+    return be->infer_dtype == DTYPE_BF16
+               ? "precision bf16 (inference GEMMs: evaluation, predict, embed; training fp32)"
+               : "precision fp32";
+}
+
+// --precision on the backend just made (docs/kernels.md "bf16 inference on the CPU"):
+// bf16 where the backend cannot give it is a speed lost, so it runs fp32 with a warning;
+// fp32 where the backend computes in bf16 (CUDA) would be an accuracy promise broken, so it
+// is refused.
+static int apply_precision(job_context *ctx) {
+    backend *be = ctx->be;
+    precision_choice want = ctx->cfg->precision;
+    if (want == PRECISION_AUTO) return 0;
+    act_dtype_t dtype = want == PRECISION_BF16 ? DTYPE_BF16 : DTYPE_F32;
+    if (be->infer_dtype == dtype) return 0;
+    if (dtype == DTYPE_F32)
+        return error_set(EXIT_USAGE, "--precision fp32: the %s backend computes in bf16 only "
+                         "(--backend cpu runs fp32)", be->name);
+    if (be->set_infer_dtype && be->set_infer_dtype(be, dtype) == 0) return 0;
+    log_warn("precision", "--precision bf16: %s; running fp32",
+             be->set_infer_dtype ? error_message() : "this backend has no bf16 GEMMs");
+    error_clear();
+    return 0;
+}
+
 static int pick_backend(job_context *ctx) {
     const runner_config *cfg = ctx->cfg;
     int threads = cfg->threads > 0 ? cfg->threads : omp_get_num_procs();
@@ -146,8 +174,9 @@ static int pick_backend(job_context *ctx) {
         ctx->be = backend_create("cuda", device, threads);
         if (ctx->be) {
             ctx->on_gpu = true;
-            log_info("backend", "cuda device %d", device);
-            return 0;
+            int rc = apply_precision(ctx);
+            if (rc == 0) log_info("backend", "cuda device %d, %s", device, precision_text(ctx->be));
+            return rc;
         }
         if (cfg->backend == BACKEND_CUDA) return error_code() ? error_code() : EXIT_GPU_FAULT;
         log_warn("backend", "CUDA unavailable (%s); using the CPU", error_message());
@@ -159,8 +188,9 @@ static int pick_backend(job_context *ctx) {
 #endif
     ctx->be = backend_create("cpu", 0, threads);
     if (!ctx->be) return error_code() ? error_code() : EXIT_INTERNAL;
-    log_info("backend", "cpu, %d OpenMP threads", threads);
-    return 0;
+    int rc = apply_precision(ctx);
+    if (rc == 0) log_info("backend", "cpu, %d OpenMP threads, %s", threads, precision_text(ctx->be));
+    return rc;
 }
 
 int job_context_open(job_context *ctx, const runner_config *cfg, int rank, int world_size,

@@ -545,6 +545,12 @@ int bert_forward(bert_model *m, const bert_batch *batch, bool training, uint64_t
     const float *P = m->params;
     void *W = m->params_act;
     const int32_t *types = batch->token_types ? m->types : NULL;
+    // A pass no backward follows (evaluation, predict, embed) takes the backend's inference
+    // GEMMs, which may compute in a narrower type (--precision bf16 on the CPU); the
+    // training forward keeps the GEMMs whose activations backward differentiates.
+    void (*matmul)(backend *, void *, void *, const void *, const void *, const void *, int, int,
+                   int, matmul_epilogue) =
+        !training && be->infer_matmul_forward ? be->infer_matmul_forward : be->matmul_forward;
 
     // embeddings: LN(word + type + position), dropout, ELECTRA's projection
     be->embeddings_forward(be, m->emb, m->ids, types, P + m->wte, P + m->wpe,
@@ -554,8 +560,8 @@ int bert_forward(bert_model *m, const bert_batch *batch, bool training, uint64_t
     be->dropout_forward(be, m->emb_drop, m->emb_ln, (size_t)N * E, p_hidden, s,
                         bert_dropout_offset(0));
     if (m->proj_w != ABSENT)
-        be->matmul_forward(be, m->enc_in, NULL, m->emb_drop, bert_act_at(m, W, m->proj_w),
-                           bert_act_at(m, W, m->proj_b), N, E, C, EPILOGUE_NONE);
+        matmul(be, m->enc_in, NULL, m->emb_drop, bert_act_at(m, W, m->proj_w),
+               bert_act_at(m, W, m->proj_b), N, E, C, EPILOGUE_NONE);
 
     // DistilBERT has no dropout on the attention projection
     float p_attn_out = c->arch == ARCH_DISTILBERT ? 0.0f : p_hidden;
@@ -566,20 +572,20 @@ int bert_forward(bert_model *m, const bert_batch *batch, bool training, uint64_t
     for (int l = 0; l < L; l++) {
         const bert_layer_params *lp = &m->layer[l];
         bert_layer_acts *ac = &m->acts[l];
-        be->matmul_forward(be, ac->qkv, NULL, x, bert_act_at(m, W, lp->qkv_w),
-                           bert_act_at(m, W, lp->qkv_b), N, C, 3 * C, EPILOGUE_NONE);
+        matmul(be, ac->qkv, NULL, x, bert_act_at(m, W, lp->qkv_w),
+               bert_act_at(m, W, lp->qkv_b), N, C, 3 * C, EPILOGUE_NONE);
         be->attention_forward(be, ac->atty, save_att ? ac->att : NULL, ac->qkv, m->mask, B, T, C, NH, p_att, s,
                               bert_dropout_offset(1 + 3 * l));
-        be->matmul_forward(be, m->proj, NULL, ac->atty, bert_act_at(m, W, lp->ao_w),
-                           bert_act_at(m, W, lp->ao_b), N, C, C, EPILOGUE_NONE);
+        matmul(be, m->proj, NULL, ac->atty, bert_act_at(m, W, lp->ao_w),
+               bert_act_at(m, W, lp->ao_b), N, C, C, EPILOGUE_NONE);
         be->dropout_forward(be, m->proj, m->proj, (size_t)N * C, p_attn_out, s,
                             bert_dropout_offset(2 + 3 * l));
         be->layernorm_forward(be, ac->ln1, ac->res1, ac->mean1, ac->rstd1, m->proj, x,
                               P + lp->ln1_w, P + lp->ln1_b, N, C, eps);
-        be->matmul_forward(be, ac->fc_gelu, ac->fc_pre, ac->ln1, bert_act_at(m, W, lp->fc_w),
-                           bert_act_at(m, W, lp->fc_b), N, C, F, EPILOGUE_GELU);
-        be->matmul_forward(be, m->proj, NULL, ac->fc_gelu, bert_act_at(m, W, lp->fp_w),
-                           bert_act_at(m, W, lp->fp_b), N, F, C, EPILOGUE_NONE);
+        matmul(be, ac->fc_gelu, ac->fc_pre, ac->ln1, bert_act_at(m, W, lp->fc_w),
+               bert_act_at(m, W, lp->fc_b), N, C, F, EPILOGUE_GELU);
+        matmul(be, m->proj, NULL, ac->fc_gelu, bert_act_at(m, W, lp->fp_w),
+               bert_act_at(m, W, lp->fp_b), N, F, C, EPILOGUE_NONE);
         be->dropout_forward(be, m->proj, m->proj, (size_t)N * C, p_hidden, s,
                             bert_dropout_offset(3 + 3 * l));
         be->layernorm_forward(be, ac->ln2, ac->res2, ac->mean2, ac->rstd2, m->proj, ac->ln1,
@@ -592,8 +598,8 @@ int bert_forward(bert_model *m, const bert_batch *batch, bool training, uint64_t
     switch (m->head) {
     case HEAD_TOKEN_CLASSIFICATION:
         be->dropout_forward(be, m->head_in, x, (size_t)N * C, p_hidden, s, head_offset);
-        be->matmul_forward(be, m->logits, NULL, m->head_in, bert_act_at(m, W, m->cls_w),
-                           bert_act_at(m, W, m->cls_b), N, C, m->num_labels, EPILOGUE_NONE);
+        matmul(be, m->logits, NULL, m->head_in, bert_act_at(m, W, m->cls_w),
+               bert_act_at(m, W, m->cls_b), N, C, m->num_labels, EPILOGUE_NONE);
         break;
     case HEAD_SEQUENCE_CLASSIFICATION:
         rows = B;
@@ -605,23 +611,23 @@ int bert_forward(bert_model *m, const bert_batch *batch, bool training, uint64_t
         if (m->cls_drop) // RoBERTa's head drops out the <s> rows first
             be->dropout_forward(be, m->cls_drop, m->cls_rows, (size_t)B * C, p_hidden, s,
                                 bert_dropout_offset(2 + 3 * L));
-        be->matmul_forward(be, m->pool_pre, NULL, m->cls_drop ? m->cls_drop : m->cls_rows,
-                           bert_act_at(m, W, m->pool_w), bert_act_at(m, W, m->pool_b), B, C, C,
-                           EPILOGUE_NONE);
+        matmul(be, m->pool_pre, NULL, m->cls_drop ? m->cls_drop : m->cls_rows,
+               bert_act_at(m, W, m->pool_w), bert_act_at(m, W, m->pool_b), B, C, C,
+               EPILOGUE_NONE);
         rc = pooler_tanh(m, B);
         if (rc) return rc;
         be->dropout_forward(be, m->pooled_drop, m->pooled, (size_t)B * C, p_hidden, s,
                             head_offset);
-        be->matmul_forward(be, m->logits, NULL, m->pooled_drop, bert_act_at(m, W, m->cls_w),
-                           bert_act_at(m, W, m->cls_b), B, C, m->num_labels, EPILOGUE_NONE);
+        matmul(be, m->logits, NULL, m->pooled_drop, bert_act_at(m, W, m->cls_w),
+               bert_act_at(m, W, m->cls_b), B, C, m->num_labels, EPILOGUE_NONE);
         break;
     case HEAD_MASKED_LM:
-        be->matmul_forward(be, m->head_mid, m->head_in, x, bert_act_at(m, W, m->mlm_w),
-                           bert_act_at(m, W, m->mlm_b), N, C, C, EPILOGUE_GELU);
+        matmul(be, m->head_mid, m->head_in, x, bert_act_at(m, W, m->mlm_w),
+               bert_act_at(m, W, m->mlm_b), N, C, C, EPILOGUE_GELU);
         be->layernorm_forward(be, m->head_ln, NULL, m->head_mean, m->head_rstd, m->head_mid,
                               NULL, P + m->mlm_ln_w, P + m->mlm_ln_b, N, C, eps);
-        be->matmul_forward(be, m->logits, NULL, m->head_ln, bert_act_at(m, W, m->wte),
-                           bert_act_at(m, W, m->mlm_bias), N, C, c->vocab_size, EPILOGUE_NONE);
+        matmul(be, m->logits, NULL, m->head_ln, bert_act_at(m, W, m->wte),
+               bert_act_at(m, W, m->mlm_bias), N, C, c->vocab_size, EPILOGUE_NONE);
         break;
     case HEAD_EMBEDDING:
         break;
