@@ -8,6 +8,7 @@
 // backend is synchronous, so a call's wall time is its cost) and printed as a profile.
 //
 //   bench_cpu_bert [--threads N] [--iters N] [--only train|infer] [--precision fp32|bf16]
+//                  [--infer-shape BxT]   (default 32x128; 1x128 and 1x32: one sentence)
 //                  [--profile]
 // Prints one JSON line per case: {"case":..., "seconds_per_iter":..., "tokens_per_s":...}.
 #include <omp.h>
@@ -264,6 +265,7 @@ static int run_case(backend *be, const char *preset, bool train, int B, int T, i
 int main(int argc, char **argv) {
     int threads = 0, iters = 3;
     const char *only = NULL, *precision = "fp32";
+    int infer_b = 32, infer_t = 128;
     bool profile = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
@@ -271,10 +273,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--precision") && i + 1 < argc) precision = argv[++i];
         else if (!strcmp(argv[i], "--profile")) profile = true;
+        else if (!strcmp(argv[i], "--infer-shape") && i + 1 < argc &&
+                 sscanf(argv[i + 1], "%dx%d", &infer_b, &infer_t) == 2 && infer_b > 0 &&
+                 infer_t > 1 && infer_t <= 512)
+            i++;
         else {
             fprintf(stderr,
                     "usage: bench_cpu_bert [--threads N] [--iters N] [--only train|infer] "
-                    "[--precision fp32|bf16] [--profile]\n");
+                    "[--precision fp32|bf16] [--infer-shape BxT] [--profile]\n");
             return 2;
         }
     }
@@ -298,7 +304,7 @@ int main(int argc, char **argv) {
     int rc = 0;
     if (!only || !strcmp(only, "train")) rc |= run_case(be, "bert-base", true, 8, 128, iters, profile);
     if (!only || !strcmp(only, "infer"))
-        rc |= run_case(be, "minilm-l6", false, 32, 128, iters, profile);
+        rc |= run_case(be, "minilm-l6", false, infer_b, infer_t, iters, profile);
     if (rc) fprintf(stderr, "bench_cpu_bert: %s\n", error_message());
     be->destroy(be);
     return rc;

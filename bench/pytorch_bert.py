@@ -9,7 +9,7 @@
          layers through oneDNN's bf16 matmul), named "... bf16" as the C bench does
 
   python bench/pytorch_bert.py [--threads N] [--iters N] [--only train|infer]
-                               [--precision fp32|bf16]
+                               [--precision fp32|bf16] [--infer-shape BxT]
 Prints one JSON line per case, like bench_cpu_bert.
 """
 import argparse
@@ -57,10 +57,10 @@ def bench_train(iters):
     return "bert-base train 8x128", 8 * 128, total, cpu, loss.item()
 
 
-def bench_infer(iters, precision="fp32"):
+def bench_infer(iters, precision="fp32", B=32, T=128):
     model = transformers.BertModel(bert_config(6, 384, 12, 1536), add_pooling_layer=False)
     model.eval()
-    ids, mask, _ = batch(32, 128)
+    ids, mask, _ = batch(B, T)
     total, cpu = 0.0, 0.0
     bf16 = precision == "bf16"
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
@@ -74,7 +74,7 @@ def bench_infer(iters, precision="fp32"):
             if it >= 0:
                 total += time.perf_counter() - t0
                 cpu += time.process_time() - c0
-    return "minilm-l6 infer 32x128" + (" bf16" if bf16 else ""), 32 * 128, total, cpu, 0.0
+    return f"minilm-l6 infer {B}x{T}" + (" bf16" if bf16 else ""), B * T, total, cpu, 0.0
 
 
 def main():
@@ -84,11 +84,14 @@ def main():
     ap.add_argument("--only", choices=["train", "infer"])
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                     help="of the infer case (train stays fp32)")
+    ap.add_argument("--infer-shape", default="32x128", metavar="BxT",
+                    help="batch x sequence of the infer case (1x128, 1x32: one sentence)")
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    infer = lambda iters: bench_infer(iters, args.precision)  # noqa: E731
+    B, T = (int(x) for x in args.infer_shape.split("x"))
+    infer = lambda iters: bench_infer(iters, args.precision, B, T)  # noqa: E731
     cases = [bench_train, infer]
     if args.only:
         cases = [bench_train if args.only == "train" else infer]

@@ -27,6 +27,14 @@
 
 #define OPS_MIN(a, b) ((a) < (b) ? (a) : (b))
 
+// Threads for an op over `work` elements: one below OPS_PARALLEL_MIN. The runner's OpenMP
+// threads wait passively (runner/main.c), so waking a second one costs tens of
+// microseconds, more than a LayerNorm over a single sentence takes alone (1x32 MiniLM:
+// 13 LayerNorms 1.2 ms at 2 threads, 0.1 ms at 1). Every op's result is independent of
+// its thread count, so this changes timings only.
+#define OPS_PARALLEL_MIN ((size_t)1 << 16)
+#define OPS_THREADS_FOR(work) ((size_t)(work) < OPS_PARALLEL_MIN ? 1 : cpu_ops_threads())
+
 static inline REAL OPS(gelu_value)(REAL x) {
     return (REAL)0.5 * x * ((REAL)1 + ERF(x * (REAL)0.70710678118654752440));
 }
@@ -114,7 +122,7 @@ OPS_CLONES void OPS(embeddings_forward)(REAL *out, const int32_t *ids, const int
                              const REAL *wte, const REAL *wpe, const REAL *wtt, int B, int T,
                              int C, int position_offset) {
     long rows = (long)B * T;
-#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+#pragma omp parallel for schedule(static) num_threads(OPS_THREADS_FOR((size_t)rows * C))
     for (long bt = 0; bt < rows; bt++) {
         int t = (int)(bt % T);
         const REAL *we = wte + (size_t)ids[bt] * C;
@@ -138,7 +146,7 @@ OPS_CLONES void OPS(embeddings_backward)(REAL *dwte, REAL *dwpe, REAL *dwtt, con
     (void)V;
     long rows = (long)B * T;
     int blocks = (C + OPS_COL_BLOCK - 1) / OPS_COL_BLOCK;
-#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+#pragma omp parallel for schedule(static) num_threads(OPS_THREADS_FOR((size_t)rows * C))
     for (int cb = 0; cb < blocks; cb++) {
         int c0 = cb * OPS_COL_BLOCK, c1 = OPS_MIN(C, c0 + OPS_COL_BLOCK);
         for (long bt = 0; bt < rows; bt++) {
@@ -161,7 +169,7 @@ OPS_CLONES void OPS(embeddings_backward)(REAL *dwte, REAL *dwpe, REAL *dwtt, con
 OPS_CLONES void OPS(layernorm_forward)(REAL *out, REAL *sum, REAL *mean, REAL *rstd, const REAL *inp,
                             const REAL *residual, const REAL *weight, const REAL *bias, int N,
                             int C, REAL eps) {
-#pragma omp parallel num_threads(cpu_ops_threads())
+#pragma omp parallel num_threads(OPS_THREADS_FOR((size_t)N * C))
     {
         // the residual sum goes to `sum`, or to a row of scratch when it is not kept
         REAL *scratch = residual && !sum ? malloc(sizeof(REAL) * C) : NULL;
@@ -190,7 +198,7 @@ OPS_CLONES void OPS(layernorm_backward)(REAL *dinp, REAL *dweight, REAL *dbias, 
                              const REAL *inp, const REAL *weight, const REAL *mean,
                              const REAL *rstd, int N, int C) {
     if (dinp) {
-#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+#pragma omp parallel for schedule(static) num_threads(OPS_THREADS_FOR((size_t)N * C))
         for (int i = 0; i < N; i++) {
             const REAL *dy = dout + (size_t)i * C, *x = inp + (size_t)i * C;
             REAL *dx = dinp + (size_t)i * C;
@@ -212,7 +220,7 @@ OPS_CLONES void OPS(layernorm_backward)(REAL *dinp, REAL *dweight, REAL *dbias, 
     }
     if (!dweight && !dbias) return;
     int blocks = (C + OPS_COL_BLOCK - 1) / OPS_COL_BLOCK;
-#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+#pragma omp parallel for schedule(static) num_threads(OPS_THREADS_FOR((size_t)N * C))
     for (int cb = 0; cb < blocks; cb++) {
         int c0 = cb * OPS_COL_BLOCK, c1 = OPS_MIN(C, c0 + OPS_COL_BLOCK);
         double gw[OPS_COL_BLOCK] = {0}, gb[OPS_COL_BLOCK] = {0};
@@ -316,7 +324,7 @@ void OPS(matmul_backward)(REAL *dinp, REAL *dweight, REAL *dbias, const REAL *do
     if (!dbias) return;
     // dbias: columns in blocks, rows in order inside each (no dependence on threads)
     int blocks = (OC + OPS_COL_BLOCK - 1) / OPS_COL_BLOCK;
-#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+#pragma omp parallel for schedule(static) num_threads(OPS_THREADS_FOR((size_t)N * OC))
     for (int blk = 0; blk < blocks; blk++) {
         int o0 = blk * OPS_COL_BLOCK, o1 = OPS_MIN(OC, o0 + OPS_COL_BLOCK);
         double acc[OPS_COL_BLOCK] = {0};
@@ -331,12 +339,12 @@ void OPS(matmul_backward)(REAL *dinp, REAL *dweight, REAL *dbias, const REAL *do
 // ---- GELU ------------------------------------------------------------------------------
 
 OPS_CLONES void OPS(gelu_forward)(REAL *out, const REAL *inp, size_t n) {
-#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+#pragma omp parallel for schedule(static) num_threads(OPS_THREADS_FOR(n))
     for (size_t i = 0; i < n; i++) out[i] = OPS(gelu_value)(inp[i]);
 }
 
 OPS_CLONES void OPS(gelu_backward)(REAL *dinp, const REAL *inp, const REAL *dout, size_t n) {
-#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+#pragma omp parallel for schedule(static) num_threads(OPS_THREADS_FOR(n))
     for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * OPS(gelu_grad)(inp[i]);
 }
 
@@ -397,7 +405,7 @@ OPS_CLONES void OPS(attention_forward)(REAL *out, REAL *att, const REAL *qkv, co
     long heads = (long)B * NH;
     int dropout = dropout_p > 0;
     cpu_blas_single(); // the GEMMs below run inside an OpenMP region, one head each
-#pragma omp parallel num_threads(cpu_ops_threads())
+#pragma omp parallel num_threads(OPS_THREADS_FOR((size_t)heads * T * T))
     {
         // per thread: probabilities when att is NULL, dropped probabilities, mask bias
         REAL *tmp = malloc(sizeof(REAL) * (2 * (size_t)T * T + T));
@@ -434,7 +442,7 @@ OPS_CLONES void OPS(attention_backward)(REAL *dqkv, REAL *scratch, const REAL *d
     int dropout = dropout_p > 0;
     REAL keep_scale = (REAL)1 / ((REAL)1 - (REAL)dropout_p);
     cpu_blas_single(); // the GEMMs below run inside an OpenMP region, one head each
-#pragma omp parallel num_threads(cpu_ops_threads())
+#pragma omp parallel num_threads(OPS_THREADS_FOR((size_t)heads * T * T))
     {
         REAL *tmp = malloc(sizeof(REAL) * 2 * (size_t)T * T);
 #pragma omp for schedule(dynamic, 1)
@@ -487,7 +495,7 @@ OPS_CLONES void OPS(dropout_forward)(REAL *out, const REAL *inp, size_t n, float
         return;
     }
     REAL keep_scale = p >= 1 ? (REAL)0 : (REAL)1 / ((REAL)1 - (REAL)p);
-#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+#pragma omp parallel for schedule(static) num_threads(OPS_THREADS_FOR(n))
     for (size_t i = 0; i < n; i++)
         out[i] = dropout_keep(seed, offset + i, p) ? inp[i] * keep_scale : (REAL)0;
 }
@@ -495,12 +503,12 @@ OPS_CLONES void OPS(dropout_forward)(REAL *out, const REAL *inp, size_t n, float
 OPS_CLONES void OPS(dropout_backward)(REAL *dinp, const REAL *dout, size_t n, float p, uint64_t seed,
                            uint64_t offset) {
     if (p <= 0) {
-#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+#pragma omp parallel for schedule(static) num_threads(OPS_THREADS_FOR(n))
         for (size_t i = 0; i < n; i++) dinp[i] += dout[i];
         return;
     }
     REAL keep_scale = p >= 1 ? (REAL)0 : (REAL)1 / ((REAL)1 - (REAL)p);
-#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+#pragma omp parallel for schedule(static) num_threads(OPS_THREADS_FOR(n))
     for (size_t i = 0; i < n; i++)
         if (dropout_keep(seed, offset + i, p)) dinp[i] += dout[i] * keep_scale;
 }
@@ -509,7 +517,7 @@ OPS_CLONES void OPS(dropout_backward)(REAL *dinp, const REAL *dout, size_t n, fl
 
 OPS_CLONES void OPS(softmax_xent_forward)(REAL *losses, REAL *probs, const REAL *logits,
                                const int32_t *targets, int N, int V) {
-#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+#pragma omp parallel for schedule(static) num_threads(OPS_THREADS_FOR((size_t)N * V))
     for (int i = 0; i < N; i++) {
         const REAL *l = logits + (size_t)i * V;
         REAL *p = probs + (size_t)i * V;
@@ -526,7 +534,7 @@ OPS_CLONES void OPS(softmax_xent_forward)(REAL *losses, REAL *probs, const REAL 
 
 OPS_CLONES void OPS(softmax_xent_backward)(REAL *dlogits, const REAL *probs, const int32_t *targets, int N,
                                 int V, REAL dloss_scale) {
-#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+#pragma omp parallel for schedule(static) num_threads(OPS_THREADS_FOR((size_t)N * V))
     for (int i = 0; i < N; i++) {
         REAL *d = dlogits + (size_t)i * V;
         const REAL *p = probs + (size_t)i * V;
@@ -545,7 +553,7 @@ OPS_CLONES void OPS(softmax_xent_backward)(REAL *dlogits, const REAL *probs, con
 // x / max(||x||, 1e-12) when normalising.
 OPS_CLONES void OPS(mean_pool_forward)(REAL *out, const REAL *inp, const int32_t *mask, int B, int T,
                             int C, int normalize) {
-#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+#pragma omp parallel for schedule(static) num_threads(OPS_THREADS_FOR((size_t)B * T * C))
     for (int b = 0; b < B; b++) {
         const int32_t *mk = mask ? mask + (size_t)b * T : NULL;
         double count = 0;
@@ -588,7 +596,7 @@ double OPS(sum_squares)(const REAL *x, size_t n) {
         for (size_t ch = 0; ch < chunks; ch++) total += OPS(chunk_sum_squares)(x, n, ch);
         return total;
     }
-#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+#pragma omp parallel for schedule(static) num_threads(OPS_THREADS_FOR(n))
     for (size_t ch = 0; ch < chunks; ch++) part[ch] = OPS(chunk_sum_squares)(x, n, ch);
     for (size_t ch = 0; ch < chunks; ch++) total += part[ch];
     free(part);
@@ -596,7 +604,7 @@ double OPS(sum_squares)(const REAL *x, size_t n) {
 }
 
 OPS_CLONES void OPS(scale)(REAL *x, size_t n, REAL s) {
-#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+#pragma omp parallel for schedule(static) num_threads(OPS_THREADS_FOR(n))
     for (size_t i = 0; i < n; i++) x[i] *= s;
 }
 
@@ -608,7 +616,7 @@ OPS_CLONES void OPS(adamw_update)(REAL *params, const REAL *grads, REAL *m, REAL
     REAL step_size = (REAL)((double)lr / bc1);
     REAL bc2_sqrt = (REAL)sqrt(bc2);
     REAL decay = (REAL)1 - lr * weight_decay;
-#pragma omp parallel for schedule(static) num_threads(cpu_ops_threads())
+#pragma omp parallel for schedule(static) num_threads(OPS_THREADS_FOR(n))
     for (size_t i = 0; i < n; i++) {
         REAL g = grads[i];
         REAL p = params[i] * decay;
