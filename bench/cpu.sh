@@ -32,15 +32,20 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 echo "# $(date -u +%FT%TZ) $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# threads=$threads iters=$iters OMP_WAIT_POLICY=$OMP_WAIT_POLICY (after one warm-up iteration)"
-for run in train:fp32 infer:fp32 infer:bf16; do
-  case=${run%:*} precision=${run#*:}
-  if ! "$bin" --threads "$threads" --iters "$iters" --only "$case" --precision "$precision" \
-      --profile | tee -a "$log"; then
-    echo "# $case $precision: not run here (see the message above)"
+# Single sentences (1x128, 1x32) are latency cases: 20x the iterations, no profile.
+for run in train:fp32:8x128 infer:fp32:32x128 infer:bf16:32x128 infer:fp32:1x128 \
+    infer:bf16:1x128 infer:fp32:1x32 infer:bf16:1x32; do
+  IFS=: read -r case precision shape <<<"$run"
+  n=$iters profile=(--profile)
+  if [[ $shape == 1x* ]]; then n=$((iters * 20)) profile=(); fi
+  shape_flag=(); [[ $case == infer ]] && shape_flag=(--infer-shape "$shape")
+  if ! "$bin" --threads "$threads" --iters "$n" --only "$case" --precision "$precision" \
+      "${shape_flag[@]}" "${profile[@]}" | tee -a "$log"; then
+    echo "# $case $precision $shape: not run here (see the message above)"
     continue
   fi
-  "$py" bench/pytorch_bert.py --threads "$threads" --iters "$iters" --only "$case" \
-    --precision "$precision" | tee -a "$log"
+  "$py" bench/pytorch_bert.py --threads "$threads" --iters "$n" --only "$case" \
+    --precision "$precision" "${shape_flag[@]}" | tee -a "$log"
 done
 # The thread-independent tiled GEMM against one threaded OpenBLAS call, same shapes.
 "$gemm_bin" --threads "$threads" | tee -a "$log"
