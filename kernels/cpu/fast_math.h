@@ -68,3 +68,20 @@ static inline float fast_erff(float x) {
     float y = 1.0f - r * t * fast_expf(-ax * ax);
     return x < 0.0f ? -y : y;
 }
+
+// d/dx of GELU(x) = 0.5 x (1 + erf(x/sqrt2)): Phi(x) + x phi(x). erf's Gaussian at
+// x/sqrt2, exp(-x^2/2), is phi's own, so one exp serves both (fast_erff's formula with
+// that exp shared): GELU backward is the costliest element-wise op of training.
+static inline float fast_gelu_grad(float x) {
+    float e = fast_expf(-0.5f * x * x);
+    float ax = (x < 0.0f ? -x : x) * 0.70710678118654752440f;
+    float t = 1.0f / (1.0f + 0.3275911f * ax);
+    float r = 1.061405429f;
+    r = r * t - 1.453152027f;
+    r = r * t + 1.421413741f;
+    r = r * t - 0.284496736f;
+    r = r * t + 0.254829592f;
+    float erf_abs = 1.0f - r * t * e;
+    float cdf = 0.5f * (1.0f + (x < 0.0f ? -erf_abs : erf_abs));
+    return cdf + x * e * 0.39894228040143267794f;
+}

@@ -14,7 +14,7 @@
 // least four times it), so 1, 2, 4 or 8 threads share the tiles evenly. Tiles are at
 // least 16 wide (whole AVX-512 vectors and micro-kernel panels), equal but for the last.
 #define CPU_GEMM_TILES 8
-#define CPU_GEMM_MIN_FLOP (1 << 20)
+#define CPU_GEMM_MIN_FLOP (4 << 20)
 
 typedef struct {
     int pieces; // number of tiles along the dimension

@@ -5,6 +5,7 @@
 #define GEMM cblas_sgemm
 #define EXP fast_expf
 #define ERF fast_erff
+#define GELU_GRAD fast_gelu_grad
 // The release build targets baseline x86-64 (SSE2) so that one binary runs on any host.
 // The ops' own loops (GELU, LayerNorm, softmax, AdamW, ...) are compiled three times and
 // the loader picks the widest the CPU has (GCC's target_clones: AVX-512 = x86-64-v4,

@@ -6,6 +6,8 @@
 //   EXP, ERF  the exponential and error function: kernels/cpu/fast_math.h's vectorisable
 //          fp32 versions in the float build, libm in the double build (so the gradient
 //          checks differentiate exact functions; the float build is compared with it)
+//   GELU_GRAD  optional: GELU's derivative in one function (fast_math.h's, one exp for
+//          both Gaussians, in the float build); else it is built from EXP and ERF
 //   OPS_CLONES  attributes of the ops' loops: in the float build on x86-64, one clone per
 //          ISA level picked at load time (see ops_f32.c); empty otherwise
 // <tgmath.h> picks expf/exp, erff/erf ... from the argument type, so the float build does
@@ -32,7 +34,7 @@
 // microseconds, more than a LayerNorm over a single sentence takes alone (1x32 MiniLM:
 // 13 LayerNorms 1.2 ms at 2 threads, 0.1 ms at 1). Every op's result is independent of
 // its thread count, so this changes timings only.
-#define OPS_PARALLEL_MIN ((size_t)1 << 16)
+#define OPS_PARALLEL_MIN ((size_t)1 << 18)
 #define OPS_THREADS_FOR(work) ((size_t)(work) < OPS_PARALLEL_MIN ? 1 : cpu_ops_threads())
 
 static inline REAL OPS(gelu_value)(REAL x) {
@@ -41,9 +43,13 @@ static inline REAL OPS(gelu_value)(REAL x) {
 
 // d/dx of 0.5 x (1 + erf(x/sqrt2)) = Phi(x) + x phi(x)
 static inline REAL OPS(gelu_grad)(REAL x) {
+#ifdef GELU_GRAD
+    return GELU_GRAD(x);
+#else
     REAL cdf = (REAL)0.5 * ((REAL)1 + ERF(x * (REAL)0.70710678118654752440));
     REAL pdf = EXP((REAL)-0.5 * x * x) * (REAL)0.39894228040143267794;
     return cdf + x * pdf;
+#endif
 }
 
 // ---- row reductions -----------------------------------------------------------------------

@@ -19,6 +19,7 @@ CPU_OPS_DECLARE(float, baseline_f32_)
 #define GEMM cblas_sgemm
 #define EXP fast_expf
 #define ERF fast_erff
+#define GELU_GRAD fast_gelu_grad
 #define OPS_CLONES
 #include "kernels/cpu/ops_template.h"
 
