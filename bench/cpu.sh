@@ -44,7 +44,10 @@ for run in train:fp32:8x128 infer:fp32:32x128 infer:bf16:32x128 infer:fp32:1x128
     echo "# $case $precision $shape: not run here (see the message above)"
     continue
   fi
-  "$py" bench/pytorch_bert.py --threads "$threads" --iters "$n" --only "$case" \
+  # torch.set_num_threads does not bind the OpenBLAS pool of Debian's torch (its "1 thread"
+  # run used 2 cores): the environment does
+  OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads \
+    "$py" bench/pytorch_bert.py --threads "$threads" --iters "$n" --only "$case" \
     --precision "$precision" "${shape_flag[@]}" | tee -a "$log"
 done
 # The thread-independent tiled GEMM against one threaded OpenBLAS call, same shapes.
