@@ -213,6 +213,17 @@ static int find_name(const char *const *names, size_t n, const char *value) {
     return -1;
 }
 
+// The index of `value` in names[], or a usage error naming what it is and the valid names.
+static int choose_name(const char *const *names, size_t n, const char *origin, const char *what,
+                       const char *value, int *index) {
+    char valid[256];
+    *index = find_name(names, n, value);
+    if (*index < 0)
+        return error_set(EXIT_USAGE, "%s: unknown %s '%s' (valid: %s)", origin, what, value,
+                         join_names(names, n, valid, sizeof valid));
+    return 0;
+}
+
 static bool parse_long(const char *text, long long *out) {
     if (!text || !*text || isspace((unsigned char)*text)) return false;
     errno = 0;
@@ -270,7 +281,6 @@ int config_set_text(runner_config *cfg, const config_option *opt, const char *va
     long long integer;
     double real;
     bool flag;
-    char names[200];
     if (!value) value = "";
     switch (opt->type) {
     case OPTION_INT:
@@ -329,28 +339,19 @@ int config_set_text(runner_config *cfg, const config_option *opt, const char *va
         return 0;
     }
     case OPTION_BACKEND: {
-        int i = find_name(BACKENDS, COUNT(BACKENDS), value);
-        if (i < 0)
-            return error_set(EXIT_USAGE, "%s: unknown backend '%s' (valid: %s)", origin, value,
-                             join_names(BACKENDS, COUNT(BACKENDS), names, sizeof names));
-        *(backend_choice *)field = (backend_choice)i;
-        return 0;
+        int i, rc = choose_name(BACKENDS, COUNT(BACKENDS), origin, "backend", value, &i);
+        if (rc == 0) *(backend_choice *)field = (backend_choice)i;
+        return rc;
     }
     case OPTION_PRECISION: {
-        int i = find_name(PRECISIONS, COUNT(PRECISIONS), value);
-        if (i < 0)
-            return error_set(EXIT_USAGE, "%s: unknown precision '%s' (valid: %s)", origin, value,
-                             join_names(PRECISIONS, COUNT(PRECISIONS), names, sizeof names));
-        *(precision_choice *)field = (precision_choice)i;
-        return 0;
+        int i, rc = choose_name(PRECISIONS, COUNT(PRECISIONS), origin, "precision", value, &i);
+        if (rc == 0) *(precision_choice *)field = (precision_choice)i;
+        return rc;
     }
     case OPTION_LOG_FORMAT: {
-        int i = find_name(LOG_FORMATS, COUNT(LOG_FORMATS), value);
-        if (i < 0)
-            return error_set(EXIT_USAGE, "%s: unknown log format '%s' (valid: %s)", origin, value,
-                             join_names(LOG_FORMATS, COUNT(LOG_FORMATS), names, sizeof names));
-        *(int *)field = i;
-        return 0;
+        int i, rc = choose_name(LOG_FORMATS, COUNT(LOG_FORMATS), origin, "log format", value, &i);
+        if (rc == 0) *(int *)field = i;
+        return rc;
     }
     case OPTION_GPUS:
         if (strcmp(value, "auto") == 0) {

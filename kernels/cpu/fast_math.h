@@ -57,15 +57,20 @@ static inline float fast_expf(float x) {
     return e;
 }
 
-static inline float fast_erff(float x) {
-    float ax = x < 0.0f ? -x : x;
+// erf(ax) for ax >= 0 given its Gaussian exp(-ax^2): Abramowitz & Stegun 7.1.26.
+static inline float fast_erf_nonneg(float ax, float gauss) {
     float t = 1.0f / (1.0f + 0.3275911f * ax);
     float r = 1.061405429f;
     r = r * t - 1.453152027f;
     r = r * t + 1.421413741f;
     r = r * t - 0.284496736f;
     r = r * t + 0.254829592f;
-    float y = 1.0f - r * t * fast_expf(-ax * ax);
+    return 1.0f - r * t * gauss;
+}
+
+static inline float fast_erff(float x) {
+    float ax = x < 0.0f ? -x : x;
+    float y = fast_erf_nonneg(ax, fast_expf(-ax * ax));
     return x < 0.0f ? -y : y;
 }
 
@@ -74,14 +79,7 @@ static inline float fast_erff(float x) {
 // that exp shared): GELU backward is the costliest element-wise op of training.
 static inline float fast_gelu_grad(float x) {
     float e = fast_expf(-0.5f * x * x);
-    float ax = (x < 0.0f ? -x : x) * 0.70710678118654752440f;
-    float t = 1.0f / (1.0f + 0.3275911f * ax);
-    float r = 1.061405429f;
-    r = r * t - 1.453152027f;
-    r = r * t + 1.421413741f;
-    r = r * t - 0.284496736f;
-    r = r * t + 0.254829592f;
-    float erf_abs = 1.0f - r * t * e;
+    float erf_abs = fast_erf_nonneg((x < 0.0f ? -x : x) * 0.70710678118654752440f, e);
     float cdf = 0.5f * (1.0f + (x < 0.0f ? -erf_abs : erf_abs));
     return cdf + x * e * 0.39894228040143267794f;
 }

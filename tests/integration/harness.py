@@ -80,6 +80,19 @@ def exit_line(output):
     raise AssertionError(f"no exit line in output:\n{output[-2000:]}")
 
 
+def events(output, name):
+    """Every {"event": name, ...} JSON line of a run's output, in order."""
+    found = []
+    for line in output.splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if obj.get("event") == name:
+            found.append(obj)
+    return found
+
+
 @pytest.fixture(scope="module")
 def moto():
     """moto_server (S3, Secrets Manager, Step Functions...) on a free loopback port, one

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import base_env, exit_line, run
+from conftest import base_env, events, exit_line, run
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hub_mock import MockHub  # noqa: E402
@@ -69,18 +69,6 @@ def strict_env(hub, cache):
     env.pop("RUNNER_REQUIRE_LEARNING", None)
     env.pop("HF_TOKEN", None)
     return env
-
-
-def events(output, name):
-    found = []
-    for line in output.splitlines():
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            continue
-        if obj.get("event") == name:
-            found.append(obj)
-    return found
 
 
 # ---- the checkpoints the mock serves are what they claim to be -------------------------

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import base_env, exit_line, run
+from conftest import base_env, events, exit_line, run
 
 np = pytest.importorskip("numpy")
 seqeval_metrics = pytest.importorskip("seqeval.metrics")
@@ -31,18 +31,6 @@ pytestmark = pytest.mark.timeout(600)
 MODEL_DIR = Path(gt.__file__).parent / "model"
 COMMON = ["--no-serve", "--redis", "off", "--log-format", "json"]
 FALLBACK = "--precision bf16: "
-
-
-def events(output, name):
-    found = []
-    for line in output.splitlines():
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            continue
-        if obj.get("event") == name:
-            found.append(obj)
-    return found
 
 
 @pytest.fixture(scope="module")

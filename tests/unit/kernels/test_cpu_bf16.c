@@ -12,18 +12,11 @@
 #include "kernels/cpu/gemm_bf16.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/rng.h"
+#include "random_floats.h"
 
 static uint64_t counter;
 
-// Uniform in +-[0.1, 2]: never zero (a relative bound means something), both signs.
-static float *random_floats(size_t n) {
-    float *x = malloc(sizeof(float) * n);
-    for (size_t i = 0; i < n; i++) {
-        double u = rng_uniform(17, counter++), mag = 0.1 + 1.9 * rng_uniform(18, counter++);
-        x[i] = (float)(u < 0.5 ? -mag : mag);
-    }
-    return x;
-}
+static float *random_floats(size_t n) { return random_floats_from(17, 18, &counter, n); }
 
 // The error bound of one output element y = sum_k a_k w_k + b computed from bf16(a),
 // bf16(w) with fp32 accumulation:

@@ -12,6 +12,7 @@
 #include "kernels/cpu/fast_math.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/rng.h"
+#include "random_floats.h"
 
 CPU_OPS_DECLARE(float, baseline_f32_)
 #define REAL float
@@ -25,15 +26,7 @@ CPU_OPS_DECLARE(float, baseline_f32_)
 
 static uint64_t counter;
 
-// Uniform in +-[0.1, 2]: never zero, both signs, GELU's and exp's interesting range.
-static float *random_floats(size_t n) {
-    float *x = malloc(sizeof(float) * n);
-    for (size_t i = 0; i < n; i++) {
-        double u = rng_uniform(99, counter++), mag = 0.1 + 1.9 * rng_uniform(98, counter++);
-        x[i] = (float)(u < 0.5 ? -mag : mag);
-    }
-    return x;
-}
+static float *random_floats(size_t n) { return random_floats_from(99, 98, &counter, n); }
 
 static float *copy_of(const float *x, size_t n) {
     float *y = malloc(sizeof(float) * n);
