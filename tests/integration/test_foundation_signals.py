@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import base_env, exit_line
+from conftest import base_env, events, exit_line
 
 
 class Runner:
@@ -30,15 +30,7 @@ class Runner:
             self.lines.append(line)
 
     def events(self, name):
-        found = []
-        for line in list(self.lines):
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if obj.get("event") == name:
-                found.append(obj)
-        return found
+        return events("".join(list(self.lines)), name)
 
     def wait_event(self, name, count=1, timeout=60):
         deadline = time.monotonic() + timeout
