@@ -358,14 +358,17 @@ OPS_CLONES void OPS(gelu_backward)(REAL *dinp, const REAL *inp, const REAL *dout
 
 // Softmax of each row of P (T,T) in place over the keys the mask lets through; masked
 // keys get probability exactly 0 (the -inf of the scores). A head whose keys are all
-// masked gets all-zero rows. `bias` is T elements of scratch. Scores are finite.
-OPS_CLONES static void OPS(masked_softmax_rows)(REAL *P, const int32_t *mk, int T, REAL *bias) {
+// masked gets all-zero rows. `scratch` is 2 T elements (the mask as an additive bias and
+// as a 0/1 factor, built once per head rather than per row). Scores are finite.
+OPS_CLONES static void OPS(masked_softmax_rows)(REAL *P, const int32_t *mk, int T, REAL *scratch) {
+    REAL *bias = scratch, *keep = scratch + T;
     if (mk) {
         // -3e38 (finite in float) added before the max keeps masked keys out of it
         int visible = 0;
         for (int t2 = 0; t2 < T; t2++) {
             visible += mk[t2] != 0;
             bias[t2] = mk[t2] ? (REAL)0 : (REAL)-3.0e38;
+            keep[t2] = (REAL)(mk[t2] != 0);
         }
         if (!visible) {
             memset(P, 0, sizeof(REAL) * T * T);
@@ -376,12 +379,9 @@ OPS_CLONES static void OPS(masked_softmax_rows)(REAL *P, const int32_t *mk, int 
         REAL *row = P + (size_t)t1 * T;
         REAL mx = OPS(row_max)(row, mk ? bias : NULL, T);
         if (mk) {
-            for (int t2 = 0; t2 < T; t2++) {
-                // the mask as a 0/1 factor rather than a branch, so the loop vectorises:
-                // a masked key becomes exp(0) * 0 = 0 exactly
-                REAL keep = (REAL)(mk[t2] != 0);
-                row[t2] = EXP((row[t2] - mx) * keep) * keep;
-            }
+            // the mask as a 0/1 factor rather than a branch, so the loop vectorises:
+            // a masked key becomes exp(0) * 0 = 0 exactly
+            for (int t2 = 0; t2 < T; t2++) row[t2] = EXP((row[t2] - mx) * keep[t2]) * keep[t2];
         } else {
             for (int t2 = 0; t2 < T; t2++) row[t2] = EXP(row[t2] - mx);
         }
@@ -413,8 +413,8 @@ OPS_CLONES void OPS(attention_forward)(REAL *out, REAL *att, const REAL *qkv, co
     cpu_blas_single(); // the GEMMs below run inside an OpenMP region, one head each
 #pragma omp parallel num_threads(OPS_THREADS_FOR((size_t)heads * T * T))
     {
-        // per thread: probabilities when att is NULL, dropped probabilities, mask bias
-        REAL *tmp = malloc(sizeof(REAL) * (2 * (size_t)T * T + T));
+        // per thread: probabilities when att is NULL, dropped probabilities, mask scratch
+        REAL *tmp = malloc(sizeof(REAL) * (2 * (size_t)T * T + 2 * (size_t)T));
 #pragma omp for schedule(dynamic, 1)
         for (long bh = 0; bh < heads; bh++) {
             int b = (int)(bh / NH), h = (int)(bh % NH);
