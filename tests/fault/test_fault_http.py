@@ -93,6 +93,17 @@ def connect(port, source, rcvbuf=None):
     return s
 
 
+def read_ready(sock):
+    """What a non-blocking socket the selector reported has: bytes, b"" at end of stream or
+    on a reset, None when there was nothing after all."""
+    try:
+        return sock.recv(65536)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
 def exchange(socks_and_requests, timeout):
     """Send each request on its socket, then read every answer until the server closes
     or `timeout` passes. Returns one outcome per socket: an HTTP status (int), "closed"
@@ -112,12 +123,9 @@ def exchange(socks_and_requests, timeout):
     while len(outcome) < len(socks_and_requests) and time.monotonic() < deadline:
         for key, _ in sel.select(timeout=max(0.0, deadline - time.monotonic())):
             i = key.data
-            try:
-                data = key.fileobj.recv(65536)
-            except BlockingIOError:
+            data = read_ready(key.fileobj)
+            if data is None:
                 continue
-            except OSError:
-                data = b""
             got[i] += data
             if not data:
                 sel.unregister(key.fileobj)
@@ -314,12 +322,9 @@ def test_slowloris_malformed_oversized_and_traversal_are_refused(job):
                         pass
             next_byte += 2
         for key, _ in sel.select(timeout=0.2):
-            try:
-                data = key.fileobj.recv(65536)
-            except BlockingIOError:
+            data = read_ready(key.fileobj)
+            if data is None:
                 continue
-            except OSError:
-                data = b""
             if data:
                 answers[key.data] = answers.get(key.data, b"") + data
                 continue
